@@ -1,0 +1,1 @@
+"""The `jobline` command line."""

@@ -1,0 +1,142 @@
+"""Event types: one tagged union of frozen msgspec Structs, JSON on the wire.
+
+Schema evolution rules (msgspec's): a new field always gets a default; a field's type never
+changes; a removed meaning gets a new field instead. `v` is bumped when the meaning of an existing
+field changes, which we avoid.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+
+class _Tagged(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=False):
+    v: int = SCHEMA_VERSION
+    ts: float  # unix time (seconds) at which the event happened, by the publisher's clock
+
+
+class _JobEvent(_Tagged, frozen=True, kw_only=True):
+    job_id: str
+
+
+class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
+    type: str
+    params: dict[str, Any] = {}
+    steps: list[str] = []  # the planned step names, so a client can draw them before the job runs
+
+
+class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):
+    attempt: int
+    worker: str
+    steps: list[str] = []  # the handler's plan for this attempt (may refine the created plan)
+
+
+class StepStarted(_JobEvent, frozen=True, kw_only=True, tag="step_started"):
+    attempt: int
+    name: str
+
+
+class StepFinished(_JobEvent, frozen=True, kw_only=True, tag="step_finished"):
+    attempt: int
+    name: str
+    duration_s: float
+    outcome: str = "done"  # done | failed
+
+
+class ProgressReported(_JobEvent, frozen=True, kw_only=True, tag="progressed"):
+    attempt: int
+    fraction: float | None = None  # 0..1, None when the total is unknown
+    current: float | None = None
+    total: float | None = None
+    message: str | None = None
+    eta_s: float | None = None
+
+
+class LogLineWritten(_JobEvent, frozen=True, kw_only=True, tag="logged"):
+    attempt: int
+    level: str
+    message: str
+
+
+class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="completed"):
+    attempt: int
+    result: Any = None
+
+
+class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="failed"):
+    attempt: int
+    error: str
+    reason: str = "error"  # error | invalid_params | unknown_type
+
+
+class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
+    """One Python log record of a Jobline service (the services' own live log stream)."""
+
+    service: str
+    instance: str
+    level: str
+    logger: str
+    message: str
+
+
+JobEvent = (
+    JobCreated
+    | JobStarted
+    | StepStarted
+    | StepFinished
+    | ProgressReported
+    | LogLineWritten
+    | JobCompleted
+    | JobFailed
+)
+TerminalEvent = JobCompleted | JobFailed
+TERMINAL_KINDS: Final = frozenset({"completed", "failed"})
+
+# What the log stream holds: job log lines (sourced from the job stream) and service records.
+LogEntry = LogLineWritten | ServiceLogged
+
+job_event_decoder: Final = msgspec.json.Decoder(JobEvent)
+log_entry_decoder: Final = msgspec.json.Decoder(LogEntry)
+encoder: Final = msgspec.json.Encoder()
+
+
+def kind_of(event: _Tagged) -> str:
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+class JobTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a processor advertises about a job type it serves (in the types KV bucket)."""
+
+    name: str
+    description: str = ""
+    steps: list[str] = []
+    params: dict[str, Any] = {}  # example/default params, shown by clients
+
+
+class LogQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Request to the logsink's history subject."""
+
+    job_id: str | None = None
+    service: str | None = None
+    after_seq: int = 0
+    limit: int = 500
+
+
+class LogRow(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int  # sequence in the log stream
+    ts: float
+    level: str
+    message: str
+    job_id: str | None = None
+    service: str | None = None
+    logger: str | None = None
+
+
+class LogPage(msgspec.Struct, frozen=True, kw_only=True):
+    rows: list[LogRow]
+    last_seq: int  # pass as after_seq to get the next page
+    error: str | None = None

@@ -1,0 +1,129 @@
+"""Every subject, stream, consumer and bucket name Jobline uses, in one place.
+
+A `Names` value is built from an optional namespace so that several Jobline installations (or
+several tests) can share one NATS server without seeing each other's subjects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Job ids and type names become subject tokens: they must never carry `.`, `*`, `>` or spaces.
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+_JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
+_NAMESPACE_RE = re.compile(r"^[a-z0-9_-]{0,32}$")
+SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+# The last token of each job event subject.
+CREATED = "created"
+STARTED = "started"
+STEP = "step"
+PROGRESS = "progress"
+LOG = "log"
+# One subject per job for its single terminal event (completed or failed); the broker refuses a
+# second message there (Nats-Expected-Last-Subject-Sequence: 0), which makes "ends exactly once"
+# a property of the stream, not of the code.
+ENDED = "ended"
+
+
+class InvalidName(ValueError):
+    pass
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    return bool(_JOB_ID_RE.match(job_id))
+
+
+def is_valid_job_type(job_type: str) -> bool:
+    return bool(_JOB_TYPE_RE.match(job_type))
+
+
+def _checked_job_id(job_id: str) -> str:
+    if not is_valid_job_id(job_id):
+        raise InvalidName(f"invalid job id {job_id!r}")
+    return job_id
+
+
+def _checked_job_type(job_type: str) -> str:
+    if not is_valid_job_type(job_type):
+        raise InvalidName(f"invalid job type {job_type!r}")
+    return job_type
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE_RE.match(self.namespace):
+            raise InvalidName(f"invalid namespace {self.namespace!r}")
+
+    # --- prefixes -------------------------------------------------------------------------
+    def _subject(self, *tokens: str) -> str:
+        return ".".join(((self.namespace,) if self.namespace else ()) + tokens)
+
+    def _stream(self, base: str) -> str:
+        return f"{self.namespace.upper().replace('-', '_')}_{base}" if self.namespace else base
+
+    # --- streams --------------------------------------------------------------------------
+    @property
+    def jobs_stream(self) -> str:
+        return self._stream("JOBS")
+
+    @property
+    def logs_stream(self) -> str:
+        return self._stream("LOGS")
+
+    @property
+    def all_job_events(self) -> str:
+        """Filter for every job's every event: `jobs.>`."""
+        return self._subject("jobs", ">")
+
+    @property
+    def all_service_logs(self) -> str:
+        """Filter for the services' own log records: `logs.>`."""
+        return self._subject("logs", ">")
+
+    @property
+    def all_job_logs(self) -> str:
+        """Filter for every job's log lines (sourced from the job stream into the log stream)."""
+        return self._subject("jobs", "*", LOG)
+
+    # --- one job --------------------------------------------------------------------------
+    def job_timeline(self, job_id: str) -> str:
+        """One job's whole timeline is this one filter: `jobs.<id>.>`."""
+        return self._subject("jobs", _checked_job_id(job_id), ">")
+
+    def job_event(self, job_id: str, kind: str) -> str:
+        return self._subject("jobs", _checked_job_id(job_id), kind)
+
+    def job_created(self, job_id: str, job_type: str) -> str:
+        return self._subject("jobs", _checked_job_id(job_id), CREATED, _checked_job_type(job_type))
+
+    def created_filter(self, job_type: str | None = None) -> str:
+        """What a processor pool consumes: every new job, or only one type's."""
+        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type) if job_type else "*")
+
+    def service_log(self, service: str, level: str) -> str:
+        return self._subject("logs", service, level.lower())
+
+    # --- consumers, buckets, request/reply ----------------------------------------------------
+    def processor_durable(self, pool: str) -> str:
+        return f"processor-{pool}"
+
+    @property
+    def logsink_durable(self) -> str:
+        return "logsink"
+
+    @property
+    def types_bucket(self) -> str:
+        """KV bucket where processors advertise the job types they serve."""
+        return self._stream("JOB_TYPES").lower()
+
+    @property
+    def log_history_rpc(self) -> str:
+        """Request/reply subject of the logsink; outside the streams' `jobs.>`/`logs.>` space."""
+        return self._subject("rpc", "logsink", "history")

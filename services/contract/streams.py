@@ -1,0 +1,68 @@
+"""Stream configurations: what each service ensures exists when it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+
+from .names import Names
+
+DUPLICATE_WINDOW_S = 120.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Retention and replication of the streams (1 replica locally, 3 on a cluster)."""
+
+    replicas: int = 1
+    jobs_max_age_s: float = 7 * 24 * 3600
+    jobs_max_bytes: int = 1 << 30
+    logs_max_age_s: float = 3 * 24 * 3600
+    logs_max_bytes: int = 1 << 30
+
+
+def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    return StreamConfig(
+        name=names.jobs_stream,
+        description="Every job's timeline: created, started, steps, progress, log lines, end.",
+        subjects=[names.all_job_events],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=retention.jobs_max_age_s,
+        max_bytes=retention.jobs_max_bytes,
+        num_replicas=retention.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+    )
+
+
+def logs_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    # Job log lines are published once, into the job's timeline; the log stream sources them from
+    # there so the logsink reads one stream holding both job lines and the services' own records.
+    return StreamConfig(
+        name=names.logs_stream,
+        description="Job log lines (sourced from the job stream) and the services' own log records.",
+        subjects=[names.all_service_logs],
+        sources=[StreamSource(name=names.jobs_stream, filter_subject=names.all_job_logs)],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=retention.logs_max_age_s,
+        max_bytes=retention.logs_max_bytes,
+        num_replicas=retention.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+    )
+
+
+def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
+    # Order matters: the log stream sources from the job stream.
+    return [jobs_stream_config(names, retention), logs_stream_config(names, retention)]

@@ -1,0 +1,97 @@
+"""The gateway's Litestar application: one factory, NATS wired in through the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobline.runtime.connection import connect, instance_name
+from jobline.runtime.log_shipping import ship_logs
+from jobline.runtime.stream_setup import ensure_streams
+
+from .catalogue import Catalogue
+from .core import Core
+from .feed import JobFeed
+from .hub import Hub
+from .problems import exception_handlers
+from .read_model import ReadModel
+from .routes import route_handlers
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+SERVICE = "gateway"
+
+# The web UI loads only its own files: no inline script or style, no third-party origin.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                                 b"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def security_headers(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
+
+
+def create_app(settings: GatewaySettings) -> Litestar:
+    @contextlib.asynccontextmanager
+    async def nats_lifespan(app: Litestar) -> AsyncIterator[None]:
+        instance = instance_name(SERVICE)
+        nc = await connect(settings.nats_servers, instance)
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js, settings.names, settings.retention)
+            async with ship_logs(nc, settings.names, SERVICE, instance):
+                catalogue = Catalogue()
+                await catalogue.start(js, settings.names, settings.retention.replicas)
+                core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(),
+                            hub=Hub(settings.stream_buffer), catalogue=catalogue)
+                app.state.core = core
+                feed = JobFeed(js, settings.names, core.read_model, core.hub)
+                try:
+                    await feed.start(catch_up_timeout=600.0)
+                    core.ready = True
+                    yield
+                finally:
+                    core.ready = False
+                    await feed.stop()
+                    await catalogue.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    handlers: list[Any] = list(route_handlers)
+    if settings.web_dir.is_dir():
+        handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
+                                                   include_in_schema=False))
+    else:
+        log.warning("web UI folder %s not found; serving the API only", settings.web_dir)
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[nats_lifespan],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        middleware=[security_headers],
+        openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema"),
+        logging_config=None,  # the process configures logging (runtime.lifecycle)
+    )

@@ -1,0 +1,149 @@
+"""The gateway's logic as plain functions over a `Core`, testable without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+from jobline.contract.events import JobCreated, LogPage, LogQuery, encoder
+from jobline.contract.names import is_valid_job_id, is_valid_job_type
+from jobline.contract.publishing import created_msg_id
+from jobline.runtime.publishing import publish_reliably
+
+from . import sse
+from .catalogue import Catalogue
+from .hub import END, Hub
+from .job_state import JobState
+from .problems import Problem
+from .read_model import ReadModel
+from .settings import GatewaySettings
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_log_page_decoder = msgspec.json.Decoder(LogPage)
+
+
+@dataclass
+class Core:
+    settings: GatewaySettings
+    nc: Client
+    js: JetStreamContext
+    read_model: ReadModel
+    hub: Hub
+    catalogue: Catalogue
+    ready: bool = False
+
+
+class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    params: dict[str, Any] = {}
+
+
+def new_job_id() -> str:
+    """A ULID in lowercase Crockford base32: 26 characters, sortable by creation time."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+
+
+def _check_job_id(job_id: str) -> None:
+    if not is_valid_job_id(job_id):
+        raise Problem(400, "Invalid job id", f"{job_id!r} is not a job id (letters, digits, '-' and '_', at most 64)",
+                      errors=[{"key": "id", "source": "path", "message": "invalid job id"}])
+
+
+async def submit(core: Core, submission: JobSubmission) -> JobCreated:
+    if not is_valid_job_type(submission.type) or submission.type not in core.catalogue.types:
+        known = ", ".join(sorted(core.catalogue.types)) or "none yet: is a processor running?"
+        raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
+                      errors=[{"key": "type", "source": "body", "message": "unknown job type"}])
+    info = core.catalogue.types[submission.type]
+    job_id = new_job_id()
+    event = JobCreated(ts=time.time(), job_id=job_id, type=submission.type, params=submission.params, steps=list(info.steps))
+    names = core.settings.names
+    try:
+        await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
+                               msg_id=created_msg_id(job_id), give_up_after=10.0)
+    except (NatsTimeout, NoRespondersError) as exc:
+        raise Problem(503, "Event store unavailable", f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
+    return event
+
+
+async def find_job(core: Core, job_id: str) -> JobState:
+    """The job's state; an id not seen yet waits (bounded) for the read model to reach the
+    stream's end, so a job created through another gateway a moment ago is found."""
+    _check_job_id(job_id)
+    state = core.read_model.get(job_id)
+    if state is None:
+        last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+        await core.read_model.wait_for(last, core.settings.catch_up_timeout_s)
+        state = core.read_model.get(job_id)
+    if state is None:
+        raise Problem(404, "Job not found", f"there is no job {job_id!r}")
+    return state
+
+
+def links(job_id: str) -> dict[str, str]:
+    base = f"/api/jobs/{job_id}"
+    return {"self": base, "events": f"{base}/events", "logs": f"{base}/logs"}
+
+
+def _parse_last_event_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def finished_before(state: JobState, last_event_id: str | None) -> bool:
+    """A client reconnecting after it saw the job's end: answer 204 so EventSource stops."""
+    seen = _parse_last_event_id(last_event_id)
+    return state.is_terminal and seen is not None and seen >= state.seq
+
+
+async def job_events(core: Core, state: JobState) -> AsyncIterator[bytes]:
+    """Snapshot first, then every later event of the job, then the end.
+
+    Subscribing and taking the snapshot happen with no await between them, so no event of the
+    feed can fall between the two: nothing is lost or repeated at the seam.
+    """
+    listener = None if state.is_terminal else core.hub.subscribe(state.id)
+    snapshot = sse.frame("snapshot", encoder.encode(state), core.read_model.last_seq)
+    try:
+        yield sse.retry(core.settings.sse_retry_ms) + snapshot
+        if listener is None:
+            return
+        heartbeat = core.settings.heartbeat_s
+        while True:
+            try:
+                chunk = await asyncio.wait_for(listener.queue.get(), heartbeat)
+            except TimeoutError:
+                yield sse.HEARTBEAT
+                continue
+            if chunk is END:
+                return
+            yield chunk
+    finally:
+        if listener is not None:
+            core.hub.unsubscribe(listener)
+
+
+async def log_history(core: Core, query: LogQuery) -> LogPage:
+    try:
+        reply = await core.nc.request(core.settings.names.log_history_rpc, encoder.encode(query), timeout=5.0)
+    except (NoRespondersError, NatsTimeout) as exc:
+        raise Problem(503, "Log store unavailable", f"the logsink did not answer ({type(exc).__name__})") from exc
+    page = _log_page_decoder.decode(reply.data)
+    if page.error:
+        raise Problem(400, "Bad log query", page.error)
+    return page

@@ -1,0 +1,122 @@
+"""A job's current state, folded from its events (the read model's value type)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from jobline.contract.events import (
+    JobCompleted,
+    JobCreated,
+    JobEvent,
+    JobFailed,
+    JobStarted,
+    LogLineWritten,
+    ProgressReported,
+    StepFinished,
+    StepStarted,
+)
+
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+
+
+class StepState(msgspec.Struct, kw_only=True):
+    name: str
+    status: str = "pending"  # pending | running | done | failed
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+
+
+class JobState(msgspec.Struct, kw_only=True):
+    id: str
+    type: str
+    status: str = "pending"  # pending | running | completed | failed
+    params: dict[str, Any] = {}
+    progress: float | None = None  # 0..1
+    current: float | None = None
+    total: float | None = None
+    message: str | None = None
+    eta_s: float | None = None
+    step: str | None = None  # the step running now
+    steps: list[StepState] = []
+    attempt: int = 0
+    worker: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: Any = None
+    error: str | None = None
+    error_reason: str | None = None
+    log_lines: int = 0
+    created_seq: int = 0  # stream sequence of the created event
+    seq: int = 0  # stream sequence of the last event applied
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def new_state(event: JobCreated, seq: int) -> JobState:
+    return JobState(
+        id=event.job_id, type=event.type, params=event.params, created_at=event.ts,
+        steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
+    )
+
+
+def _step(state: JobState, name: str) -> StepState:
+    for step in state.steps:
+        if step.name == name and step.status in ("pending", "running"):
+            return step
+    step = StepState(name=name)
+    state.steps.append(step)
+    return step
+
+
+def apply(state: JobState, event: JobEvent, seq: int) -> None:
+    """Fold one event into the state. Events of an attempt older than the current one are
+    ignored: a worker presumed dead cannot rewrite what its successor reports."""
+    if state.is_terminal:
+        return
+    attempt = getattr(event, "attempt", None)
+    if attempt is not None and attempt < state.attempt:
+        return
+    state.seq = seq
+    match event:
+        case JobStarted():
+            state.status = "running"
+            state.attempt = event.attempt
+            state.worker = event.worker
+            state.started_at = event.ts
+            state.progress = state.current = state.total = state.eta_s = None
+            state.step = state.message = None
+            plan = event.steps or [s.name for s in state.steps]
+            state.steps = [StepState(name=n) for n in plan]
+        case StepStarted():
+            step = _step(state, event.name)
+            step.status, step.started_at = "running", event.ts
+            state.step = event.name
+        case StepFinished():
+            step = _step(state, event.name)
+            step.status, step.finished_at, step.duration_s = event.outcome, event.ts, event.duration_s
+            if state.step == event.name:
+                state.step = None
+        case ProgressReported():
+            if event.fraction is not None and state.progress is not None and event.fraction < state.progress:
+                return  # progress never goes back within an attempt
+            state.progress, state.current, state.total = event.fraction, event.current, event.total
+            state.eta_s = event.eta_s
+            if event.message is not None:
+                state.message = event.message
+        case LogLineWritten():
+            state.log_lines += 1
+        case JobCompleted():
+            state.status, state.result, state.finished_at = "completed", event.result, event.ts
+            state.progress, state.eta_s, state.step = 1.0, 0.0, None
+        case JobFailed():
+            state.status, state.finished_at = "failed", event.ts
+            state.error, state.error_reason, state.eta_s = event.error, event.reason, None
+            state.attempt = max(state.attempt, event.attempt)
+        case JobCreated():
+            pass

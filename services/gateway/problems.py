@@ -1,0 +1,60 @@
+"""Every error as RFC 9457 problem details (`application/problem+json`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(HTTPException):
+    """Raise with a status, a short title, a detail and any extension members."""
+
+    def __init__(self, status: int, title: str, detail: str, **extensions: Any):
+        super().__init__(status_code=status, detail=detail)
+        self.title = title
+        self.extensions = extensions
+
+
+def problem_response(status: int, title: str, detail: str, instance: str, **extensions: Any) -> Response[dict[str, Any]]:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance, **extensions}
+    return Response(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, Problem):
+        return problem_response(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extensions)
+    extensions: dict[str, Any] = {}
+    detail = exc.detail
+    if isinstance(exc, ValidationException) and exc.extra:
+        errors = exc.extra if isinstance(exc.extra, list) else [exc.extra]
+        extensions["errors"] = errors
+        messages = [e.get("message", "") + (f" (field: {e['key']})" if e.get("key") else "") for e in errors if isinstance(e, dict)]
+        detail = "; ".join(m for m in messages if m) or detail
+    response = problem_response(exc.status_code, _title(exc.status_code), detail, request.url.path, **extensions)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "unexpected error; see the gateway log", request.url.path)
+
+
+exception_handlers = {HTTPException: handle_http_exception, Exception: handle_unexpected}

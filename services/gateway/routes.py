@@ -1,0 +1,117 @@
+"""HTTP routes: thin handlers over the functions in `core`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+from litestar.response import Stream
+
+from jobline.contract.events import JobTypeInfo, LogPage, LogQuery
+
+from . import core as jobs
+from . import sse
+from .job_state import JobState
+from .problems import Problem
+
+
+# A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
+MAX_SUBMIT_BYTES = 256 * 1024
+
+
+def _core(state: State) -> jobs.Core:
+    return state.core  # type: ignore[no-any-return]
+
+
+class Accepted(msgspec.Struct):
+    id: str
+    status: str
+    links: dict[str, str]
+
+
+class JobPage(msgspec.Struct):
+    jobs: list[JobState]
+    next_before: int | None  # pass as ?before= for the next (older) page
+
+
+@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES)
+async def submit_job(state: State, data: JSONBody[jobs.JobSubmission]) -> Response[Accepted]:
+    event = await jobs.submit(_core(state), data)
+    job_links = jobs.links(event.job_id)
+    return Response(Accepted(id=event.job_id, status="pending", links=job_links), status_code=202,
+                    headers={"Location": job_links["self"]})
+
+
+@get("/api/jobs", summary="List jobs, newest first")
+async def list_jobs(
+    state: State,
+    status: FromQuery[str | None] = None,
+    type: FromQuery[str | None] = None,
+    before: FromQuery[int | None] = None,
+    limit: FromQuery[int] = 50,
+) -> JobPage:
+    if not 1 <= limit <= 500:
+        raise Problem(400, "Bad limit", "limit must be from 1 to 500", errors=[{"key": "limit", "source": "query"}])
+    page: list[JobState] = []
+    for job in _core(state).read_model.newest_first(before_seq=before, status=status, job_type=type):
+        page.append(job)
+        if len(page) == limit:
+            break
+    return JobPage(jobs=page, next_before=page[-1].created_seq if len(page) == limit else None)
+
+
+@get("/api/jobs/{job_id:str}", summary="A job's current state")
+async def get_job(state: State, job_id: FromPath[str]) -> JobState:
+    return await jobs.find_job(_core(state), job_id)
+
+
+@get(
+    "/api/jobs/{job_id:str}/events",
+    summary="Live events of a job (Server-Sent Events)",
+    description="A `snapshot` event with the job's state, then each later event with `id:` = its stream "
+    "sequence and `event:` = its kind; the stream ends after the terminal event. A client reconnecting "
+    "after the end gets 204 (EventSource stops).",
+    response_description="text/event-stream",
+)
+async def job_events(
+    state: State,
+    job_id: FromPath[str],
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> Response[Any]:
+    core = _core(state)
+    job = await jobs.find_job(core, job_id)
+    if jobs.finished_before(job, last_event_id):
+        return Response(None, status_code=204)
+    return Stream(jobs.job_events(core, job), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
+@get("/api/jobs/{job_id:str}/logs", summary="A job's log lines from the logsink, by log stream sequence")
+async def job_logs(state: State, job_id: FromPath[str], after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> LogPage:
+    core = _core(state)
+    await jobs.find_job(core, job_id)
+    return await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
+
+
+@get("/api/types", summary="Job types served by the running processors")
+async def list_types(state: State) -> list[JobTypeInfo]:
+    types = _core(state).catalogue.types
+    return [types[name] for name in sorted(types)]
+
+
+@get("/healthz", summary="Liveness", include_in_schema=True)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness: connected to NATS and the read model caught up")
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    core = _core(state)
+    ready = core.ready and core.nc.is_connected
+    body = {"status": "ready" if ready else "not ready", "jobs": len(core.read_model), "last_seq": core.read_model.last_seq}
+    return Response(body, status_code=200 if ready else 503)
+
+
+route_handlers = [submit_job, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]

@@ -1,0 +1,48 @@
+"""Gateway settings: every environment variable it reads, with its default (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobline.contract.names import Names
+from jobline.contract.streams import RetentionSettings
+from jobline.runtime import env
+
+
+def default_web_dir() -> Path:
+    """`web/` beside the `services/` source folder (a checkout or an editable install)."""
+    return Path(__file__).resolve().parents[2] / "web"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    nats_servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    names: Names = field(default_factory=Names)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    host: str = "127.0.0.1"  # loopback by default: there is no authentication yet
+    port: int = 8000
+    web_dir: Path = field(default_factory=default_web_dir)
+    heartbeat_s: float = 15.0  # SSE comment sent when a stream has been quiet this long
+    sse_retry_ms: int = 2000  # reconnection delay suggested to EventSource clients
+    stream_buffer: int = 1000  # frames buffered per SSE client before it is dropped as too slow
+    catch_up_timeout_s: float = 5.0  # how long a lookup of an unseen job id waits for the read model
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        d = cls()
+        web = env.env_str("JOBLINE_WEB_DIR", "")
+        return cls(
+            nats_servers=env.nats_servers(),
+            names=env.names(),
+            retention=env.retention(),
+            host=env.env_str("JOBLINE_HOST", d.host),
+            port=env.env_int("JOBLINE_PORT", d.port),
+            web_dir=Path(web).resolve() if web else d.web_dir,
+            heartbeat_s=env.env_float("JOBLINE_SSE_HEARTBEAT_S", d.heartbeat_s),
+            sse_retry_ms=env.env_int("JOBLINE_SSE_RETRY_MS", d.sse_retry_ms),
+            stream_buffer=env.env_int("JOBLINE_SSE_BUFFER", d.stream_buffer),
+            catch_up_timeout_s=env.env_float("JOBLINE_CATCH_UP_TIMEOUT_S", d.catch_up_timeout_s),
+            log_level=env.log_level(),
+        )

@@ -1,0 +1,20 @@
+"""Server-Sent Events framing. Frames are bytes built once and shared by every client."""
+
+from __future__ import annotations
+
+HEARTBEAT = b": keepalive\n\n"  # a comment: no id (it would move Last-Event-ID), no data
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # proxies must not buffer a live stream
+}
+MEDIA_TYPE = "text/event-stream"
+
+
+def frame(event: str, data: bytes, event_id: int | None = None) -> bytes:
+    """One SSE message; `data` is single-line JSON (msgspec never emits newlines)."""
+    head = f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
+    return head.encode() + b"data: " + data + b"\n\n"
+
+
+def retry(milliseconds: int) -> bytes:
+    return f"retry: {milliseconds}\n\n".encode()

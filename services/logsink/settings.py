@@ -1,0 +1,41 @@
+"""Logsink settings: every environment variable it reads, with its default (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobline.contract.names import Names
+from jobline.contract.streams import RetentionSettings
+from jobline.runtime import env
+
+
+@dataclass(frozen=True)
+class LogsinkSettings:
+    nats_servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    names: Names = field(default_factory=Names)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
+    db_path: Path | None = None  # default: <data_dir>/logs.sqlite3
+    batch_size: int = 500  # log messages fetched and written per transaction
+    ack_wait_s: float = 30.0
+    log_level: str = "INFO"
+
+    @property
+    def database(self) -> Path:
+        return self.db_path or self.data_dir / "logs.sqlite3"
+
+    @classmethod
+    def from_env(cls) -> LogsinkSettings:
+        d = cls()
+        db = env.env_str("JOBLINE_LOGSINK_DB", "")
+        return cls(
+            nats_servers=env.nats_servers(),
+            names=env.names(),
+            retention=env.retention(),
+            data_dir=env.data_dir(),
+            db_path=Path(db).resolve() if db else None,
+            batch_size=env.env_int("JOBLINE_LOGSINK_BATCH", d.batch_size),
+            ack_wait_s=env.env_float("JOBLINE_LOGSINK_ACK_WAIT_S", d.ack_wait_s),
+            log_level=env.log_level(),
+        )

@@ -1,0 +1,85 @@
+"""Consume the log stream into the store; acknowledge only what is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from jobline.contract.events import LogLineWritten, ServiceLogged, log_entry_decoder
+
+from .settings import LogsinkSettings
+from .store import LogStore, Row
+
+log = logging.getLogger(__name__)
+
+
+def to_row(msg: Msg) -> Row | None:
+    seq = msg.metadata.sequence.stream
+    try:
+        entry = log_entry_decoder.decode(msg.data)
+    except msgspec.DecodeError as exc:
+        log.warning("log message %s on %s is not a log entry: %s", seq, msg.subject, exc)
+        return None
+    match entry:
+        case LogLineWritten():
+            return (seq, entry.ts, entry.level, entry.message, entry.job_id, entry.attempt, None, None, None)
+        case ServiceLogged():
+            return (seq, entry.ts, entry.level, entry.message, None, None, entry.service, entry.instance, entry.logger)
+    return None
+
+
+async def ensure_consumer(js: JetStreamContext, settings: LogsinkSettings) -> None:
+    stream, durable = settings.names.logs_stream, settings.names.logsink_durable
+    wanted = ConsumerConfig(
+        durable_name=durable,
+        description="logsink: persists every log line to SQLite",
+        deliver_policy=DeliverPolicy.ALL,
+        # One logsink writes in stream order, so acking a batch's last message acks the batch.
+        ack_policy=AckPolicy.ALL,
+        ack_wait=settings.ack_wait_s,
+        max_ack_pending=max(settings.batch_size * 4, 1000),
+    )
+    try:
+        info = await js.consumer_info(stream, durable)
+        if round(info.config.ack_wait or 0, 3) != round(settings.ack_wait_s, 3):
+            log.warning("consumer %s ack_wait %s differs from settings %s; updating", durable,
+                        info.config.ack_wait, settings.ack_wait_s)
+            await js.add_consumer(stream, wanted)
+    except NotFoundError:
+        await js.add_consumer(stream, wanted)
+        log.info("created consumer %s on %s", durable, stream)
+
+
+async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogStore, stop: asyncio.Event) -> None:
+    await ensure_consumer(js, settings)
+    psub = await js.pull_subscribe_bind(durable=settings.names.logsink_durable, stream=settings.names.logs_stream)
+    loop = asyncio.get_running_loop()
+    stop_wait = asyncio.create_task(stop.wait())
+    written = 0
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await psub.fetch(settings.batch_size, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                log.warning("fetch failed (%s); retrying", type(exc).__name__)
+                await asyncio.wait({stop_wait}, timeout=0.5)
+                continue
+            rows = [row for row in map(to_row, msgs) if row is not None]
+            if rows:
+                written += await loop.run_in_executor(store.writer, store.write, rows)
+            await msgs[-1].ack_sync()
+    finally:
+        stop_wait.cancel()
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()
+        log.info("logsink stopped; %d new row(s) written this run", written)

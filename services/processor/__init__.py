@@ -1,0 +1,6 @@
+"""The processor: runs jobs and reports their progress, steps, log lines and result as events."""
+
+from .context import JobContext
+from .registry import PermanentError, task
+
+__all__ = ["JobContext", "PermanentError", "task"]

@@ -1,0 +1,109 @@
+"""Job types: a handler function per type name, registered with `@task("name")`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from jobline.contract.events import JobTypeInfo
+from jobline.contract.names import is_valid_job_type
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a failure that retrying cannot fix."""
+
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    handler: Handler
+    params_type: type | None = None  # a msgspec Struct the raw params are converted to
+    steps: list[str] | Callable[[Any], list[str]] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    def parse_params(self, raw: dict[str, Any]) -> Any:
+        """Raises msgspec.ValidationError naming the bad field."""
+        if self.params_type is None:
+            return raw
+        return msgspec.convert(raw, self.params_type, strict=False)
+
+    def plan(self, params: Any) -> list[str]:
+        return list(self.steps(params) if callable(self.steps) else self.steps)
+
+    def info(self) -> JobTypeInfo:
+        example: dict[str, Any] = {}
+        if self.params_type is not None:
+            try:
+                example = msgspec.to_builtins(self.params_type())
+            except TypeError:  # params without defaults have no example
+                example = {}
+        default_steps = self.steps if isinstance(self.steps, list) else []
+        if callable(self.steps) and self.params_type is not None:
+            try:
+                default_steps = self.plan(self.params_type())
+            except TypeError:
+                default_steps = []
+        return JobTypeInfo(name=self.name, description=self.description, steps=list(default_steps), params=example)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+
+    def task(
+        self,
+        name: str,
+        *,
+        params: type | None = None,
+        steps: list[str] | Callable[[Any], list[str]] | None = None,
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        if not is_valid_job_type(name):
+            raise ValueError(f"invalid job type name {name!r} (lowercase letters, digits, - and _)")
+
+        def register(handler: Handler) -> Handler:
+            if name in self._specs:
+                raise ValueError(f"job type {name!r} is registered twice")
+            self._specs[name] = TaskSpec(
+                name=name,
+                handler=handler,
+                params_type=params,
+                steps=steps if steps is not None else [],
+                description=description or (inspect.getdoc(handler) or "").split("\n")[0],
+            )
+            return handler
+
+        return register
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._specs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def specs(self) -> list[TaskSpec]:
+        return [self._specs[n] for n in self.names()]
+
+
+# The registry user modules add to: `from jobline.processor import task`.
+default_registry = Registry()
+task = default_registry.task
+
+
+def load_task_modules(modules: tuple[str, ...]) -> None:
+    """Import the built-in job types and the user's modules (JOBLINE_TASK_MODULES)."""
+    importlib.import_module("jobline.processor.builtin_tasks")
+    for module in modules:
+        importlib.import_module(module)

@@ -1,0 +1,38 @@
+"""The processor service: `run(settings, stop)` runs until `stop` is set, then drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from jobline.runtime.connection import connect, instance_name
+from jobline.runtime.log_shipping import ship_logs
+from jobline.runtime.stream_setup import ensure_streams
+
+from .registry import Registry, default_registry, load_task_modules
+from .settings import ProcessorSettings
+from .type_catalogue import advertise
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+SERVICE = "processor"
+
+
+async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Registry | None = None) -> None:
+    if registry is None:
+        load_task_modules(settings.task_modules)
+        registry = default_registry
+    instance = instance_name(SERVICE)
+    nc = await connect(settings.nats_servers, instance)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings.names, settings.retention)
+        async with ship_logs(nc, settings.names, SERVICE, instance):
+            worker = Worker(js, settings, registry, instance)
+            await advertise(js, settings.names, registry, worker.served_types(), settings.retention.replicas)
+            await worker.run(stop)
+            log.info("processor stopped after %d job(s)", worker.jobs_done)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()

@@ -1,0 +1,46 @@
+"""Processor settings: every environment variable it reads, with its default (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobline.contract.names import Names
+from jobline.contract.streams import RetentionSettings
+from jobline.runtime import env
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    nats_servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    names: Names = field(default_factory=Names)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
+    pool: str = "default"  # processors of one pool share one durable consumer
+    job_types: tuple[str, ...] = ()  # served types; empty = every registered type
+    task_modules: tuple[str, ...] = ()  # user modules that register job types on import
+    concurrency: int = 16  # jobs run at once by this process
+    ack_wait_s: float = 30.0  # a job unacknowledged this long is redelivered (worker presumed dead)
+    max_deliver: int = 5  # deliveries before the broker gives up on a created event
+    progress_rate: float = 10.0  # progress events per second per job at most
+    drain_grace_s: float = 10.0  # on SIGTERM, how long running jobs may take to finish
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> ProcessorSettings:
+        d = cls()
+        return cls(
+            nats_servers=env.nats_servers(),
+            names=env.names(),
+            retention=env.retention(),
+            data_dir=env.data_dir(),
+            pool=env.env_str("JOBLINE_PROCESSOR_POOL", d.pool),
+            job_types=env.env_list("JOBLINE_PROCESSOR_TYPES"),
+            task_modules=env.env_list("JOBLINE_TASK_MODULES"),
+            concurrency=env.env_int("JOBLINE_PROCESSOR_CONCURRENCY", d.concurrency),
+            ack_wait_s=env.env_float("JOBLINE_ACK_WAIT_S", d.ack_wait_s),
+            max_deliver=env.env_int("JOBLINE_MAX_DELIVER", d.max_deliver),
+            progress_rate=env.env_float("JOBLINE_PROGRESS_RATE", d.progress_rate),
+            drain_grace_s=env.env_float("JOBLINE_DRAIN_GRACE_S", d.drain_grace_s),
+            log_level=env.log_level(),
+        )

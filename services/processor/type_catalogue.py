@@ -1,0 +1,35 @@
+"""Advertise the job types this processor serves in the types KV bucket (the gateway reads it)."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from jobline.contract.events import encoder
+from jobline.contract.names import Names
+
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+async def types_bucket(js: JetStreamContext, names: Names, replicas: int) -> KeyValue:
+    try:
+        return await js.key_value(names.types_bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=names.types_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+        )
+
+
+async def advertise(js: JetStreamContext, names: Names, registry: Registry, served: list[str], replicas: int) -> None:
+    kv = await types_bucket(js, names, replicas)
+    for name in served:
+        spec = registry.get(name)
+        assert spec is not None
+        await kv.put(name, encoder.encode(spec.info()))
+    log.info("advertised job types: %s", ", ".join(served))

@@ -1,0 +1,44 @@
+"""Connecting to NATS the same way in every service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
+
+
+def instance_name(service: str) -> str:
+    return f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+
+async def connect(servers: list[str], name: str, *, connect_timeout: float = 5.0) -> Client:
+    """Connect with a bounded first attempt (nats-py otherwise blocks for minutes on a dead server)
+    and reconnect forever afterwards."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("disconnected from nats")
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to nats at %s", nc.connected_url.netloc if nc.connected_url else "?")
+
+    nc = await nats.connect(
+        servers=servers,
+        name=name,
+        connect_timeout=connect_timeout,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    log.info("connected to nats at %s as %s", nc.connected_url.netloc if nc.connected_url else servers, name)
+    return nc

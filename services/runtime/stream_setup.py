@@ -1,0 +1,65 @@
+"""Create or update the streams idempotently at start, reporting configuration drift clearly."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+
+from jobline.contract.names import Names
+from jobline.contract.streams import RetentionSettings, all_stream_configs
+
+log = logging.getLogger(__name__)
+
+# Fields that define a stream's behaviour and that we own; the server fills in the rest.
+_COMPARED = (
+    "subjects", "retention", "storage", "discard", "max_age", "max_bytes",
+    "num_replicas", "duplicate_window", "allow_direct",
+)
+
+
+def _normalise(field: str, value: Any) -> Any:
+    if hasattr(value, "value"):
+        return value.value
+    if field in ("max_age", "duplicate_window") and value is not None:
+        return round(float(value), 3)
+    return value
+
+
+def config_drift(desired: StreamConfig, actual: StreamConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (actual, desired)} for every owned field that differs."""
+    drift: dict[str, tuple[Any, Any]] = {}
+    for field in _COMPARED:
+        want = _normalise(field, getattr(desired, field))
+        have = _normalise(field, getattr(actual, field))
+        if want is not None and want != have:
+            drift[field] = (have, want)
+    want_sources = sorted((s.name, s.filter_subject) for s in desired.sources or [])
+    have_sources = sorted((s.name, s.filter_subject) for s in actual.sources or [])
+    if want_sources != have_sources:
+        drift["sources"] = (have_sources, want_sources)
+    return drift
+
+
+async def ensure_stream(js: JetStreamContext, desired: StreamConfig) -> None:
+    try:
+        info = await js.stream_info(desired.name)  # type: ignore[arg-type]
+    except NotFoundError:
+        await js.add_stream(desired)
+        log.info("created stream %s", desired.name)
+        return
+    drift = config_drift(desired, info.config)
+    if not drift:
+        return
+    details = ", ".join(f"{k}: {have!r} -> {want!r}" for k, (have, want) in drift.items())
+    log.warning("stream %s differs from the settings (%s); updating it", desired.name, details)
+    # Raises a clear API error for fields the server cannot change (e.g. storage type).
+    await js.update_stream(desired)
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, retention: RetentionSettings) -> None:
+    for config in all_stream_configs(names, retention):
+        await ensure_stream(js, config)
