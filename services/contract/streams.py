@@ -39,7 +39,7 @@ def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         max_age=retention.jobs_max_age_s,
         max_bytes=retention.jobs_max_bytes,
         num_replicas=retention.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=min(DUPLICATE_WINDOW_S, retention.jobs_max_age_s),
         allow_direct=True,
     )
 
@@ -58,7 +58,7 @@ def logs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         max_age=retention.logs_max_age_s,
         max_bytes=retention.logs_max_bytes,
         num_replicas=retention.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=min(DUPLICATE_WINDOW_S, retention.logs_max_age_s),
         allow_direct=True,
     )
 

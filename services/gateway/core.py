@@ -118,9 +118,9 @@ async def job_events(core: Core, state: JobState) -> AsyncIterator[bytes]:
     feed can fall between the two: nothing is lost or repeated at the seam.
     """
     listener = None if state.is_terminal else core.hub.subscribe(state.id)
-    snapshot = sse.frame("snapshot", encoder.encode(state), core.read_model.last_seq)
+    snapshot = sse.frame("snapshot", encoder.encode(state), core.read_model.last_seq, core.settings.sse_retry_ms)
     try:
-        yield sse.retry(core.settings.sse_retry_ms) + snapshot
+        yield snapshot
         if listener is None:
             return
         heartbeat = core.settings.heartbeat_s

@@ -10,11 +10,11 @@ HEADERS = {
 MEDIA_TYPE = "text/event-stream"
 
 
-def frame(event: str, data: bytes, event_id: int | None = None) -> bytes:
-    """One SSE message; `data` is single-line JSON (msgspec never emits newlines)."""
-    head = f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
+def frame(event: str, data: bytes, event_id: int | None = None, retry_ms: int | None = None) -> bytes:
+    """One SSE message; `data` is single-line JSON (msgspec never emits newlines).
+
+    `retry:` rides on a real message: a message with no data is dispatched by some clients as an
+    empty `message` event."""
+    head = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    head += f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
     return head.encode() + b"data: " + data + b"\n\n"
-
-
-def retry(milliseconds: int) -> bytes:
-    return f"retry: {milliseconds}\n\n".encode()

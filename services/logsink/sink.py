@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from jobline.runtime.consuming import fetch_or_stop
 from jobline.contract.events import LogLineWritten, ServiceLogged, log_entry_decoder
 
 from .settings import LogsinkSettings
@@ -67,12 +68,14 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
     try:
         while not stop.is_set():
             try:
-                msgs = await psub.fetch(settings.batch_size, timeout=1.0)
+                msgs = await fetch_or_stop(psub, settings.batch_size, stop_wait)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
                 log.warning("fetch failed (%s); retrying", type(exc).__name__)
                 await asyncio.wait({stop_wait}, timeout=0.5)
+                continue
+            if not msgs:
                 continue
             rows = [row for row in map(to_row, msgs) if row is not None]
             if rows:

@@ -26,6 +26,7 @@ from jobline.contract.events import (
 )
 from jobline.contract.names import ENDED, Names
 from jobline.contract.publishing import ONLY_IF_FIRST, WRONG_LAST_SEQUENCE_ERR, subject_of
+from jobline.runtime.consuming import fetch_or_stop
 from jobline.runtime.publishing import publish_reliably
 
 from .context import JobContext, Outbox
@@ -123,7 +124,7 @@ class Worker:
                     continue
                 try:
                     # A long poll held by the server: returns as soon as work arrives.
-                    msgs = await psub.fetch(free, timeout=1.0)
+                    msgs = await fetch_or_stop(psub, free, stop_wait)
                 except (nats.errors.TimeoutError, asyncio.TimeoutError):
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:

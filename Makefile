@@ -1,0 +1,41 @@
+# Two commands on a fresh machine with Python 3.11+ (see README): `make run` and `make test`.
+# Both bootstrap a pinned uv in .tools/ and sync .venv/ from uv.lock.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: run test test-fast bench bench-smoke clean help
+
+help:
+	@echo "make run    - start everything (embedded NATS, gateway, processor, logsink, web UI)"
+	@echo "make test   - run the whole test suite"
+	@echo "make bench  - run the benchmarks (docs/benchmarks.md)"
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+run: $(VENV)/.synced
+	$(VENV)/bin/jobline up
+
+test: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.run
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

@@ -1,0 +1,52 @@
+"""Fixtures: a real nats-server for the session, a namespace per test, services run for real."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    # Fails (never skips) when the nats-server binary is missing.
+    server = start_nats_server(tmp_path_factory.mktemp("nats-store"), port=-1)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def names() -> Names:
+    """Every test gets its own subjects, streams and buckets on the shared server."""
+    return Names(f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url, connect_timeout=5, name="test")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def js(nc: Client) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path

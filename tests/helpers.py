@@ -1,0 +1,132 @@
+"""Running the services for real in tests, and waiting on what they do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from nats.js import JetStreamContext
+
+from jobline.contract.names import Names
+from jobline.gateway.service import GatewayServer
+from jobline.gateway.settings import GatewaySettings
+from jobline.logsink import service as logsink_service
+from jobline.logsink.settings import LogsinkSettings
+from jobline.processor import service as processor_service
+from jobline.processor.registry import Registry, default_registry, load_task_modules
+from jobline.processor.settings import ProcessorSettings
+from jobline.processor.type_catalogue import types_bucket
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """For state in another process that announces nothing: re-check with backoff, bounded."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+async def wait_for_job_type(js: JetStreamContext, names: Names, job_type: str, timeout: float = 10.0) -> None:
+    """Event-driven: watch the types bucket until a processor has advertised `job_type`."""
+    kv = await types_bucket(js, names, replicas=1)
+    watcher = await kv.watch(job_type)
+    try:
+        async with asyncio.timeout(timeout):
+            async for entry in watcher:
+                if entry is not None and entry.value:
+                    return
+    finally:
+        await watcher.stop()
+
+
+@dataclass
+class Stack:
+    url: str
+    names: Names
+    gateway: GatewayServer
+    processor_settings: ProcessorSettings
+    logsink_settings: LogsinkSettings
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def builtin_registry() -> Registry:
+    load_task_modules(())
+    return default_registry
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    nats_url: str,
+    names: Names,
+    data_dir: Path,
+    js: JetStreamContext,
+    *,
+    registry: Registry | None = None,
+    processor: dict[str, Any] | None = None,
+    gateway: dict[str, Any] | None = None,
+    with_logsink: bool = True,
+) -> AsyncIterator[Stack]:
+    """Gateway, processor and logsink as tasks in this loop (real NATS, real uvicorn on port 0)."""
+    servers = [nats_url]
+    psettings = replace(ProcessorSettings(nats_servers=servers, names=names, data_dir=data_dir), **(processor or {}))
+    lsettings = LogsinkSettings(nats_servers=servers, names=names, data_dir=data_dir)
+    gsettings = replace(GatewaySettings(nats_servers=servers, names=names, port=0), **(gateway or {}))
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+    if with_logsink:
+        tasks.append(asyncio.create_task(logsink_service.run(lsettings, stop)))
+    tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry or builtin_registry())))
+    server = GatewayServer(gsettings)
+    started = asyncio.Event()
+    tasks.append(asyncio.create_task(server.serve(stop, started)))
+    try:
+        async with asyncio.timeout(20):
+            await wait_for_job_type(js, names, (psettings.job_types or ("noop",))[0])
+            started_wait = asyncio.create_task(started.wait())
+            done, _ = await asyncio.wait([started_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if started_wait not in done:
+                for task in done:
+                    task.result()  # raises the service's error
+        yield Stack(url=server.url, names=names, gateway=server, processor_settings=psettings,
+                    logsink_settings=lsettings, tasks=tasks)
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+        if errors:
+            raise errors[0]
+
+
+async def submit(client: httpx.AsyncClient, job_type: str, params: dict[str, Any] | None = None) -> str:
+    response = await client.post("/api/jobs", json={"type": job_type, "params": params or {}})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: str
+    id: str | None
+
+
+async def read_sse(client: httpx.AsyncClient, path: str, timeout: float = 20.0,
+                   headers: dict[str, str] | None = None) -> list[SseEvent]:
+    """Every event until the server ends the stream."""
+    events: list[SseEvent] = []
+    async with asyncio.timeout(timeout):
+        async with aconnect_sse(client, "GET", path, headers=dict(headers or {})) as source:
+            source.response.raise_for_status()
+            async for sse in source.aiter_sse():
+                events.append(SseEvent(event=sse.event, data=sse.data, id=sse.id or None))
+    return events

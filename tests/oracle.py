@@ -1,0 +1,79 @@
+"""The timeline oracle: read a job's whole timeline from the stream and check its invariants."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from jobline.contract.events import (
+    JobEvent,
+    JobStarted,
+    ProgressReported,
+    StepFinished,
+    StepStarted,
+    TERMINAL_KINDS,
+    job_event_decoder,
+    kind_of,
+)
+from jobline.contract.names import Names
+
+
+@dataclass(frozen=True)
+class Recorded:
+    seq: int
+    subject: str
+    event: JobEvent
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.event)
+
+
+async def read_timeline(js: JetStreamContext, names: Names, job_id: str, timeout: float = 10.0) -> list[Recorded]:
+    """Everything stored under `jobs.<id>.>`, in stream order."""
+    sub = await js.subscribe(names.job_timeline(job_id), stream=names.jobs_stream, ordered_consumer=True,
+                             deliver_policy=DeliverPolicy.ALL)
+    out: list[Recorded] = []
+    try:
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and info.delivered.stream_seq == 0:
+            return out
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await sub.next_msg(timeout=timeout)
+                out.append(Recorded(msg.metadata.sequence.stream, msg.subject, job_event_decoder.decode(msg.data)))
+                if msg.metadata.num_pending == 0:
+                    break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+def check_timeline(timeline: list[Recorded]) -> None:
+    """Exactly one terminal event, and it is last; attempts numbered without gaps; progress never
+    goes back within an attempt; steps start and finish in order."""
+    assert timeline, "empty timeline"
+    assert timeline[0].kind == "created", f"first event is {timeline[0].kind}"
+    seqs = [r.seq for r in timeline]
+    assert seqs == sorted(set(seqs)), "sequences not strictly increasing"
+    terminals = [r for r in timeline if r.kind in TERMINAL_KINDS]
+    assert len(terminals) == 1, f"{len(terminals)} terminal events"
+    assert timeline[-1].kind in TERMINAL_KINDS, "events after the terminal event"
+    attempts = [r.event.attempt for r in timeline if isinstance(r.event, JobStarted)]
+    assert attempts == list(range(1, len(attempts) + 1)), f"attempts {attempts}"
+    last_fraction: dict[int, float] = {}
+    open_step: dict[int, str | None] = {}
+    for r in timeline:
+        e = r.event
+        if isinstance(e, ProgressReported) and e.fraction is not None:
+            assert e.fraction >= last_fraction.get(e.attempt, 0.0), f"progress went back at seq {r.seq}"
+            last_fraction[e.attempt] = e.fraction
+        if isinstance(e, StepStarted):
+            assert open_step.get(e.attempt) is None, f"step {e.name} started inside another at seq {r.seq}"
+            open_step[e.attempt] = e.name
+        if isinstance(e, StepFinished):
+            assert open_step.get(e.attempt) == e.name, f"step {e.name} finished without starting at seq {r.seq}"
+            open_step[e.attempt] = None

@@ -1,0 +1,70 @@
+"""The backbone: streams set up idempotently, drift reported, one terminal event per job."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import StorageType
+from nats.js.errors import APIError
+
+from jobline.contract.events import JobCompleted, JobFailed, LogLineWritten, encoder
+from jobline.contract.names import Names
+from jobline.contract.publishing import ONLY_IF_FIRST, WRONG_LAST_SEQUENCE_ERR, subject_of
+from jobline.contract.streams import RetentionSettings
+from jobline.runtime.stream_setup import ensure_streams
+
+from .helpers import eventually
+
+
+async def test_streams_are_created_once_and_left_alone_when_unchanged(js: JetStreamContext, names: Names,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    retention = RetentionSettings(jobs_max_age_s=3600, logs_max_bytes=10_000_000)
+    await ensure_streams(js, names, retention)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jobline.runtime.stream_setup"):
+        await ensure_streams(js, names, retention)
+    assert caplog.records == []
+    jobs = await js.stream_info(names.jobs_stream)
+    assert jobs.config.subjects == [names.all_job_events]
+    assert StorageType(jobs.config.storage) == StorageType.FILE
+    assert jobs.config.max_age == 3600
+
+
+async def test_configuration_drift_is_reported_and_fixed(js: JetStreamContext, names: Names,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    await ensure_streams(js, names, RetentionSettings())
+    with caplog.at_level(logging.WARNING, logger="jobline.runtime.stream_setup"):
+        await ensure_streams(js, names, replace(RetentionSettings(), jobs_max_age_s=60, logs_max_bytes=5_000_000))
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert f"stream {names.jobs_stream} differs" in warnings and "max_age" in warnings
+    assert f"stream {names.logs_stream} differs" in warnings and "max_bytes" in warnings
+    assert (await js.stream_info(names.jobs_stream)).config.max_age == 60
+
+
+async def test_the_broker_refuses_a_second_terminal_event(js: JetStreamContext, names: Names) -> None:
+    await ensure_streams(js, names, RetentionSettings())
+    done = JobCompleted(ts=1.0, job_id="j1", attempt=1)
+    await js.publish(subject_of(names, done), encoder.encode(done), headers=ONLY_IF_FIRST)
+    late = JobFailed(ts=2.0, job_id="j1", attempt=2, error="late")
+    with pytest.raises(APIError) as refused:
+        await js.publish(subject_of(names, late), encoder.encode(late), headers=ONLY_IF_FIRST)
+    assert refused.value.err_code == WRONG_LAST_SEQUENCE_ERR
+    # Another job's end is unaffected.
+    other = JobCompleted(ts=1.0, job_id="j2", attempt=1)
+    await js.publish(subject_of(names, other), encoder.encode(other), headers=ONLY_IF_FIRST)
+
+
+async def test_job_log_lines_reach_the_log_stream(js: JetStreamContext, names: Names) -> None:
+    await ensure_streams(js, names, RetentionSettings())
+    line = LogLineWritten(ts=1.0, job_id="j1", attempt=1, level="info", message="hello")
+    await js.publish(subject_of(names, line), encoder.encode(line))
+    await js.publish(names.service_log("gateway", "info"), b"{}")
+
+    async def both_in_log_stream() -> bool:
+        return (await js.stream_info(names.logs_stream)).state.messages == 2
+
+    await eventually(both_in_log_stream, what="the sourced job log line")
+    assert (await js.stream_info(names.jobs_stream)).state.messages == 1
