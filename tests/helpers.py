@@ -81,17 +81,18 @@ async def running_stack(
     psettings = replace(ProcessorSettings(nats_servers=servers, names=names, data_dir=data_dir), **(processor or {}))
     lsettings = LogsinkSettings(nats_servers=servers, names=names, data_dir=data_dir)
     gsettings = replace(GatewaySettings(nats_servers=servers, names=names, port=0), **(gateway or {}))
+    registry = registry or builtin_registry()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     if with_logsink:
         tasks.append(asyncio.create_task(logsink_service.run(lsettings, stop)))
-    tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry or builtin_registry())))
+    tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry)))
     server = GatewayServer(gsettings)
     started = asyncio.Event()
     tasks.append(asyncio.create_task(server.serve(stop, started)))
     try:
         async with asyncio.timeout(20):
-            await wait_for_job_type(js, names, (psettings.job_types or ("noop",))[0])
+            await wait_for_job_type(js, names, (psettings.job_types or registry.names())[0])
             started_wait = asyncio.create_task(started.wait())
             done, _ = await asyncio.wait([started_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if started_wait not in done:
@@ -130,3 +131,12 @@ async def read_sse(client: httpx.AsyncClient, path: str, timeout: float = 20.0,
             async for sse in source.aiter_sse():
                 events.append(SseEvent(event=sse.event, data=sse.data, id=sse.id or None))
     return events
+
+
+def outcome(events: list[SseEvent]) -> str:
+    """How the streamed job ended: the terminal event, or (if it ended before the client
+    connected) the status in the snapshot."""
+    import json
+
+    last = events[-1]
+    return str(json.loads(last.data)["status"]) if last.event == "snapshot" else last.event

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from nats.js import JetStreamContext
 
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, read_sse, running_stack, submit
+from .helpers import Stack, outcome, read_sse, running_stack, submit
 from .oracle import check_timeline, read_timeline
 
 FAST_DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.05, "ticks_per_step": 3}
@@ -138,9 +137,10 @@ async def test_a_failing_job_ends_failed_with_its_error(client: httpx.AsyncClien
 async def test_params_of_the_wrong_type_fail_the_job_naming_the_field(client: httpx.AsyncClient) -> None:
     job_id = await submit(client, "demo", {"step_seconds": "slow"})
     events = await read_sse(client, f"/api/jobs/{job_id}/events")
-    failed = msgspec.json.decode(events[-1].data)
-    assert events[-1].event == "failed" and failed["reason"] == "invalid_params"
-    assert "step_seconds" in failed["error"]
+    assert outcome(events) == "failed"
+    state = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert state["error_reason"] == "invalid_params" and "step_seconds" in state["error"]
+    assert state["attempt"] == 1 and state["started_at"] is None
 
 
 async def test_list_jobs_newest_first_with_a_stable_cursor(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,110 @@
+"""Services as real separate processes (`python -m jobline.<service>`), for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobline.contract.names import Names
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(nats_url: str, names: Names, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBLINE_", "NATS_"))}
+    env.update(NATS_URL=nats_url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data_dir),
+               JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    """A child process whose output is read line by line; waits are on lines it prints."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _watchers: list[tuple[re.Pattern[str], asyncio.Future[re.Match[str]]]] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, name: str, args: list[str], env: dict[str, str]) -> ServiceProcess:
+        process = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self = cls(name=name, process=process)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    @classmethod
+    async def service(cls, service: str, env: dict[str, str]) -> ServiceProcess:
+        return await cls.start(service, [sys.executable, "-m", f"jobline.{service}"], env)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            for pattern, future in list(self._watchers):
+                match = pattern.search(line)
+                if match and not future.done():
+                    future.set_result(match)
+        for _, future in self._watchers:
+            if not future.done():
+                future.set_exception(AssertionError(f"{self.name} exited before printing the awaited line:\n" + self.output()))
+
+    async def wait_for_line(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        compiled = re.compile(pattern)
+        for line in self.lines:
+            if match := compiled.search(line):
+                return match
+        future: asyncio.Future[re.Match[str]] = asyncio.get_running_loop().create_future()
+        self._watchers.append((compiled, future))
+        if self._reader is not None and self._reader.done():
+            raise AssertionError(f"{self.name} has exited:\n{self.output()}")
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise AssertionError(f"{self.name} did not print /{pattern}/ in {timeout}s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-60:])
+
+    def send(self, sig: signal.Signals) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> int:
+        self.send(sig)
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            code = await self.process.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout}s:\n{self.output()}") from None
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+async def stop_all(processes: list[ServiceProcess], check: Callable[[str, int], None] | None = None) -> None:
+    codes = await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
+    for process, code in zip(processes, codes):
+        if isinstance(code, BaseException):
+            raise code
+        if check is not None:
+            check(process.name, code)
