@@ -15,6 +15,7 @@ from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
 from jobline.contract.names import Names
+from jobline.contract.streams import RetentionSettings
 from jobline.gateway.service import GatewayServer
 from jobline.gateway.settings import GatewaySettings
 from jobline.logsink import service as logsink_service
@@ -23,6 +24,10 @@ from jobline.processor import service as processor_service
 from jobline.processor.registry import Registry, default_registry, load_task_modules
 from jobline.processor.settings import ProcessorSettings
 from jobline.processor.type_catalogue import types_bucket
+
+
+# Streams reserve their max_bytes on the server: tests create many, so keep them small.
+TEST_RETENTION = RetentionSettings(jobs_max_bytes=32 << 20, logs_max_bytes=32 << 20)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
@@ -78,9 +83,10 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """Gateway, processor and logsink as tasks in this loop (real NATS, real uvicorn on port 0)."""
     servers = [nats_url]
-    psettings = replace(ProcessorSettings(nats_servers=servers, names=names, data_dir=data_dir), **(processor or {}))
-    lsettings = LogsinkSettings(nats_servers=servers, names=names, data_dir=data_dir)
-    gsettings = replace(GatewaySettings(nats_servers=servers, names=names, port=0), **(gateway or {}))
+    common: dict[str, Any] = {"nats_servers": servers, "names": names, "retention": TEST_RETENTION}
+    psettings = replace(ProcessorSettings(data_dir=data_dir, **common), **(processor or {}))
+    lsettings = LogsinkSettings(data_dir=data_dir, **common)
+    gsettings = replace(GatewaySettings(port=0, **common), **(gateway or {}))
     registry = registry or builtin_registry()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
@@ -139,4 +145,4 @@ def outcome(events: list[SseEvent]) -> str:
     import json
 
     last = events[-1]
-    return str(json.loads(last.data)["status"]) if last.event == "snapshot" else last.event
+    return str(json.loads(last.data)["job"]["status"]) if last.event == "snapshot" else last.event

@@ -95,7 +95,7 @@ async def test_sse_sends_a_snapshot_then_every_event_then_ends(client: httpx.Asy
     job_id = await submit(client, "demo", FAST_DEMO)
     events = await read_sse(client, f"/api/jobs/{job_id}/events")
     assert events[0].event == "snapshot"
-    assert json.loads(events[0].data)["id"] == job_id
+    assert json.loads(events[0].data)["job"]["id"] == job_id
     assert events[-1].event == "completed"
     ids = [int(e.id) for e in events if e.id is not None]
     assert len(ids) == len(events) and ids == sorted(set(ids)), "every event has a strictly increasing id"
@@ -118,7 +118,8 @@ async def test_a_finished_job_streams_its_snapshot_and_a_reconnect_after_the_end
     last_id = live[-1].id
     again = await read_sse(client, f"/api/jobs/{job_id}/events")
     assert [e.event for e in again] == ["snapshot"]
-    assert json.loads(again[0].data)["status"] == "completed"
+    snapshot = json.loads(again[0].data)
+    assert snapshot["job"]["status"] == "completed" and snapshot["logs"] == []
     response = await client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": str(last_id)})
     assert response.status_code == 204
 

@@ -50,7 +50,7 @@ async def test_demo_job_end_to_end_with_separate_processes(
             assert kinds.count("completed") + kinds.count("failed") == 1 and kinds[-1] == "completed"
             fractions = [json.loads(e.data)["fraction"] for e in events if e.event == "progressed"]
             assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
-            snapshot = json.loads(events[0].data)
+            snapshot = json.loads(events[0].data)["job"]
             started = [s["name"] for s in snapshot["steps"] if s["status"] != "pending"]
             started += [json.loads(e.data)["name"] for e in events if e.event == "step_started"]
             assert started == ["Upload", "Processing", "Done"]

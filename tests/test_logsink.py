@@ -13,14 +13,13 @@ from nats.js import JetStreamContext
 from jobline.contract.events import LogLineWritten, LogPage, LogQuery, ServiceLogged, encoder
 from jobline.contract.names import Names
 from jobline.contract.publishing import subject_of
-from jobline.contract.streams import RetentionSettings
 from jobline.logsink.service import run
 from jobline.logsink.settings import LogsinkSettings
 from jobline.logsink.store import LogStore
 from jobline.runtime.embedded_nats import EmbeddedNats
 from jobline.runtime.stream_setup import ensure_streams
 
-from .helpers import eventually
+from .helpers import TEST_RETENTION, eventually
 
 
 async def publish_lines(js: JetStreamContext, names: Names, job_id: str, count: int, start: int = 0) -> list[str]:
@@ -54,8 +53,8 @@ async def stored_messages(nc: Client, names: Names, job_id: str) -> list[str]:
 async def test_lines_logged_while_the_logsink_is_down_are_stored_in_order_once_it_returns(
     nats_server: EmbeddedNats, names: Names, tmp_path: Path, nc: Client, js: JetStreamContext
 ) -> None:
-    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, data_dir=tmp_path, batch_size=50)
-    await ensure_streams(js, names, RetentionSettings())
+    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, retention=TEST_RETENTION, data_dir=tmp_path, batch_size=50)
+    await ensure_streams(js, names, TEST_RETENTION)
     first = await publish_lines(js, names, "job1", 120)
     stop = asyncio.Event()
     task = asyncio.create_task(run(settings, stop))
@@ -94,8 +93,8 @@ def test_a_redelivered_batch_adds_no_rows(tmp_path: Path) -> None:
 async def test_service_records_are_queryable_by_service(
     nats_server: EmbeddedNats, names: Names, tmp_path: Path, nc: Client, js: JetStreamContext
 ) -> None:
-    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, data_dir=tmp_path)
-    await ensure_streams(js, names, RetentionSettings())
+    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, retention=TEST_RETENTION, data_dir=tmp_path)
+    await ensure_streams(js, names, TEST_RETENTION)
     record = ServiceLogged(ts=1.0, service="gateway", instance="g1", level="warning", logger="x", message="<b>not html</b>")
     await js.publish(names.service_log("gateway", "warning"), encoder.encode(record))
     stop = asyncio.Event()

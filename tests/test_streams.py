@@ -13,15 +13,14 @@ from nats.js.errors import APIError
 from jobline.contract.events import JobCompleted, JobFailed, LogLineWritten, encoder
 from jobline.contract.names import Names
 from jobline.contract.publishing import ONLY_IF_FIRST, WRONG_LAST_SEQUENCE_ERR, subject_of
-from jobline.contract.streams import RetentionSettings
 from jobline.runtime.stream_setup import ensure_streams
 
-from .helpers import eventually
+from .helpers import TEST_RETENTION, eventually
 
 
 async def test_streams_are_created_once_and_left_alone_when_unchanged(js: JetStreamContext, names: Names,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    retention = RetentionSettings(jobs_max_age_s=3600, logs_max_bytes=10_000_000)
+    retention = replace(TEST_RETENTION, jobs_max_age_s=3600, logs_max_bytes=10_000_000)
     await ensure_streams(js, names, retention)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="jobline.runtime.stream_setup"):
@@ -35,9 +34,9 @@ async def test_streams_are_created_once_and_left_alone_when_unchanged(js: JetStr
 
 async def test_configuration_drift_is_reported_and_fixed(js: JetStreamContext, names: Names,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    await ensure_streams(js, names, RetentionSettings())
+    await ensure_streams(js, names, TEST_RETENTION)
     with caplog.at_level(logging.WARNING, logger="jobline.runtime.stream_setup"):
-        await ensure_streams(js, names, replace(RetentionSettings(), jobs_max_age_s=60, logs_max_bytes=5_000_000))
+        await ensure_streams(js, names, replace(TEST_RETENTION, jobs_max_age_s=60, logs_max_bytes=5_000_000))
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert f"stream {names.jobs_stream} differs" in warnings and "max_age" in warnings
     assert f"stream {names.logs_stream} differs" in warnings and "max_bytes" in warnings
@@ -45,7 +44,7 @@ async def test_configuration_drift_is_reported_and_fixed(js: JetStreamContext, n
 
 
 async def test_the_broker_refuses_a_second_terminal_event(js: JetStreamContext, names: Names) -> None:
-    await ensure_streams(js, names, RetentionSettings())
+    await ensure_streams(js, names, TEST_RETENTION)
     done = JobCompleted(ts=1.0, job_id="j1", attempt=1)
     await js.publish(subject_of(names, done), encoder.encode(done), headers=ONLY_IF_FIRST)
     late = JobFailed(ts=2.0, job_id="j1", attempt=2, error="late")
@@ -58,7 +57,7 @@ async def test_the_broker_refuses_a_second_terminal_event(js: JetStreamContext, 
 
 
 async def test_job_log_lines_reach_the_log_stream(js: JetStreamContext, names: Names) -> None:
-    await ensure_streams(js, names, RetentionSettings())
+    await ensure_streams(js, names, TEST_RETENTION)
     line = LogLineWritten(ts=1.0, job_id="j1", attempt=1, level="info", message="hello")
     await js.publish(subject_of(names, line), encoder.encode(line))
     await js.publish(names.service_log("gateway", "info"), b"{}")

@@ -88,6 +88,11 @@ class Names:
         return self._subject("logs", ">")
 
     @property
+    def all_job_ends(self) -> str:
+        """Filter for every job's terminal event: `jobs.*.ended`."""
+        return self._subject("jobs", "*", ENDED)
+
+    @property
     def all_job_logs(self) -> str:
         """Filter for every job's log lines (sourced from the job stream into the log stream)."""
         return self._subject("jobs", "*", LOG)

@@ -26,6 +26,7 @@ from .job_state import JobState
 from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
+from .timeline import recent_log_lines
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _log_page_decoder = msgspec.json.Decoder(LogPage)
@@ -111,16 +112,24 @@ def finished_before(state: JobState, last_event_id: str | None) -> bool:
     return state.is_terminal and seen is not None and seen >= state.seq
 
 
-async def job_events(core: Core, state: JobState) -> AsyncIterator[bytes]:
-    """Snapshot first, then every later event of the job, then the end.
+def snapshot_data(state_json: bytes, log_lines: list[bytes]) -> bytes:
+    """`{"job": <state>, "logs": [<logged events>]}` built from already-encoded parts."""
+    return b'{"job":' + state_json + b',"logs":[' + b",".join(log_lines) + b"]}"
 
-    Subscribing and taking the snapshot happen with no await between them, so no event of the
-    feed can fall between the two: nothing is lost or repeated at the seam.
+
+async def job_events(core: Core, state: JobState) -> AsyncIterator[bytes]:
+    """A snapshot (the state and its recent log lines) first, then every later event of the job,
+    then the end.
+
+    Subscribing and encoding the state happen with no await between them, so no event of the
+    feed can fall between the snapshot and the live tail: nothing lost or repeated at the seam.
     """
     listener = None if state.is_terminal else core.hub.subscribe(state.id)
-    snapshot = sse.frame("snapshot", encoder.encode(state), core.read_model.last_seq, core.settings.sse_retry_ms)
+    seq, state_json, log_count = core.read_model.last_seq, encoder.encode(state), state.log_lines
     try:
-        yield snapshot
+        lines = await recent_log_lines(core.js, core.settings.names, state.id, count=log_count, upto_seq=seq,
+                                       keep=core.settings.snapshot_log_lines)
+        yield sse.frame("snapshot", snapshot_data(state_json, lines), seq, core.settings.sse_retry_ms)
         if listener is None:
             return
         heartbeat = core.settings.heartbeat_s

@@ -26,6 +26,7 @@ class GatewaySettings:
     heartbeat_s: float = 15.0  # SSE comment sent when a stream has been quiet this long
     sse_retry_ms: int = 2000  # reconnection delay suggested to EventSource clients
     stream_buffer: int = 1000  # frames buffered per SSE client before it is dropped as too slow
+    snapshot_log_lines: int = 500  # recent log lines sent with an SSE snapshot (older: /logs)
     catch_up_timeout_s: float = 5.0  # how long a lookup of an unseen job id waits for the read model
     log_level: str = "INFO"
 
@@ -43,6 +44,7 @@ class GatewaySettings:
             heartbeat_s=env.env_float("JOBLINE_SSE_HEARTBEAT_S", d.heartbeat_s),
             sse_retry_ms=env.env_int("JOBLINE_SSE_RETRY_MS", d.sse_retry_ms),
             stream_buffer=env.env_int("JOBLINE_SSE_BUFFER", d.stream_buffer),
+            snapshot_log_lines=env.env_int("JOBLINE_SNAPSHOT_LOG_LINES", d.snapshot_log_lines),
             catch_up_timeout_s=env.env_float("JOBLINE_CATCH_UP_TIMEOUT_S", d.catch_up_timeout_s),
             log_level=env.log_level(),
         )

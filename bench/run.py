@@ -1,0 +1,260 @@
+"""Benchmarks, measured side by side in one run (see docs/benchmarks.md).
+
+    make bench                      # full run (a few minutes)
+    python -m bench.run --smoke     # seconds; what the test suite runs so this cannot rot
+
+Systems: `raw` is the ceiling (raw nats-py: publish created → durable pull consumer → completed
+event + ack → a watcher counts); `jobline` is the same noop jobs through POST /api/jobs on the real
+gateway, processor and logsink processes, timed from the POST to the job's terminal event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import nats
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+
+from jobline.contract.events import job_event_decoder
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import start_nats_server
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Result:
+    system: str
+    mode: str  # burst | paced
+    jobs: int
+    seconds: float
+    jobs_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def summarise(system: str, mode: str, started: dict[str, float], ended: dict[str, float]) -> Result:
+    latencies = [(ended[k] - started[k]) * 1000 for k in ended if k in started]
+    span = max(ended.values()) - min(started.values())
+    return Result(system, mode, len(ended), round(span, 3), round(len(ended) / span, 1),
+                  round(percentile(latencies, 0.5), 2), round(percentile(latencies, 0.99), 2))
+
+
+async def spawn(args: list[str], env: dict[str, str], ready: bytes) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(*args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        async for line in process.stdout:
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"{args} exited before it was ready")
+
+    async def drain() -> None:
+        assert process.stdout is not None
+        async for _ in process.stdout:
+            pass
+
+    asyncio.get_running_loop().create_task(drain())
+    return process
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def run_load(submit, n: int, concurrency: int, rate: float | None, started: dict[str, float],
+                   done: asyncio.Event) -> None:
+    """Burst: `concurrency` submitters flat out. Paced: one submission every 1/rate seconds."""
+    if rate is None:
+        queue = iter(range(n))
+
+        async def submitter() -> None:
+            for i in queue:
+                t0 = time.perf_counter()
+                key = await submit(i)
+                started[key] = t0
+
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+    else:
+        began = time.perf_counter()
+        pending = set()
+        for i in range(n):
+            await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))  # pacing, not waiting on state
+
+            async def one(i: int = i) -> None:
+                t0 = time.perf_counter()
+                started[await submit(i)] = t0
+
+            task = asyncio.create_task(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+    await asyncio.wait_for(done.wait(), 120)
+
+
+async def bench_raw(nc: Client, url: str, n: int, concurrency: int, rate: float | None, tag: str) -> Result:
+    prefix = f"b{tag}"
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=f"{prefix.upper()}_RAW", subjects=[f"{prefix}.raw.>"], storage=StorageType.FILE))
+    worker = await spawn([sys.executable, "-m", "bench.raw_worker", url, prefix], dict(os.environ), b"ready")
+    started: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def on_done(msg) -> None:  # noqa: ANN001
+        ended[msg.subject.split(".")[2]] = time.perf_counter()
+        if len(ended) == n:
+            done.set()
+
+    sub = await nc.subscribe(f"{prefix}.raw.*.done", cb=on_done)
+
+    async def submit(i: int) -> str:
+        key = f"j{i}"
+        await js.publish(f"{prefix}.raw.{key}.created", b'{"type":"noop"}')
+        return key
+
+    try:
+        await run_load(submit, n, concurrency, rate, started, done)
+    finally:
+        await sub.unsubscribe()
+        await stop(worker)
+    return summarise("raw nats-py", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
+
+
+async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: float | None, data: Path, tag: str) -> Result:
+    names = Names(f"b{tag}")
+    env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data / tag),
+               JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
+             await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
+    gateway = await asyncio.create_subprocess_exec(sys.executable, "-m", "jobline.gateway", env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert gateway.stdout is not None
+    base = ""
+    async with asyncio.timeout(60):
+        async for line in gateway.stdout:
+            if b"gateway listening on " in line:
+                base = line.decode().rsplit("gateway listening on ", 1)[1].strip()
+                break
+
+    async def drain() -> None:
+        assert gateway.stdout is not None
+        async for _ in gateway.stdout:
+            pass
+
+    asyncio.get_running_loop().create_task(drain())
+    procs.append(gateway)
+    started: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def on_end(msg) -> None:  # noqa: ANN001
+        ended[job_event_decoder.decode(msg.data).job_id] = time.perf_counter()
+        if len(ended) == n:
+            done.set()
+
+    sub = await nc.subscribe(names.all_job_ends, cb=on_end)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        async def submit(i: int) -> str:
+            response = await client.post("/api/jobs", json={"type": "noop"})
+            response.raise_for_status()
+            return str(response.json()["id"])
+
+        try:
+            await run_load(submit, n, concurrency, rate, started, done)
+        finally:
+            await sub.unsubscribe()
+            for process in procs:
+                await stop(process)
+    return summarise("jobline (HTTP → processor)", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| system | mode | jobs | jobs/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.system} | {r.mode} | {r.jobs} | {r.jobs_per_s:,.0f} | {r.p50_ms} | {r.p99_ms} |")
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_nats_server(Path(tmp) / "nats")
+        nc = await nats.connect(server.url)
+        results: list[Result] = []
+        try:
+            for rnd in range(args.rounds):
+                # Side by side, alternating, so drift on a noisy machine hits both alike.
+                results.append(await bench_raw(nc, server.url, args.jobs, args.concurrency, None, f"r{rnd}b"))
+                results.append(await bench_jobline(nc, server.url, args.jobs, args.concurrency, None, Path(tmp), f"j{rnd}b"))
+            results.append(await bench_raw(nc, server.url, args.paced_jobs, args.concurrency, args.rate, "rp"))
+            results.append(await bench_jobline(nc, server.url, args.paced_jobs, args.concurrency, args.rate, Path(tmp), "jp"))
+        finally:
+            await nc.close()
+            server.stop()
+    return results
+
+
+def medians(results: list[Result]) -> list[Result]:
+    by_key: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        by_key.setdefault((r.system, r.mode), []).append(r)
+    out = []
+    for (system, mode), rs in by_key.items():
+        out.append(Result(system, mode, rs[0].jobs, statistics.median(r.seconds for r in rs),
+                          statistics.median(r.jobs_per_s for r in rs), statistics.median(r.p50_ms for r in rs),
+                          statistics.median(r.p99_ms for r in rs)))
+    return out
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs per burst run")
+    parser.add_argument("--rounds", type=int, default=3, help="burst runs per system (the median is reported)")
+    parser.add_argument("--concurrency", type=int, default=64, help="submissions in flight in a burst")
+    parser.add_argument("--rate", type=float, default=100.0, help="submissions per second in the paced run")
+    parser.add_argument("--paced-jobs", type=int, default=1000, help="jobs in the paced run")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the suite works")
+    args = parser.parse_args()
+    if args.smoke:
+        args.jobs, args.rounds, args.paced_jobs, args.rate = 50, 1, 20, 200.0
+    results = medians(asyncio.run(main(args)))
+    raw_burst = next(r for r in results if r.system.startswith("raw") and r.mode == "burst")
+    jl_burst = next(r for r in results if r.system.startswith("jobline") and r.mode == "burst")
+    print(table(results))
+    print(f"\njobline / raw throughput: {jl_burst.jobs_per_s / raw_burst.jobs_per_s:.0%}")
+    raw_paced = next(r for r in results if r.system.startswith("raw") and r.mode != "burst")
+    jl_paced = next(r for r in results if r.system.startswith("jobline") and r.mode != "burst")
+    print(f"jobline / raw paced p50 latency: {jl_paced.p50_ms / raw_paced.p50_ms:.1f}x")
+    if not args.smoke:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "args": vars(args),
+                                   "results": [asdict(r) for r in results]}, indent=2))
+        print(f"\nresults written to {out}")
+
+
+if __name__ == "__main__":
+    cli()
