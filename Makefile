@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: run test test-fast bench bench-smoke clean help
+.PHONY: run test test-fast bench chromium clean help
 
 help:
 	@echo "make run    - start everything (embedded NATS, gateway, processor, logsink, web UI)"
@@ -28,7 +28,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced
 	$(VENV)/bin/jobline up
 
-test: $(VENV)/.synced
+# The browser tests drive Debian's chromium (Playwright cannot download a browser here).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; \
+	fi
+
+test: $(VENV)/.synced chromium
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced

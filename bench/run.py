@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 import nats
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
@@ -30,6 +29,8 @@ from nats.js.api import StorageType, StreamConfig
 from jobline.contract.events import job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import start_nats_server
+
+from .http_client import Connection
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -176,19 +177,28 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
             done.set()
 
     sub = await nc.subscribe(names.all_job_ends, cb=on_end)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        async def submit(i: int) -> str:
-            response = await client.post("/api/jobs", json={"type": "noop"})
-            response.raise_for_status()
-            return str(response.json()["id"])
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(concurrency):
+        pool.put_nowait(await Connection.open(base))
 
+    async def submit(i: int) -> str:
+        connection = await pool.get()
         try:
-            await run_load(submit, n, concurrency, rate, started, done)
+            status, body = await connection.post_json("/api/jobs", b'{"type":"noop"}')
         finally:
-            await sub.unsubscribe()
-            for process in procs:
-                await stop(process)
+            pool.put_nowait(connection)
+        if status != 202:
+            raise RuntimeError(f"POST /api/jobs answered {status}: {body[:200]!r}")
+        return str(json.loads(body)["id"])
+
+    try:
+        await run_load(submit, n, concurrency, rate, started, done)
+    finally:
+        await sub.unsubscribe()
+        while not pool.empty():
+            await pool.get_nowait().close()
+        for process in procs:
+            await stop(process)
     return summarise("jobline (HTTP → processor)", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
 
 
