@@ -1,0 +1,69 @@
+"""SSE connections: heartbeats without ids while quiet, and nothing left behind on disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.contract.names import Names
+from jobline.gateway.core import Core
+from jobline.runtime.embedded_nats import EmbeddedNats
+
+from .helpers import Stack, eventually, running_stack, submit
+
+SLOW_DEMO = {"steps": ["Wait"], "step_seconds": 3.0, "ticks_per_step": 1}
+
+
+@pytest.fixture
+async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
+    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False,
+                             gateway={"heartbeat_s": 0.2}) as running:
+        yield running
+
+
+def core_of(stack: Stack) -> Core:
+    return stack.gateway.server.config.app.state.core  # type: ignore[attr-defined, no-any-return]
+
+
+async def test_a_quiet_stream_sends_heartbeat_comments_without_ids(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        job_id = await submit(client, "demo", SLOW_DEMO)
+        lines: list[str] = []
+        async with asyncio.timeout(10), client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if lines.count(": keepalive") >= 2:
+                    break
+        assert lines[0].startswith("retry: ")
+        beats = [i for i, line in enumerate(lines) if line == ": keepalive"]
+        for i in beats:  # a heartbeat is a lone comment: no id, no data around it
+            assert lines[i - 1] == "" and lines[i + 1] == ""
+
+
+async def test_disconnected_clients_leave_no_listener_behind(stack: Stack) -> None:
+    core = core_of(stack)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        job_id = await submit(client, "demo", SLOW_DEMO)
+        for _ in range(20):
+            async with asyncio.timeout(10), client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("event: snapshot"):
+                        break
+        async with asyncio.timeout(10), client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: snapshot"):
+                    assert core.hub.listener_count >= 1
+                    break
+
+    async def all_gone() -> bool:
+        return core.hub.listener_count == 0
+
+    await eventually(all_gone, timeout=10, what="every SSE listener to be removed")
+    assert not core.hub.has_listeners(job_id)
