@@ -39,10 +39,11 @@ async def test_a_quiet_stream_sends_heartbeat_comments_without_ids(stack: Stack)
             assert response.headers["cache-control"] == "no-cache"
             async for line in response.aiter_lines():
                 lines.append(line)
-                if lines.count(": keepalive") >= 2:
+                if lines.count(": keepalive") >= 2 and line == "":
                     break
         assert lines[0].startswith("retry: ")
         beats = [i for i, line in enumerate(lines) if line == ": keepalive"]
+        assert len(beats) >= 2
         for i in beats:  # a heartbeat is a lone comment: no id, no data around it
             assert lines[i - 1] == "" and lines[i + 1] == ""
 
