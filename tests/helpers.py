@@ -98,7 +98,8 @@ async def running_stack(
     tasks.append(asyncio.create_task(server.serve(stop, started)))
     try:
         async with asyncio.timeout(20):
-            await wait_for_job_type(js, names, (psettings.job_types or registry.names())[0])
+            for job_type in psettings.job_types or registry.names():
+                await wait_for_job_type(js, names, job_type)
             started_wait = asyncio.create_task(started.wait())
             done, _ = await asyncio.wait([started_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if started_wait not in done:

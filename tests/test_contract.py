@@ -81,7 +81,9 @@ def test_every_event_round_trips_through_json_with_its_kind_and_version(event: o
 
 def test_terminal_events_share_one_subject_per_job() -> None:
     names = Names()
-    assert subject_of(names, EVENTS[-1]) == subject_of(names, EVENTS[-2]) == "jobs.j.ended"
+    assert subject_of(names, EVENTS[-1]) == subject_of(names, EVENTS[-2]) == "jobs.j.run.ended"
+    assert subject_of(names, EVENTS[1]) == "jobs.j.run.started"
+    assert names.run_chain("j") == "jobs.j.run.*"
 
 
 def test_old_messages_without_newer_optional_fields_still_decode() -> None:

@@ -10,9 +10,9 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from nats.js.errors import APIError
 
-from jobline.contract.events import JobCompleted, JobFailed, LogLineWritten, encoder
+from jobline.contract.events import JobCompleted, JobFailed, JobStarted, LogLineWritten, ProgressReported, encoder
 from jobline.contract.names import Names
-from jobline.contract.publishing import ONLY_IF_FIRST, WRONG_LAST_SEQUENCE_ERR, subject_of
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.stream_setup import ensure_streams
 
 from .helpers import TEST_RETENTION, eventually
@@ -43,17 +43,33 @@ async def test_configuration_drift_is_reported_and_fixed(js: JetStreamContext, n
     assert (await js.stream_info(names.jobs_stream)).config.max_age == 60
 
 
-async def test_the_broker_refuses_a_second_terminal_event(js: JetStreamContext, names: Names) -> None:
+async def test_the_broker_keeps_one_terminal_event_and_fences_out_a_superseded_attempt(
+    js: JetStreamContext, names: Names
+) -> None:
     await ensure_streams(js, names, TEST_RETENTION)
-    done = JobCompleted(ts=1.0, job_id="j1", attempt=1)
-    await js.publish(subject_of(names, done), encoder.encode(done), headers=ONLY_IF_FIRST)
-    late = JobFailed(ts=2.0, job_id="j1", attempt=2, error="late")
-    with pytest.raises(APIError) as refused:
-        await js.publish(subject_of(names, late), encoder.encode(late), headers=ONLY_IF_FIRST)
-    assert refused.value.err_code == WRONG_LAST_SEQUENCE_ERR
-    # Another job's end is unaffected.
-    other = JobCompleted(ts=1.0, job_id="j2", attempt=1)
-    await js.publish(subject_of(names, other), encoder.encode(other), headers=ONLY_IF_FIRST)
+
+    async def append(event: object, last_seq: int) -> int:
+        ack = await js.publish(subject_of(names, event), encoder.encode(event), headers=fenced(names, "j1", last_seq))
+        return ack.seq
+
+    first = await append(JobStarted(ts=1.0, job_id="j1", attempt=1, worker="a"), 0)
+    # Worker a is presumed dead; attempt 2 starts after it.
+    second = await append(JobStarted(ts=2.0, job_id="j1", attempt=2, worker="b"), first)
+    # Unrelated events of the job do not move the run chain.
+    progress = ProgressReported(ts=2.5, job_id="j1", attempt=2, fraction=0.5)
+    await js.publish(subject_of(names, progress), encoder.encode(progress))
+    # a wakes up and tries to end the job: refused.
+    with pytest.raises(APIError) as stale:
+        await append(JobCompleted(ts=3.0, job_id="j1", attempt=1), first)
+    assert stale.value.err_code == WRONG_LAST_SEQUENCE_ERR
+    await append(JobCompleted(ts=4.0, job_id="j1", attempt=2), second)
+    # Exactly one end: a second terminal event is refused whoever sends it.
+    for last in (0, first, second):
+        with pytest.raises(APIError):
+            await append(JobFailed(ts=5.0, job_id="j1", attempt=2, error="late"), last)
+    # Another job's chain is independent.
+    other = JobCompleted(ts=1.0, job_id="j2", attempt=0)
+    await js.publish(subject_of(names, other), encoder.encode(other), headers=fenced(names, "j2", 0))
 
 
 async def test_job_log_lines_reach_the_log_stream(js: JetStreamContext, names: Names) -> None:

@@ -27,6 +27,9 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     type: str
     params: dict[str, Any] = {}
     steps: list[str] = []  # the planned step names, so a client can draw them before the job runs
+    timeout_s: float | None = None  # run time limit; None: the type's, else the processor's default
+    max_attempts: int | None = None  # None: the type's, else the processor's default
+    queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
 
 
 class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):
@@ -70,7 +73,36 @@ class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="completed"):
 class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="failed"):
     attempt: int
     error: str
-    reason: str = "error"  # error | invalid_params | unknown_type
+    reason: str = "error"  # error | timeout | invalid_params | unknown_type | attempts_exhausted
+
+
+class JobRetrying(_JobEvent, frozen=True, kw_only=True, tag="retrying"):
+    attempt: int  # the attempt that failed
+    next_attempt: int
+    delay_s: float
+    error: str
+
+
+class CancelRequested(_JobEvent, frozen=True, kw_only=True, tag="cancel_requested"):
+    reason: str = ""
+
+
+class JobCancelled(_JobEvent, frozen=True, kw_only=True, tag="cancelled"):
+    attempt: int = 0  # 0: cancelled before it ever started
+    reason: str = ""
+
+
+class JobExpired(_JobEvent, frozen=True, kw_only=True, tag="expired"):
+    waited_s: float
+    queue_timeout_s: float
+
+
+class ArtifactStored(_JobEvent, frozen=True, kw_only=True, tag="artifact_stored"):
+    attempt: int
+    name: str
+    size: int
+    content_type: str
+    sha256: str = ""
 
 
 class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
@@ -92,9 +124,14 @@ JobEvent = (
     | LogLineWritten
     | JobCompleted
     | JobFailed
+    | JobRetrying
+    | CancelRequested
+    | JobCancelled
+    | JobExpired
+    | ArtifactStored
 )
-TerminalEvent = JobCompleted | JobFailed
-TERMINAL_KINDS: Final = frozenset({"completed", "failed"})
+TerminalEvent = JobCompleted | JobFailed | JobCancelled | JobExpired
+TERMINAL_KINDS: Final = frozenset({"completed", "failed", "cancelled", "expired"})
 
 # What the log stream holds: job log lines (sourced from the job stream) and service records.
 LogEntry = LogLineWritten | ServiceLogged

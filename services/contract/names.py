@@ -17,15 +17,20 @@ _JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
 _NAMESPACE_RE = re.compile(r"^[a-z0-9_-]{0,32}$")
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 
-# The last token of each job event subject.
+# The tokens after `jobs.<id>.` of each job event subject.
 CREATED = "created"
-STARTED = "started"
 STEP = "step"
 PROGRESS = "progress"
 LOG = "log"
-# One subject per job for its single terminal event (completed or failed); the broker refuses a
-# second message there (Nats-Expected-Last-Subject-Sequence: 0), which makes "ends exactly once"
-# a property of the stream, not of the code.
+CANCEL = "cancel"
+ARTIFACT = "artifact"
+# The run chain `jobs.<id>.run.*` holds the attempt lifecycle: started, retrying, ended. Every
+# write to it is a compare-and-set on the chain's last sequence (Nats-Expected-Last-Subject-
+# Sequence with Nats-Expected-Last-Subject-Sequence-Subject = `jobs.<id>.run.*`), so the broker
+# keeps one terminal event per job and fences out a worker whose attempt has been superseded.
+RUN = "run"
+STARTED = "started"
+RETRYING = "retrying"
 ENDED = "ended"
 
 
@@ -89,8 +94,12 @@ class Names:
 
     @property
     def all_job_ends(self) -> str:
-        """Filter for every job's terminal event: `jobs.*.ended`."""
-        return self._subject("jobs", "*", ENDED)
+        """Filter for every job's terminal event: `jobs.*.run.ended`."""
+        return self._subject("jobs", "*", RUN, ENDED)
+
+    @property
+    def all_cancel_requests(self) -> str:
+        return self._subject("jobs", "*", CANCEL)
 
     @property
     def all_job_logs(self) -> str:
@@ -104,6 +113,14 @@ class Names:
 
     def job_event(self, job_id: str, kind: str) -> str:
         return self._subject("jobs", _checked_job_id(job_id), kind)
+
+    def run_event(self, job_id: str, kind: str) -> str:
+        """`jobs.<id>.run.<started|retrying|ended>`."""
+        return self._subject("jobs", _checked_job_id(job_id), RUN, kind)
+
+    def run_chain(self, job_id: str) -> str:
+        """`jobs.<id>.run.*`: the subject set every lifecycle write is checked against."""
+        return self._subject("jobs", _checked_job_id(job_id), RUN, "*")
 
     def job_created(self, job_id: str, job_type: str) -> str:
         return self._subject("jobs", _checked_job_id(job_id), CREATED, _checked_job_type(job_type))
@@ -127,6 +144,21 @@ class Names:
     def types_bucket(self) -> str:
         """KV bucket where processors advertise the job types they serve."""
         return self._stream("JOB_TYPES").lower()
+
+    @property
+    def uploads_bucket(self) -> str:
+        """Object store of uploaded job inputs."""
+        return self._stream("UPLOADS").lower()
+
+    @property
+    def artifacts_bucket(self) -> str:
+        """Object store of job results (`<job id>/<name>`)."""
+        return self._stream("ARTIFACTS").lower()
+
+    @property
+    def idempotency_bucket(self) -> str:
+        """KV bucket: Idempotency-Key (hashed) → job id."""
+        return self._stream("IDEMPOTENCY").lower()
 
     @property
     def log_history_rpc(self) -> str:

@@ -5,22 +5,34 @@ from __future__ import annotations
 from typing import Final
 
 from .events import (
+    ArtifactStored,
+    CancelRequested,
+    JobCancelled,
     JobCompleted,
     JobCreated,
     JobEvent,
     JobFailed,
+    JobExpired,
+    JobRetrying,
     JobStarted,
     LogLineWritten,
     ProgressReported,
     StepFinished,
     StepStarted,
 )
-from .names import CREATED, ENDED, LOG, PROGRESS, STARTED, STEP, Names
+from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, STARTED, STEP, Names
 
-# Publishing a terminal event with this header succeeds only if the job has no terminal event yet.
-ONLY_IF_FIRST: Final = {"Nats-Expected-Last-Subject-Sequence": "0"}
 # JetStream's error code for a failed expected-last-subject-sequence check.
 WRONG_LAST_SEQUENCE_ERR: Final = 10071
+
+
+def fenced(names: Names, job_id: str, last_seq: int) -> dict[str, str]:
+    """Headers for a write to the job's run chain: stored only if the chain's last message is still
+    `last_seq` (0: the chain is empty). Every started, retrying and terminal event uses them."""
+    return {
+        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
+        "Nats-Expected-Last-Subject-Sequence-Subject": names.run_chain(job_id),
+    }
 
 
 def subject_of(names: Names, event: JobEvent) -> str:
@@ -28,15 +40,21 @@ def subject_of(names: Names, event: JobEvent) -> str:
         case JobCreated(job_id=job_id, type=job_type):
             return names.job_created(job_id, job_type)
         case JobStarted():
-            return names.job_event(event.job_id, STARTED)
+            return names.run_event(event.job_id, STARTED)
+        case JobRetrying():
+            return names.run_event(event.job_id, RETRYING)
         case StepStarted() | StepFinished():
             return names.job_event(event.job_id, STEP)
         case ProgressReported():
             return names.job_event(event.job_id, PROGRESS)
         case LogLineWritten():
             return names.job_event(event.job_id, LOG)
-        case JobCompleted() | JobFailed():
-            return names.job_event(event.job_id, ENDED)
+        case JobCompleted() | JobFailed() | JobCancelled() | JobExpired():
+            return names.run_event(event.job_id, ENDED)
+        case CancelRequested():
+            return names.job_event(event.job_id, CANCEL)
+        case ArtifactStored():
+            return names.job_event(event.job_id, ARTIFACT)
     raise TypeError(f"not a job event: {event!r}")
 
 

@@ -20,6 +20,7 @@ from .catalogue import Catalogue
 from .core import Core
 from .feed import JobFeed
 from .hub import Hub
+from .idempotency import open_bucket as open_idempotency
 from .problems import exception_handlers
 from .read_model import ReadModel
 from .routes import route_handlers
@@ -65,8 +66,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
             async with ship_logs(nc, settings.names, SERVICE, instance):
                 catalogue = Catalogue()
                 await catalogue.start(js, settings.names, settings.retention.replicas)
+                idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
+                                                     settings.retention.replicas)
                 core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(),
-                            hub=Hub(settings.stream_buffer), catalogue=catalogue)
+                            hub=Hub(settings.stream_buffer), catalogue=catalogue, idempotency=idempotency)
                 app.state.core = core
                 feed = JobFeed(js, settings.names, core.read_model, core.hub)
                 try:

@@ -14,14 +14,18 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from jobline.contract.events import JobCreated, LogPage, LogQuery, encoder
+from nats.js.errors import APIError
+from nats.js.kv import KeyValue
+
+from jobline.contract.events import CancelRequested, JobCancelled, JobCreated, LogPage, LogQuery, encoder
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
-from jobline.contract.publishing import created_msg_id
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
 from .hub import END, Hub
+from .idempotency import MAX_KEY_LENGTH, claim
 from .job_state import JobState
 from .problems import Problem
 from .read_model import ReadModel
@@ -40,12 +44,29 @@ class Core:
     read_model: ReadModel
     hub: Hub
     catalogue: Catalogue
+    idempotency: KeyValue
     ready: bool = False
 
 
 class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     params: dict[str, Any] = {}
+    timeout_s: float | None = None  # run time limit (default: the type's, else the processor's)
+    max_attempts: int | None = None
+    queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
+
+
+def _check_limits(core: Core, submission: JobSubmission) -> None:
+    limit = core.settings.max_timeout_s
+    for name in ("timeout_s", "queue_timeout_s"):
+        value = getattr(submission, name)
+        if value is not None and not 0 < value <= limit:
+            raise Problem(422, "Invalid limit", f"{name} must be above 0 and at most {limit:g} seconds",
+                          errors=[{"key": name, "source": "body", "message": f"must be in (0, {limit:g}]"}])
+    attempts = submission.max_attempts
+    if attempts is not None and not 1 <= attempts <= core.settings.max_attempts:
+        raise Problem(422, "Invalid limit", f"max_attempts must be from 1 to {core.settings.max_attempts}",
+                      errors=[{"key": "max_attempts", "source": "body", "message": "out of range"}])
 
 
 def new_job_id() -> str:
@@ -60,21 +81,62 @@ def _check_job_id(job_id: str) -> None:
                       errors=[{"key": "id", "source": "path", "message": "invalid job id"}])
 
 
-async def submit(core: Core, submission: JobSubmission) -> JobCreated:
+async def submit(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> tuple[JobCreated, bool]:
+    """Publish the job's created event; returns it and whether it is new (False: an earlier
+    request with the same Idempotency-Key created it)."""
     if not is_valid_job_type(submission.type) or submission.type not in core.catalogue.types:
         known = ", ".join(sorted(core.catalogue.types)) or "none yet: is a processor running?"
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
                       errors=[{"key": "type", "source": "body", "message": "unknown job type"}])
+    _check_limits(core, submission)
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
+                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
     info = core.catalogue.types[submission.type]
     job_id = new_job_id()
-    event = JobCreated(ts=time.time(), job_id=job_id, type=submission.type, params=submission.params, steps=list(info.steps))
+    fresh = True
+    if idempotency_key is not None:
+        claimed = await claim(core.idempotency, idempotency_key, job_id)
+        fresh = claimed == job_id
+        job_id = claimed
+    event = JobCreated(ts=time.time(), job_id=job_id, type=submission.type, params=submission.params,
+                       steps=list(info.steps), timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
+                       queue_timeout_s=submission.queue_timeout_s)
+    if not fresh:
+        existing = core.read_model.get(job_id)
+        if existing is not None:
+            return JobCreated(ts=existing.created_at, job_id=job_id, type=existing.type, params=existing.params), False
+        # The first request claimed the key but may have died before publishing: publish (the
+        # created event's Nats-Msg-Id makes a race between the two a single message).
     names = core.settings.names
     try:
         await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
                                msg_id=created_msg_id(job_id), give_up_after=10.0)
     except (NatsTimeout, NoRespondersError) as exc:
         raise Problem(503, "Event store unavailable", f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
-    return event
+    return event, fresh
+
+
+async def cancel(core: Core, job_id: str, reason: str = "") -> JobState:
+    """Record the request; a job not running anywhere (pending, or waiting to retry) ends
+    `cancelled` at once, a running one when its processor has stopped the work."""
+    state = await find_job(core, job_id)
+    if state.is_terminal:
+        raise Problem(409, "Job already ended", f"job {job_id} ended {state.status}; there is nothing to cancel",
+                      status_now=state.status)
+    names = core.settings.names
+    request = CancelRequested(ts=time.time(), job_id=job_id, reason=reason)
+    await publish_reliably(core.js, subject_of(names, request), encoder.encode(request), msg_id=f"{job_id}:cancel")
+    if state.status in ("pending", "retrying"):
+        cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
+        try:
+            await publish_reliably(core.js, subject_of(names, cancelled), encoder.encode(cancelled),
+                                   msg_id=f"{job_id}:cancelled", headers=fenced(names, job_id, state.run_seq))
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+                raise
+            # A processor took it meanwhile: it sees the request and stops the work.
+    return state
 
 
 async def find_job(core: Core, job_id: str) -> JobState:

@@ -60,7 +60,6 @@ class JobFeed:
             log.warning("skipping undecodable event %d on %s: %s", seq, msg.subject, exc)
             self._read_model.advance(seq)
             return
-        self._read_model.apply(event, seq)
-        if self._hub.has_listeners(event.job_id):
+        if self._read_model.apply(event, seq) and self._hub.has_listeners(event.job_id):
             kind = kind_of(event)
             self._hub.publish(event.job_id, frame(kind, msg.data, seq), last=kind in TERMINAL_KINDS)

@@ -7,10 +7,15 @@ from typing import Any
 import msgspec
 
 from jobline.contract.events import (
+    ArtifactStored,
+    CancelRequested,
+    JobCancelled,
     JobCompleted,
     JobCreated,
     JobEvent,
+    JobExpired,
     JobFailed,
+    JobRetrying,
     JobStarted,
     LogLineWritten,
     ProgressReported,
@@ -18,7 +23,15 @@ from jobline.contract.events import (
     StepStarted,
 )
 
-TERMINAL_STATUSES = frozenset({"completed", "failed"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+class ArtifactInfo(msgspec.Struct, kw_only=True):
+    name: str
+    size: int
+    content_type: str
+    sha256: str = ""
+    url: str = ""
 
 
 class StepState(msgspec.Struct, kw_only=True):
@@ -32,7 +45,7 @@ class StepState(msgspec.Struct, kw_only=True):
 class JobState(msgspec.Struct, kw_only=True):
     id: str
     type: str
-    status: str = "pending"  # pending | running | completed | failed
+    status: str = "pending"  # pending | running | retrying | completed | failed | cancelled | expired
     params: dict[str, Any] = {}
     progress: float | None = None  # 0..1
     current: float | None = None
@@ -49,9 +62,15 @@ class JobState(msgspec.Struct, kw_only=True):
     result: Any = None
     error: str | None = None
     error_reason: str | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    next_attempt_in_s: float | None = None  # while retrying: the backoff before the next attempt
+    cancel_requested: bool = False
+    artifacts: list[ArtifactInfo] = []
     log_lines: int = 0
     created_seq: int = 0  # stream sequence of the created event
     seq: int = 0  # stream sequence of the last event applied
+    run_seq: int = 0  # stream sequence of the last event of the run chain (jobs.<id>.run.*)
 
     @property
     def is_terminal(self) -> bool:
@@ -62,6 +81,7 @@ def new_state(event: JobCreated, seq: int) -> JobState:
     return JobState(
         id=event.job_id, type=event.type, params=event.params, created_at=event.ts,
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
+        timeout_s=event.timeout_s, max_attempts=event.max_attempts,
     )
 
 
@@ -74,19 +94,21 @@ def _step(state: JobState, name: str) -> StepState:
     return step
 
 
-def apply(state: JobState, event: JobEvent, seq: int) -> None:
-    """Fold one event into the state. Events of an attempt older than the current one are
-    ignored: a worker presumed dead cannot rewrite what its successor reports."""
+def apply(state: JobState, event: JobEvent, seq: int) -> bool:
+    """Fold one event into the state; False when it was ignored. Events of an attempt older than
+    the current one are ignored: a worker presumed dead cannot rewrite what its successor reports."""
     if state.is_terminal:
-        return
+        return False
     attempt = getattr(event, "attempt", None)
-    if attempt is not None and attempt < state.attempt:
-        return
+    if attempt is not None and attempt and attempt < state.attempt:
+        return False
     state.seq = seq
     match event:
         case JobStarted():
+            state.run_seq = seq
             state.status = "running"
             state.attempt = event.attempt
+            state.next_attempt_in_s = None
             state.worker = event.worker
             state.started_at = event.ts
             state.progress = state.current = state.total = state.eta_s = None
@@ -104,19 +126,40 @@ def apply(state: JobState, event: JobEvent, seq: int) -> None:
                 state.step = None
         case ProgressReported():
             if event.fraction is not None and state.progress is not None and event.fraction < state.progress:
-                return  # progress never goes back within an attempt
+                return False  # progress never goes back within an attempt
             state.progress, state.current, state.total = event.fraction, event.current, event.total
             state.eta_s = event.eta_s
             if event.message is not None:
                 state.message = event.message
         case LogLineWritten():
             state.log_lines += 1
+        case JobRetrying():
+            state.run_seq = seq
+            state.status, state.error, state.next_attempt_in_s = "retrying", event.error, event.delay_s
+            state.step = state.eta_s = None
+        case CancelRequested():
+            state.cancel_requested = True
+        case ArtifactStored():
+            state.artifacts.append(ArtifactInfo(name=event.name, size=event.size, content_type=event.content_type,
+                                                sha256=event.sha256, url=f"/api/jobs/{state.id}/artifacts/{event.name}"))
         case JobCompleted():
+            state.run_seq = seq
             state.status, state.result, state.finished_at = "completed", event.result, event.ts
-            state.progress, state.eta_s, state.step = 1.0, 0.0, None
+            state.progress, state.eta_s, state.step, state.error = 1.0, 0.0, None, None
         case JobFailed():
+            state.run_seq = seq
             state.status, state.finished_at = "failed", event.ts
             state.error, state.error_reason, state.eta_s = event.error, event.reason, None
             state.attempt = max(state.attempt, event.attempt)
+        case JobCancelled():
+            state.run_seq = seq
+            state.status, state.finished_at, state.eta_s = "cancelled", event.ts, None
+            state.error, state.error_reason = event.reason or "cancelled", "cancelled"
+        case JobExpired():
+            state.run_seq = seq
+            state.status, state.finished_at = "expired", event.ts
+            state.error = f"expired after waiting {event.waited_s:g}s (queue timeout {event.queue_timeout_s:g}s)"
+            state.error_reason = "expired"
         case JobCreated():
-            pass
+            return False
+    return True

@@ -28,20 +28,21 @@ class ReadModel:
     def get(self, job_id: str) -> JobState | None:
         return self._jobs.get(job_id)
 
-    def apply(self, event: JobEvent, seq: int) -> JobState | None:
-        """Returns the job's state after the event (None for an event of an unknown job)."""
+    def apply(self, event: JobEvent, seq: int) -> bool:
+        """Fold the event in; False when it changed nothing (unknown job, stale attempt, after
+        the end) — such events are not worth sending to clients either."""
+        applied = False
         if isinstance(event, JobCreated):
-            state = self._jobs.get(event.job_id)
-            if state is None:
-                state = self._jobs[event.job_id] = new_state(event, seq)
+            if event.job_id not in self._jobs:
+                self._jobs[event.job_id] = new_state(event, seq)
                 self._created_seqs.append(seq)
                 self._created_ids.append(event.job_id)
+                applied = True
         else:
             state = self._jobs.get(event.job_id)
-            if state is not None:
-                apply(state, event, seq)
+            applied = state is not None and apply(state, event, seq)
         self.advance(seq)
-        return state
+        return applied
 
     def advance(self, seq: int) -> None:
         self.last_seq = max(self.last_seq, seq)

@@ -37,12 +37,32 @@ class JobPage(msgspec.Struct):
     next_before: int | None  # pass as ?before= for the next (older) page
 
 
-@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES)
-async def submit_job(state: State, data: JSONBody[jobs.JobSubmission]) -> Response[Accepted]:
-    event = await jobs.submit(_core(state), data)
+@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES,
+      description="With an `Idempotency-Key` header, repeating the request (also concurrently, also days "
+      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.")
+async def submit_job(
+    state: State,
+    data: JSONBody[jobs.JobSubmission],
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+) -> Response[Accepted]:
+    core = _core(state)
+    event, fresh = await jobs.submit(core, data, idempotency_key)
     job_links = jobs.links(event.job_id)
-    return Response(Accepted(id=event.job_id, status="pending", links=job_links), status_code=202,
-                    headers={"Location": job_links["self"]})
+    current = core.read_model.get(event.job_id)
+    headers = {"Location": job_links["self"]}
+    if not fresh:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(Accepted(id=event.job_id, status=current.status if current else "pending", links=job_links),
+                    status_code=202, headers=headers)
+
+
+@post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
+      description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
+      "as soon as its processor has stopped the work. 409 when the job already ended.")
+async def cancel_job(state: State, job_id: FromPath[str]) -> Response[dict[str, str]]:
+    job = await jobs.cancel(_core(state), job_id)
+    status = "cancelled" if job.status in ("pending", "retrying") else "cancelling"
+    return Response({"id": job_id, "status": status}, status_code=202)
 
 
 @get("/api/jobs", summary="List jobs, newest first")
@@ -114,4 +134,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [submit_job, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [submit_job, cancel_job, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]

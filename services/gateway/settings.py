@@ -28,6 +28,10 @@ class GatewaySettings:
     stream_buffer: int = 1000  # frames buffered per SSE client before it is dropped as too slow
     snapshot_log_lines: int = 500  # recent log lines sent with an SSE snapshot (older: /logs)
     catch_up_timeout_s: float = 5.0  # how long a lookup of an unseen job id waits for the read model
+    max_timeout_s: float = 86400.0  # the largest timeout_s / queue_timeout_s a submission may ask for
+    max_attempts: int = 100  # the largest max_attempts a submission may ask for
+    idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key keeps pointing at its job
+    max_upload_bytes: int = 2 << 30  # POST /api/uploads limit (413 beyond)
     log_level: str = "INFO"
 
     @classmethod
@@ -46,5 +50,9 @@ class GatewaySettings:
             stream_buffer=env.env_int("JOBLINE_SSE_BUFFER", d.stream_buffer),
             snapshot_log_lines=env.env_int("JOBLINE_SNAPSHOT_LOG_LINES", d.snapshot_log_lines),
             catch_up_timeout_s=env.env_float("JOBLINE_CATCH_UP_TIMEOUT_S", d.catch_up_timeout_s),
+            max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
+            max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
+            idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
+            max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             log_level=env.log_level(),
         )

@@ -9,14 +9,22 @@ flushed before every step change and before the end so the final value is never 
 from __future__ import annotations
 
 import asyncio
+import mimetypes
+import os
+import re
+import shutil
+import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
 
 from jobline.contract.events import (
+    ArtifactStored,
     JobEvent,
     LogLineWritten,
     ProgressReported,
@@ -28,7 +36,18 @@ from jobline.contract.names import Names
 from jobline.contract.publishing import subject_of
 from jobline.runtime.publishing import publish_reliably
 
+from .objects import Objects
+from .registry import JobCancelledError
+
 LEVELS = ("debug", "info", "warning", "error")
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ProcessFailed(Exception):
+    def __init__(self, args: list[str], returncode: int, stderr: str):
+        super().__init__(f"{Path(args[0]).name} exited with {returncode}: {stderr.strip()[-500:]}")
+        self.returncode = returncode
+        self.stderr = stderr
 
 
 class Outbox:
@@ -83,6 +102,8 @@ class JobContext:
         outbox: Outbox,
         progress_rate: float,
         loop: asyncio.AbstractEventLoop,
+        objects: Objects | None = None,
+        work_root: Path | None = None,
     ):
         self.job_id = job_id
         self.job_type = job_type
@@ -97,6 +118,10 @@ class JobContext:
         self._pending_progress: tuple[float | None, float | None, float | None, str | None, float] | None = None
         self._last_progress_at = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
+        self._cancelled = threading.Event()
+        self._objects = objects
+        self._work_root = work_root
+        self._workdir: Path | None = None
 
     # --- the handler's API ------------------------------------------------------------------
     def step(self, name: str) -> None:
@@ -111,7 +136,84 @@ class JobContext:
         level = level.lower()
         self._on_loop(self._log_now, str(message), level if level in LEVELS else "info")
 
+    @property
+    def cancelled(self) -> bool:
+        """True once the job is cancelled or timed out: plain (threaded) handlers should stop."""
+        return self._cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise JobCancelledError(f"job {self.job_id} was stopped")
+
+    @property
+    def workdir(self) -> Path:
+        """A scratch folder for this attempt, removed when it ends (partial files included)."""
+        if self._workdir is None:
+            root = self._work_root or Path(os.environ.get("TMPDIR", "/tmp"))
+            self._workdir = root / f"{self.job_id}-{self.attempt}"
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        return self._workdir
+
+    async def run_process(self, args: list[str], *, on_line: Callable[[str], None] | None = None,
+                          cwd: Path | None = None) -> str:
+        """Run an external tool where it can be killed: cancelling the job (or its timeout)
+        kills the whole process group. `on_line` gets each stdout line; returns stdout's tail
+        and raises ProcessFailed on a non-zero exit."""
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=cwd or self.workdir, start_new_session=True,
+        )
+        out_tail: deque[str] = deque(maxlen=50)
+        err_tail: deque[str] = deque(maxlen=50)
+
+        async def pump(stream: asyncio.StreamReader, tail: deque[str], callback: Callable[[str], None] | None) -> None:
+            async for raw in stream:
+                line = raw.decode(errors="replace").rstrip("\n")
+                tail.append(line)
+                if callback is not None:
+                    callback(line)
+
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            await asyncio.gather(pump(proc.stdout, out_tail, on_line), pump(proc.stderr, err_tail, None))
+            returncode = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await proc.wait()
+            raise
+        if returncode != 0:
+            raise ProcessFailed(args, returncode, "\n".join(err_tail))
+        return "\n".join(out_tail)
+
+    async def fetch_upload(self, upload_id: str, filename: str = "input") -> Path:
+        """Download an upload (from POST /api/uploads) into the workdir."""
+        if self._objects is None:
+            raise RuntimeError("this processor has no object store")
+        return await self._objects.fetch_upload(upload_id, self.workdir / filename)
+
+    async def artifact(self, name: str, path: Path, content_type: str | None = None) -> None:
+        """Store a result file; served at GET /api/jobs/<id>/artifacts/<name>."""
+        if self._objects is None:
+            raise RuntimeError("this processor has no object store")
+        if not ARTIFACT_NAME.match(name):
+            raise ValueError(f"invalid artifact name {name!r}")
+        size, sha256 = await self._objects.store_artifact(f"{self.job_id}/{name}", Path(path))
+        kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self._on_loop(self._outbox.put, ArtifactStored(ts=self._now(), job_id=self.job_id, attempt=self.attempt,
+                                                        name=name, size=size, content_type=kind, sha256=sha256))
+
     # --- used by the worker -----------------------------------------------------------------
+    def stop(self) -> None:
+        self._cancelled.set()
+
+    def cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
     def finish(self, outcome: str) -> None:
         """Close the open step and flush the latest progress (on the loop)."""
         self._flush_progress()

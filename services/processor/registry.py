@@ -18,6 +18,10 @@ class PermanentError(Exception):
     """Raised by a handler for a failure that retrying cannot fix."""
 
 
+class JobCancelledError(Exception):
+    """Raised by `ctx.check_cancelled()` once the job has been cancelled or timed out."""
+
+
 Handler = Callable[..., Any]
 
 
@@ -28,6 +32,9 @@ class TaskSpec:
     params_type: type | None = None  # a msgspec Struct the raw params are converted to
     steps: list[str] | Callable[[Any], list[str]] = field(default_factory=list)
     description: str = ""
+    timeout_s: float | None = None  # None: the processor's default
+    max_attempts: int | None = None
+    retry_backoff_s: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -69,6 +76,9 @@ class Registry:
         params: type | None = None,
         steps: list[str] | Callable[[Any], list[str]] | None = None,
         description: str = "",
+        timeout_s: float | None = None,
+        max_attempts: int | None = None,
+        retry_backoff_s: float | None = None,
     ) -> Callable[[Handler], Handler]:
         if not is_valid_job_type(name):
             raise ValueError(f"invalid job type name {name!r} (lowercase letters, digits, - and _)")
@@ -82,6 +92,9 @@ class Registry:
                 params_type=params,
                 steps=steps if steps is not None else [],
                 description=description or (inspect.getdoc(handler) or "").split("\n")[0],
+                timeout_s=timeout_s,
+                max_attempts=max_attempts,
+                retry_backoff_s=retry_backoff_s,
             )
             return handler
 

@@ -13,6 +13,7 @@ from jobline.runtime.stream_setup import ensure_streams
 from .registry import Registry, default_registry, load_task_modules
 from .settings import ProcessorSettings
 from .type_catalogue import advertise
+from .objects import Objects
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
         js = nc.jetstream()
         await ensure_streams(js, settings.names, settings.retention)
         async with ship_logs(nc, settings.names, SERVICE, instance):
-            worker = Worker(js, settings, registry, instance)
+            objects = await Objects.open(js, settings.names, settings.retention.replicas)
+            worker = Worker(nc, js, settings, registry, instance, objects)
             await advertise(js, settings.names, registry, worker.served_types(), settings.retention.replicas)
             await worker.run(stop)
             log.info("processor stopped after %d job(s)", worker.jobs_done)

@@ -21,7 +21,12 @@ class ProcessorSettings:
     task_modules: tuple[str, ...] = ()  # user modules that register job types on import
     concurrency: int = 16  # jobs run at once by this process
     ack_wait_s: float = 30.0  # a job unacknowledged this long is redelivered (worker presumed dead)
-    max_deliver: int = 5  # deliveries before the broker gives up on a created event
+    max_attempts: int = 3  # default attempts per job (a job or its type may say otherwise)
+    retry_backoff_s: float = 1.0  # first retry delay; doubles per attempt, with jitter
+    max_backoff_s: float = 300.0
+    default_timeout_s: float = 300.0  # run time limit when neither the job nor its type sets one
+    max_timeout_s: float = 86400.0  # no job runs longer than this, whatever it asks for
+    queue_timeout_s: float = 86400.0  # a job pending longer than this ends `expired` unrun
     progress_rate: float = 10.0  # progress events per second per job at most
     drain_grace_s: float = 10.0  # on SIGTERM, how long running jobs may take to finish
     log_level: str = "INFO"
@@ -39,7 +44,12 @@ class ProcessorSettings:
             task_modules=env.env_list("JOBLINE_TASK_MODULES"),
             concurrency=env.env_int("JOBLINE_PROCESSOR_CONCURRENCY", d.concurrency),
             ack_wait_s=env.env_float("JOBLINE_ACK_WAIT_S", d.ack_wait_s),
-            max_deliver=env.env_int("JOBLINE_MAX_DELIVER", d.max_deliver),
+            max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS", d.max_attempts),
+            retry_backoff_s=env.env_float("JOBLINE_RETRY_BACKOFF_S", d.retry_backoff_s),
+            max_backoff_s=env.env_float("JOBLINE_MAX_BACKOFF_S", d.max_backoff_s),
+            default_timeout_s=env.env_float("JOBLINE_TIMEOUT_S", d.default_timeout_s),
+            max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
+            queue_timeout_s=env.env_float("JOBLINE_QUEUE_TIMEOUT_S", d.queue_timeout_s),
             progress_rate=env.env_float("JOBLINE_PROGRESS_RATE", d.progress_rate),
             drain_grace_s=env.env_float("JOBLINE_DRAIN_GRACE_S", d.drain_grace_s),
             log_level=env.log_level(),

@@ -1,39 +1,49 @@
-"""The consume loop: fetch created events from the shared durable, run each job, end it once."""
+"""The consume loop: fetch created events from the shared durable, run each job's attempt."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from jobline.contract.events import (
+    CancelRequested,
+    JobCancelled,
     JobCompleted,
     JobCreated,
+    JobExpired,
     JobFailed,
+    JobRetrying,
     JobStarted,
     TerminalEvent,
     encoder,
     job_event_decoder,
 )
-from jobline.contract.names import ENDED, Names
-from jobline.contract.publishing import ONLY_IF_FIRST, WRONG_LAST_SEQUENCE_ERR, subject_of
+from jobline.contract.names import CANCEL, Names
 from jobline.runtime.consuming import fetch_or_stop
-from jobline.runtime.publishing import publish_reliably
 
 from .context import JobContext, Outbox
+from .fence import Fenced, RunChain
+from .objects import Objects
 from .registry import PermanentError, Registry, TaskSpec
 from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
+_cancel_decoder = msgspec.json.Decoder(CancelRequested)
 
 
 def consumer_config(settings: ProcessorSettings, names: Names, job_types: list[str]) -> ConsumerConfig:
@@ -43,7 +53,7 @@ def consumer_config(settings: ProcessorSettings, names: Names, job_types: list[s
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait_s,
-        max_deliver=settings.max_deliver,
+        max_deliver=-1,  # attempts are counted by the processor, which ends the job when they run out
         max_ack_pending=max(1000, settings.concurrency * 64),
         filter_subjects=[names.created_filter(t) for t in job_types],
     )
@@ -86,16 +96,26 @@ def _created_at(info: object) -> datetime | None:
     return created if isinstance(created, datetime) else None
 
 
+@dataclass
+class RunningJob:
+    ctx: JobContext
+    handler: asyncio.Task[object]
+    stop_reason: str | None = None  # "cancelled" once a cancel request reached it
+
+
 class Worker:
-    def __init__(self, js: JetStreamContext, settings: ProcessorSettings, registry: Registry, instance: str):
+    def __init__(self, nc: Client, js: JetStreamContext, settings: ProcessorSettings, registry: Registry,
+                 instance: str, objects: Objects | None = None):
+        self._nc = nc
         self._js = js
         self._settings = settings
         self._names = settings.names
         self._registry = registry
         self._instance = instance
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._objects = objects
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # by stream sequence of the created event
+        self._jobs: dict[str, RunningJob] = {}  # by job id, while its handler runs
         self._slot_free = asyncio.Event()
-        self._consumer_created_ts = 0.0
         self.jobs_done = 0
 
     def served_types(self) -> list[str]:
@@ -105,17 +125,19 @@ class Worker:
             raise ValueError(f"JOBLINE_PROCESSOR_TYPES names unregistered job types: {', '.join(unknown)}")
         return wanted
 
+    # --- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         stream = self._names.jobs_stream
         config = consumer_config(self._settings, self._names, self.served_types())
-        created = await ensure_consumer(self._js, stream, config)
-        self._consumer_created_ts = created.timestamp() if created else 0.0
+        assert config.durable_name
+        await ensure_consumer(self._js, stream, config)
+        cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
         psub = await self._js.pull_subscribe_bind(durable=config.durable_name, stream=stream)
         log.info("processing %s from %s as %s", ", ".join(self.served_types()), config.durable_name, self._instance)
         stop_wait = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                free = self._settings.concurrency - len(self._running)
+                free = self._settings.concurrency - len(self._tasks)
                 if free <= 0:
                     self._slot_free.clear()
                     slot_wait = asyncio.create_task(self._slot_free.wait())
@@ -126,6 +148,7 @@ class Worker:
                     # A long poll held by the server: returns as soon as work arrives.
                     msgs = await fetch_or_stop(psub, free, stop_wait)
                 except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    psub = await self._watchdog(psub, stream, config.durable_name)
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
                     log.warning("fetch failed (%s); retrying", type(exc).__name__)
@@ -139,36 +162,62 @@ class Worker:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
             await self._drain()
+            with contextlib.suppress(Exception):
+                await cancels.unsubscribe()
+
+    async def _watchdog(self, psub: JetStreamContext.PullSubscription, stream: str,
+                        durable: str) -> JetStreamContext.PullSubscription:
+        """An idle fetch while the consumer has work waiting means the pull subscription went
+        silent (seen after a server restart, nats.py#504): bind a fresh one."""
+        try:
+            info = await self._js.consumer_info(stream, durable)
+        except Exception:  # the server is away; the next fetch will tell
+            return psub
+        if info.num_pending and info.num_pending > 0 and len(self._tasks) < self._settings.concurrency:
+            log.warning("pull subscription idle with %d job(s) waiting; re-binding it", info.num_pending)
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+            return await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+        return psub
 
     def _start(self, msg: Msg) -> None:
-        key = f"{msg.metadata.sequence.stream}"
+        key = msg.metadata.sequence.stream
         task = asyncio.create_task(self._process(msg), name=f"job-{key}")
-        self._running[key] = task
+        self._tasks[key] = task
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._running.pop(key, None)
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.pop(key, None)
             self._slot_free.set()
+            if not t.cancelled() and t.exception() is not None:
+                log.error("job task failed", exc_info=t.exception())
 
         task.add_done_callback(done)
 
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period; hand the rest back at once."""
-        if not self._running:
+        """Let running jobs finish within the grace period; hand the rest back at once (nak)."""
+        if not self._tasks:
             return
-        log.info("draining %d running job(s) for up to %.1fs", len(self._running), self._settings.drain_grace_s)
-        _, pending = await asyncio.wait(list(self._running.values()), timeout=self._settings.drain_grace_s)
+        log.info("draining %d running job(s) for up to %.1fs", len(self._tasks), self._settings.drain_grace_s)
+        _, pending = await asyncio.wait(list(self._tasks.values()), timeout=self._settings.drain_grace_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+            log.info("handed %d job(s) back", len(pending))
 
-    async def _already_ended(self, job_id: str) -> bool:
+    async def _on_cancel_request(self, msg: Msg) -> None:
         try:
-            await self._js.get_last_msg(self._names.jobs_stream, self._names.job_event(job_id, ENDED), direct=True)
-        except NotFoundError:
-            return False
-        return True
+            request = _cancel_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        running = self._jobs.get(request.job_id)
+        if running is not None and running.stop_reason is None:
+            log.info("cancelling job %s", request.job_id)
+            running.stop_reason = "cancelled"
+            running.ctx.stop()
+            running.handler.cancel()
 
+    # --- one delivery -----------------------------------------------------------------------
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
         attempt = meta.num_delivered or 1
@@ -180,75 +229,156 @@ class Worker:
             log.error("dropping undecodable message %s on %s: %s", meta.sequence.stream, msg.subject, exc)
             await msg.term()
             return
-        # A redelivery, or a message older than this consumer, may belong to a job that already
-        # ended (its worker died between storing the end and acking): never run it again.
-        is_old = meta.timestamp is not None and meta.timestamp.timestamp() < self._consumer_created_ts
-        if (attempt > 1 or is_old) and await self._already_ended(created.job_id):
-            await msg.ack()
-            return
+        job_id = created.job_id
+        chain = RunChain(self._js, self._names, job_id)
         spec = self._registry.get(created.type)
-        if spec is None:  # the consumer's filter makes this a configuration error, not user input
-            await self._end(JobFailed(ts=time.time(), job_id=created.job_id, attempt=attempt,
-                                      error=f"no handler for job type {created.type!r}", reason="unknown_type"))
-            await msg.ack()
-            return
-        outbox = Outbox(self._js, self._names, created.job_id, attempt)
-        heartbeat = asyncio.create_task(self._keep_alive(msg))
+        max_attempts = created.max_attempts or (spec.max_attempts if spec else None) or self._settings.max_attempts
         try:
-            terminal = await self._run_attempt(spec, created, attempt, outbox)
+            if attempt > 1:
+                # A redelivery: the job may have ended, or been cancelled, while it was away.
+                last = await chain.read_last()
+                if last is not None and isinstance(last, TerminalEvent):
+                    await msg.ack()
+                    return
+                if await self._cancel_was_requested(job_id):
+                    await self._end(msg, chain, JobCancelled(ts=time.time(), job_id=job_id, attempt=attempt,
+                                                             reason="cancel requested"), attempt)
+                    return
+                if attempt > max_attempts:
+                    # The worker died each time (a job that crashes its process): stop trying.
+                    await self._end(msg, chain, JobFailed(
+                        ts=time.time(), job_id=job_id, attempt=attempt - 1, reason="attempts_exhausted",
+                        error=f"gave up after {max_attempts} attempt(s): the worker stopped responding each time"), attempt)
+                    return
+            waited = time.time() - created.ts
+            queue_timeout = created.queue_timeout_s or self._settings.queue_timeout_s
+            if attempt == 1 and waited > queue_timeout:
+                await self._end(msg, chain, JobExpired(ts=time.time(), job_id=job_id, waited_s=round(waited, 3),
+                                                       queue_timeout_s=queue_timeout), attempt)
+                return
+            if spec is None:  # the consumer's filter makes this a configuration error, not user input
+                await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
+                                                      error=f"no handler for job type {created.type!r}",
+                                                      reason="unknown_type"), attempt)
+                return
+            await self._attempt(msg, chain, spec, created, attempt, max_attempts)
+        except Fenced as exc:
+            # Superseded: a newer attempt, a cancel or an end came first. Touch nothing: the
+            # delivery now belongs to whoever holds the job.
+            log.warning("job %s attempt %d fenced out: %s", job_id, attempt, exc)
+
+    async def _cancel_was_requested(self, job_id: str) -> bool:
+        try:
+            await self._js.get_last_msg(self._names.jobs_stream, self._names.job_event(job_id, CANCEL), direct=True)
+        except NotFoundError:
+            return False
+        return True
+
+    async def _start_attempt(self, msg: Msg, chain: RunChain, started: JobStarted) -> bool:
+        """Append `started`; False when the job turned out to have ended (e.g. cancelled while pending)."""
+        try:
+            await chain.append(started, f"{started.job_id}:{started.attempt}:started")
+            return True
+        except Fenced:
+            last = await chain.read_last()
+            if last is None or isinstance(last, TerminalEvent):
+                await msg.ack()
+                return False
+            # The chain holds an unfinished attempt we did not know of: continue after it.
+            await chain.append(started, f"{started.job_id}:{started.attempt}:started:{chain.last_seq}")
+            return True
+
+    async def _attempt(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, attempt: int,
+                       max_attempts: int) -> None:
+        job_id = created.job_id
+        try:
+            params = spec.parse_params(created.params)
+        except msgspec.ValidationError as exc:
+            await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
+                                                  error=f"invalid params: {exc}", reason="invalid_params"), attempt)
+            return
+        started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
+        if not await self._start_attempt(msg, chain, started):
+            return
+        outbox = Outbox(self._js, self._names, job_id, attempt)
+        ctx = JobContext(
+            job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
+            progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(), objects=self._objects,
+            work_root=self._settings.data_dir / "work",
+        )
+        timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
+        heartbeat = asyncio.create_task(self._keep_alive(msg))
+        handler = asyncio.create_task(self._call(spec, ctx))
+        running = self._jobs[job_id] = RunningJob(ctx=ctx, handler=handler)
+        try:
+            done, _ = await asyncio.wait({handler}, timeout=timeout)
+            if not done:
+                running.stop_reason = "timeout"
+                ctx.stop()
+                handler.cancel()
+                await asyncio.wait({handler})
+            outcome = self._outcome(running, created, attempt, timeout)
+            ctx.finish("done" if isinstance(outcome, JobCompleted) else "failed")
             await outbox.close()
-            await self._end(terminal)
         except asyncio.CancelledError:
-            # Drain ran out of time: hand the job back now rather than after the ack wait.
+            # Drain ran out of time: stop the work and hand the job back now, not after the ack wait.
+            ctx.stop()
+            handler.cancel()
             outbox.abort()
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
         finally:
+            self._jobs.pop(job_id, None)
             heartbeat.cancel()
+            ctx.cleanup()
+        if isinstance(outcome, JobFailed) and outcome.reason == "error" and attempt < max_attempts:
+            await self._retry(msg, chain, spec, outcome, attempt)
+            return
+        await self._end(msg, chain, outcome, attempt)
+
+    async def _call(self, spec: TaskSpec, ctx: JobContext) -> object:
+        if spec.is_async:
+            return await spec.handler(ctx)
+        # Plain functions run in a thread; on cancel or timeout they are told through
+        # ctx.cancelled (a thread cannot be killed: external tools belong in ctx.run_process).
+        return await asyncio.to_thread(spec.handler, ctx)
+
+    def _outcome(self, running: RunningJob, created: JobCreated, attempt: int, timeout: float) -> TerminalEvent:
+        job_id, now = created.job_id, time.time()
+        handler = running.handler
+        if running.stop_reason == "timeout":
+            return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason="timeout",
+                             error=f"timed out after {timeout:g}s; the work was stopped")
+        if running.stop_reason == "cancelled":
+            return JobCancelled(ts=now, job_id=job_id, attempt=attempt, reason="cancel requested")
+        if handler.cancelled():
+            return JobFailed(ts=now, job_id=job_id, attempt=attempt, error="the handler was cancelled")
+        exc = handler.exception()
+        if exc is None:
+            result = handler.result()
+            try:
+                encoder.encode(result)
+            except TypeError as bad:  # a result that cannot be stored is the handler's failure
+                return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason="error", error=f"TypeError: {bad}")
+            return JobCompleted(ts=now, job_id=job_id, attempt=attempt, result=result)
+        if isinstance(exc, PermanentError):
+            return JobFailed(ts=now, job_id=job_id, attempt=attempt, error=str(exc), reason="permanent")
+        log.warning("job %s (%s) attempt %d failed: %s: %s", job_id, created.type, attempt, type(exc).__name__, exc)
+        return JobFailed(ts=now, job_id=job_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+
+    async def _retry(self, msg: Msg, chain: RunChain, spec: TaskSpec, failure: JobFailed, attempt: int) -> None:
+        base = spec.retry_backoff_s or self._settings.retry_backoff_s
+        delay = min(base * 2 ** (attempt - 1), self._settings.max_backoff_s) * random.uniform(0.5, 1.5)
+        retrying = JobRetrying(ts=time.time(), job_id=failure.job_id, attempt=attempt, next_attempt=attempt + 1,
+                               delay_s=round(delay, 3), error=failure.error)
+        await chain.append(retrying, f"{failure.job_id}:{attempt}:retrying")
+        await msg.nak(delay=delay)
+
+    async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
+        await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
         await msg.ack()
         self.jobs_done += 1
-
-    async def _run_attempt(self, spec: TaskSpec, created: JobCreated, attempt: int, outbox: Outbox) -> TerminalEvent:
-        job_id = created.job_id
-        try:
-            params = spec.parse_params(created.params)
-        except msgspec.ValidationError as exc:
-            return JobFailed(ts=time.time(), job_id=job_id, attempt=attempt, error=f"invalid params: {exc}", reason="invalid_params")
-        outbox.put(JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params)))
-        ctx = JobContext(
-            job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
-            progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(),
-        )
-        try:
-            if spec.is_async:
-                result = await spec.handler(ctx)
-            else:
-                result = await asyncio.to_thread(spec.handler, ctx)
-            encoder.encode(result)  # a result that cannot be stored is the handler's failure
-        except asyncio.CancelledError:
-            ctx.finish("failed")
-            raise
-        except PermanentError as exc:
-            ctx.finish("failed")
-            return JobFailed(ts=time.time(), job_id=job_id, attempt=attempt, error=str(exc))
-        except Exception as exc:
-            log.warning("job %s (%s) failed: %s: %s", job_id, created.type, type(exc).__name__, exc)
-            ctx.finish("failed")
-            return JobFailed(ts=time.time(), job_id=job_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}")
-        ctx.finish("done")
-        return JobCompleted(ts=time.time(), job_id=job_id, attempt=attempt, result=result)
-
-    async def _end(self, terminal: TerminalEvent) -> None:
-        try:
-            await publish_reliably(
-                self._js, subject_of(self._names, terminal), encoder.encode(terminal),
-                msg_id=f"{terminal.job_id}:{terminal.attempt}:end", headers=ONLY_IF_FIRST,
-            )
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise
-            log.warning("job %s already has its terminal event; %s not stored", terminal.job_id, type(terminal).__name__)
 
     async def _keep_alive(self, msg: Msg) -> None:
         """In-progress acks: a job longer than the ack wait is not redelivered while we live."""
