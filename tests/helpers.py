@@ -80,10 +80,11 @@ async def running_stack(
     processor: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
     with_logsink: bool = True,
+    retention: RetentionSettings = TEST_RETENTION,
 ) -> AsyncIterator[Stack]:
     """Gateway, processor and logsink as tasks in this loop (real NATS, real uvicorn on port 0)."""
     servers = [nats_url]
-    common: dict[str, Any] = {"nats_servers": servers, "names": names, "retention": TEST_RETENTION}
+    common: dict[str, Any] = {"nats_servers": servers, "names": names, "retention": retention}
     psettings = replace(ProcessorSettings(data_dir=data_dir, **common), **(processor or {}))
     lsettings = LogsinkSettings(data_dir=data_dir, **common)
     gsettings = replace(GatewaySettings(port=0, **common), **(gateway or {}))

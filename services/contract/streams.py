@@ -26,6 +26,7 @@ class RetentionSettings:
     jobs_max_bytes: int = 1 << 30
     logs_max_age_s: float = 3 * 24 * 3600
     logs_max_bytes: int = 1 << 30
+    duplicate_window_s: float = DUPLICATE_WINDOW_S  # a retried publish within this is stored once
 
 
 def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
@@ -39,7 +40,7 @@ def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         max_age=retention.jobs_max_age_s,
         max_bytes=retention.jobs_max_bytes,
         num_replicas=retention.replicas,
-        duplicate_window=min(DUPLICATE_WINDOW_S, retention.jobs_max_age_s),
+        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
         allow_direct=True,
     )
 
@@ -58,7 +59,7 @@ def logs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         max_age=retention.logs_max_age_s,
         max_bytes=retention.logs_max_bytes,
         num_replicas=retention.replicas,
-        duplicate_window=min(DUPLICATE_WINDOW_S, retention.logs_max_age_s),
+        duplicate_window=min(retention.duplicate_window_s, retention.logs_max_age_s),
         allow_direct=True,
     )
 

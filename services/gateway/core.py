@@ -117,9 +117,10 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
     return event, fresh
 
 
-async def cancel(core: Core, job_id: str, reason: str = "") -> JobState:
+async def cancel(core: Core, job_id: str, reason: str = "") -> str:
     """Record the request; a job not running anywhere (pending, or waiting to retry) ends
-    `cancelled` at once, a running one when its processor has stopped the work."""
+    `cancelled` at once, a running one when its processor has stopped the work. Returns
+    `cancelled` or `cancelling`."""
     state = await find_job(core, job_id)
     if state.is_terminal:
         raise Problem(409, "Job already ended", f"job {job_id} ended {state.status}; there is nothing to cancel",
@@ -127,16 +128,17 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> JobState:
     names = core.settings.names
     request = CancelRequested(ts=time.time(), job_id=job_id, reason=reason)
     await publish_reliably(core.js, subject_of(names, request), encoder.encode(request), msg_id=f"{job_id}:cancel")
-    if state.status in ("pending", "retrying"):
-        cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
-        try:
-            await publish_reliably(core.js, subject_of(names, cancelled), encoder.encode(cancelled),
-                                   msg_id=f"{job_id}:cancelled", headers=fenced(names, job_id, state.run_seq))
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise
-            # A processor took it meanwhile: it sees the request and stops the work.
-    return state
+    if state.status not in ("pending", "retrying"):
+        return "cancelling"
+    cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
+    try:
+        await publish_reliably(core.js, subject_of(names, cancelled), encoder.encode(cancelled),
+                               msg_id=f"{job_id}:cancelled", headers=fenced(names, job_id, state.run_seq))
+    except APIError as exc:
+        if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+            raise
+        return "cancelling"  # a processor took it meanwhile: it sees the request and stops the work
+    return "cancelled"
 
 
 async def find_job(core: Core, job_id: str) -> JobState:

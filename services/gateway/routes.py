@@ -60,8 +60,7 @@ async def submit_job(
       description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
       "as soon as its processor has stopped the work. 409 when the job already ended.")
 async def cancel_job(state: State, job_id: FromPath[str]) -> Response[dict[str, str]]:
-    job = await jobs.cancel(_core(state), job_id)
-    status = "cancelled" if job.status in ("pending", "retrying") else "cancelling"
+    status = await jobs.cancel(_core(state), job_id)
     return Response({"id": job_id, "status": status}, status_code=202)
 
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -34,7 +33,7 @@ from jobline.contract.events import (
     job_event_decoder,
 )
 from jobline.contract.names import CANCEL, Names
-from jobline.runtime.consuming import fetch_or_stop
+from jobline.runtime.pull import CreditedPull
 
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
@@ -116,6 +115,7 @@ class Worker:
         self._tasks: dict[int, asyncio.Task[None]] = {}  # by stream sequence of the created event
         self._jobs: dict[str, RunningJob] = {}  # by job id, while its handler runs
         self._slot_free = asyncio.Event()
+        self._draining = False
         self.jobs_done = 0
 
     def served_types(self) -> list[str]:
@@ -132,55 +132,36 @@ class Worker:
         assert config.durable_name
         await ensure_consumer(self._js, stream, config)
         cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
-        psub = await self._js.pull_subscribe_bind(durable=config.durable_name, stream=stream)
+        pull = CreditedPull(self._nc, stream, config.durable_name, self._start,
+                            heartbeat_s=min(5.0, max(self._settings.ack_wait_s / 2, 0.5)))
+        await pull.start()
         log.info("processing %s from %s as %s", ", ".join(self.served_types()), config.durable_name, self._instance)
         stop_wait = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                free = self._settings.concurrency - len(self._tasks)
-                if free <= 0:
-                    self._slot_free.clear()
-                    slot_wait = asyncio.create_task(self._slot_free.wait())
-                    await asyncio.wait({slot_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    slot_wait.cancel()
-                    continue
-                try:
-                    # A long poll held by the server: returns as soon as work arrives.
-                    msgs = await fetch_or_stop(psub, free, stop_wait)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                    psub = await self._watchdog(psub, stream, config.durable_name)
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-                    log.warning("fetch failed (%s); retrying", type(exc).__name__)
-                    await asyncio.wait({stop_wait}, timeout=0.5)
-                    continue
-                for msg in msgs:
-                    self._start(msg)
+                if self._nc.is_connected:
+                    # Ask for exactly as many jobs as there are free slots: never more in hand.
+                    await pull.want(self._settings.concurrency - len(self._tasks))
+                pull.changed.clear()
+                self._slot_free.clear()
+                waits = {stop_wait, asyncio.create_task(pull.changed.wait()), asyncio.create_task(self._slot_free.wait())}
+                await asyncio.wait(waits, timeout=pull.heartbeat_s * 2, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits - {stop_wait}:
+                    waiter.cancel()
+                if pull.credit and pull.silent_for() > pull.heartbeat_s * 2.5:
+                    pull.reset()  # the server lost our requests (restart, reconnect): ask again
         finally:
             stop_wait.cancel()
-            # Unsubscribe first: a pull subscription left open makes nc.drain() hang.
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+            self._draining = True  # what still arrives for open requests is handed straight back
             await self._drain()
+            await pull.stop()
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
 
-    async def _watchdog(self, psub: JetStreamContext.PullSubscription, stream: str,
-                        durable: str) -> JetStreamContext.PullSubscription:
-        """An idle fetch while the consumer has work waiting means the pull subscription went
-        silent (seen after a server restart, nats.py#504): bind a fresh one."""
-        try:
-            info = await self._js.consumer_info(stream, durable)
-        except Exception:  # the server is away; the next fetch will tell
-            return psub
-        if info.num_pending and info.num_pending > 0 and len(self._tasks) < self._settings.concurrency:
-            log.warning("pull subscription idle with %d job(s) waiting; re-binding it", info.num_pending)
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-            return await self._js.pull_subscribe_bind(durable=durable, stream=stream)
-        return psub
-
     def _start(self, msg: Msg) -> None:
+        if self._draining:
+            asyncio.create_task(msg.nak())
+            return
         key = msg.metadata.sequence.stream
         task = asyncio.create_task(self._process(msg), name=f"job-{key}")
         self._tasks[key] = task
@@ -220,7 +201,7 @@ class Worker:
     # --- one delivery -----------------------------------------------------------------------
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
-        attempt = meta.num_delivered or 1
+        attempt = 1
         try:
             created = job_event_decoder.decode(msg.data)
             if not isinstance(created, JobCreated):
@@ -234,17 +215,21 @@ class Worker:
         spec = self._registry.get(created.type)
         max_attempts = created.max_attempts or (spec.max_attempts if spec else None) or self._settings.max_attempts
         try:
-            if attempt > 1:
-                # A redelivery: the job may have ended, or been cancelled, while it was away.
+            if (meta.num_delivered or 1) > 1:
+                # A redelivery: the job may have ended, or been cancelled, while it was away. Its
+                # attempt number comes from the run chain, not the delivery count: a delivery
+                # handed back before it started is not an attempt.
                 last = await chain.read_last()
                 if last is not None and isinstance(last, TerminalEvent):
                     await msg.ack()
                     return
+                if isinstance(last, (JobStarted, JobRetrying)):
+                    attempt = last.attempt + 1
                 if await self._cancel_was_requested(job_id):
                     await self._end(msg, chain, JobCancelled(ts=time.time(), job_id=job_id, attempt=attempt,
                                                              reason="cancel requested"), attempt)
                     return
-                if attempt > max_attempts:
+                if attempt > max_attempts and isinstance(last, JobStarted):
                     # The worker died each time (a job that crashes its process): stop trying.
                     await self._end(msg, chain, JobFailed(
                         ts=time.time(), job_id=job_id, attempt=attempt - 1, reason="attempts_exhausted",

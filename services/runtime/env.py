@@ -65,6 +65,7 @@ def retention() -> RetentionSettings:
         jobs_max_bytes=env_int("JOBLINE_JOBS_MAX_BYTES", defaults.jobs_max_bytes),
         logs_max_age_s=env_float("JOBLINE_LOGS_MAX_AGE_S", defaults.logs_max_age_s),
         logs_max_bytes=env_int("JOBLINE_LOGS_MAX_BYTES", defaults.logs_max_bytes),
+        duplicate_window_s=env_float("JOBLINE_DUPLICATE_WINDOW_S", defaults.duplicate_window_s),
     )
 
 

@@ -1,0 +1,91 @@
+"""A pull consumer with exact credit: never more messages in hand than asked for.
+
+nats-py's `fetch()` drains its whole pending queue, so a pull request still open from an earlier
+fetch can hand a processor more jobs than it has free slots; and its pull subscriptions are known
+to go silent after a server restart (nats.py#504). This asks the server directly
+(`$JS.API.CONSUMER.MSG.NEXT`), counts what is outstanding, and watches the idle heartbeats the
+server sends on each open request: silence means the requests are gone, so it asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+log = logging.getLogger(__name__)
+
+
+class CreditedPull:
+    def __init__(self, nc: Client, stream: str, durable: str, on_message: Callable[[Msg], None], *,
+                 expires_s: float = 30.0, heartbeat_s: float = 5.0, api_prefix: str = "$JS.API"):
+        self._nc = nc
+        self._subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._on_message = on_message
+        self._expires_ns = int(expires_s * 1e9)
+        self._heartbeat_ns = int(heartbeat_s * 1e9)
+        self.heartbeat_s = heartbeat_s
+        self._sub: Subscription | None = None
+        self._inbox = ""
+        self.credit = 0  # messages asked for and neither delivered nor given up by the server
+        self.last_heard = time.monotonic()
+        self.changed = asyncio.Event()  # set whenever credit drops (a message or a status arrived)
+
+    async def start(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def want(self, n: int) -> None:
+        """Top the outstanding credit up to `n` messages."""
+        extra = n - self.credit
+        if extra <= 0:
+            return
+        request = {"batch": extra, "expires": self._expires_ns, "idle_heartbeat": self._heartbeat_ns}
+        self.credit += extra
+        try:
+            await self._nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
+        except Exception:
+            self.credit -= extra
+            raise
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_heard
+
+    def reset(self) -> None:
+        """Forget requests the server no longer holds (e.g. it restarted)."""
+        if self.credit:
+            log.warning("no word from the consumer for %.1fs; asking again", self.silent_for())
+        self.credit = 0
+        self.last_heard = time.monotonic()
+
+    async def _receive(self, msg: Msg) -> None:
+        self.last_heard = time.monotonic()
+        status = msg.headers.get("Status") if msg.headers else None
+        if not status:
+            self.credit = max(self.credit - 1, 0)
+            self.changed.set()
+            self._on_message(msg)
+            return
+        if status == "100":  # idle heartbeat: our requests are alive
+            return
+        # 404 no messages / 408 request expired / 409 leadership change, max waiting, …: the
+        # request is over; the server says how much of it was left unfilled.
+        pending = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
+        if pending is not None and pending.isdigit():
+            self.credit = max(self.credit - int(pending), 0)
+        else:
+            self.credit = 0
+        if status not in ("404", "408"):
+            log.info("pull request ended: %s %s", status, msg.headers.get("Description", "") if msg.headers else "")
+        self.changed.set()
