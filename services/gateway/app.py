@@ -71,7 +71,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(),
                             hub=Hub(settings.stream_buffer), catalogue=catalogue, idempotency=idempotency)
                 app.state.core = core
-                feed = JobFeed(js, settings.names, core.read_model, core.hub)
+                feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
                 try:
                     await feed.start(catch_up_timeout=600.0)
                     core.ready = True

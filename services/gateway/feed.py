@@ -1,59 +1,124 @@
-"""The gateway's one subscription to the job stream, feeding the read model and the hub."""
+"""The gateway's one reader of the job stream, feeding the read model and the hub.
+
+An ephemeral pull consumer (no acks, in memory, deleted by the server when the gateway goes
+away) read with exact credit. It survives what a push subscription may not: when the server
+restarts or the consumer vanishes, the silence of its heartbeats (or an error answer) makes the
+feed create a new consumer starting right after the last event it applied, so nothing is missed
+or applied twice.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+import uuid
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import TERMINAL_KINDS, job_event_decoder, kind_of
 from jobline.contract.names import Names
+from jobline.runtime.pull import CreditedPull
 
 from .hub import Hub
 from .read_model import ReadModel
 from .sse import frame
 
 log = logging.getLogger(__name__)
+BATCH = 2000
+HEARTBEAT_S = 2.0
 
 
 class JobFeed:
-    """An ordered consumer over `jobs.>` from the first message: replays history at start, then
-    stays live. Ordered consumers recreate themselves after a gap or a server restart."""
-
-    def __init__(self, js: JetStreamContext, names: Names, read_model: ReadModel, hub: Hub):
+    def __init__(self, nc: Client, js: JetStreamContext, names: Names, read_model: ReadModel, hub: Hub):
+        self._nc = nc
         self._js = js
         self._names = names
         self._read_model = read_model
         self._hub = hub
-        self._sub: Subscription | None = None
+        self._consumer = f"gateway-{uuid.uuid4().hex[:12]}"
+        self._pull: CreditedPull | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, catch_up_timeout: float) -> None:
         target = (await self._js.stream_info(self._names.jobs_stream)).state.last_seq
         began = time.monotonic()
-        self._sub = await self._js.subscribe(
-            self._names.all_job_events,
-            stream=self._names.jobs_stream,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            cb=self._on_message,
-        )
+        await self._open()
+        self._task = asyncio.create_task(self._run())
         if not await self._read_model.wait_for(target, catch_up_timeout):
             raise TimeoutError(f"read model did not catch up with {target} events in {catch_up_timeout}s")
         log.info("read model rebuilt: %d jobs from %d events in %.2fs", len(self._read_model), target,
                  time.monotonic() - began)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pull is not None:
+            await self._pull.stop()
+        with contextlib.suppress(Exception):
+            await self._js.delete_consumer(self._names.jobs_stream, self._consumer)
 
-    async def _on_message(self, msg: Msg) -> None:
+    async def _open(self) -> None:
+        """(Re)create the consumer to start right after the last applied event."""
+        if self._pull is not None:
+            await self._pull.stop()
+        with contextlib.suppress(Exception):
+            await self._js.delete_consumer(self._names.jobs_stream, self._consumer, timeout=1.0)
+        await self._js.add_consumer(self._names.jobs_stream, ConsumerConfig(
+            name=self._consumer,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self._read_model.last_seq + 1,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=self._names.all_job_events,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        ), timeout=2.0)
+        self._pull = CreditedPull(self._nc, self._names.jobs_stream, self._consumer, self._on_message,
+                                  heartbeat_s=HEARTBEAT_S)
+        await self._pull.start()
+
+    async def _run(self) -> None:
+        broken = False
+        reconnects = self._nc.stats["reconnects"]
+        while True:
+            try:
+                if broken:
+                    await self._open()
+                    broken = False
+                    log.info("job feed resumed after sequence %d", self._read_model.last_seq)
+                pull = self._pull
+                assert pull is not None
+                await pull.want(BATCH, low_water=BATCH // 2)
+                pull.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pull.changed.wait(), HEARTBEAT_S)
+                # A reconnect may mean a restarted server that lost our in-memory consumer.
+                reconnected = self._nc.stats["reconnects"] != reconnects
+                reconnects = self._nc.stats["reconnects"]
+                if reconnected or pull.error is not None or (pull.credit and pull.silent_for() > HEARTBEAT_S * 2.5):
+                    log.warning("job feed interrupted (%s); resuming after sequence %d",
+                                pull.error or ("reconnected" if reconnected else "no heartbeat"),
+                                self._read_model.last_seq)
+                    broken = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS is away or JetStream is recovering
+                log.warning("job feed: %s; retrying", exc or type(exc).__name__)
+                broken = True
+                await asyncio.sleep(0.25)  # paces the retries while NATS is unreachable
+
+    def _on_message(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
+        if seq <= self._read_model.last_seq:
+            return  # already applied (a consumer re-created a moment too early)
         try:
             event = job_event_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

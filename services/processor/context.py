@@ -53,8 +53,10 @@ class ProcessFailed(Exception):
 class Outbox:
     """Publishes one attempt's events in the order they were put, each acked by the stream."""
 
-    def __init__(self, js: JetStreamContext, names: Names, job_id: str, attempt: int):
+    def __init__(self, js: JetStreamContext, names: Names, job_id: str, attempt: int,
+                 guard: Callable[[], Any] | None = None):
         self._js = js
+        self._guard = guard
         self._names = names
         self._prefix = f"{job_id}:{attempt}:"
         self._queue: deque[JobEvent] = deque()
@@ -71,6 +73,8 @@ class Outbox:
         while True:
             while self._queue:
                 event = self._queue[0]
+                if self._guard is not None:
+                    await self._guard()  # a superseded attempt publishes nothing more
                 self._count += 1
                 await publish_reliably(
                     self._js, subject_of(self._names, event), encoder.encode(event), msg_id=f"{self._prefix}{self._count}"

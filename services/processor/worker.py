@@ -37,6 +37,7 @@ from jobline.runtime.pull import CreditedPull
 
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
+from .lease import Lease
 from .objects import Objects
 from .registry import PermanentError, Registry, TaskSpec
 from .settings import ProcessorSettings
@@ -137,24 +138,34 @@ class Worker:
         await pull.start()
         log.info("processing %s from %s as %s", ", ".join(self.served_types()), config.durable_name, self._instance)
         stop_wait = asyncio.create_task(stop.wait())
+        reconnects = self._nc.stats["reconnects"]
         try:
             while not stop.is_set():
+                if self._nc.stats["reconnects"] != reconnects:
+                    reconnects = self._nc.stats["reconnects"]
+                    pull.reset()  # requests held by a server that restarted are gone
                 if self._nc.is_connected:
                     # Ask for exactly as many jobs as there are free slots: never more in hand.
                     await pull.want(self._settings.concurrency - len(self._tasks))
                 pull.changed.clear()
                 self._slot_free.clear()
                 waits = {stop_wait, asyncio.create_task(pull.changed.wait()), asyncio.create_task(self._slot_free.wait())}
-                await asyncio.wait(waits, timeout=pull.heartbeat_s * 2, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, timeout=pull.heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waits - {stop_wait}:
                     waiter.cancel()
                 if pull.credit and pull.silent_for() > pull.heartbeat_s * 2.5:
                     pull.reset()  # the server lost our requests (restart, reconnect): ask again
+                if pull.error is not None:
+                    # e.g. JetStream still recovering after a restart: back off before asking again
+                    pull.error = None
+                    await asyncio.wait({stop_wait}, timeout=0.5)
         finally:
             stop_wait.cancel()
-            self._draining = True  # what still arrives for open requests is handed straight back
-            await self._drain()
+            # Withdraw first: the server drops pull requests nobody listens to, so the jobs
+            # handed back below go to other processors instead of back to us.
+            self._draining = True  # anything already on its way is handed straight back
             await pull.stop()
+            await self._drain()
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
 
@@ -259,19 +270,18 @@ class Worker:
             return False
         return True
 
-    async def _start_attempt(self, msg: Msg, chain: RunChain, started: JobStarted) -> bool:
-        """Append `started`; False when the job turned out to have ended (e.g. cancelled while pending)."""
+    async def _start_attempt(self, msg: Msg, chain: RunChain, started: JobStarted) -> int | None:
+        """Append `started` and return its sequence; None when the job turned out to have ended
+        (e.g. cancelled while pending)."""
         try:
-            await chain.append(started, f"{started.job_id}:{started.attempt}:started")
-            return True
+            return await chain.append(started, f"{started.job_id}:{started.attempt}:started")
         except Fenced:
             last = await chain.read_last()
             if last is None or isinstance(last, TerminalEvent):
                 await msg.ack()
-                return False
+                return None
             # The chain holds an unfinished attempt we did not know of: continue after it.
-            await chain.append(started, f"{started.job_id}:{started.attempt}:started:{chain.last_seq}")
-            return True
+            return await chain.append(started, f"{started.job_id}:{started.attempt}:started:{chain.last_seq}")
 
     async def _attempt(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, attempt: int,
                        max_attempts: int) -> None:
@@ -283,16 +293,24 @@ class Worker:
                                                   error=f"invalid params: {exc}", reason="invalid_params"), attempt)
             return
         started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
-        if not await self._start_attempt(msg, chain, started):
+        started_seq = await self._start_attempt(msg, chain, started)
+        if started_seq is None:
             return
-        outbox = Outbox(self._js, self._names, job_id, attempt)
+        handler: asyncio.Task[object] | None = None
+
+        def lost() -> None:
+            ctx.stop()
+            if handler is not None:
+                handler.cancel()
+
+        lease = Lease(msg, chain, started_seq, self._settings.ack_wait_s, lost)
+        outbox = Outbox(self._js, self._names, job_id, attempt, guard=lease.guard)
         ctx = JobContext(
             job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
             progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(), objects=self._objects,
             work_root=self._settings.data_dir / "work",
         )
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
-        heartbeat = asyncio.create_task(self._keep_alive(msg))
         handler = asyncio.create_task(self._call(spec, ctx))
         running = self._jobs[job_id] = RunningJob(ctx=ctx, handler=handler)
         try:
@@ -302,6 +320,9 @@ class Worker:
                 ctx.stop()
                 handler.cancel()
                 await asyncio.wait({handler})
+            if lease.lost:
+                outbox.abort()
+                raise Fenced(f"job {job_id}: attempt {attempt} superseded while it ran")
             outcome = self._outcome(running, created, attempt, timeout)
             ctx.finish("done" if isinstance(outcome, JobCompleted) else "failed")
             await outbox.close()
@@ -315,7 +336,7 @@ class Worker:
             raise
         finally:
             self._jobs.pop(job_id, None)
-            heartbeat.cancel()
+            lease.close()
             ctx.cleanup()
         if isinstance(outcome, JobFailed) and outcome.reason == "error" and attempt < max_attempts:
             await self._retry(msg, chain, spec, outcome, attempt)
@@ -364,11 +385,3 @@ class Worker:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
         await msg.ack()
         self.jobs_done += 1
-
-    async def _keep_alive(self, msg: Msg) -> None:
-        """In-progress acks: a job longer than the ack wait is not redelivered while we live."""
-        interval = max(self._settings.ack_wait_s / 3, 0.1)
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()

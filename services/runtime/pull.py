@@ -34,6 +34,7 @@ class CreditedPull:
         self._sub: Subscription | None = None
         self._inbox = ""
         self.credit = 0  # messages asked for and neither delivered nor given up by the server
+        self.error: str | None = None  # set by an abnormal answer (no consumer, no JetStream, …)
         self.last_heard = time.monotonic()
         self.changed = asyncio.Event()  # set whenever credit drops (a message or a status arrived)
 
@@ -46,8 +47,11 @@ class CreditedPull:
             await self._sub.unsubscribe()
             self._sub = None
 
-    async def want(self, n: int) -> None:
-        """Top the outstanding credit up to `n` messages."""
+    async def want(self, n: int, low_water: int | None = None) -> None:
+        """Top the outstanding credit up to `n` messages (only once it fell to `low_water`, so a
+        trickle of messages does not cost a request each)."""
+        if low_water is not None and self.credit > low_water:
+            return
         extra = n - self.credit
         if extra <= 0:
             return
@@ -87,5 +91,7 @@ class CreditedPull:
         else:
             self.credit = 0
         if status not in ("404", "408"):
-            log.info("pull request ended: %s %s", status, msg.headers.get("Description", "") if msg.headers else "")
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            self.error = f"{status} {description}".strip()
+            log.info("pull request ended: %s", self.error)
         self.changed.set()

@@ -1,0 +1,191 @@
+"""Faults injected for real into separate processor processes: kill -9, SIGSTOP/SIGCONT, SIGTERM,
+and a nats-server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.contract.events import JobStarted
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
+
+from .helpers import outcome, read_sse, wait_for_job_type
+from .oracle import check_timeline, read_timeline
+from .processes import ServiceProcess, free_port, service_env, stop_all
+
+pytestmark = pytest.mark.slow
+
+
+class System:
+    def __init__(self, nats_url: str, names: Names, tmp: Path, **settings: str):
+        self.env = service_env(nats_url, names, tmp, JOBLINE_PORT="0", **settings)
+        self.names = names
+        self.processors: list[ServiceProcess] = []
+        self.others: list[ServiceProcess] = []
+        self.url = ""
+
+    async def start(self, js: JetStreamContext, processors: int) -> None:
+        for _ in range(processors):
+            await self.add_processor()
+        await wait_for_job_type(js, self.names, "demo")
+        gateway = await ServiceProcess.service("gateway", self.env)
+        self.others.append(gateway)
+        self.url = (await gateway.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+
+    async def add_processor(self) -> ServiceProcess:
+        process = await ServiceProcess.service("processor", self.env)
+        await process.wait_for_line(r"processing demo")
+        self.processors.append(process)
+        return process
+
+    def by_pid(self, pid: int) -> ServiceProcess:
+        return next(p for p in self.processors if p.process.pid == pid)
+
+    async def stop(self) -> None:
+        for p in self.processors:
+            p.send(signal.SIGCONT)
+        await stop_all([p for p in self.processors + self.others if p.process.returncode is None])
+
+
+@pytest.fixture
+async def system(nats_server: EmbeddedNats, names: Names, tmp_path: Path) -> AsyncIterator[System]:
+    sys_ = System(nats_server.url, names, tmp_path, JOBLINE_ACK_WAIT_S="2", JOBLINE_DRAIN_GRACE_S="1")
+    try:
+        yield sys_
+    finally:
+        await sys_.stop()
+
+
+async def started_worker_pid(client: httpx.AsyncClient, job_id: str, attempt: int = 1) -> int:
+    """Follow the job's events until the given attempt has started; the pid of its worker."""
+    async with asyncio.timeout(20), client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        event = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                state = data["job"] if event == "snapshot" else data
+                if state.get("attempt") == attempt and state.get("worker"):
+                    return int(state["worker"].rsplit(":", 1)[1])
+    raise AssertionError("the job never started")
+
+
+def demo(steps: int, seconds: float) -> dict[str, object]:
+    return {"type": "demo", "params": {"steps": [f"S{i}" for i in range(steps)], "step_seconds": seconds,
+                                        "ticks_per_step": 4}}
+
+
+async def test_kill_9_mid_job_another_processor_finishes_it_as_attempt_2_exactly_once(
+    system: System, js: JetStreamContext
+) -> None:
+    await system.start(js, processors=2)
+    async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+        job_id = (await client.post("/api/jobs", json=demo(3, 1.0))).json()["id"]
+        victim = await started_worker_pid(client, job_id)
+        os.kill(victim, signal.SIGKILL)
+        assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events", timeout=30)) == "completed"
+        timeline = await read_timeline(js, system.names, job_id)
+        check_timeline(timeline)
+        starts = [r.event for r in timeline if isinstance(r.event, JobStarted)]
+        assert [s.attempt for s in starts] == [1, 2]
+        assert starts[1].worker != starts[0].worker
+        state = (await client.get(f"/api/jobs/{job_id}")).json()
+        assert state["status"] == "completed" and state["attempt"] == 2
+        system.processors.remove(system.by_pid(victim))
+
+
+async def test_a_frozen_worker_that_wakes_up_cannot_publish_into_the_new_attempt(
+    system: System, js: JetStreamContext
+) -> None:
+    await system.start(js, processors=2)
+    async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+        job_id = (await client.post("/api/jobs", json=demo(2, 1.0))).json()["id"]
+        frozen = system.by_pid(await started_worker_pid(client, job_id))
+        frozen.send(signal.SIGSTOP)
+        assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events", timeout=30)) == "completed"
+        before = await read_timeline(js, system.names, job_id)
+        frozen.send(signal.SIGCONT)
+        await frozen.wait_for_line(rf"job {job_id}: another attempt took over", timeout=20)
+        after = await read_timeline(js, system.names, job_id)
+        assert [r.seq for r in after] == [r.seq for r in before], "the stale worker published after waking"
+        check_timeline(after)
+        assert [r.event.attempt for r in after if isinstance(r.event, JobStarted)] == [1, 2]
+        state = (await client.get(f"/api/jobs/{job_id}")).json()
+        assert state["attempt"] == 2 and state["status"] == "completed"
+
+
+async def test_sigterm_finishes_short_jobs_and_hands_long_ones_back_at_once(
+    system: System, js: JetStreamContext
+) -> None:
+    system.env["JOBLINE_ACK_WAIT_S"] = "30"  # a hand-back that waited for the ack wait would show
+    await system.start(js, processors=1)
+    async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+        short = (await client.post("/api/jobs", json=demo(1, 0.5))).json()["id"]
+        long = (await client.post("/api/jobs", json=demo(4, 2.0))).json()["id"]
+        first = system.processors[0]
+        await started_worker_pid(client, long)
+        await started_worker_pid(client, short)
+        loop = asyncio.get_running_loop()
+        code = await first.stop(signal.SIGTERM, timeout=15)
+        stopped = loop.time()
+        assert code == 0, first.output()
+        assert any("handed 1 job(s) back" in line for line in first.lines), first.output()
+        assert outcome(await read_sse(client, f"/api/jobs/{short}/events")) == "completed"
+        system.processors.remove(first)
+        await system.add_processor()
+        await started_worker_pid(client, long, attempt=2)
+        assert loop.time() - stopped < 10, "the job waited for the ack wait instead of being handed back"
+        assert outcome(await read_sse(client, f"/api/jobs/{long}/events", timeout=30)) == "completed"
+        check_timeline(await read_timeline(js, system.names, long))
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+async def test_processors_keep_receiving_work_after_a_nats_server_restart(
+    names: Names, tmp_path: Path, how: signal.Signals
+) -> None:
+    port = free_port()
+    store = tmp_path / "store"
+    server = start_nats_server(store, port=port)
+    system = System(server.url, names, tmp_path, JOBLINE_ACK_WAIT_S="2")
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        js = nc.jetstream()
+        await system.start(js, processors=1)
+        async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+            before = (await client.post("/api/jobs", json=demo(1, 0.1))).json()["id"]
+            assert outcome(await read_sse(client, f"/api/jobs/{before}/events")) == "completed"
+            server.process.send_signal(how)
+            server.process.wait(10)
+            server = start_nats_server(store, port=port)
+            await system.processors[0].wait_for_line(r"reconnected to nats", timeout=20)
+            await system.others[0].wait_for_line(r"reconnected to nats", timeout=20)
+
+            async def submit() -> str:
+                while True:  # the gateway may answer 503 while its own reconnect settles
+                    response = await client.post("/api/jobs", json=demo(1, 0.1))
+                    if response.status_code == 202:
+                        return str(response.json()["id"])
+                    await asyncio.sleep(0.2)
+
+            after = await asyncio.wait_for(submit(), 20)
+            try:
+                events = await read_sse(client, f"/api/jobs/{after}/events", timeout=30)
+            except httpx.HTTPStatusError as exc:
+                raise AssertionError(system.others[0].output()) from exc
+            assert outcome(events) == "completed"
+            check_timeline(await read_timeline(js, names, after))
+    finally:
+        await system.stop()
+        await nc.close()
+        server.stop()
