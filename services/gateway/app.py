@@ -21,6 +21,7 @@ from .core import Core
 from .feed import JobFeed
 from .hub import Hub
 from .idempotency import open_bucket as open_idempotency
+from .objects import ObjectStores
 from .problems import exception_handlers
 from .read_model import ReadModel
 from .routes import route_handlers
@@ -68,8 +69,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 await catalogue.start(js, settings.names, settings.retention.replicas)
                 idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
                                                      settings.retention.replicas)
+                objects = await ObjectStores.open(js, settings.names, settings.retention.replicas)
                 core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(),
-                            hub=Hub(settings.stream_buffer), catalogue=catalogue, idempotency=idempotency)
+                            hub=Hub(settings.stream_buffer), catalogue=catalogue, idempotency=idempotency,
+                            objects=objects)
                 app.state.core = core
                 feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
                 try:

@@ -26,6 +26,7 @@ from . import sse
 from .catalogue import Catalogue
 from .hub import END, Hub
 from .idempotency import MAX_KEY_LENGTH, claim
+from .objects import ObjectStores
 from .job_state import JobState
 from .problems import Problem
 from .read_model import ReadModel
@@ -45,6 +46,7 @@ class Core:
     hub: Hub
     catalogue: Catalogue
     idempotency: KeyValue
+    objects: ObjectStores
     ready: bool = False
 
 

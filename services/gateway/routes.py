@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 from litestar.response import Stream
@@ -15,6 +15,7 @@ from jobline.contract.events import JobTypeInfo, LogPage, LogQuery
 from . import core as jobs
 from . import sse
 from .job_state import JobState
+from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
 
 
@@ -114,6 +115,45 @@ async def job_logs(state: State, job_id: FromPath[str], after: FromQuery[int] = 
     return await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
 
 
+@post("/api/uploads", status_code=201, summary="Upload a job input file", request_max_body_size=None,
+      description="The raw request body is the file (`Content-Type` is kept; `?filename=` names it). "
+      "It is streamed into the object store; reference the returned id in a job's params. 413 beyond "
+      "JOBLINE_MAX_UPLOAD_BYTES.")
+async def upload(request: Request[Any, Any, Any], state: State, filename: FromQuery[str] = "upload") -> Response[Upload]:
+    core = _core(state)
+    limit = core.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, "Upload too large", f"the upload is {declared} bytes; the limit is {limit}")
+    upload_id = jobs.new_job_id()
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    try:
+        stored = await store_upload(core.objects, upload_id, request.stream(), limit=limit,
+                                    filename=filename[:255], content_type=content_type)
+    except UploadTooLarge as exc:
+        raise Problem(413, "Upload too large", str(exc)) from exc
+    return Response(stored, status_code=201, headers={"Location": f"/api/uploads/{upload_id}"})
+
+
+@get("/api/jobs/{job_id:str}/artifacts/{name:str}", summary="Download a job's result file")
+async def artifact(state: State, job_id: FromPath[str], name: FromPath[str]) -> Response[Any]:
+    core = _core(state)
+    job = await jobs.find_job(core, job_id)
+    info = next((a for a in job.artifacts if a.name == name), None)
+    opened = await open_artifact(core.objects, job_id, name) if info is not None else None
+    if info is None or opened is None:
+        raise Problem(404, "Artifact not found", f"job {job_id} has no artifact {name!r}")
+    size, chunks = opened
+    kind = safe_type(info.content_type)
+    disposition = "inline" if kind in INLINE_TYPES else "attachment"
+    ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return Stream(chunks, media_type=kind, headers={
+        "Content-Length": str(size),
+        "Content-Disposition": f'{disposition}; filename="{ascii_name}"',
+        "Cache-Control": "private, max-age=3600",
+    })
+
+
 @get("/api/types", summary="Job types served by the running processors")
 async def list_types(state: State) -> list[JobTypeInfo]:
     types = _core(state).catalogue.types
@@ -133,4 +173,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [submit_job, cancel_job, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]

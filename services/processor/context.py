@@ -159,10 +159,10 @@ class JobContext:
         return self._workdir
 
     async def run_process(self, args: list[str], *, on_line: Callable[[str], None] | None = None,
-                          cwd: Path | None = None) -> str:
+                          on_error_line: Callable[[str], None] | None = None, cwd: Path | None = None) -> str:
         """Run an external tool where it can be killed: cancelling the job (or its timeout)
-        kills the whole process group. `on_line` gets each stdout line; returns stdout's tail
-        and raises ProcessFailed on a non-zero exit."""
+        kills the whole process group. `on_line`/`on_error_line` get each stdout/stderr line;
+        returns stdout's tail and raises ProcessFailed on a non-zero exit."""
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd=cwd or self.workdir, start_new_session=True,
@@ -179,7 +179,7 @@ class JobContext:
 
         assert proc.stdout is not None and proc.stderr is not None
         try:
-            await asyncio.gather(pump(proc.stdout, out_tail, on_line), pump(proc.stderr, err_tail, None))
+            await asyncio.gather(pump(proc.stdout, out_tail, on_line), pump(proc.stderr, err_tail, on_error_line))
             returncode = await proc.wait()
         except BaseException:
             if proc.returncode is None:

@@ -52,15 +52,18 @@ class TaskSpec:
     def info(self) -> JobTypeInfo:
         example: dict[str, Any] = {}
         if self.params_type is not None:
-            try:
-                example = msgspec.to_builtins(self.params_type())
-            except TypeError:  # params without defaults have no example
-                example = {}
+            for f in msgspec.structs.fields(self.params_type):
+                if f.default is not msgspec.NODEFAULT:
+                    example[f.encode_name] = msgspec.to_builtins(f.default)
+                elif f.default_factory is not msgspec.NODEFAULT:
+                    example[f.encode_name] = msgspec.to_builtins(f.default_factory())
+                else:
+                    example[f.encode_name] = f"<{f.encode_name}>"  # required: the client fills it in
         default_steps = self.steps if isinstance(self.steps, list) else []
         if callable(self.steps) and self.params_type is not None:
             try:
                 default_steps = self.plan(self.params_type())
-            except TypeError:
+            except (TypeError, msgspec.ValidationError):
                 default_steps = []
         return JobTypeInfo(name=self.name, description=self.description, steps=list(default_steps), params=example)
 
@@ -118,5 +121,6 @@ task = default_registry.task
 def load_task_modules(modules: tuple[str, ...]) -> None:
     """Import the built-in job types and the user's modules (JOBLINE_TASK_MODULES)."""
     importlib.import_module("jobline.processor.builtin_tasks")
+    importlib.import_module("jobline.processor.video_tasks")
     for module in modules:
         importlib.import_module(module)

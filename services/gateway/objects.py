@@ -1,0 +1,114 @@
+"""Uploads into and artifacts out of the JetStream Object Store, streamed in chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
+
+from jobline.contract.names import Names
+
+# Served as-is; anything else is sent as application/octet-stream (with nosniff) so an upload can
+# never be turned into a page of this origin.
+SAFE_TYPES = {
+    "video/mp4", "video/webm", "image/jpeg", "image/png", "image/webp", "image/gif", "audio/mpeg",
+    "application/json", "text/plain", "text/csv", "application/pdf",
+}
+INLINE_TYPES = {"video/mp4", "video/webm", "image/jpeg", "image/png", "image/webp", "image/gif", "audio/mpeg"}
+SPOOL_IN_MEMORY = 1 << 20
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+class Upload(msgspec.Struct):
+    id: str
+    size: int
+    sha256: str
+    filename: str
+    content_type: str
+
+
+@dataclass
+class ObjectStores:
+    uploads: ObjectStore
+    artifacts: ObjectStore
+    js: JetStreamContext
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, names: Names, replicas: int) -> ObjectStores:
+        async def store(bucket: str) -> ObjectStore:
+            try:
+                return await js.object_store(bucket)
+            except BucketNotFoundError:
+                return await js.create_object_store(
+                    bucket, config=ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=replicas))
+
+        return cls(await store(names.uploads_bucket), await store(names.artifacts_bucket), js)
+
+
+def safe_type(content_type: str | None) -> str:
+    base = (content_type or "").split(";")[0].strip().lower()
+    if base == "text/plain":
+        return "text/plain; charset=utf-8"
+    return base if base in SAFE_TYPES else "application/octet-stream"
+
+
+async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator[bytes], *, limit: int,
+                       filename: str, content_type: str) -> Upload:
+    """Spool the body to a temporary file (never all of it in memory), enforcing the limit as it
+    arrives, then put it in the object store; a failed put leaves no partial object."""
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                raise UploadTooLarge(f"the upload exceeds {limit} bytes")
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.seek(0)
+        meta = ObjectMeta(name=upload_id, description=json.dumps({"filename": filename, "content_type": content_type}))
+        try:
+            await stores.uploads.put(upload_id, spool, meta=meta)
+        except BaseException:
+            try:
+                await stores.uploads.delete(upload_id)
+            except Exception:  # nothing stored, nothing to remove
+                pass
+            raise
+    return Upload(id=upload_id, size=size, sha256=digest.hexdigest(), filename=filename, content_type=content_type)
+
+
+async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> tuple[int, AsyncIterator[bytes]] | None:
+    """(size, chunks) of a stored artifact, or None; chunks stream straight from the stream."""
+    try:
+        info = await stores.artifacts.get_info(f"{job_id}/{name}")
+    except (ObjectNotFoundError, NotFoundError):
+        return None
+    if info.deleted:
+        return None
+    subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=info.bucket, obj=info.nuid)
+    total_chunks = int(info.chunks or 0)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if total_chunks == 0:
+            return
+        sub = await stores.js.subscribe(subject, ordered_consumer=True)
+        try:
+            for _ in range(total_chunks):
+                msg = await sub.next_msg(timeout=10)
+                yield msg.data
+        finally:
+            await sub.unsubscribe()
+
+    return int(info.size or 0), chunks()
