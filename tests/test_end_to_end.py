@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import eventually, read_sse, wait_for_job_type
+from .helpers import eventually, outcome, read_sse, wait_for_job_type
 from .oracle import check_timeline, read_timeline
 from .processes import ServiceProcess, free_port, service_env, stop_all
 
@@ -90,9 +90,44 @@ async def test_jobline_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: 
             response = await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05, "ticks_per_step": 2}})
             assert response.status_code == 202
             events = await read_sse(client, f"/api/jobs/{response.json()['id']}/events", timeout=30)
-            assert events[-1].event == "completed"
+            assert outcome(events) == "completed"
         assert (tmp_path / "data" / "nats" / "jetstream").is_dir(), "JetStream stores on disk in the data folder"
     finally:
         code = await up.stop(signal.SIGINT, timeout=30)
     assert code == 0, up.output()
     assert "stopped" in up.lines[-1]
+
+
+USER_MODULE = """
+import msgspec
+from jobline.processor import JobContext, task
+
+class Greet(msgspec.Struct):
+    name: str = "world"
+
+@task("greet", params=Greet, steps=["Compose"])
+async def greet(ctx: JobContext) -> dict:
+    ctx.step("Compose"); ctx.log(f"greeting {ctx.params.name}"); ctx.progress(1, 1)
+    return {"greeting": f"hello {ctx.params.name}"}
+"""
+
+
+async def test_a_job_type_from_the_users_own_module(
+    nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext
+) -> None:
+    (tmp_path / "mytasks.py").write_text(USER_MODULE)
+    env = service_env(nats_server.url, names, tmp_path, JOBLINE_PORT="0", JOBLINE_TASK_MODULES="mytasks",
+                      PYTHONPATH=str(tmp_path))
+    processes = [await ServiceProcess.service(s, env) for s in ("processor", "gateway")]
+    try:
+        url = (await processes[1].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        await wait_for_job_type(js, names, "greet")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            types = {t["name"]: t for t in (await client.get("/api/types")).json()}
+            assert types["greet"]["params"] == {"name": "world"} and types["greet"]["steps"] == ["Compose"]
+            response = await client.post("/api/jobs", json={"type": "greet", "params": {"name": "Ada"}})
+            job_id = response.json()["id"]
+            assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+            assert (await client.get(f"/api/jobs/{job_id}")).json()["result"] == {"greeting": "hello Ada"}
+    finally:
+        await stop_all(processes, check=exited_cleanly)

@@ -125,6 +125,26 @@ async def test_a_frozen_worker_that_wakes_up_cannot_publish_into_the_new_attempt
         assert state["attempt"] == 2 and state["status"] == "completed"
 
 
+async def test_a_cancel_then_a_crash_ends_cancelled_without_redoing_the_work(
+    system: System, js: JetStreamContext
+) -> None:
+    await system.start(js, processors=1)
+    async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+        job_id = (await client.post("/api/jobs", json=demo(3, 2.0))).json()["id"]
+        holder = system.by_pid(await started_worker_pid(client, job_id))
+        holder.send(signal.SIGSTOP)  # it cannot act on the cancel…
+        response = await client.post(f"/api/jobs/{job_id}/cancel")
+        assert response.status_code == 202 and response.json()["status"] == "cancelling"
+        holder.send(signal.SIGKILL)  # …and dies
+        await holder.process.wait()
+        system.processors.remove(holder)
+        await system.add_processor()
+        assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events", timeout=30)) == "cancelled"
+        timeline = await read_timeline(js, system.names, job_id)
+        check_timeline(timeline)
+        assert [r.kind for r in timeline].count("started") == 1, "the cancelled work was started again"
+
+
 async def test_sigterm_finishes_short_jobs_and_hands_long_ones_back_at_once(
     system: System, js: JetStreamContext
 ) -> None:

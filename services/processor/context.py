@@ -123,6 +123,7 @@ class JobContext:
         self._last_progress_at = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._cancelled = threading.Event()
+        self._cancelled_async = asyncio.Event()
         self._objects = objects
         self._work_root = work_root
         self._workdir: Path | None = None
@@ -144,6 +145,11 @@ class JobContext:
     def cancelled(self) -> bool:
         """True once the job is cancelled or timed out: plain (threaded) handlers should stop."""
         return self._cancelled.is_set()
+
+    async def wait_cancelled(self) -> None:
+        """Returns once the job is cancelled or timed out (for handlers that wait on something
+        else and want to stop cleanly; plain `await`s are interrupted anyway)."""
+        await self._cancelled_async.wait()
 
     def check_cancelled(self) -> None:
         if self._cancelled.is_set():
@@ -213,6 +219,7 @@ class JobContext:
     # --- used by the worker -----------------------------------------------------------------
     def stop(self) -> None:
         self._cancelled.set()
+        self._cancelled_async.set()
 
     def cleanup(self) -> None:
         if self._workdir is not None:
