@@ -137,6 +137,8 @@ async def read_sse(client: httpx.AsyncClient, path: str, timeout: float = 20.0,
         async with aconnect_sse(client, "GET", path, headers=dict(headers or {})) as source:
             source.response.raise_for_status()
             async for sse in source.aiter_sse():
+                if sse.event == "message" and not sse.data:
+                    continue  # a comment/retry-only block: browsers dispatch nothing for it
                 events.append(SseEvent(event=sse.event, data=sse.data, id=sse.id or None))
     return events
 

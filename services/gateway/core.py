@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
-from jobline.contract.events import CancelRequested, JobCancelled, JobCreated, LogPage, LogQuery, encoder
+from jobline.contract.events import TERMINAL_KINDS, CancelRequested, JobCancelled, JobCreated, LogPage, LogQuery, encoder
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
@@ -31,7 +31,7 @@ from .job_state import JobState
 from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
-from .timeline import recent_log_lines
+from .timeline import StoredEvent, read_events, recent_log_lines
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _log_page_decoder = msgspec.json.Decoder(LogPage)
@@ -162,20 +162,21 @@ def links(job_id: str) -> dict[str, str]:
     return {"self": base, "events": f"{base}/events", "logs": f"{base}/logs"}
 
 
-def _parse_last_event_id(raw: str | None) -> int | None:
+def parse_cursor(raw: str | None) -> int | None:
+    """A Last-Event-ID (or ?after=) value as a stream sequence; None when it is not one."""
     if raw is None:
         return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 19:
         return None
-    return value if value >= 0 else None
+    return int(raw)
 
 
-def finished_before(state: JobState, last_event_id: str | None) -> bool:
-    """A client reconnecting after it saw the job's end: answer 204 so EventSource stops."""
-    seen = _parse_last_event_id(last_event_id)
-    return state.is_terminal and seen is not None and seen >= state.seq
+def finished_before(state: JobState, cursor: str | None, last_seq: int) -> bool:
+    """A client reconnecting after it saw the job's end: answer 204 so EventSource stops. (A
+    cursor beyond the end of the stream is not one we gave out: that gets a reset instead.)"""
+    seen = parse_cursor(cursor)
+    return state.is_terminal and seen is not None and state.seq <= seen <= last_seq
 
 
 def snapshot_data(state_json: bytes, log_lines: list[bytes]) -> bytes:
@@ -183,22 +184,50 @@ def snapshot_data(state_json: bytes, log_lines: list[bytes]) -> bytes:
     return b'{"job":' + state_json + b',"logs":[' + b",".join(log_lines) + b"]}"
 
 
-async def job_events(core: Core, state: JobState) -> AsyncIterator[bytes]:
-    """A snapshot (the state and its recent log lines) first, then every later event of the job,
-    then the end.
+class _Kind(msgspec.Struct):
+    kind: str
 
-    Subscribing and encoding the state happen with no await between them, so no event of the
-    feed can fall between the snapshot and the live tail: nothing lost or repeated at the seam.
+
+_kind_decoder = msgspec.json.Decoder(_Kind)
+
+
+async def job_events(core: Core, state: JobState, cursor: str | None = None) -> AsyncIterator[bytes]:
+    """The job's live event stream.
+
+    Without a cursor: a `snapshot` (the state and its recent log lines), then every later event.
+    With a cursor (Last-Event-ID or ?after=) still in the stream: exactly the events after it, then
+    live — no gap, no duplicate. With a cursor that is garbage, beyond the end or already dropped
+    by retention: a `reset` event carrying a fresh snapshot (still HTTP 200: a 4xx would make
+    EventSource give up for good). The stream ends after the terminal event.
+
+    Subscribing to the live feed and fixing the position `seq` happen with no await between them,
+    so nothing can fall between what is read back and what arrives live.
     """
+    settings = core.settings
     listener = None if state.is_terminal else core.hub.subscribe(state.id)
     seq, state_json, log_count = core.read_model.last_seq, encoder.encode(state), state.log_lines
     try:
-        lines = await recent_log_lines(core.js, core.settings.names, state.id, count=log_count, upto_seq=seq,
-                                       keep=core.settings.snapshot_log_lines)
-        yield sse.frame("snapshot", snapshot_data(state_json, lines), seq, core.settings.sse_retry_ms)
+        after = parse_cursor(cursor)
+        replay: list[StoredEvent] | None = None
+        if after is not None and after <= seq:
+            first = (await core.js.stream_info(settings.names.jobs_stream)).state.first_seq
+            if after + 1 >= first or after >= state.seq:
+                replay = await read_events(core.js, settings.names, state.id, after_seq=after, upto_seq=seq)
+        if replay is None:
+            lines = await recent_log_lines(core.js, settings.names, state.id, count=log_count, upto_seq=seq,
+                                           keep=settings.snapshot_log_lines)
+            kind = "snapshot" if cursor is None else "reset"
+            yield sse.frame(kind, snapshot_data(state_json, lines), seq, settings.sse_retry_ms)
+        else:
+            yield f": resumed after {after}\nretry: {settings.sse_retry_ms}\n\n".encode()
+            for stored in replay:
+                kind = _kind_decoder.decode(stored.data).kind
+                yield sse.frame(kind, stored.data, stored.seq)
+                if kind in TERMINAL_KINDS:
+                    return
         if listener is None:
             return
-        heartbeat = core.settings.heartbeat_s
+        heartbeat = settings.heartbeat_s
         while True:
             try:
                 chunk = await asyncio.wait_for(listener.queue.get(), heartbeat)

@@ -92,20 +92,24 @@ async def get_job(state: State, job_id: FromPath[str]) -> JobState:
     "/api/jobs/{job_id:str}/events",
     summary="Live events of a job (Server-Sent Events)",
     description="A `snapshot` event with the job's state, then each later event with `id:` = its stream "
-    "sequence and `event:` = its kind; the stream ends after the terminal event. A client reconnecting "
-    "after the end gets 204 (EventSource stops).",
+    "sequence and `event:` = its kind; the stream ends after the terminal event. With `Last-Event-ID` "
+    "(or `?after=<seq>`): the events after that sequence, then live, with no gap and no duplicate; a "
+    "cursor that is not usable gets an `event: reset` with a fresh snapshot. A client reconnecting after "
+    "the end gets 204 (EventSource stops).",
     response_description="text/event-stream",
 )
 async def job_events(
     state: State,
     job_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+    after: FromQuery[str | None] = None,
 ) -> Response[Any]:
     core = _core(state)
     job = await jobs.find_job(core, job_id)
-    if jobs.finished_before(job, last_event_id):
+    cursor = last_event_id if last_event_id is not None else after  # a reconnect's header is newer
+    if jobs.finished_before(job, cursor, core.read_model.last_seq):
         return Response(None, status_code=204)
-    return Stream(jobs.job_events(core, job), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return Stream(jobs.job_events(core, job, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
 
 @get("/api/jobs/{job_id:str}/logs", summary="A job's log lines from the logsink, by log stream sequence")

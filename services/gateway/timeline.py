@@ -4,33 +4,57 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from jobline.contract.names import LOG, Names
 
 
-async def recent_log_lines(js: JetStreamContext, names: Names, job_id: str, *, count: int, upto_seq: int,
-                           keep: int, timeout: float = 5.0) -> list[bytes]:
-    """The last `keep` of the job's first `count` log lines (those at or before `upto_seq`), as
-    stored JSON. `count` comes from the read model, so the read stops without guessing."""
-    if count <= 0 or keep <= 0:
-        return []
-    lines: deque[bytes] = deque(maxlen=keep)
-    sub = await js.subscribe(names.job_event(job_id, LOG), stream=names.jobs_stream, ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.ALL)
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    subject: str
+    data: bytes  # the event's JSON exactly as stored
+    ts: float  # when the stream stored it (unix seconds)
+
+
+async def read_events(js: JetStreamContext, names: Names, job_id: str, *, after_seq: int = 0,
+                      upto_seq: int | None = None, only_logs: bool = False, limit: int | None = None,
+                      timeout: float = 10.0) -> list[StoredEvent]:
+    """The job's stored events with after_seq < seq <= upto_seq, in order (`limit`: the last ones)."""
+    subject = names.job_event(job_id, LOG) if only_logs else names.job_timeline(job_id)
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1) \
+        if after_seq > 0 else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    sub = await js.subscribe(subject, stream=names.jobs_stream, ordered_consumer=True, config=config)
+    out: deque[StoredEvent] = deque(maxlen=limit)
     try:
+        info = await sub.consumer_info()
+        if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
+            return []  # nothing matched (what was pending may already be on its way to us)
         async with asyncio.timeout(timeout):
-            for _ in range(count):
+            while True:
                 msg = await sub.next_msg(timeout=timeout)
-                if msg.metadata.sequence.stream > upto_seq:
+                meta = msg.metadata
+                seq = meta.sequence.stream
+                if upto_seq is not None and seq > upto_seq:
                     break
-                lines.append(msg.data)
-                if msg.metadata.num_pending == 0:
+                out.append(StoredEvent(seq, msg.subject, msg.data, meta.timestamp.timestamp() if meta.timestamp else 0.0))
+                if meta.num_pending == 0 or (upto_seq is not None and seq >= upto_seq):
                     break
-    except TimeoutError:
-        pass  # a partial history beats none; the logs endpoint has the rest
     finally:
         await sub.unsubscribe()
-    return list(lines)
+    return list(out)
+
+
+async def recent_log_lines(js: JetStreamContext, names: Names, job_id: str, *, count: int, upto_seq: int,
+                           keep: int, timeout: float = 5.0) -> list[bytes]:
+    """The last `keep` log lines of the job at or before `upto_seq`, as stored JSON."""
+    if count <= 0 or keep <= 0:
+        return []
+    try:
+        events = await read_events(js, names, job_id, upto_seq=upto_seq, only_logs=True, limit=keep, timeout=timeout)
+    except TimeoutError:
+        return []  # a snapshot without history beats none; /logs has it
+    return [e.data for e in events]
