@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -155,6 +156,21 @@ async def find_job(core: Core, job_id: str) -> JobState:
     if state is None:
         raise Problem(404, "Job not found", f"there is no job {job_id!r}")
     return state
+
+
+def etag(state: JobState) -> str:
+    """The job's version: the sequence of the last event folded into it."""
+    return f'"{state.seq}"'
+
+
+async def wait_for_change(core: Core, state: JobState, timeout: float) -> None:
+    """Hold until an event changes the job (or the timeout passes): a long-poll for pollers."""
+    listener = core.hub.subscribe(state.id)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.queue.get(), timeout)
+    finally:
+        core.hub.unsubscribe(listener)
 
 
 def links(job_id: str) -> dict[str, str]:

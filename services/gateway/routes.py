@@ -7,16 +7,19 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from jobline.contract.events import JobTypeInfo, LogPage, LogQuery
+from jobline.contract.events import JobTypeInfo, LogPage, LogQuery, encoder
 
 from . import core as jobs
 from . import sse
 from .job_state import JobState
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
+from .replay import decoded, fold, parse_at, timeline_json
+from .replay import replay as replay_stream
+from .timeline import read_events
 
 
 # A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
@@ -83,9 +86,52 @@ async def list_jobs(
     return JobPage(jobs=page, next_before=page[-1].created_seq if len(page) == limit else None)
 
 
-@get("/api/jobs/{job_id:str}", summary="A job's current state")
-async def get_job(state: State, job_id: FromPath[str]) -> JobState:
-    return await jobs.find_job(_core(state), job_id)
+@get("/api/jobs/{job_id:str}", summary="A job's current state",
+     description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most 60) "
+     "holds the request until the job changes from that version (or from now, without the header).")
+async def get_job(
+    state: State,
+    job_id: FromPath[str],
+    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+    wait: FromQuery[float] = 0.0,
+) -> Response[Any]:
+    core = _core(state)
+    job = await jobs.find_job(core, job_id)
+    if not 0 <= wait <= 60:
+        raise Problem(400, "Bad wait", "wait must be from 0 to 60 seconds", errors=[{"key": "wait", "source": "query"}])
+    version = jobs.etag(job)
+    if wait and not job.is_terminal and (if_none_match is None or if_none_match == version):
+        await jobs.wait_for_change(core, job, wait)
+        version = jobs.etag(job)
+    if if_none_match is not None and if_none_match == version:
+        return Response(None, status_code=304, headers={"ETag": version})
+    return Response(encoder.encode(job), media_type="application/json", headers={"ETag": version, "Cache-Control": "no-cache"})
+
+
+@get("/api/jobs/{job_id:str}/timeline", summary="A job's whole recorded timeline",
+     description="Every stored event of the job in order: `{\"job_id\", \"events\": [{\"seq\", \"subject\", "
+     "\"stored_at\", \"event\"}]}`.")
+async def job_timeline(state: State, job_id: FromPath[str]) -> Response[bytes]:
+    core = _core(state)
+    await jobs.find_job(core, job_id)
+    events = await read_events(core.js, core.settings.names, job_id, timeout=30)
+    return Response(timeline_json(job_id, events), media_type="application/json")
+
+
+@get("/api/jobs/{job_id:str}/state", summary="The job as it was at a sequence or a moment",
+     description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
+async def job_state_at(state: State, job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
+    core = _core(state)
+    await jobs.find_job(core, job_id)
+    try:
+        seq, ts = parse_at(at)
+    except ValueError as exc:
+        raise Problem(400, "Bad at", f"{at!r} is neither a sequence nor a time", errors=[{"key": "at", "source": "query"}]) from exc
+    events = decoded(await read_events(core.js, core.settings.names, job_id, timeout=30))
+    folded = fold(events, upto_seq=seq, upto_ts=ts)
+    if folded is None:
+        raise Problem(404, "Not created yet", f"job {job_id} did not exist at {at}")
+    return Response(encoder.encode(folded), media_type="application/json")
 
 
 @get(
@@ -103,9 +149,18 @@ async def job_events(
     job_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: FromQuery[str | None] = None,
+    replay: FromQuery[float | None] = None,
+    from_: Annotated[float, QueryParameter(name="from")] = 0.0,
 ) -> Response[Any]:
     core = _core(state)
     job = await jobs.find_job(core, job_id)
+    if replay is not None:
+        if not 0 < replay <= 1000 or from_ < 0:
+            raise Problem(400, "Bad replay", "replay is a speed from >0 to 1000; from is seconds since creation, >= 0",
+                          errors=[{"key": "replay", "source": "query"}])
+        events = decoded(await read_events(core.js, core.settings.names, job_id, timeout=30))
+        return Stream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=core.settings.sse_retry_ms),
+                      media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
     cursor = last_event_id if last_event_id is not None else after  # a reconnect's header is newer
     if jobs.finished_before(job, cursor, core.read_model.last_seq):
         return Response(None, status_code=204)
@@ -177,4 +232,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -1,0 +1,95 @@
+"""Past timelines: the whole timeline as JSON, the job as it was at a moment, and a replay at speed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import msgspec
+
+from jobline.contract.events import TERMINAL_KINDS, JobCreated, JobEvent, encoder, job_event_decoder, kind_of
+
+from . import sse
+from .job_state import JobState, apply, new_state
+from .timeline import StoredEvent
+
+MAX_GAP_S = 10.0  # a replay never waits longer than this between two events, whatever the speed
+
+
+def timeline_json(job_id: str, events: list[StoredEvent]) -> bytes:
+    """`{"job_id", "events": [{"seq", "subject", "stored_at", "event"}]}` from the stored JSON."""
+    parts = [
+        b'{"seq":%d,"subject":%s,"stored_at":%s,"event":%s}' % (
+            e.seq, encoder.encode(e.subject), encoder.encode(round(e.ts, 6)), e.data)
+        for e in events
+    ]
+    return b'{"job_id":' + encoder.encode(job_id) + b',"events":[' + b",".join(parts) + b"]}"
+
+
+def decoded(events: list[StoredEvent]) -> list[tuple[StoredEvent, JobEvent]]:
+    out = []
+    for stored in events:
+        try:
+            out.append((stored, job_event_decoder.decode(stored.data)))
+        except msgspec.DecodeError:
+            continue
+    return out
+
+
+def fold(events: list[tuple[StoredEvent, JobEvent]], *, upto_seq: int | None = None,
+         upto_ts: float | None = None) -> JobState | None:
+    """The job's state after its events up to a sequence or a moment (None: not created yet)."""
+    state: JobState | None = None
+    for stored, event in events:
+        if upto_seq is not None and stored.seq > upto_seq:
+            break
+        if upto_ts is not None and event.ts > upto_ts:
+            break
+        if isinstance(event, JobCreated):
+            state = state or new_state(event, stored.seq)
+        elif state is not None:
+            apply(state, event, stored.seq)
+    return state
+
+
+def parse_at(raw: str) -> tuple[int | None, float | None]:
+    """`at` is a stream sequence (`123` or `seq:123`) or a moment (ISO 8601, or unix seconds with a
+    fraction or of 10 digits and more). Returns (seq, ts); raises ValueError."""
+    raw = raw.strip()
+    if raw.startswith("seq:"):
+        return int(raw[4:]), None
+    if raw.isdigit() and len(raw) < 10:
+        return int(raw), None
+    try:
+        return None, float(raw)
+    except ValueError:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return None, moment.timestamp()
+
+
+async def replay(events: list[tuple[StoredEvent, JobEvent]], *, speed: float, offset_s: float,
+                 retry_ms: int) -> AsyncIterator[bytes]:
+    """A `snapshot` of the job as it was `offset_s` after its creation, then each later event at its
+    recorded cadence divided by `speed`, then `replay_end`. Event ids are the stream sequences."""
+    if not events:
+        return
+    start_ts = events[0][1].ts + offset_s
+    before = [(s, e) for s, e in events if e.ts <= start_ts]
+    after = [(s, e) for s, e in events if e.ts > start_ts]
+    state = fold(before)
+    seq = before[-1][0].seq if before else events[0][0].seq - 1
+    snapshot = b'{"job":' + (encoder.encode(state) if state else b"null") + b',"logs":[' + b",".join(
+        s.data for s, e in before if kind_of(e) == "logged") + b'],"replay":true}'
+    yield sse.frame("snapshot", snapshot, seq, retry_ms)
+    clock = start_ts
+    for stored, event in after:
+        wait = min(max(event.ts - clock, 0.0) / speed, MAX_GAP_S)
+        if wait > 0:
+            await asyncio.sleep(wait)  # the recorded cadence, sped up: the point of a replay
+        clock = event.ts
+        kind = kind_of(event)
+        yield sse.frame(kind, stored.data, stored.seq)
+        if kind in TERMINAL_KINDS:
+            break
+    yield sse.frame("replay_end", b"{}")
