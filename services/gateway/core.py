@@ -78,7 +78,7 @@ def new_job_id() -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
 
 
-def _check_job_id(job_id: str) -> None:
+def check_job_id(job_id: str) -> None:
     if not is_valid_job_id(job_id):
         raise Problem(400, "Invalid job id", f"{job_id!r} is not a job id (letters, digits, '-' and '_', at most 64)",
                       errors=[{"key": "id", "source": "path", "message": "invalid job id"}])
@@ -147,7 +147,7 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> str:
 async def find_job(core: Core, job_id: str) -> JobState:
     """The job's state; an id not seen yet waits (bounded) for the read model to reach the
     stream's end, so a job created through another gateway a moment ago is found."""
-    _check_job_id(job_id)
+    check_job_id(job_id)
     state = core.read_model.get(job_id)
     if state is None:
         last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq

@@ -126,5 +126,8 @@ class JobFeed:
             self._read_model.advance(seq)
             return
         if self._read_model.apply(event, seq) and self._hub.has_listeners(event.job_id):
+            state = self._read_model.get(event.job_id)
+            assert state is not None
             kind = kind_of(event)
-            self._hub.publish(event.job_id, frame(kind, msg.data, seq), last=kind in TERMINAL_KINDS)
+            self._hub.publish(event.job_id, frame(kind, msg.data, seq), kind=kind, job_type=state.type,
+                              status=state.status, last=kind in TERMINAL_KINDS)

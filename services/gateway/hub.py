@@ -1,52 +1,114 @@
-"""Fan-out of live job events to SSE clients: one NATS feed, one frame per event, many queues."""
+"""Fan-out of live job events to stream clients: one NATS feed, one frame per event, many queues.
+
+Two kinds of listeners:
+- job listeners follow a set of jobs and get every applied event of them (log lines included);
+  a single-job listener's stream ends after the job's terminal event;
+- wide listeners (dashboards, the firehose) get the events of every job matching a filter, without
+  log lines, with progress coalesced to a few updates per second per job (latest value wins, and a
+  pending progress update always goes out before the job's next event).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-END = b""  # queued after a terminal event's frame, or when a client is dropped
+END = b""  # queued after a single job's terminal frame, or when a client is dropped
+WIDE_PROGRESS_INTERVAL_S = 0.25
 
 
+@dataclass(frozen=True)
+class WideFilter:
+    types: frozenset[str] | None = None
+    statuses: frozenset[str] | None = None
+
+    def matches(self, job_type: str, status: str) -> bool:
+        return (self.types is None or job_type in self.types) and (self.statuses is None or status in self.statuses)
+
+
+@dataclass(eq=False)
 class Listener:
-    """One client's view of one job: a bounded queue of ready-made frames."""
+    """One client connection: a bounded queue of ready-made frames."""
 
-    __slots__ = ("job_id", "queue", "dropped")
-
-    def __init__(self, job_id: str, limit: int):
-        self.job_id = job_id
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(limit)
-        self.dropped = False
+    jobs: frozenset[str]
+    queue: asyncio.Queue[bytes]
+    ends_with_job: bool = False  # a single-job stream ends after that job's terminal event
+    wide: WideFilter | None = None  # also every other matching job (no logs, coalesced progress)
+    dropped: bool = False
+    sent: int = field(default=0)
 
 
 class Hub:
     def __init__(self, buffer: int):
         self._buffer = buffer
         self._by_job: dict[str, set[Listener]] = defaultdict(set)
+        self._wide: set[Listener] = set()
+        self._pending_progress: dict[str, tuple[bytes, str, str]] = {}
+        self._flush: asyncio.TimerHandle | None = None
 
-    def has_listeners(self, job_id: str) -> bool:
-        return job_id in self._by_job
-
+    # --- listeners ------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> Listener:
-        listener = Listener(job_id, self._buffer)
-        self._by_job[job_id].add(listener)
+        return self.listen(frozenset({job_id}), ends_with_job=True)
+
+    def listen(self, jobs: frozenset[str], *, ends_with_job: bool = False, wide: WideFilter | None = None) -> Listener:
+        listener = Listener(jobs=jobs, queue=asyncio.Queue(self._buffer), ends_with_job=ends_with_job, wide=wide)
+        for job_id in jobs:
+            self._by_job[job_id].add(listener)
+        if wide is not None:
+            self._wide.add(listener)
         return listener
 
     def unsubscribe(self, listener: Listener) -> None:
-        listeners = self._by_job.get(listener.job_id)
-        if listeners is not None:
-            listeners.discard(listener)
-            if not listeners:
-                del self._by_job[listener.job_id]
+        for job_id in listener.jobs:
+            listeners = self._by_job.get(job_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_job[job_id]
+        self._wide.discard(listener)
 
-    def publish(self, job_id: str, frame: bytes, *, last: bool) -> None:
+    def has_listeners(self, job_id: str) -> bool:
+        return job_id in self._by_job or bool(self._wide)
+
+    @property
+    def listener_count(self) -> int:
+        return len({id(x) for s in self._by_job.values() for x in s} | {id(x) for x in self._wide})
+
+    # --- events ---------------------------------------------------------------------------
+    def publish(self, job_id: str, frame: bytes, *, kind: str, job_type: str, status: str, last: bool) -> None:
         for listener in tuple(self._by_job.get(job_id, ())):
             self._offer(listener, frame)
-            if last:
+            if last and listener.ends_with_job:
                 self._offer(listener, END)
+        if not self._wide or kind == "logged":
+            return
+        if kind == "progressed":
+            self._pending_progress[job_id] = (frame, job_type, status)
+            if self._flush is None:
+                self._flush = asyncio.get_running_loop().call_later(WIDE_PROGRESS_INTERVAL_S, self._flush_progress)
+            return
+        pending = self._pending_progress.pop(job_id, None)
+        if pending is not None:
+            self._offer_wide(job_id, *pending)
+        self._offer_wide(job_id, frame, job_type, status)
+
+    def _flush_progress(self) -> None:
+        self._flush = None
+        pending, self._pending_progress = self._pending_progress, {}
+        for job_id, (frame, job_type, status) in pending.items():
+            self._offer_wide(job_id, frame, job_type, status)
+
+    def _offer_wide(self, job_id: str, frame: bytes, job_type: str, status: str) -> None:
+        for listener in tuple(self._wide):
+            if job_id in listener.jobs:
+                continue  # it follows this job in full already
+            assert listener.wide is not None
+            if listener.wide.matches(job_type, status):
+                self._offer(listener, frame)
 
     def _offer(self, listener: Listener, frame: bytes) -> None:
         if listener.dropped:
@@ -61,8 +123,4 @@ class Hub:
             while not listener.queue.empty():
                 listener.queue.get_nowait()
             listener.queue.put_nowait(END)
-            log.info("dropped a slow SSE client of job %s", listener.job_id)
-
-    @property
-    def listener_count(self) -> int:
-        return sum(len(s) for s in self._by_job.values())
+            log.info("dropped a slow stream client (%d jobs%s)", len(listener.jobs), ", wide" if listener.wide else "")

@@ -14,7 +14,9 @@ from jobline.contract.events import JobTypeInfo, LogPage, LogQuery, encoder
 
 from . import core as jobs
 from . import sse
+from .hub import WideFilter
 from .job_state import JobState
+from .multiplex import multiplexed
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
 from .replay import decoded, fold, parse_at, timeline_json
@@ -167,6 +169,41 @@ async def job_events(
     return Stream(jobs.job_events(core, job, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
 
+def _csv(raw: str | None) -> frozenset[str] | None:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip()) if raw else None
+
+
+@get(
+    "/api/events",
+    summary="One multiplexed live stream (SSE): the firehose and/or chosen jobs with their log lines",
+    description="`jobs=a,b` follows those jobs in full (with their log lines unless `logs=0`); `firehose=1` "
+    "(the default without `jobs`) adds every other job's events, without log lines and with progress "
+    "coalesced to a few updates per second, filtered by `type=` and `status=` (comma lists). Starts with "
+    "a `snapshot` (`{jobs: [...], logs: {id: [...]}}`); ids are stream sequences; `Last-Event-ID` resumes "
+    "with no gap or duplicate, or sends `reset` when it cannot.",
+    response_description="text/event-stream",
+)
+async def events_stream(
+    state: State,
+    jobs_param: Annotated[str | None, QueryParameter(name="jobs")] = None,
+    firehose: FromQuery[bool | None] = None,
+    logs: FromQuery[bool] = True,
+    type: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+    after: FromQuery[str | None] = None,
+) -> Stream:
+    core = _core(state)
+    watched = _csv(jobs_param) or frozenset()
+    if len(watched) > 50:
+        raise Problem(400, "Too many jobs", "follow at most 50 jobs on one stream", errors=[{"key": "jobs", "source": "query"}])
+    for job_id in watched:
+        jobs.check_job_id(job_id)
+    wide = WideFilter(types=_csv(type), statuses=_csv(status)) if (firehose if firehose is not None else not watched) else None
+    cursor = last_event_id if last_event_id is not None else after
+    return Stream(multiplexed(core, watched, wide, logs, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
 @get("/api/jobs/{job_id:str}/logs", summary="A job's log lines from the logsink, by log stream sequence")
 async def job_logs(state: State, job_id: FromPath[str], after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> LogPage:
     core = _core(state)
@@ -232,4 +269,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [events_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -20,11 +20,15 @@ class StoredEvent:
     ts: float  # when the stream stored it (unix seconds)
 
 
-async def read_events(js: JetStreamContext, names: Names, job_id: str, *, after_seq: int = 0,
+async def read_events(js: JetStreamContext, names: Names, job_id: str | None, *, after_seq: int = 0,
                       upto_seq: int | None = None, only_logs: bool = False, limit: int | None = None,
                       timeout: float = 10.0) -> list[StoredEvent]:
-    """The job's stored events with after_seq < seq <= upto_seq, in order (`limit`: the last ones)."""
-    subject = names.job_event(job_id, LOG) if only_logs else names.job_timeline(job_id)
+    """The job's (or with job_id None, every job's) stored events with after_seq < seq <= upto_seq,
+    in order (`limit`: the last ones)."""
+    if job_id is None:
+        subject = names.all_job_events
+    else:
+        subject = names.job_event(job_id, LOG) if only_logs else names.job_timeline(job_id)
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1) \
         if after_seq > 0 else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     sub = await js.subscribe(subject, stream=names.jobs_stream, ordered_consumer=True, config=config)

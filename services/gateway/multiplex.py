@@ -1,0 +1,96 @@
+"""`GET /api/events`: one stream per browser tab — the firehose of every job (filtered, progress
+coalesced) and, over the same connection, every event and log line of the jobs the tab watches.
+
+Browsers allow six HTTP/1.1 connections per host across all tabs: one stream per job or per panel
+starves the seventh; one multiplexed stream per tab does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from jobline.contract.events import encoder
+
+from . import sse
+from .core import Core, _kind_decoder, parse_cursor
+from .hub import END, WideFilter
+from .job_state import JobState
+from .timeline import StoredEvent, read_events, recent_log_lines
+
+MAX_REPLAY_EVENTS = 20_000  # a client further behind than this gets a reset instead of a replay
+WIDE_SNAPSHOT_JOBS = 100
+
+
+def _snapshot(core: Core, jobs: frozenset[str], wide: WideFilter | None) -> tuple[list[JobState], int]:
+    """States to start from (taken with no await, at the feed position returned)."""
+    states: dict[str, JobState] = {}
+    for job_id in jobs:
+        state = core.read_model.get(job_id)
+        if state is not None:
+            states[job_id] = state
+    if wide is not None:
+        for state in core.read_model.newest_first():
+            if len(states) >= WIDE_SNAPSHOT_JOBS + len(jobs):
+                break
+            if wide.matches(state.type, state.status):
+                states.setdefault(state.id, state)
+    return list(states.values()), core.read_model.last_seq
+
+
+def _job_of(subject: str, names_prefix: str) -> str:
+    """`[ns.]jobs.<id>.…` → `<id>`."""
+    return subject[len(names_prefix):].split(".", 1)[0]
+
+
+async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None, logs: bool,
+                      cursor: str | None) -> AsyncIterator[bytes]:
+    settings = core.settings
+    names = settings.names
+    prefix = names.all_job_events[:-1]  # "jobs." or "ns.jobs."
+    listener = core.hub.listen(jobs, wide=wide)
+    states, seq = _snapshot(core, jobs, wide)
+    states_json = encoder.encode(states)
+    log_counts = {s.id: s.log_lines for s in states if s.id in jobs}
+    try:
+        after = parse_cursor(cursor)
+        replay: list[StoredEvent] | None = None
+        if after is not None and after <= seq and seq - after <= MAX_REPLAY_EVENTS:
+            first = (await core.js.stream_info(names.jobs_stream)).state.first_seq
+            if after + 1 >= first:
+                replay = await read_events(core.js, names, None, after_seq=after, upto_seq=seq, timeout=30)
+        if replay is None:
+            parts = []
+            if logs:
+                for job_id, count in log_counts.items():
+                    lines = await recent_log_lines(core.js, names, job_id, count=count, upto_seq=seq,
+                                                   keep=settings.snapshot_log_lines)
+                    parts.append(encoder.encode(job_id) + b":[" + b",".join(lines) + b"]")
+            data = b'{"jobs":' + states_json + b',"logs":{' + b",".join(parts) + b"}}"
+            yield sse.frame("snapshot" if cursor is None else "reset", data, seq, settings.sse_retry_ms)
+        else:
+            yield f": resumed after {after}\nretry: {settings.sse_retry_ms}\n\n".encode()
+            for stored in replay:
+                kind = _kind_decoder.decode(stored.data).kind
+                job_id = _job_of(stored.subject, prefix)
+                if job_id in jobs:
+                    send = logs or kind != "logged"
+                else:
+                    state = core.read_model.get(job_id)
+                    send = wide is not None and kind != "logged" and state is not None and wide.matches(state.type, state.status)
+                if send:
+                    yield sse.frame(kind, stored.data, stored.seq)
+        heartbeat = settings.heartbeat_s
+        while True:
+            try:
+                chunk = await asyncio.wait_for(listener.queue.get(), heartbeat)
+            except TimeoutError:
+                yield sse.HEARTBEAT
+                continue
+            if chunk is END:
+                return
+            if not logs and chunk.split(b"\n", 2)[1:2] == [b"event: logged"]:
+                continue
+            yield chunk
+    finally:
+        core.hub.unsubscribe(listener)
