@@ -81,9 +81,9 @@ async def test_lines_logged_while_the_logsink_is_down_are_stored_in_order_once_i
 def test_a_redelivered_batch_adds_no_rows(tmp_path: Path) -> None:
     store = LogStore(tmp_path / "logs.sqlite3")
     try:
-        rows = [(seq, float(seq), "info", f"m{seq}", "job", 1, None, None, None) for seq in range(1, 11)]
+        rows = [(seq, float(seq), "info", f"m{seq}", "job", 1, None, None, None, seq) for seq in range(1, 11)]
         assert store.writer.submit(store.write, rows).result() == 10
-        assert store.writer.submit(store.write, rows[5:] + [(11, 11.0, "info", "m11", "job", 1, None, None, None)]).result() == 1
+        assert store.writer.submit(store.write, rows[5:] + [(11, 11.0, "info", "m11", "job", 1, None, None, None, 11)]).result() == 1
         got = store.reader.submit(store.query, LogQuery(job_id="job", limit=100)).result()
         assert [r.seq for r in got] == list(range(1, 12))
     finally:

@@ -161,6 +161,7 @@ class LogQuery(msgspec.Struct, frozen=True, kw_only=True):
     service: str | None = None
     after_seq: int = 0
     limit: int = 500
+    tail: bool = False  # the last `limit` rows (still in order) instead of the first after after_seq
 
 
 class LogRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,6 +172,8 @@ class LogRow(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str | None = None
     service: str | None = None
     logger: str | None = None
+    attempt: int | None = None
+    job_seq: int | None = None  # for a job line: its sequence in the job stream (its SSE id)
 
 
 class LogPage(msgspec.Struct, frozen=True, kw_only=True):

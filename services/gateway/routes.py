@@ -10,11 +10,13 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from jobline.contract.events import JobTypeInfo, LogPage, LogQuery, encoder
+from jobline.contract.events import JobTypeInfo, LogQuery, encoder
+from jobline.contract.names import SERVICE_NAME_RE
 
 from . import core as jobs
 from . import sse
 from .hub import WideFilter
+from .logs import LEVELS, follow_job_logs, service_logs
 from .job_state import JobState
 from .multiplex import multiplexed
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
@@ -204,11 +206,46 @@ async def events_stream(
     return Stream(multiplexed(core, watched, wide, logs, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
 
-@get("/api/jobs/{job_id:str}/logs", summary="A job's log lines from the logsink, by log stream sequence")
-async def job_logs(state: State, job_id: FromPath[str], after: FromQuery[int] = 0, limit: FromQuery[int] = 500) -> LogPage:
+@get("/api/jobs/{job_id:str}/logs", summary="A job's log lines",
+     description="JSON: a page of the logsink's store, by log stream sequence (`after`, `limit`). `?follow=1`: "
+     "Server-Sent Events, `event: logged` per line with `id:` = its job stream sequence — the whole "
+     "history (old lines from the logsink's store, which outlives the stream's retention), then live "
+     "with no gap at the seam, ending with the job's terminal event; `Last-Event-ID` resumes.")
+async def job_logs(
+    state: State,
+    job_id: FromPath[str],
+    after: FromQuery[int] = 0,
+    limit: FromQuery[int] = 500,
+    follow: FromQuery[bool] = False,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> Response[Any]:
     core = _core(state)
-    await jobs.find_job(core, job_id)
-    return await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
+    job = await jobs.find_job(core, job_id)
+    if follow:
+        return Stream(follow_job_logs(core, job, last_event_id), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    if not 1 <= limit <= 5000 or after < 0:
+        raise Problem(400, "Bad page", "limit is 1 to 5000, after >= 0", errors=[{"key": "limit", "source": "query"}])
+    page = await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
+    return Response(page)
+
+
+@get("/api/logs/stream", summary="The services' own log records, live (SSE)",
+     description="Recent history (from the logsink), then live: `event: log` per record, `id:` = log stream "
+     "sequence. `service=` one service (gateway, processor, logsink); `level=` the minimum level.")
+async def service_log_stream(
+    state: State,
+    service: FromQuery[str | None] = None,
+    level: FromQuery[str] = "debug",
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> Stream:
+    core = _core(state)
+    if service is not None and not SERVICE_NAME_RE.match(service):
+        raise Problem(400, "Bad service", "service is a name like gateway, processor or logsink",
+                      errors=[{"key": "service", "source": "query"}])
+    if level.lower() not in LEVELS:
+        raise Problem(400, "Bad level", f"level is one of {', '.join(LEVELS)}", errors=[{"key": "level", "source": "query"}])
+    return Stream(service_logs(core, service, LEVELS[level.lower()], last_event_id), media_type=sse.MEDIA_TYPE,
+                  headers=sse.HEADERS)
 
 
 @post("/api/uploads", status_code=201, summary="Upload a job input file", request_max_body_size=None,
@@ -269,4 +306,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [events_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -31,10 +31,19 @@ def to_row(msg: Msg) -> Row | None:
         return None
     match entry:
         case LogLineWritten():
-            return (seq, entry.ts, entry.level, entry.message, entry.job_id, entry.attempt, None, None, None)
+            return (seq, entry.ts, entry.level, entry.message, entry.job_id, entry.attempt, None, None, None,
+                    origin_seq(msg))
         case ServiceLogged():
-            return (seq, entry.ts, entry.level, entry.message, None, None, entry.service, entry.instance, entry.logger)
+            return (seq, entry.ts, entry.level, entry.message, None, None, entry.service, entry.instance, entry.logger,
+                    None)
     return None
+
+
+def origin_seq(msg: Msg) -> int | None:
+    """A sourced message's sequence in its origin stream: `Nats-Stream-Source: JOBS 42 …`."""
+    source = (msg.headers or {}).get("Nats-Stream-Source", "")
+    parts = source.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
 async def ensure_consumer(js: JetStreamContext, settings: LogsinkSettings) -> None:

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS log_lines (
     attempt  INTEGER,
     service  TEXT,
     instance TEXT,
-    logger   TEXT
+    logger   TEXT,
+    job_seq  INTEGER  -- a job line's sequence in the job stream (from Nats-Stream-Source)
 );
 CREATE INDEX IF NOT EXISTS log_lines_by_job ON log_lines (job_id, seq) WHERE job_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS log_lines_by_service ON log_lines (service, seq) WHERE service IS NOT NULL;
@@ -27,7 +28,7 @@ CREATE INDEX IF NOT EXISTS log_lines_by_service ON log_lines (service, seq) WHER
 
 MAX_PAGE = 5000
 
-Row = tuple[int, float, str, str, str | None, int | None, str | None, str | None, str | None]
+Row = tuple[int, float, str, str, str | None, int | None, str | None, str | None, str | None, int | None]
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -52,6 +53,9 @@ class LogStore:
     def _open_writer(self) -> sqlite3.Connection:
         db = _open(self.path)
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(log_lines)")}
+        if "job_seq" not in columns:  # a database from before job_seq was kept
+            db.execute("ALTER TABLE log_lines ADD COLUMN job_seq INTEGER")
         return db
 
     def close(self) -> None:
@@ -67,7 +71,9 @@ class LogStore:
         db.execute("BEGIN")
         try:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO log_lines VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR IGNORE INTO log_lines "
+                           "(seq, ts, level, message, job_id, attempt, service, instance, logger, job_seq) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -94,15 +100,18 @@ class LogStore:
             where.append("service = ?")
             args.append(q.service)
         args.append(min(max(q.limit, 1), MAX_PAGE))
+        order = "DESC" if q.tail else "ASC"
         cur = self._rdb.execute(
-            f"SELECT seq, ts, level, message, job_id, service, logger FROM log_lines WHERE {' AND '.join(where)} "
-            "ORDER BY seq LIMIT ?",
+            "SELECT seq, ts, level, message, job_id, service, logger, attempt, job_seq FROM log_lines "
+            f"WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
             args,
         )
-        return [
-            LogRow(seq=seq, ts=ts, level=level, message=message, job_id=job_id, service=service, logger=logger)
-            for seq, ts, level, message, job_id, service, logger in cur.fetchall()
+        rows = [
+            LogRow(seq=seq, ts=ts, level=level, message=message, job_id=job_id, service=service, logger=logger,
+                   attempt=attempt, job_seq=job_seq)
+            for seq, ts, level, message, job_id, service, logger, attempt, job_seq in cur.fetchall()
         ]
+        return rows[::-1] if q.tail else rows
 
     def last_seq(self) -> int:
         (value,) = self._rdb.execute("SELECT COALESCE(MAX(seq), 0) FROM log_lines").fetchone()

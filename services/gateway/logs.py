@@ -1,0 +1,124 @@
+"""Log streams: a job's lines (history, then live, no gap at the seam) and the services' own logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from jobline.contract.events import TERMINAL_KINDS, LogLineWritten, LogQuery, ServiceLogged, encoder, log_entry_decoder
+
+from . import sse
+from .core import Core, log_history, parse_cursor
+from .hub import END
+from .job_state import JobState
+from .problems import Problem
+from .timeline import read_events
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+SERVICE_TAIL = 200
+
+
+async def _stored_job_lines(core: Core, job_id: str, after_job_seq: int, upto_seq: int) -> list[tuple[int, bytes]]:
+    """(job stream seq, logged-event JSON) for lines in (after_job_seq, upto_seq]: from the logsink's
+    store first (it outlives the stream's retention), then the rest from the job stream."""
+    lines: list[tuple[int, bytes]] = []
+    covered = after_job_seq
+    after = 0
+    try:
+        while True:
+            page = await log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=2000))
+            for row in page.rows:
+                if row.job_seq is None or row.job_seq <= after_job_seq or row.job_seq > upto_seq:
+                    continue
+                event = LogLineWritten(ts=row.ts, job_id=job_id, attempt=row.attempt or 0, level=row.level,
+                                       message=row.message)
+                lines.append((row.job_seq, encoder.encode(event)))
+                covered = max(covered, row.job_seq)
+            if len(page.rows) < 2000:
+                break
+            after = page.last_seq
+    except Problem:
+        pass  # no logsink: the job stream has whatever its retention kept
+    for stored in await read_events(core.js, core.settings.names, job_id, after_seq=covered, upto_seq=upto_seq,
+                                    only_logs=True, timeout=30):
+        lines.append((stored.seq, stored.data))
+    return lines
+
+
+async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncIterator[bytes]:
+    """`event: logged` per line (id = its job stream sequence), history then live, ending with the
+    job's terminal event."""
+    listener = None if state.is_terminal else core.hub.subscribe(state.id)
+    seq = core.read_model.last_seq
+    try:
+        after = parse_cursor(cursor) or 0
+        first = True
+        for job_seq, data in await _stored_job_lines(core, state.id, after, seq):
+            yield sse.frame("logged", data, job_seq, core.settings.sse_retry_ms if first else None)
+            first = False
+        if first:
+            yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
+        if listener is None:
+            return
+        while True:
+            try:
+                chunk = await asyncio.wait_for(listener.queue.get(), core.settings.heartbeat_s)
+            except TimeoutError:
+                yield sse.HEARTBEAT
+                continue
+            if chunk is END:
+                return
+            kind = chunk.split(b"\n", 2)[1].removeprefix(b"event: ").decode()
+            if kind == "logged" or kind in TERMINAL_KINDS:
+                yield chunk
+    finally:
+        if listener is not None:
+            core.hub.unsubscribe(listener)
+
+
+async def service_logs(core: Core, service: str | None, min_level: int, cursor: str | None) -> AsyncIterator[bytes]:
+    """The services' own log records: recent history from the logsink, then live from the log
+    stream from the next sequence (one sequence space: no gap, no duplicate). id = log stream seq."""
+    names = core.settings.names
+    after = parse_cursor(cursor)
+    history = []
+    if after is None:
+        try:
+            page = await log_history(core, LogQuery(service=service, limit=SERVICE_TAIL, tail=True))
+            history = [r for r in page.rows if r.service is not None]
+            after = page.rows[-1].seq if page.rows else None
+        except Problem:
+            after = None
+    if after is None:
+        # No stored history (no logsink, or it has not caught up): the stream's recent records.
+        last = (await core.js.stream_info(names.logs_stream)).state.last_seq
+        after = max(last - SERVICE_TAIL * 5, 0)
+    subject = names.service_log(service, "*") if service else names.all_service_logs
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+    sub = await core.js.subscribe(subject, stream=names.logs_stream, ordered_consumer=True, config=config)
+    try:
+        yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
+        for row in history:
+            if LEVELS.get(row.level, 0) >= min_level:
+                record = ServiceLogged(ts=row.ts, service=row.service or "", instance="", level=row.level,
+                                       logger=row.logger or "", message=row.message)
+                yield sse.frame("log", encoder.encode(record), row.seq)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=core.settings.heartbeat_s)
+            except (NatsTimeout, TimeoutError):
+                yield sse.HEARTBEAT
+                continue
+            try:
+                entry = log_entry_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(entry, ServiceLogged) and LEVELS.get(entry.level, 0) >= min_level:
+                yield sse.frame("log", msg.data, msg.metadata.sequence.stream)
+    finally:
+        await sub.unsubscribe()
+
