@@ -1,38 +1,48 @@
-"""The first page in real headless Chromium: submit a demo job and watch it live."""
+"""The web UI in real headless Chromium (Debian's package, driven by Playwright's async API)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 from nats.js import JetStreamContext
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
+from jobline.contract.events import LogLineWritten
 from jobline.contract.names import Names
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
+from jobline.processor.video_tasks import STEPS, TranscodeParams, transcode
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .browser import chromium
-from .helpers import Stack, running_stack
+from .helpers import Stack, running_stack, wait_for_job_type
+from .oracle import read_timeline
+from .processes import ServiceProcess, free_port, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
 registry = Registry()
 HOSTILE = "<img src=x onerror=alert(1)> & <script>alert(2)</script>"
+SCREENSHOTS = os.environ.get("JOBLINE_SCREENSHOTS")  # a folder: save the README's screenshots there
 
 
 @registry.task("demo", steps=["Upload", "Processing", "Done"])
 async def demo(ctx: JobContext) -> dict[str, bool]:
-    import asyncio
-
     for i, name in enumerate(["Upload", "Processing", "Done"]):
         ctx.step(name)
         ctx.log(f"{name} begins")
-        await asyncio.sleep(0.15)
-        ctx.progress(i + 1, 3, message=f"{name} done")
+        for tick in range(4):
+            await asyncio.sleep(float(ctx.params.get("tick", 0.05)))
+            ctx.progress(i * 4 + tick + 1, 12, message=f"{name} {tick + 1}/4")
     return {"ok": True}
 
 
@@ -41,52 +51,154 @@ async def hostile(ctx: JobContext) -> None:
     ctx.log(HOSTILE, level="error")
 
 
+registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
+
+
 @pytest.fixture
 async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
     async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False) as running:
         yield running
 
 
-@pytest.fixture
-async def page(stack: Stack) -> AsyncIterator[Page]:
+async def open_page(url: str) -> AsyncIterator[Page]:
     async with chromium() as browser:
-        page = await browser.new_page()
+        page = await browser.new_page(viewport={"width": 1200, "height": 900})
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: dialogs.append(dialog.message))
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(stack.url + "/")
+        await page.goto(url + "/")
         yield page
         assert dialogs == [], f"a dialog fired: {dialogs}"
         assert errors == [], f"page errors: {errors}"
 
 
-async def submit_from_form(page: Page, job_type: str, params: dict[str, object]) -> None:
+@pytest.fixture
+async def page(stack: Stack) -> AsyncIterator[Page]:
+    async for opened in open_page(stack.url):
+        yield opened
+
+
+async def submit_from_form(page: Page, job_type: str, params: dict[str, object]) -> str:
     await expect(page.locator("#job-type option", has_text=job_type)).to_have_count(1)
     await page.select_option("#job-type", job_type)
     await page.fill("#job-params", json.dumps(params))
     await page.click("#submit")
+    await expect(page).to_have_url(re.compile(r"#/jobs/"), timeout=30_000)
+    return page.url.rsplit("/", 1)[1]
 
 
 async def test_submit_a_demo_job_and_watch_it_reach_100_percent_with_every_step_done(page: Page) -> None:
-    await submit_from_form(page, "demo", {})
-    bar = page.get_by_role("progressbar")
+    await submit_from_form(page, "demo", {"tick": 0.15})
+    bar = page.get_by_role("progressbar", name="Job progress")
     await expect(page.locator("#steps li")).to_have_count(3)
+    await expect(page.locator("#job-status")).to_have_text("running")
+    if SCREENSHOTS:
+        await page.screenshot(path=f"{SCREENSHOTS}/job-running.png", full_page=True)
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
     await expect(bar).to_have_attribute("aria-valuenow", "100")
-    await expect(page.locator("#steps li")).to_have_text([
-        __import__("re").compile(r"^Upload"), __import__("re").compile(r"^Processing"), __import__("re").compile(r"^Done"),
-    ])
     statuses = await page.locator("#steps li").evaluate_all("items => items.map(i => i.dataset.status)")
     assert statuses == ["done", "done", "done"]
     await expect(page.locator("#log li")).to_have_count(3)
     await expect(page.locator("#log")).to_contain_text("Processing begins")
-    await expect(page.locator("#jobs tr")).not_to_have_count(0)
+    await expect(page.locator("#jobs tr")).to_have_count(1)
+    await expect(page.locator("#connection")).to_have_text("live")
+    if SCREENSHOTS:
+        await page.goto(page.url.split("#")[0] + "#/")
+        await page.screenshot(path=f"{SCREENSHOTS}/dashboard.png", full_page=True)
 
 
 async def test_a_hostile_log_line_shows_as_text_and_runs_nothing(page: Page) -> None:
     await submit_from_form(page, "hostile", {})
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
-    line = page.locator("#log li").first
-    await expect(line).to_contain_text(HOSTILE)
+    await expect(page.locator("#log li").first).to_contain_text(HOSTILE)
     assert await page.locator("#log img, #log script").count() == 0
+
+
+async def test_cancel_a_running_job_from_its_page(page: Page) -> None:
+    await submit_from_form(page, "demo", {"tick": 1.0})
+    await expect(page.locator("#job-status")).to_have_text("running", timeout=10_000)
+    await page.click("#cancel")
+    await expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
+    await expect(page.locator("#cancel")).to_be_disabled()
+
+
+async def test_replay_a_finished_job_at_16x_and_scrub_through_it(page: Page) -> None:
+    await submit_from_form(page, "demo", {"tick": 0.1})
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+    await page.click("#replay-link")
+    bar = page.get_by_role("progressbar", name="Progress at this moment")
+    await expect(page.locator("#replay-status")).to_have_text("pending")
+    await page.fill("#replay-scrub", "500")
+    now = int(await bar.get_attribute("aria-valuenow") or "0")
+    assert 0 < now < 100, now
+    lines_midway = await page.locator("#replay-log li").count()
+    assert 0 < lines_midway < 3
+    if SCREENSHOTS:
+        await page.screenshot(path=f"{SCREENSHOTS}/replay.png", full_page=True)
+    await page.fill("#replay-scrub", "0")
+    await page.select_option("#replay-speed", "16")
+    await page.click("#replay-play")
+    await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=3_000)  # 1.2 s of job at 16×
+    await expect(page.locator("#replay-status")).to_have_text("completed")
+    await expect(page.locator("#replay-log li")).to_have_count(3)
+
+
+async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    await page.select_option("#job-type", "video-transcode")
+    await expect(page.locator("#file-field")).to_be_visible()
+    await page.set_input_files("#job-file", str(clip))
+    params = json.loads(await page.input_value("#job-params"))
+    params["height"] = 120
+    await page.fill("#job-params", json.dumps(params))
+    await page.click("#submit")
+    await expect(page.get_by_role("progressbar", name="Upload progress")).to_have_attribute("aria-valuenow", "100")
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
+    steps = await page.locator("#steps li").evaluate_all("items => items.map(i => i.firstChild.textContent)")
+    assert steps == ["Upload", "Probe", "Transcode", "Thumbnail", "Done"]
+    video = page.locator("#artifacts video")
+    await expect(video).to_have_count(1)
+    duration = await video.evaluate(
+        "v => new Promise((ok, bad) => { if (v.readyState >= 1) ok(v.duration); "
+        "v.onloadedmetadata = () => ok(v.duration); v.onerror = () => bad(String(v.error && v.error.code)); })")
+    assert abs(duration - 2.0) < 0.3
+    await expect(page.locator("#artifacts img")).to_have_count(1)
+    assert await page.locator("#artifacts img").evaluate("img => img.complete && img.naturalHeight") == 120
+
+
+async def test_the_page_reconnects_after_a_gateway_restart_without_losing_or_repeating_a_log_line(
+    nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext
+) -> None:
+    port = free_port()
+    env = service_env(nats_server.url, names, tmp_path, JOBLINE_PORT=str(port), JOBLINE_SSE_RETRY_MS="300")
+    processor = await ServiceProcess.service("processor", env)
+    gateway = await ServiceProcess.service("gateway", env)
+    try:
+        url = (await gateway.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        await wait_for_job_type(js, names, "demo")
+        async for page in open_page(url):
+            job_id = await submit_from_form(page, "demo", {"steps": ["A", "B", "C", "D"], "step_seconds": 1.5,
+                                                           "ticks_per_step": 6})
+            await expect(page.locator("#log li").first).to_be_visible(timeout=10_000)
+            assert await gateway.stop(signal.SIGTERM) == 0
+            await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=5_000)
+            gateway = await ServiceProcess.service("gateway", env)
+            await gateway.wait_for_line(r"gateway listening on")
+            await expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+            await expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
+            shown = await page.locator("#log li").evaluate_all("items => items.map(i => i.lastChild.textContent)")
+            stored = [r.event.message for r in await read_timeline(js, names, job_id) if isinstance(r.event, LogLineWritten)]
+            assert shown == stored
+    finally:
+        await stop_all([p for p in (processor, gateway) if p.process.returncode is None])
+
+
+def test_the_ui_sends_a_content_security_policy_without_inline_scripts() -> None:
+    html = (Path(__file__).resolve().parents[1] / "web" / "index.html").read_text()
+    assert "<script>" not in html and "onclick" not in html and "style=" not in html
+    for source in (Path(__file__).resolve().parents[1] / "web").glob("*.js"):
+        assert "innerHTML" not in source.read_text(), f"{source.name} renders HTML"
+

@@ -1,12 +1,16 @@
 // Jobline web UI: plain ES module, no build step. Every piece of data is rendered as text
-// (textContent / text nodes), never as HTML.
+// (textContent / text nodes), never as HTML. One live connection per tab: the dashboard, the job
+// being watched and its log lines all come over one multiplexed EventSource (/api/events).
+
+import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
 
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
-    if (key.startsWith("data-") || key.startsWith("aria-") || key === "href" || key === "class") {
+    if (value === undefined || value === null) continue;
+    if (key.startsWith("data-") || key.startsWith("aria-") || ["href", "class", "role", "src", "download"].includes(key)) {
       node.setAttribute(key, String(value));
     } else {
       node[key] = value;
@@ -18,23 +22,230 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(path, options = {}) {
   const response = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
-  const body = response.status === 204 ? null : await response.json();
+  const body = response.status === 204 || response.status === 304 ? null : await response.json();
   if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
   return body;
 }
 
-const formatTime = (ts) => new Date(ts * 1000).toLocaleTimeString();
-const formatSeconds = (s) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+const LEVELS = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
+const formatClock = (ts) => new Date(ts * 1000).toLocaleTimeString();
+function formatSeconds(s) {
+  if (s == null || !isFinite(s)) return "";
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+const now = () => Date.now() / 1000;
 
-// ---- new job form -----------------------------------------------------------------------
+// ---- state ---------------------------------------------------------------------------------
+const jobs = new Map(); // id -> state (as GET /api/jobs/{id} returns it)
+let watched = null; // the job shown in detail
 let types = [];
+let source = null;
+let shownLines = new Set();
 
+// ---- the one live connection ------------------------------------------------------------------
+function setConnection(state) {
+  const pill = $("connection");
+  pill.dataset.state = state;
+  pill.textContent = state;
+}
+
+function connect() {
+  if (source) source.close();
+  const params = new URLSearchParams({ firehose: "1", logs: "1" });
+  if (watched) params.set("jobs", watched);
+  source = new EventSource(`/api/events?${params}`);
+  setConnection("connecting");
+  source.onopen = () => setConnection("live");
+  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes with no gap.
+  source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  const onSnapshot = (message) => {
+    const data = JSON.parse(message.data);
+    for (const job of data.jobs) jobs.set(job.id, job);
+    for (const [jobId, lines] of Object.entries(data.logs || {})) {
+      if (jobId === watched) lines.forEach((line) => appendLog(line));
+    }
+    renderAll();
+  };
+  source.addEventListener("snapshot", onSnapshot);
+  source.addEventListener("reset", onSnapshot);
+  const kinds = ["created", "started", "step_started", "step_finished", "progressed", "logged", "retrying",
+    "cancel_requested", "artifact_stored", ...TERMINAL];
+  for (const kind of kinds) source.addEventListener(kind, (message) => onEvent(JSON.parse(message.data), message.lastEventId));
+}
+
+function onEvent(event, seq) {
+  let job = jobs.get(event.job_id);
+  if (event.kind === "created") {
+    if (!job) jobs.set(event.job_id, (job = newJobFromCreated(event, Number(seq))));
+  } else if (job) {
+    applyEvent(job, event, Number(seq));
+  }
+  if (event.job_id === watched) {
+    if (event.kind === "logged") appendLog(event);
+    appendTimeline(event, seq);
+  }
+  if (event.kind !== "logged") renderAll();
+}
+
+// ---- dashboard ---------------------------------------------------------------------------
+let renderQueued = false;
+function renderAll() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderJobs();
+    renderDetail();
+  });
+}
+
+function renderJobs() {
+  const status = $("filter-status").value;
+  const type = $("filter-type").value;
+  const rows = [...jobs.values()]
+    .filter((j) => (!status || j.status === status) && (!type || j.type === type))
+    .sort((a, b) => b.created_at - a.created_at)
+    .slice(0, 100);
+  $("jobs").replaceChildren(...rows.map((j) => {
+    const percent = Math.round((j.progress ?? (j.status === "completed" ? 1 : 0)) * 100);
+    return el("tr", { "aria-selected": String(j.id === watched) },
+      el("td", {}, el("a", { href: `#/jobs/${j.id}` }, j.id.slice(-10))),
+      el("td", {}, j.type),
+      el("td", {}, el("span", { class: "pill", "data-status": j.status }, j.status)),
+      el("td", { class: "bar-cell" }, el("div", { class: "progress mini", role: "progressbar", "aria-valuenow": percent,
+        "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `${j.id} progress` }, fill(percent))),
+      el("td", {}, formatSeconds(now() - j.created_at)));
+  }));
+  const known = new Set([...jobs.values()].map((j) => j.type));
+  const select = $("filter-type");
+  const current = new Set([...select.options].map((o) => o.value));
+  for (const t of known) if (!current.has(t)) select.append(el("option", { value: t }, t));
+}
+
+function fill(percent) {
+  const bar = el("div", { class: "fill" });
+  bar.style.width = `${percent}%`;
+  return bar;
+}
+
+// ---- job detail ---------------------------------------------------------------------------
+function renderDetail() {
+  const job = watched && jobs.get(watched);
+  $("job").hidden = !job;
+  $("page-jobs").classList.toggle("watching", Boolean(job));
+  if (!job) return;
+  $("job-id").textContent = job.id;
+  $("job-type-name").textContent = job.type;
+  const status = $("job-status");
+  status.textContent = job.status + (job.attempt > 1 ? ` · attempt ${job.attempt}` : "");
+  status.dataset.status = job.status;
+  const percent = Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100);
+  const bar = $("progress");
+  bar.setAttribute("aria-valuenow", String(percent));
+  bar.setAttribute("aria-valuetext", `${percent}%`);
+  $("progress-fill").style.width = `${percent}%`;
+  $("job-message").textContent = job.message || "";
+  const end = job.finished_at || now();
+  const elapsed = job.started_at ? end - job.started_at : null;
+  const parts = [];
+  if (elapsed != null) parts.push(`elapsed ${formatSeconds(elapsed)}`);
+  if (job.status === "running" && job.eta_s != null) parts.push(`about ${formatSeconds(job.eta_s)} left`);
+  $("job-times").textContent = parts.join(" · ");
+  const notice = longJobNotice(job, elapsed);
+  $("job-notice").hidden = !notice;
+  $("job-notice").textContent = notice || "";
+  $("steps").replaceChildren(...job.steps.map((step) =>
+    el("li", { "data-status": step.status, title: step.status }, step.name,
+      step.duration_s != null ? el("span", { class: "duration" }, formatSeconds(step.duration_s)) : "")));
+  $("job-error").textContent = job.error && !["completed", "running"].includes(job.status)
+    ? `${job.status === "retrying" ? "Retrying after" : "Why"}: ${job.error}` : "";
+  $("job-result-box").hidden = job.result == null;
+  $("job-result").textContent = job.result == null ? "" : JSON.stringify(job.result, null, 2);
+  $("cancel").disabled = TERMINAL.includes(job.status) || job.cancel_requested;
+  $("retry").disabled = !TERMINAL.includes(job.status);
+  $("replay-link").hidden = !TERMINAL.includes(job.status);
+  $("replay-link").setAttribute("href", `#/jobs/${job.id}/replay`);
+  renderArtifacts(job);
+}
+
+function longJobNotice(job, elapsed) {
+  if (job.status === "failed" && job.error_reason === "timeout") return `This job was stopped: ${job.error}.`;
+  if (job.status !== "running" || elapsed == null) return null;
+  const timeout = job.timeout_s;
+  if (timeout && elapsed > timeout * 0.8) {
+    return `This job is close to its time limit (${formatSeconds(timeout)}); it will be stopped at the limit.`;
+  }
+  const expected = job.progress ? elapsed / job.progress : null;
+  if ((job.eta_s != null && elapsed > 10 && job.eta_s > elapsed * 2) || (expected && elapsed > 30 && expected > elapsed * 3)) {
+    return "This takes longer than expected. It is still running; you can leave this page and come back.";
+  }
+  return null;
+}
+
+let renderedArtifacts = "";
+function renderArtifacts(job) {
+  const key = job.id + job.artifacts.map((a) => a.name).join(",");
+  if (key === renderedArtifacts) return;
+  renderedArtifacts = key;
+  $("artifacts").replaceChildren(...job.artifacts.map((artifact) => {
+    const link = el("a", { href: artifact.url, download: artifact.name }, `${artifact.name} (${Math.ceil(artifact.size / 1024)} KB)`);
+    if (artifact.content_type.startsWith("video/")) {
+      return el("figure", {}, el("video", { src: artifact.url, controls: true, preload: "metadata" }), link);
+    }
+    if (artifact.content_type.startsWith("image/")) {
+      return el("figure", {}, el("img", { src: artifact.url, alt: artifact.name }), link);
+    }
+    return el("figure", {}, link);
+  }));
+}
+
+function appendLog(line) {
+  const key = `${line.ts}|${line.attempt}|${line.message}`; // a reconnect's snapshot repeats recent lines
+  if (shownLines.has(key)) return;
+  shownLines.add(key);
+  const log = $("log");
+  const pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 8; // paused when scrolled up
+  const item = el("li", { "data-level": line.level }, el("span", { class: "ts" }, formatClock(line.ts)), line.message);
+  item.hidden = LEVELS[line.level] < LEVELS[$("log-level").value];
+  log.append(item);
+  if (pinned) log.scrollTop = log.scrollHeight;
+}
+
+function appendTimeline(event, seq) {
+  const list = $("timeline");
+  const label = event.kind === "logged" ? `logged (${event.level})`
+    : event.kind.startsWith("step") ? `${event.kind} ${event.name}` : event.kind;
+  list.append(el("li", {}, `#${seq} ${formatClock(event.ts)} ${label}`));
+  while (list.children.length > 300) list.firstChild.remove();
+}
+
+async function watch(jobId) {
+  if (watched === jobId && onEventsStream()) return;
+  watched = jobId;
+  shownLines = new Set();
+  renderedArtifacts = "";
+  $("log").replaceChildren();
+  $("timeline").replaceChildren();
+  if (!jobs.has(jobId)) {
+    try { jobs.set(jobId, await api(`/api/jobs/${encodeURIComponent(jobId)}`)); } catch { /* shown by the stream */ }
+  }
+  api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`).then((body) => {
+    if (watched !== jobId) return;
+    $("timeline").replaceChildren();
+    body.events.filter((e) => e.event.kind !== "logged").forEach((e) => appendTimeline(e.event, e.seq));
+  }).catch(() => {});
+  connect();
+  renderAll();
+}
+
+// ---- new job (with an optional upload and its progress) -------------------------------------
 async function loadTypes() {
   types = await api("/api/types");
   const select = $("job-type");
   select.replaceChildren(...types.map((t) => el("option", { value: t.name }, t.name)));
-  const demo = types.find((t) => t.name === "demo");
-  if (demo) select.value = "demo";
+  if (types.some((t) => t.name === "demo")) select.value = "demo";
   showTypeDefaults();
 }
 
@@ -42,6 +253,29 @@ function showTypeDefaults() {
   const info = types.find((t) => t.name === $("job-type").value);
   $("type-description").textContent = info?.description || "";
   $("job-params").value = JSON.stringify(info?.params || {}, null, 2);
+  $("file-field").hidden = !(info && "upload" in (info.params || {}));
+}
+
+function uploadFile(file) {
+  // XMLHttpRequest, not fetch: it reports upload progress.
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/api/uploads?filename=${encodeURIComponent(file.name)}`);
+    xhr.setRequestHeader("content-type", file.type || "application/octet-stream");
+    xhr.upload.onprogress = (e) => {
+      if (!e.lengthComputable) return;
+      const percent = Math.round((e.loaded / e.total) * 100);
+      $("upload-bar").setAttribute("aria-valuenow", String(percent));
+      $("upload-fill").style.width = `${percent}%`;
+      $("upload-text").textContent = `Uploading ${file.name}: ${percent}%`;
+    };
+    xhr.onload = () => {
+      const body = JSON.parse(xhr.responseText || "{}");
+      if (xhr.status === 201) resolve(body); else reject(new Error(body.detail || `upload failed (${xhr.status})`));
+    };
+    xhr.onerror = () => reject(new Error("upload failed: network error"));
+    xhr.send(file);
+  });
 }
 
 async function submitJob(event) {
@@ -56,9 +290,14 @@ async function submitJob(event) {
   }
   $("submit").disabled = true;
   try {
-    const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type: $("job-type").value, params }) });
-    location.hash = `#/jobs/${accepted.id}`;
-    loadJobs();
+    const file = $("job-file").files[0];
+    if (!$("file-field").hidden && file) {
+      $("upload").hidden = false;
+      const stored = await uploadFile(file);
+      $("upload-text").textContent = `Uploaded ${stored.filename} (${Math.ceil(stored.size / 1024)} KB)`;
+      params.upload = stored.id;
+    }
+    await submit($("job-type").value, params);
   } catch (error) {
     $("form-error").textContent = error.message;
   } finally {
@@ -66,128 +305,141 @@ async function submitJob(event) {
   }
 }
 
-// ---- one job, live --------------------------------------------------------------------------
-let source = null;
-let job = null;
-
-function setConnection(state) {
-  const pill = $("connection");
-  pill.dataset.state = state;
-  pill.textContent = state;
+async function submit(type, params) {
+  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params }) });
+  location.hash = `#/jobs/${accepted.id}`;
 }
 
-function render() {
-  if (!job) return;
-  $("job").hidden = false;
-  $("job-id").textContent = job.id;
-  const status = $("job-status");
-  status.textContent = job.status;
-  status.dataset.status = job.status;
-  const percent = Math.round((job.progress ?? 0) * 100);
-  const bar = $("progress");
-  bar.setAttribute("aria-valuenow", String(percent));
-  bar.setAttribute("aria-valuetext", `${percent}%`);
-  $("progress-fill").style.width = `${percent}%`;
-  $("job-message").textContent = job.message || "";
-  $("job-eta").textContent = job.status === "running" && job.eta_s != null ? `about ${formatSeconds(job.eta_s)} left` : "";
-  $("steps").replaceChildren(
-    ...job.steps.map((step) =>
-      el("li", { "data-status": step.status, title: step.status }, step.name,
-        step.duration_s != null ? el("span", { class: "duration" }, formatSeconds(step.duration_s)) : ""),
-    ),
-  );
-  $("job-error").textContent = job.error ? `Failed: ${job.error}` : "";
-  $("job-result-box").hidden = job.result == null;
-  $("job-result").textContent = job.result == null ? "" : JSON.stringify(job.result, null, 2);
+// ---- replay ------------------------------------------------------------------------------
+const player = { events: [], start: 0, duration: 0, position: 0, playing: false, timer: null, jobId: null };
+
+async function openReplay(jobId) {
+  stopPlaying();
+  player.jobId = jobId;
+  $("replay-id").textContent = jobId;
+  $("replay-back").setAttribute("href", `#/jobs/${jobId}`);
+  const body = await api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`);
+  player.events = body.events;
+  player.start = body.events.length ? body.events[0].event.ts : 0;
+  player.duration = body.events.length ? body.events[body.events.length - 1].event.ts - player.start : 0;
+  seek(0);
 }
 
-function findStep(name) {
-  let step = job.steps.find((s) => s.name === name && (s.status === "pending" || s.status === "running"));
-  if (!step) {
-    step = { name, status: "pending" };
-    job.steps.push(step);
+function seek(position) {
+  player.position = Math.max(0, Math.min(position, player.duration));
+  // At the end, every event counts (start + duration can round below the last timestamp).
+  const at = player.position >= player.duration ? Infinity : player.start + player.position;
+  let job = null;
+  const lines = [];
+  for (const { seq, event } of player.events) {
+    if (event.ts > at) break;
+    if (event.kind === "created") job = newJobFromCreated(event, seq);
+    else if (job) applyEvent(job, event, seq);
+    if (event.kind === "logged") lines.push(event);
   }
-  return step;
+  const percent = job ? Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100) : 0;
+  $("replay-progress").setAttribute("aria-valuenow", String(percent));
+  $("replay-fill").style.width = `${percent}%`;
+  $("replay-status").textContent = job ? job.status : "";
+  $("replay-message").textContent = job?.message || "";
+  $("replay-steps").replaceChildren(...(job?.steps || []).map((s) => el("li", { "data-status": s.status }, s.name)));
+  $("replay-log").replaceChildren(...lines.map((l) => el("li", { "data-level": l.level },
+    el("span", { class: "ts" }, formatClock(l.ts)), l.message)));
+  $("replay-log").scrollTop = $("replay-log").scrollHeight;
+  $("replay-scrub").value = String(player.duration ? Math.round((player.position / player.duration) * 1000) : 0);
+  $("replay-clock").textContent = `${formatSeconds(player.position)} / ${formatSeconds(player.duration)}`;
 }
 
-let shownLines = new Set();
-
-function appendLog(line) {
-  // A reconnect sends a fresh snapshot with the recent lines again: show each line once.
-  const key = `${line.ts}|${line.message}`;
-  if (shownLines.has(key)) return;
-  shownLines.add(key);
-  const log = $("log");
-  const pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.append(el("li", { "data-level": line.level }, el("span", { class: "ts" }, formatTime(line.ts)), line.message));
-  if (pinned) log.scrollTop = log.scrollHeight;
+function stopPlaying() {
+  player.playing = false;
+  clearInterval(player.timer);
+  $("replay-play").textContent = "Play";
 }
 
-const handlers = {
-  snapshot(data) { job = data.job; data.logs.forEach(appendLog); },
-  started(e) {
-    Object.assign(job, { status: "running", attempt: e.attempt, worker: e.worker, started_at: e.ts, progress: null });
-    if (e.steps.length) job.steps = e.steps.map((name) => ({ name, status: "pending" }));
-  },
-  step_started(e) { Object.assign(findStep(e.name), { status: "running", started_at: e.ts }); job.step = e.name; },
-  step_finished(e) { Object.assign(findStep(e.name), { status: e.outcome, duration_s: e.duration_s }); },
-  progressed(e) {
-    if (e.fraction != null) job.progress = Math.max(job.progress ?? 0, e.fraction);
-    if (e.message != null) job.message = e.message;
-    job.eta_s = e.eta_s;
-  },
-  logged(e) { appendLog(e); },
-  completed(e) { Object.assign(job, { status: "completed", result: e.result, progress: 1, finished_at: e.ts }); },
-  failed(e) { Object.assign(job, { status: "failed", error: e.error, finished_at: e.ts }); },
-};
+function togglePlay() {
+  if (player.playing) return stopPlaying();
+  if (player.position >= player.duration) seek(0);
+  player.playing = true;
+  $("replay-play").textContent = "Pause";
+  let last = performance.now();
+  player.timer = setInterval(() => { // the playback clock of the player, not a poll
+    const t = performance.now();
+    seek(player.position + ((t - last) / 1000) * Number($("replay-speed").value));
+    last = t;
+    if (player.position >= player.duration) stopPlaying();
+  }, 50);
+}
 
-async function watch(jobId) {
+// ---- service logs --------------------------------------------------------------------------
+function tailServiceLogs() {
   if (source) source.close();
-  job = null;
-  shownLines = new Set();
-  $("log").replaceChildren();
-  source = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/events`);
+  const params = new URLSearchParams({ level: $("svc-level").value });
+  if ($("svc-service").value) params.set("service", $("svc-service").value);
+  $("svc-log").replaceChildren();
+  source = new EventSource(`/api/logs/stream?${params}`);
   setConnection("connecting");
   source.onopen = () => setConnection("live");
   source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-  for (const [kind, handle] of Object.entries(handlers)) {
-    source.addEventListener(kind, (message) => {
-      handle(JSON.parse(message.data));
-      render();
-      if (job && (job.status === "completed" || job.status === "failed")) {
-        source.close();  // the stream is over; EventSource would otherwise reconnect
-        setConnection("idle");
-        loadJobs();
-      }
-    });
+  source.addEventListener("log", (message) => {
+    const record = JSON.parse(message.data);
+    const log = $("svc-log");
+    const pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    log.append(el("li", { "data-level": record.level }, el("span", { class: "ts" }, formatClock(record.ts)),
+      el("span", { class: "src" }, `${record.service} ${record.level}`), record.message));
+    while (log.children.length > 2000) log.firstChild.remove();
+    if (pinned) log.scrollTop = log.scrollHeight;
+  });
+}
+
+// ---- routing ------------------------------------------------------------------------------
+function show(page) {
+  for (const name of ["jobs", "replay", "logs"]) $(`page-${name}`).hidden = name !== page;
+  for (const [name, link] of [["jobs", $("nav-jobs")], ["logs", $("nav-logs")]]) {
+    if (name === page) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
 }
 
-// ---- recent jobs ---------------------------------------------------------------------------
-async function loadJobs() {
-  const page = await api("/api/jobs?limit=20");
-  $("jobs").replaceChildren(
-    ...page.jobs.map((j) =>
-      el("tr", {},
-        el("td", {}, el("a", { href: `#/jobs/${j.id}` }, j.id.slice(-8))),
-        el("td", {}, j.type),
-        el("td", {}, el("span", { class: "pill", "data-status": j.status }, j.status)),
-        el("td", {}, `${Math.round((j.progress ?? 0) * 100)}%`),
-        el("td", {}, formatTime(j.created_at)),
-      ),
-    ),
-  );
-}
+const onEventsStream = () => source !== null && source.url.includes("/api/events");
 
 function route() {
-  const match = location.hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,64})$/);
-  if (match) watch(match[1]);
+  const hash = location.hash;
+  let match;
+  if ((match = hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,64})\/replay$/))) {
+    show("replay");
+    if (source) { source.close(); source = null; setConnection("idle"); }
+    openReplay(match[1]).catch((error) => { $("replay-status").textContent = error.message; });
+  } else if (hash === "#/logs") {
+    stopPlaying();
+    show("logs");
+    tailServiceLogs();
+  } else {
+    stopPlaying();
+    show("jobs");
+    match = hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,64})$/);
+    if (match) watch(match[1]);
+    else if (watched !== null || !onEventsStream()) { watched = null; connect(); renderAll(); }
+  }
 }
 
 $("job-type").addEventListener("change", showTypeDefaults);
 $("new-job").addEventListener("submit", submitJob);
-$("refresh").addEventListener("click", loadJobs);
+$("filter-status").addEventListener("change", renderJobs);
+$("filter-type").addEventListener("change", renderJobs);
+$("log-level").addEventListener("change", () => {
+  for (const item of $("log").children) item.hidden = LEVELS[item.dataset.level] < LEVELS[$("log-level").value];
+});
+$("cancel").addEventListener("click", () => {
+  if (watched) api(`/api/jobs/${watched}/cancel`, { method: "POST" }).catch((e) => { $("job-error").textContent = e.message; });
+});
+$("retry").addEventListener("click", () => {
+  const job = jobs.get(watched);
+  if (job) submit(job.type, job.params).catch((e) => { $("job-error").textContent = e.message; });
+});
+$("replay-play").addEventListener("click", togglePlay);
+$("replay-scrub").addEventListener("input", () => seek((Number($("replay-scrub").value) / 1000) * player.duration));
+$("svc-service").addEventListener("change", tailServiceLogs);
+$("svc-level").addEventListener("change", tailServiceLogs);
 window.addEventListener("hashchange", route);
+setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages and elapsed times tick
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });
-loadJobs().catch(() => {});
 route();

@@ -1,0 +1,77 @@
+// Folding a job's events into its state, in the browser: the same rules as the gateway's
+// read model (services/gateway/job_state.py), used for live updates and for replays.
+
+export const TERMINAL = ["completed", "failed", "cancelled", "expired"];
+
+export function newJobFromCreated(event, seq) {
+  return {
+    id: event.job_id, type: event.type, status: "pending", params: event.params || {},
+    progress: null, message: null, eta_s: null, step: null,
+    steps: (event.steps || []).map((name) => ({ name, status: "pending" })),
+    attempt: 0, created_at: event.ts, started_at: null, finished_at: null, result: null, error: null,
+    error_reason: null, timeout_s: event.timeout_s ?? null, cancel_requested: false, artifacts: [],
+    created_seq: seq, seq,
+  };
+}
+
+function stepNamed(job, name) {
+  let step = job.steps.find((s) => s.name === name && (s.status === "pending" || s.status === "running"));
+  if (!step) {
+    step = { name, status: "pending" };
+    job.steps.push(step);
+  }
+  return step;
+}
+
+export function applyEvent(job, e, seq) {
+  if (TERMINAL.includes(job.status)) return false;
+  if (e.attempt && e.attempt < job.attempt) return false; // a superseded attempt
+  job.seq = seq;
+  switch (e.kind) {
+    case "started":
+      Object.assign(job, { status: "running", attempt: e.attempt, worker: e.worker, started_at: e.ts, progress: null,
+        eta_s: null, message: null, step: null, error: null });
+      job.steps = (e.steps.length ? e.steps : job.steps.map((s) => s.name)).map((name) => ({ name, status: "pending" }));
+      break;
+    case "step_started":
+      Object.assign(stepNamed(job, e.name), { status: "running", started_at: e.ts });
+      job.step = e.name;
+      break;
+    case "step_finished":
+      Object.assign(stepNamed(job, e.name), { status: e.outcome, duration_s: e.duration_s });
+      if (job.step === e.name) job.step = null;
+      break;
+    case "progressed":
+      if (e.fraction != null && job.progress != null && e.fraction < job.progress) return false;
+      job.progress = e.fraction;
+      job.eta_s = e.eta_s;
+      if (e.message != null) job.message = e.message;
+      break;
+    case "retrying":
+      Object.assign(job, { status: "retrying", error: e.error, next_attempt_in_s: e.delay_s, step: null, eta_s: null });
+      break;
+    case "cancel_requested":
+      job.cancel_requested = true;
+      break;
+    case "artifact_stored":
+      job.artifacts = [...job.artifacts, { name: e.name, size: e.size, content_type: e.content_type,
+        url: `/api/jobs/${job.id}/artifacts/${e.name}` }];
+      break;
+    case "completed":
+      Object.assign(job, { status: "completed", result: e.result, progress: 1, eta_s: 0, step: null, finished_at: e.ts, error: null });
+      break;
+    case "failed":
+      Object.assign(job, { status: "failed", error: e.error, error_reason: e.reason, finished_at: e.ts, eta_s: null });
+      break;
+    case "cancelled":
+      Object.assign(job, { status: "cancelled", error: e.reason || "cancelled", error_reason: "cancelled", finished_at: e.ts });
+      break;
+    case "expired":
+      Object.assign(job, { status: "expired", error: `expired after waiting ${e.waited_s}s`, error_reason: "expired",
+        finished_at: e.ts });
+      break;
+    default:
+      break;
+  }
+  return true;
+}
