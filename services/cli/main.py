@@ -1,23 +1,116 @@
-"""The `jobline` command."""
+"""The `jobline` command: run the system, submit and watch jobs, read logs, replay, tail NATS."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import mimetypes
+import os
 import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_EXPIRED, EXIT_ERROR = 0, 1, 3, 4, 2
+EXIT_BY_STATUS = {"completed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED, "expired": EXIT_EXPIRED}
+TERMINAL = set(EXIT_BY_STATUS)
+
+
+def _param(raw: str) -> tuple[str, Any]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {raw!r}")
+    try:
+        return key, json.loads(value)  # numbers, booleans, lists, objects
+    except json.JSONDecodeError:
+        return key, value  # anything else is a string
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobline", description="Event-sourced job tracking on NATS JetStream.")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--url", default=os.environ.get("JOBLINE_URL", "http://127.0.0.1:8000"),
+                        help="the gateway (env JOBLINE_URL; default %(default)s)")
+    remote.add_argument("--token", default=os.environ.get("JOBLINE_TOKEN"), help="API token (env JOBLINE_TOKEN)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[remote])
+
+    commands.add_parser("up", help="run the whole system here: embedded NATS (unless NATS_URL is set), "
+                                   "gateway, processor, logsink and the web UI")
+    submit = command("submit", "submit a job")
+    submit.add_argument("type")
+    submit.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                        help="a job parameter (VALUE is JSON if it parses, else a string); repeatable")
+    submit.add_argument("--file", type=Path, help="upload this file first; its id goes into the `upload` param")
+    submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    submit.add_argument("--wait", action="store_true", help="watch the job until it ends (exit code as `watch`)")
+    submit.add_argument("--json", action="store_true", help="print JSON")
+
+    watch = command("watch", "a live progress bar with the current step, ETA and log lines; "
+                                              "exit 0 if it completes, 1 failed, 3 cancelled, 4 expired")
+    watch.add_argument("id")
+    watch.add_argument("--json", action="store_true", help="print each event as a JSON line")
+
+    jobs = command("jobs", "list jobs, newest first")
+    jobs.add_argument("--status")
+    jobs.add_argument("--type")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--json", action="store_true")
+
+    logs = command("logs", "a job's log lines")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
+    logs.add_argument("--json", action="store_true")
+
+    replay = command("replay", "play a job's recorded timeline back")
+    replay.add_argument("id")
+    replay.add_argument("--speed", type=float, default=1.0)
+    replay.add_argument("--from", dest="offset", type=float, default=0.0, help="seconds after the job's creation")
+    replay.add_argument("--json", action="store_true")
+
+    cancel = command("cancel", "cancel a job")
+    cancel.add_argument("id")
+    cancel.add_argument("--json", action="store_true")
+
+    tail = commands.add_parser("tail", help="print raw events from NATS with their subject and sequence "
+                                            "(for when the nats CLI is not at hand)")
+    tail.add_argument("subject", nargs="?", default=None, help="default: every job event (jobs.>)")
+    tail.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    tail.add_argument("--namespace", default=os.environ.get("JOBLINE_NAMESPACE", ""))
+    tail.add_argument("--all", action="store_true", help="from the start of the stream, not only new events")
+    tail.add_argument("--count", type=int, default=0, help="stop after this many events")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobline", description="Event-sourced job tracking on NATS JetStream.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the whole system here: embedded NATS (unless NATS_URL is set), "
-                                   "gateway, processor, logsink and the web UI")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "up":
         from .launcher import up
 
         return up()
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if args.command == "tail":
+        from .tail import tail
+
+        return asyncio.run(tail(args.nats_url, args.namespace, args.subject, args.all, args.count))
+    from .client import ApiError, Gateway
+    from .commands import run_command
+
+    gateway = Gateway(args.url, args.token)
+    try:
+        return run_command(gateway, args)
+    except ApiError as exc:
+        print(f"error: {exc.detail} ({exc.status})", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        gateway.close()
+
+
+def guess_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 if __name__ == "__main__":

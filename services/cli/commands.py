@@ -1,0 +1,153 @@
+"""The HTTP-side commands of `jobline`: submit, watch, jobs, logs, replay, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from .client import Gateway
+from .main import EXIT_BY_STATUS, EXIT_ERROR, EXIT_OK, TERMINAL, guess_type
+
+console = Console(highlight=False)
+LEVEL_STYLE = {"error": "red", "critical": "bold red", "warning": "yellow", "debug": "dim"}
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value), flush=True)
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _log_line(line: dict[str, Any]) -> Text:
+    # Text objects: a log line is shown as it is, never interpreted as markup.
+    text = Text(f"{_clock(line['ts'])} ", style="dim")
+    text.append(line["message"], style=LEVEL_STYLE.get(line.get("level", "info"), ""))
+    return text
+
+
+def watch(gateway: Gateway, job_id: str, as_json: bool) -> int:
+    status = "pending"
+    if as_json:
+        for event in gateway.stream(f"/api/jobs/{job_id}/events"):
+            _print_json({"id": event.id, "event": event.kind, "data": event.data})
+            status = _status_after(event.kind, event.data, status)
+        return EXIT_BY_STATUS.get(status, EXIT_ERROR)
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[eta]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(job_id, total=100, eta="")
+        for event in gateway.stream(f"/api/jobs/{job_id}/events"):
+            data = event.data
+            if event.kind in ("snapshot", "reset"):
+                job = data["job"]
+                status = job["status"]
+                for line in data["logs"]:
+                    progress.console.print(_log_line(line))
+                progress.update(task, completed=(job["progress"] or (1 if status == "completed" else 0)) * 100,
+                                description=f"{job['type']} · {job['step'] or status}")
+            elif event.kind == "logged":
+                progress.console.print(_log_line(data))
+            elif event.kind == "progressed":
+                eta = data.get("eta_s")
+                progress.update(task, completed=(data["fraction"] or 0) * 100,
+                                eta=f"ETA {eta:.0f}s" if eta else "")
+            elif event.kind == "step_started":
+                progress.update(task, description=f"step {data['name']}")
+            elif event.kind == "started" and data["attempt"] > 1:
+                progress.console.print(Text(f"attempt {data['attempt']} started", style="yellow"))
+            elif event.kind == "retrying":
+                progress.console.print(Text(f"attempt {data['attempt']} failed: {data['error']}; retrying in "
+                                            f"{data['delay_s']:.1f}s", style="yellow"))
+            status = _status_after(event.kind, data, status)
+            if status in TERMINAL:
+                progress.update(task, description=status, eta="",
+                                completed=100 if status == "completed" else progress.tasks[0].completed)
+    job = gateway.job(job_id)
+    if job["status"] == "completed":
+        console.print(Text(f"completed: {json.dumps(job['result'])}", style="green"))
+    else:
+        console.print(Text(f"{job['status']}: {job.get('error') or ''}", style="red"))
+    for artifact in job.get("artifacts", []):
+        console.print(Text(f"artifact {artifact['name']}: {gateway_url(gateway)}{artifact['url']}"))
+    return EXIT_BY_STATUS.get(job["status"], EXIT_ERROR)
+
+
+def gateway_url(gateway: Gateway) -> str:
+    return str(gateway._http.base_url).rstrip("/")  # noqa: SLF001 - the client's own base URL
+
+
+def _status_after(kind: str, data: dict[str, Any], status: str) -> str:
+    if kind in ("snapshot", "reset"):
+        return str(data["job"]["status"])
+    if kind in TERMINAL:
+        return kind
+    if kind == "started":
+        return "running"
+    return status
+
+
+def run_command(gateway: Gateway, args: argparse.Namespace) -> int:
+    match args.command:
+        case "submit":
+            params = dict(args.param)
+            if args.file is not None:
+                stored = gateway.upload(args.file, guess_type(args.file))
+                params["upload"] = stored["id"]
+            accepted = gateway.submit(args.type, params, args.idempotency_key)
+            if args.json and not args.wait:
+                _print_json(accepted)
+            elif not args.json:
+                console.print(f"submitted {accepted['id']}")
+            else:
+                print(accepted["id"], file=sys.stderr)
+            return watch(gateway, accepted["id"], args.json) if args.wait else EXIT_OK
+        case "watch":
+            return watch(gateway, args.id, args.json)
+        case "jobs":
+            rows = gateway.jobs(args.status, args.type, args.limit)
+            if args.json:
+                _print_json(rows)
+                return EXIT_OK
+            table = Table("id", "type", "status", "progress", "created")
+            for job in rows:
+                table.add_row(job["id"], job["type"], job["status"], f"{round((job['progress'] or 0) * 100)}%",
+                              _clock(job["created_at"]))
+            console.print(table)
+            return EXIT_OK
+        case "logs":
+            if args.follow:
+                for event in gateway.stream(f"/api/jobs/{args.id}/logs?follow=1"):
+                    if event.kind == "logged":
+                        _print_json(event.data) if args.json else console.print(_log_line(event.data))
+                return EXIT_OK
+            rows = gateway.logs(args.id)
+            for row in rows:
+                _print_json(row) if args.json else console.print(_log_line(row))
+            return EXIT_OK
+        case "replay":
+            path = f"/api/jobs/{args.id}/events?replay={args.speed}&from={args.offset}"
+            for event in gateway.stream(path):
+                if args.json:
+                    _print_json({"id": event.id, "event": event.kind, "data": event.data})
+                elif event.kind == "logged":
+                    console.print(_log_line(event.data))
+                elif event.kind == "progressed" and event.data.get("fraction") is not None:
+                    console.print(Text(f"{_clock(event.data['ts'])} progress {event.data['fraction'] * 100:.0f}%", style="dim"))
+                elif event.kind not in ("snapshot", "replay_end"):
+                    detail = event.data.get("name") or event.data.get("error") or ""
+                    console.print(Text(f"{_clock(event.data['ts'])} {event.kind} {detail}".rstrip()))
+            return EXIT_OK
+        case "cancel":
+            answer = gateway.cancel(args.id)
+            _print_json(answer) if args.json else console.print(f"{args.id}: {answer['status']}")
+            return EXIT_OK
+    return EXIT_ERROR

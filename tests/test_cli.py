@@ -1,0 +1,91 @@
+"""The `jobline` command, run as a subprocess against the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats
+
+from .helpers import Stack, running_stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
+    async with running_stack(nats_server.url, names, data_dir, js) as running:
+        yield running
+
+
+async def jobline(stack: Stack, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobline.cli.main", *args, "--url", stack.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+FAST = ["--param", "step_seconds=0.1", "--param", "ticks_per_step=2", "--param", 'steps=["A","B"]']
+
+
+async def test_submit_wait_shows_progress_and_exits_0_on_success(stack: Stack) -> None:
+    code, out, err = await jobline(stack, "submit", "demo", *FAST, "--wait")
+    assert code == 0, out + err
+    assert "A: started" in out and "completed" in out
+
+
+async def test_watch_exit_codes_for_failure_and_cancel(stack: Stack) -> None:
+    code, out, _ = await jobline(stack, "submit", "demo", *FAST, "--param", "fail_at_step=B", "--json")
+    job_id = json.loads(out)["id"]
+    code, out, err = await jobline(stack, "watch", job_id)
+    assert code == 1, out + err
+    assert "failed" in out
+
+    code, out, _ = await jobline(stack, "submit", "demo", "--param", "step_seconds=5", "--json")
+    slow = json.loads(out)["id"]
+    watcher = asyncio.create_task(jobline(stack, "watch", slow, "--json"))
+    code, out, _ = await jobline(stack, "cancel", slow, "--json")
+    assert code == 0 and json.loads(out)["status"] in ("cancelled", "cancelling")
+    code, out, _ = await watcher
+    assert code == 3
+    assert json.loads(out.strip().splitlines()[-1])["event"] == "cancelled"
+
+
+async def test_jobs_logs_and_replay_as_json(stack: Stack) -> None:
+    code, out, _ = await jobline(stack, "submit", "demo", *FAST, "--wait", "--json")
+    assert code == 0
+    events = [json.loads(line) for line in out.strip().splitlines()]
+    job_id = events[-1]["data"]["job_id"]
+    code, out, _ = await jobline(stack, "jobs", "--status", "completed", "--json")
+    assert job_id in [j["id"] for j in json.loads(out)]
+    code, out, _ = await jobline(stack, "logs", job_id, "--follow", "--json")
+    assert [json.loads(line)["message"] for line in out.strip().splitlines()] == [
+        "A: started", "A: finished", "B: started", "B: finished"]
+    code, out, _ = await jobline(stack, "replay", job_id, "--speed", "100", "--json")
+    replayed = [json.loads(line)["event"] for line in out.strip().splitlines()]
+    assert replayed[0] == "snapshot" and replayed[-2:] == ["completed", "replay_end"]
+    code, out, err = await jobline(stack, "watch", "01nosuchjob")
+    assert code == 2 and "no job" in err
+
+
+async def test_tail_prints_raw_events_with_subject_and_sequence(stack: Stack, nats_server: EmbeddedNats) -> None:
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobline.cli.main", "tail", "--nats-url", nats_server.url,
+        "--namespace", stack.names.namespace, "--all", "--count", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    code, _, _ = await jobline(stack, "submit", "noop")
+    out, err = await asyncio.wait_for(tail.communicate(), 30)
+    lines = out.decode().strip().splitlines()
+    assert len(lines) == 3, err.decode()
+    assert lines[0].startswith(f"[{stack.names.jobs_stream} #") and ".created.noop " in lines[0]
+    assert '"kind":"created"' in lines[0]
