@@ -196,6 +196,36 @@ async def test_the_page_reconnects_after_a_gateway_restart_without_losing_or_rep
         await stop_all([p for p in (processor, gateway) if p.process.returncode is None])
 
 
+async def test_ten_tabs_each_stay_live_on_one_connection_per_tab(stack: Stack) -> None:
+    async with chromium() as browser:
+        context = await browser.new_context()
+        pages = []
+        for _ in range(10):
+            tab = await context.new_page()
+            await tab.goto(stack.url + "/")
+            await expect(tab.locator("#connection")).to_have_text("live")
+            pages.append(tab)
+        # Six connections per host is all a browser allows: ten tabs live means one stream each.
+        job_id = await submit_from_form(pages[0], "demo", {"tick": 0.05})
+        for tab in pages[1:]:
+            await expect(tab.locator("#jobs tr a", has_text=job_id[-10:])).to_have_count(1, timeout=10_000)
+            await expect(tab.locator("#jobs .pill", has_text="completed")).to_have_count(1, timeout=10_000)
+        await context.close()
+
+
+async def test_the_service_logs_page_tails_records_live_and_as_text(page: Page) -> None:
+    import logging
+
+    await page.click("#nav-logs")
+    await expect(page.locator("#svc-status")).to_have_text("live")
+    await page.select_option("#svc-service", "gateway")
+    await page.select_option("#svc-level", "warning")
+    await expect(page.locator("#svc-status")).to_have_text("live")
+    logging.getLogger("jobline.gateway.ui-test").warning("<b>disk</b> almost full")
+    await expect(page.locator("#svc-log li", has_text="<b>disk</b> almost full").first).to_be_visible(timeout=10_000)
+    assert await page.locator("#svc-log b").count() == 0
+
+
 def test_the_ui_sends_a_content_security_policy_without_inline_scripts() -> None:
     html = (Path(__file__).resolve().parents[1] / "web" / "index.html").read_text()
     assert "<script>" not in html and "onclick" not in html and "style=" not in html

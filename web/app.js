@@ -3,6 +3,7 @@
 // being watched and its log lines all come over one multiplexed EventSource (/api/events).
 
 import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
+import { StreamHub } from "/stream-hub.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -41,52 +42,77 @@ const now = () => Date.now() / 1000;
 const jobs = new Map(); // id -> state (as GET /api/jobs/{id} returns it)
 let watched = null; // the job shown in detail
 let types = [];
-let source = null;
 let shownLines = new Set();
 
-// ---- the one live connection ------------------------------------------------------------------
+// ---- the one live connection (shared by every tab) -----------------------------------------
 function setConnection(state) {
   const pill = $("connection");
   pill.dataset.state = state;
   pill.textContent = state;
 }
 
-function connect() {
-  if (source) source.close();
-  const params = new URLSearchParams({ firehose: "1", logs: "1" });
-  if (watched) params.set("jobs", watched);
-  source = new EventSource(`/api/events?${params}`);
-  setConnection("connecting");
-  source.onopen = () => setConnection("live");
-  // EventSource reconnects by itself and sends Last-Event-ID: the server resumes with no gap.
-  source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-  const onSnapshot = (message) => {
-    const data = JSON.parse(message.data);
-    for (const job of data.jobs) jobs.set(job.id, job);
-    for (const [jobId, lines] of Object.entries(data.logs || {})) {
-      if (jobId === watched) lines.forEach((line) => appendLog(line));
-    }
-    renderAll();
+function openStream() {
+  let port;
+  try {
+    port = new SharedWorker("/stream-worker.js", { type: "module", name: "jobline-stream" }).port;
+  } catch {
+    const channel = new MessageChannel(); // no SharedWorker here: the hub runs in this page
+    new StreamHub().add(channel.port2);
+    port = channel.port1;
+  }
+  port.onmessage = (message) => {
+    const msg = message.data;
+    if (msg.type === "status") setConnection(msg.state);
+    else if (msg.type === "event") onStreamMessage(msg.kind, JSON.parse(msg.data), msg.id);
   };
-  source.addEventListener("snapshot", onSnapshot);
-  source.addEventListener("reset", onSnapshot);
-  const kinds = ["created", "started", "step_started", "step_finished", "progressed", "logged", "retrying",
-    "cancel_requested", "artifact_stored", ...TERMINAL];
-  for (const kind of kinds) source.addEventListener(kind, (message) => onEvent(JSON.parse(message.data), message.lastEventId));
+  port.start();
+  window.addEventListener("pagehide", () => port.postMessage({ type: "bye" }));
+  return port;
+}
+
+const port = openStream();
+let serviceLogSource = null;
+
+function onStreamMessage(kind, data, id) {
+  if (kind === "snapshot" || kind === "reset") {
+    for (const job of data.jobs) {
+      const known = jobs.get(job.id);
+      if (!known || job.seq >= known.seq) jobs.set(job.id, job);
+    }
+    if (watched && data.logs[watched]) data.logs[watched].forEach((line) => appendLog(line));
+    renderAll();
+    return;
+  }
+  onEvent(data, id);
 }
 
 function onEvent(event, seq) {
+  const n = Number(seq);
   let job = jobs.get(event.job_id);
+  if (job && n && n <= job.seq) {
+    // Already folded in (history fetched by this tab, or a resumed stream repeating it).
+    if (event.kind === "logged" && event.job_id === watched) appendLog(event, n);
+    return;
+  }
   if (event.kind === "created") {
-    if (!job) jobs.set(event.job_id, (job = newJobFromCreated(event, Number(seq))));
+    if (!job) jobs.set(event.job_id, (job = newJobFromCreated(event, n)));
   } else if (job) {
-    applyEvent(job, event, Number(seq));
+    applyEvent(job, event, n);
   }
   if (event.job_id === watched) {
-    if (event.kind === "logged") appendLog(event);
-    appendTimeline(event, seq);
+    if (event.kind === "logged") appendLog(event, n);
+    else appendTimeline(event, seq);
   }
   if (event.kind !== "logged") renderAll();
+}
+
+async function loadRecentJobs() {
+  const page = await api("/api/jobs?limit=100");
+  for (const job of page.jobs) {
+    const known = jobs.get(job.id);
+    if (!known || job.seq >= known.seq) jobs.set(job.id, job);
+  }
+  renderAll();
 }
 
 // ---- dashboard ---------------------------------------------------------------------------
@@ -201,8 +227,8 @@ function renderArtifacts(job) {
   }));
 }
 
-function appendLog(line) {
-  const key = `${line.ts}|${line.attempt}|${line.message}`; // a reconnect's snapshot repeats recent lines
+function appendLog(line, seq) {
+  const key = seq ? `#${seq}` : `${line.ts}|${line.attempt}|${line.message}`; // shown once, however it arrives
   if (shownLines.has(key)) return;
   shownLines.add(key);
   const log = $("log");
@@ -222,21 +248,37 @@ function appendTimeline(event, seq) {
 }
 
 async function watch(jobId) {
-  if (watched === jobId && onEventsStream()) return;
+  if (watched === jobId) return;
   watched = jobId;
   shownLines = new Set();
   renderedArtifacts = "";
   $("log").replaceChildren();
   $("timeline").replaceChildren();
-  if (!jobs.has(jobId)) {
-    try { jobs.set(jobId, await api(`/api/jobs/${encodeURIComponent(jobId)}`)); } catch { /* shown by the stream */ }
-  }
-  api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`).then((body) => {
+  let since = null;
+  try {
+    // The job's history up to now, folded here; the shared stream resumes from its end.
+    const body = await api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`);
     if (watched !== jobId) return;
-    $("timeline").replaceChildren();
-    body.events.filter((e) => e.event.kind !== "logged").forEach((e) => appendTimeline(e.event, e.seq));
-  }).catch(() => {});
-  connect();
+    let job = null;
+    for (const { seq, event } of body.events) {
+      if (event.kind === "created") job = newJobFromCreated(event, seq);
+      else if (job) applyEvent(job, event, seq);
+      if (event.kind === "logged") appendLog(event, seq);
+      else appendTimeline(event, seq);
+      since = seq;
+    }
+    const known = jobs.get(jobId);
+    if (job && (!known || job.seq >= known.seq)) jobs.set(jobId, job);
+  } catch (error) {
+    $("job-error").textContent = error.message;
+  }
+  port.postMessage({ type: "watch", job: jobId, since });
+  renderAll();
+}
+
+function unwatch() {
+  watched = null;
+  port.postMessage({ type: "watch", job: null });
   renderAll();
 }
 
@@ -372,14 +414,14 @@ function togglePlay() {
 
 // ---- service logs --------------------------------------------------------------------------
 function tailServiceLogs() {
-  if (source) source.close();
+  if (serviceLogSource) serviceLogSource.close();
   const params = new URLSearchParams({ level: $("svc-level").value });
   if ($("svc-service").value) params.set("service", $("svc-service").value);
   $("svc-log").replaceChildren();
-  source = new EventSource(`/api/logs/stream?${params}`);
-  setConnection("connecting");
-  source.onopen = () => setConnection("live");
-  source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  const source = (serviceLogSource = new EventSource(`/api/logs/stream?${params}`));
+  $("svc-status").textContent = "connecting";
+  source.onopen = () => { $("svc-status").textContent = "live"; };
+  source.onerror = () => { $("svc-status").textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"; };
   source.addEventListener("log", (message) => {
     const record = JSON.parse(message.data);
     const log = $("svc-log");
@@ -399,14 +441,18 @@ function show(page) {
   }
 }
 
-const onEventsStream = () => source !== null && source.url.includes("/api/events");
+
+function stopServiceLogs() {
+  if (serviceLogSource) serviceLogSource.close();
+  serviceLogSource = null;
+}
 
 function route() {
   const hash = location.hash;
   let match;
   if ((match = hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,64})\/replay$/))) {
+    stopServiceLogs();
     show("replay");
-    if (source) { source.close(); source = null; setConnection("idle"); }
     openReplay(match[1]).catch((error) => { $("replay-status").textContent = error.message; });
   } else if (hash === "#/logs") {
     stopPlaying();
@@ -414,10 +460,11 @@ function route() {
     tailServiceLogs();
   } else {
     stopPlaying();
+    stopServiceLogs();
     show("jobs");
     match = hash.match(/^#\/jobs\/([A-Za-z0-9_-]{1,64})$/);
     if (match) watch(match[1]);
-    else if (watched !== null || !onEventsStream()) { watched = null; connect(); renderAll(); }
+    else if (watched !== null) unwatch();
   }
 }
 
@@ -442,4 +489,5 @@ $("svc-level").addEventListener("change", tailServiceLogs);
 window.addEventListener("hashchange", route);
 setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages and elapsed times tick
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });
+loadRecentJobs().catch(() => {});
 route();
