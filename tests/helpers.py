@@ -85,8 +85,8 @@ async def running_stack(
     """Gateway, processor and logsink as tasks in this loop (real NATS, real uvicorn on port 0)."""
     servers = [nats_url]
     common: dict[str, Any] = {"nats_servers": servers, "names": names, "retention": retention}
-    psettings = replace(ProcessorSettings(data_dir=data_dir, **common), **(processor or {}))
-    lsettings = LogsinkSettings(data_dir=data_dir, **common)
+    psettings = replace(ProcessorSettings(data_dir=data_dir, ops_port=0, **common), **(processor or {}))
+    lsettings = LogsinkSettings(data_dir=data_dir, ops_port=0, **common)
     gsettings = replace(GatewaySettings(port=0, **common), **(gateway or {}))
     registry = registry or builtin_registry()
     stop = asyncio.Event()

@@ -20,6 +20,7 @@ from .catalogue import Catalogue
 from .core import Core
 from .feed import JobFeed
 from .hub import Hub
+from .metrics import GatewayMetrics
 from .idempotency import open_bucket as open_idempotency
 from .objects import ObjectStores
 from .problems import exception_handlers
@@ -57,6 +58,8 @@ def security_headers(app: ASGIApp) -> ASGIApp:
 
 
 def create_app(settings: GatewaySettings) -> Litestar:
+    metrics = GatewayMetrics()
+
     @contextlib.asynccontextmanager
     async def nats_lifespan(app: Litestar) -> AsyncIterator[None]:
         instance = instance_name(SERVICE)
@@ -70,9 +73,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
                                                      settings.retention.replicas)
                 objects = await ObjectStores.open(js, settings.names, settings.retention.replicas)
-                core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(),
-                            hub=Hub(settings.stream_buffer), catalogue=catalogue, idempotency=idempotency,
-                            objects=objects)
+                hub = Hub(settings.stream_buffer, on_sent=metrics.events_sent.inc, on_dropped=metrics.slow_clients.inc)
+                core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(), hub=hub, catalogue=catalogue,
+                            idempotency=idempotency, objects=objects, metrics=metrics)
                 app.state.core = core
                 feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
                 try:
@@ -97,7 +100,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[security_headers],
+        middleware=[security_headers, metrics.middleware],
         openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema"),
         logging_config=None,  # the process configures logging (runtime.lifecycle)
     )

@@ -27,6 +27,7 @@ from . import sse
 from .catalogue import Catalogue
 from .hub import END, Hub
 from .idempotency import MAX_KEY_LENGTH, claim
+from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .job_state import JobState
 from .problems import Problem
@@ -48,6 +49,7 @@ class Core:
     catalogue: Catalogue
     idempotency: KeyValue
     objects: ObjectStores
+    metrics: GatewayMetrics
     ready: bool = False
 
 
@@ -117,6 +119,7 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
                                msg_id=created_msg_id(job_id), give_up_after=10.0)
     except (NatsTimeout, NoRespondersError) as exc:
         raise Problem(503, "Event store unavailable", f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
+    core.metrics.submitted.labels(submission.type).inc()
     return event, fresh
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,11 @@ class Listener:
 
 
 class Hub:
-    def __init__(self, buffer: int):
+    def __init__(self, buffer: int, on_sent: Callable[[], None] | None = None,
+                 on_dropped: Callable[[], None] | None = None):
         self._buffer = buffer
+        self._on_sent = on_sent or (lambda: None)
+        self._on_dropped = on_dropped or (lambda: None)
         self._by_job: dict[str, set[Listener]] = defaultdict(set)
         self._wide: set[Listener] = set()
         self._pending_progress: dict[str, tuple[bytes, str, str]] = {}
@@ -115,7 +119,9 @@ class Hub:
             return
         try:
             listener.queue.put_nowait(frame)
+            self._on_sent()
         except asyncio.QueueFull:
+            self._on_dropped()
             # A client that does not read is cut off (it may reconnect and resume) rather than
             # holding memory or slowing everyone else.
             listener.dropped = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
@@ -293,6 +294,19 @@ async def list_types(state: State) -> list[JobTypeInfo]:
     return [types[name] for name in sorted(types)]
 
 
+@get("/metrics", summary="Prometheus metrics", media_type="text/plain")
+async def metrics(state: State) -> Response[bytes]:
+    core = _core(state)
+    core.metrics.open_streams.set(core.hub.listener_count)
+    core.metrics.jobs.set(len(core.read_model))
+    try:
+        last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+        core.metrics.stream_lag.set(max(last - core.read_model.last_seq, 0))
+    except Exception:  # NATS away: report what is known
+        pass
+    return Response(generate_latest(core.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 @get("/healthz", summary="Liveness", include_in_schema=True)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -306,4 +320,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -19,6 +19,8 @@ class LogsinkSettings:
     db_path: Path | None = None  # default: <data_dir>/logs.sqlite3
     batch_size: int = 500  # log messages fetched and written per transaction
     ack_wait_s: float = 30.0
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 9102  # /metrics, /healthz, /readyz (a free port if taken)
     log_level: str = "INFO"
 
     @property
@@ -37,5 +39,7 @@ class LogsinkSettings:
             db_path=Path(db).resolve() if db else None,
             batch_size=env.env_int("JOBLINE_LOGSINK_BATCH", d.batch_size),
             ack_wait_s=env.env_float("JOBLINE_LOGSINK_ACK_WAIT_S", d.ack_wait_s),
+            ops_host=env.env_str("JOBLINE_OPS_HOST", d.ops_host),
+            ops_port=env.env_int("JOBLINE_OPS_PORT", d.ops_port),
             log_level=env.log_level(),
         )

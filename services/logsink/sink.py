@@ -16,6 +16,7 @@ from nats.js.errors import NotFoundError
 from jobline.runtime.consuming import fetch_or_stop
 from jobline.contract.events import LogLineWritten, ServiceLogged, log_entry_decoder
 
+from .metrics import LogsinkMetrics
 from .settings import LogsinkSettings
 from .store import LogStore, Row
 
@@ -68,7 +69,8 @@ async def ensure_consumer(js: JetStreamContext, settings: LogsinkSettings) -> No
         log.info("created consumer %s on %s", durable, stream)
 
 
-async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogStore, stop: asyncio.Event) -> None:
+async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogStore, stop: asyncio.Event,
+                  metrics: LogsinkMetrics | None = None) -> None:
     await ensure_consumer(js, settings)
     psub = await js.pull_subscribe_bind(durable=settings.names.logsink_durable, stream=settings.names.logs_stream)
     loop = asyncio.get_running_loop()
@@ -88,7 +90,10 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
                 continue
             rows = [row for row in map(to_row, msgs) if row is not None]
             if rows:
-                written += await loop.run_in_executor(store.writer, store.write, rows)
+                new = await loop.run_in_executor(store.writer, store.write, rows)
+                written += new
+                if metrics is not None:
+                    metrics.rows.inc(new)
             await msgs[-1].ack_sync()
     finally:
         stop_wait.cancel()

@@ -8,11 +8,13 @@ import logging
 
 from jobline.runtime.connection import connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
+from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
 
 from .registry import Registry, default_registry, load_task_modules
 from .settings import ProcessorSettings
 from .type_catalogue import advertise
+from .metrics import ProcessorMetrics
 from .objects import Objects
 from .worker import Worker
 
@@ -29,11 +31,14 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.names, settings.retention)
+        metrics = ProcessorMetrics()
         async with ship_logs(nc, settings.names, SERVICE, instance):
             objects = await Objects.open(js, settings.names, settings.retention.replicas)
-            worker = Worker(nc, js, settings, registry, instance, objects)
+            worker = Worker(nc, js, settings, registry, instance, objects, metrics)
             await advertise(js, settings.names, registry, worker.served_types(), settings.retention.replicas)
-            await worker.run(stop)
+            async with serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
+                                 ready=lambda: nc.is_connected and not stop.is_set()):
+                await worker.run(stop)
             log.info("processor stopped after %d job(s)", worker.jobs_done)
     finally:
         with contextlib.suppress(Exception):

@@ -31,6 +31,7 @@ from jobline.contract.events import (
     TerminalEvent,
     encoder,
     job_event_decoder,
+    kind_of,
 )
 from jobline.contract.names import CANCEL, Names
 from jobline.runtime.pull import CreditedPull
@@ -38,6 +39,7 @@ from jobline.runtime.pull import CreditedPull
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
 from .lease import Lease
+from .metrics import ProcessorMetrics
 from .objects import Objects
 from .registry import PermanentError, Registry, TaskSpec
 from .settings import ProcessorSettings
@@ -105,7 +107,7 @@ class RunningJob:
 
 class Worker:
     def __init__(self, nc: Client, js: JetStreamContext, settings: ProcessorSettings, registry: Registry,
-                 instance: str, objects: Objects | None = None):
+                 instance: str, objects: Objects | None = None, metrics: ProcessorMetrics | None = None):
         self._nc = nc
         self._js = js
         self._settings = settings
@@ -113,6 +115,7 @@ class Worker:
         self._registry = registry
         self._instance = instance
         self._objects = objects
+        self._metrics = metrics or ProcessorMetrics()
         self._tasks: dict[int, asyncio.Task[None]] = {}  # by stream sequence of the created event
         self._jobs: dict[str, RunningJob] = {}  # by job id, while its handler runs
         self._slot_free = asyncio.Event()
@@ -313,6 +316,9 @@ class Worker:
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         handler = asyncio.create_task(self._call(spec, ctx))
         running = self._jobs[job_id] = RunningJob(ctx=ctx, handler=handler)
+        self._metrics.running.inc()
+        began = time.monotonic()
+        outcome_name = "handed_back"
         try:
             done, _ = await asyncio.wait({handler}, timeout=timeout)
             if not done:
@@ -324,6 +330,7 @@ class Worker:
                 outbox.abort()
                 raise Fenced(f"job {job_id}: attempt {attempt} superseded while it ran")
             outcome = self._outcome(running, created, attempt, timeout)
+            outcome_name = kind_of(outcome) if not isinstance(outcome, JobFailed) else f"failed_{outcome.reason}"
             ctx.finish("done" if isinstance(outcome, JobCompleted) else "failed")
             await outbox.close()
         except asyncio.CancelledError:
@@ -338,6 +345,9 @@ class Worker:
             self._jobs.pop(job_id, None)
             lease.close()
             ctx.cleanup()
+            self._metrics.running.dec()
+            self._metrics.outcomes.labels(created.type, outcome_name).inc()
+            self._metrics.duration.labels(created.type, outcome_name).observe(time.monotonic() - began)
         if isinstance(outcome, JobFailed) and outcome.reason == "error" and attempt < max_attempts:
             await self._retry(msg, chain, spec, outcome, attempt)
             return

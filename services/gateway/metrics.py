@@ -1,0 +1,46 @@
+"""The gateway's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("jobline_http_requests_total", "HTTP requests, by method, route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.open_streams = Gauge("jobline_open_streams", "Live event streams (SSE clients)", registry=self.registry)
+        self.events_sent = Counter("jobline_stream_events_sent_total", "Event frames queued to stream clients",
+                                   registry=self.registry)
+        self.slow_clients = Counter("jobline_stream_clients_dropped_total", "Stream clients cut off for not reading",
+                                    registry=self.registry)
+        self.stream_lag = Gauge("jobline_read_model_lag", "Job events stored but not yet applied by this gateway",
+                                registry=self.registry)
+        self.jobs = Gauge("jobline_read_model_jobs", "Jobs in this gateway's read model", registry=self.registry)
+        self.submitted = Counter("jobline_jobs_submitted_total", "Jobs created through this gateway", ["type"],
+                                 registry=self.registry)
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            status = 500
+
+            async def capture(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, capture)
+            finally:
+                # The route template, not the path: one series per route, not per job id.
+                route = scope.get("path_template") or ("/static" if not scope["path"].startswith("/api") else "other")
+                self.requests.labels(scope["method"], route, str(status)).inc()
+
+        return counting
