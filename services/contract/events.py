@@ -30,6 +30,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     timeout_s: float | None = None  # run time limit; None: the type's, else the processor's default
     max_attempts: int | None = None  # None: the type's, else the processor's default
     queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
+    webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks)
 
 
 class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):
@@ -97,6 +98,16 @@ class JobExpired(_JobEvent, frozen=True, kw_only=True, tag="expired"):
     queue_timeout_s: float
 
 
+class WebhookAttempted(_JobEvent, frozen=True, kw_only=True, tag="webhook_attempted"):
+    attempt: int  # delivery attempt, from 1
+    url: str
+    delivered: bool
+    status: int | None = None  # the receiver's HTTP status, if it answered
+    error: str | None = None
+    final: bool = False  # no more attempts will be made
+    duration_s: float = 0.0
+
+
 class ArtifactStored(_JobEvent, frozen=True, kw_only=True, tag="artifact_stored"):
     attempt: int
     name: str
@@ -129,6 +140,7 @@ JobEvent = (
     | JobCancelled
     | JobExpired
     | ArtifactStored
+    | WebhookAttempted
 )
 TerminalEvent = JobCompleted | JobFailed | JobCancelled | JobExpired
 TERMINAL_KINDS: Final = frozenset({"completed", "failed", "cancelled", "expired"})

@@ -24,6 +24,7 @@ PROGRESS = "progress"
 LOG = "log"
 CANCEL = "cancel"
 ARTIFACT = "artifact"
+WEBHOOK = "webhook"
 # The run chain `jobs.<id>.run.*` holds the attempt lifecycle: started, retrying, ended. Every
 # write to it is a compare-and-set on the chain's last sequence (Nats-Expected-Last-Subject-
 # Sequence with Nats-Expected-Last-Subject-Sequence-Subject = `jobs.<id>.run.*`), so the broker
@@ -128,6 +129,10 @@ class Names:
     def created_filter(self, job_type: str | None = None) -> str:
         """What a processor pool consumes: every new job, or only one type's."""
         return self._subject("jobs", "*", CREATED, _checked_job_type(job_type) if job_type else "*")
+
+    @property
+    def webhooks_durable(self) -> str:
+        return "webhooks"
 
     def service_log(self, service: str, level: str) -> str:
         return self._subject("logs", service, level.lower())

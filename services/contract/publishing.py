@@ -19,8 +19,9 @@ from .events import (
     ProgressReported,
     StepFinished,
     StepStarted,
+    WebhookAttempted,
 )
-from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, STARTED, STEP, Names
+from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, STARTED, STEP, WEBHOOK, Names
 
 # JetStream's error code for a failed expected-last-subject-sequence check.
 WRONG_LAST_SEQUENCE_ERR: Final = 10071
@@ -55,6 +56,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
             return names.job_event(event.job_id, CANCEL)
         case ArtifactStored():
             return names.job_event(event.job_id, ARTIFACT)
+        case WebhookAttempted():
+            return names.job_event(event.job_id, WEBHOOK)
     raise TypeError(f"not a job event: {event!r}")
 
 

@@ -27,6 +27,7 @@ from .problems import exception_handlers
 from .read_model import ReadModel
 from .routes import route_handlers
 from .settings import GatewaySettings
+from .webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -78,12 +79,17 @@ def create_app(settings: GatewaySettings) -> Litestar:
                             idempotency=idempotency, objects=objects, metrics=metrics)
                 app.state.core = core
                 feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
+                webhooks = WebhookDispatcher(core) if settings.webhook_secrets else None
                 try:
                     await feed.start(catch_up_timeout=600.0)
+                    if webhooks is not None:
+                        await webhooks.start()
                     core.ready = True
                     yield
                 finally:
                     core.ready = False
+                    if webhooks is not None:
+                        await webhooks.stop()
                     await feed.stop()
                     await catalogue.stop()
         finally:

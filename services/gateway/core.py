@@ -34,6 +34,7 @@ from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
 from .timeline import StoredEvent, read_events, recent_log_lines
+from .webhook_targets import WebhookTargetRefused, check_target
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _log_page_decoder = msgspec.json.Decoder(LogPage)
@@ -59,6 +60,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     timeout_s: float | None = None  # run time limit (default: the type's, else the processor's)
     max_attempts: int | None = None
     queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
+    webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks, signed)
 
 
 def _check_limits(core: Core, submission: JobSubmission) -> None:
@@ -94,6 +96,8 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
                       errors=[{"key": "type", "source": "body", "message": "unknown job type"}])
     _check_limits(core, submission)
+    if submission.webhook_url is not None:
+        await _check_webhook(core, submission.webhook_url)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
                       errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
@@ -106,7 +110,7 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
         job_id = claimed
     event = JobCreated(ts=time.time(), job_id=job_id, type=submission.type, params=submission.params,
                        steps=list(info.steps), timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
-                       queue_timeout_s=submission.queue_timeout_s)
+                       queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url)
     if not fresh:
         existing = core.read_model.get(job_id)
         if existing is not None:
@@ -145,6 +149,19 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> str:
             raise
         return "cancelling"  # a processor took it meanwhile: it sees the request and stops the work
     return "cancelled"
+
+
+async def _check_webhook(core: Core, url: str) -> None:
+    if not core.settings.webhook_secrets:
+        raise Problem(422, "Webhooks are off", "this gateway has no JOBLINE_WEBHOOK_SECRETS to sign webhooks with",
+                      errors=[{"key": "webhook_url", "source": "body", "message": "webhooks are not configured"}])
+    if len(url) > 2048:
+        raise Problem(422, "Webhook refused", "the URL is too long", errors=[{"key": "webhook_url", "source": "body"}])
+    try:
+        await check_target(url, core.settings.webhook_allow)
+    except WebhookTargetRefused as exc:
+        raise Problem(422, "Webhook refused", str(exc),
+                      errors=[{"key": "webhook_url", "source": "body", "message": str(exc)}]) from exc
 
 
 async def find_job(core: Core, job_id: str) -> JobState:

@@ -21,6 +21,7 @@ from jobline.contract.events import (
     ProgressReported,
     StepFinished,
     StepStarted,
+    WebhookAttempted,
 )
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
@@ -40,6 +41,14 @@ class StepState(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     duration_s: float | None = None
+
+
+class WebhookStatus(msgspec.Struct, kw_only=True):
+    attempts: int
+    delivered: bool
+    status: int | None = None
+    error: str | None = None
+    final: bool = False
 
 
 class JobState(msgspec.Struct, kw_only=True):
@@ -67,6 +76,8 @@ class JobState(msgspec.Struct, kw_only=True):
     next_attempt_in_s: float | None = None  # while retrying: the backoff before the next attempt
     cancel_requested: bool = False
     artifacts: list[ArtifactInfo] = []
+    webhook_url: str | None = None
+    webhook: WebhookStatus | None = None
     log_lines: int = 0
     created_seq: int = 0  # stream sequence of the created event
     seq: int = 0  # stream sequence of the last event applied
@@ -81,7 +92,7 @@ def new_state(event: JobCreated, seq: int) -> JobState:
     return JobState(
         id=event.job_id, type=event.type, params=event.params, created_at=event.ts,
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
-        timeout_s=event.timeout_s, max_attempts=event.max_attempts,
+        timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
 
 
@@ -97,6 +108,11 @@ def _step(state: JobState, name: str) -> StepState:
 def apply(state: JobState, event: JobEvent, seq: int) -> bool:
     """Fold one event into the state; False when it was ignored. Events of an attempt older than
     the current one are ignored: a worker presumed dead cannot rewrite what its successor reports."""
+    if isinstance(event, WebhookAttempted):  # delivered after the end, by design
+        state.seq = max(state.seq, seq)
+        state.webhook = WebhookStatus(attempts=event.attempt, delivered=event.delivered, status=event.status,
+                                      error=event.error, final=event.final)
+        return True
     if state.is_terminal:
         return False
     attempt = getattr(event, "attempt", None)

@@ -32,6 +32,12 @@ class GatewaySettings:
     max_attempts: int = 100  # the largest max_attempts a submission may ask for
     idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key keeps pointing at its job
     max_upload_bytes: int = 2 << 30  # POST /api/uploads limit (413 beyond)
+    webhook_secrets: tuple[str, ...] = ()  # signing secrets (two during a rotation); none: webhooks off
+    webhook_allow: tuple[str, ...] = ()  # hosts or CIDRs admitted although private (e.g. 10.0.0.0/8)
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_s: float = 5.0  # first retry delay; doubles per attempt
+    webhook_max_response_bytes: int = 64 * 1024
     log_level: str = "INFO"
 
     @classmethod
@@ -54,5 +60,11 @@ class GatewaySettings:
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
             max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            webhook_secrets=env.env_list("JOBLINE_WEBHOOK_SECRETS"),
+            webhook_allow=env.env_list("JOBLINE_WEBHOOK_ALLOW"),
+            webhook_timeout_s=env.env_float("JOBLINE_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+            webhook_max_attempts=env.env_int("JOBLINE_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts),
+            webhook_backoff_s=env.env_float("JOBLINE_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
+            webhook_max_response_bytes=env.env_int("JOBLINE_WEBHOOK_MAX_RESPONSE_BYTES", d.webhook_max_response_bytes),
             log_level=env.log_level(),
         )
