@@ -23,6 +23,7 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(path, options = {}) {
   const response = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
+  if (response.status === 401) $("login").hidden = false; // this gateway wants an API token
   const body = response.status === 204 || response.status === 304 ? null : await response.json();
   if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
   return body;
@@ -468,6 +469,16 @@ function route() {
   }
 }
 
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    // The token becomes an HttpOnly session cookie, which fetch and the event stream then carry.
+    await api("/api/session", { method: "POST", body: JSON.stringify({ token: $("login-token").value }) });
+    location.reload();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+});
 $("job-type").addEventListener("change", showTypeDefaults);
 $("new-job").addEventListener("submit", submitJob);
 $("filter-status").addEventListener("change", renderJobs);

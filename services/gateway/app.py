@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +17,7 @@ from jobline.runtime.connection import connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
+from .auth import Auth, auth_middleware
 from .catalogue import Catalogue
 from .core import Core
 from .feed import JobFeed
@@ -60,6 +62,13 @@ def security_headers(app: ASGIApp) -> ASGIApp:
 
 def create_app(settings: GatewaySettings) -> Litestar:
     metrics = GatewayMetrics()
+    auth = Auth(tokens=settings.api_tokens, max_streams=settings.max_streams_per_client,
+                submit_rate=settings.submit_rate)
+    if not auth.enabled:
+        exposed = settings.host not in ("127.0.0.1", "localhost", "::1")
+        (log.warning if exposed else log.info)(
+            "no API tokens (JOBLINE_API_TOKENS): anyone who can reach %s:%s can use the API%s", settings.host,
+            settings.port, "; set tokens before exposing it" if exposed else " (loopback only)")
 
     @contextlib.asynccontextmanager
     async def nats_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -78,6 +87,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(), hub=hub, catalogue=catalogue,
                             idempotency=idempotency, objects=objects, metrics=metrics)
                 app.state.core = core
+                app.state.auth = auth
                 feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
                 webhooks = WebhookDispatcher(core) if settings.webhook_secrets else None
                 try:
@@ -106,7 +116,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[security_headers, metrics.middleware],
+        middleware=[security_headers, metrics.middleware, auth_middleware(auth)],
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
+                               allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+                               expose_headers=["Location", "ETag"]) if settings.cors_origins else None,
         openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema"),
         logging_config=None,  # the process configures logging (runtime.lifecycle)
     )

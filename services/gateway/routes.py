@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -16,6 +17,7 @@ from jobline.contract.names import SERVICE_NAME_RE
 
 from . import core as jobs
 from . import sse
+from .auth import SESSION_COOKIE, Auth
 from .hub import WideFilter
 from .logs import LEVELS, follow_job_logs, service_logs
 from .job_state import JobState
@@ -294,6 +296,35 @@ async def list_types(state: State) -> list[JobTypeInfo]:
     return [types[name] for name in sorted(types)]
 
 
+class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+
+
+@post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
+      description="With JOBLINE_API_TOKENS set, the web UI sends the token once; the gateway answers with an "
+      "HttpOnly, SameSite=Strict cookie that fetch and EventSource then carry. 401 for a wrong token.")
+async def create_session(state: State, data: JSONBody[SessionRequest]) -> Response[None]:
+    auth: Auth = state.auth
+    if not auth.enabled:
+        return Response(None, status_code=204)
+    token_id = auth.token_id(data.token)
+    if token_id is None:
+        raise Problem(401, "Unauthorized", "that is not a valid API token")
+    return Response(None, status_code=204, cookies=[Cookie(
+        key=SESSION_COOKIE, value=auth.session_cookie(token_id), httponly=True, samesite="strict", path="/",
+        max_age=int(auth.session_ttl_s))])
+
+
+@post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
+      description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes.")
+async def create_stream_token(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    auth: Auth = state.auth
+    identity = request.scope.get("state", {}).get("identity")
+    if not auth.enabled or identity is None:
+        raise Problem(400, "No tokens", "this gateway has no API tokens; streams need no token")
+    return {"token": auth.stream_token(identity), "expires_in": int(auth.stream_token_ttl_s)}
+
+
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
 async def metrics(state: State) -> Response[bytes]:
     core = _core(state)
@@ -320,4 +351,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -1,0 +1,188 @@
+"""Optional API tokens, short-lived stream tokens, and per-client caps.
+
+With JOBLINE_API_TOKENS unset there is no authentication, and the gateway binds to loopback by
+default (it says so at start). With tokens set, every `/api/*` route needs one of:
+- `Authorization: Bearer <token>` (API clients, the CLI);
+- the `jobline_session` cookie set by `POST /api/session` (the web UI: EventSource sends cookies,
+  it cannot send headers);
+- `?access_token=<stream token>` from `POST /api/stream-tokens`: signed, expiring in minutes, good
+  for GET only (for clients that can neither set headers nor keep cookies). Access logging is off,
+  so it is not written anywhere.
+Answers are `401` (no or bad credentials) and `403` (a stream token on a write) as problem details.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+SESSION_COOKIE = "jobline_session"
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/schema")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@dataclass
+class Auth:
+    tokens: tuple[str, ...]
+    stream_token_ttl_s: float = 300.0
+    session_ttl_s: float = 7 * 24 * 3600.0
+    max_streams: int = 100  # concurrent streams per client (429 beyond)
+    submit_rate: float = 0.0  # jobs per second per client (0: unlimited); bursts up to 10x the rate
+    _open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    @property
+    def _key(self) -> bytes:
+        # Signed tokens stay valid exactly as long as the API tokens they derive from.
+        return hashlib.sha256(("jobline-signing:" + ",".join(sorted(self.tokens))).encode()).digest()
+
+    def _sign(self, kind: str, subject: str, ttl: float) -> str:
+        payload = _b64(json.dumps({"k": kind, "s": subject, "e": int(time.time() + ttl)}).encode())
+        signature = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+        return f"{payload}.{signature}"
+
+    def _verify(self, token: str, kind: str) -> str | None:
+        payload, _, signature = token.partition(".")
+        expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+        if not signature or not hmac.compare_digest(signature, expected):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return None
+        if data.get("k") != kind or data.get("e", 0) < time.time():
+            return None
+        return str(data.get("s"))
+
+    def token_id(self, token: str) -> str | None:
+        """A short id for a valid API token (for limits and logs; never the token itself)."""
+        for known in self.tokens:
+            if hmac.compare_digest(token.encode(), known.encode()):
+                return hashlib.sha256(known.encode()).hexdigest()[:12]
+        return None
+
+    def session_cookie(self, token_id: str) -> str:
+        return self._sign("session", token_id, self.session_ttl_s)
+
+    def stream_token(self, token_id: str) -> str:
+        return self._sign("stream", token_id, self.stream_token_ttl_s)
+
+    def identify(self, scope: Scope) -> tuple[str | None, str]:
+        """(identity, how): how is bearer, cookie, stream or none."""
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        bearer = headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            return self.token_id(bearer[7:].strip()), "bearer"
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE:
+                return self._verify(value, "session"), "cookie"
+        query = parse_qs(scope.get("query_string", b"").decode())
+        if "access_token" in query:
+            return self._verify(query["access_token"][0], "stream"), "stream"
+        return None, "none"
+
+    # --- caps -----------------------------------------------------------------------------
+    def stream_opened(self, client: str) -> bool:
+        if self._open[client] >= self.max_streams:
+            return False
+        self._open[client] += 1
+        return True
+
+    def stream_closed(self, client: str) -> None:
+        self._open[client] = max(self._open[client] - 1, 0)
+        if not self._open[client]:
+            del self._open[client]
+
+    def allow_submit(self, client: str) -> float:
+        """0 when allowed, else the seconds to wait (token bucket)."""
+        if self.submit_rate <= 0:
+            return 0.0
+        capacity = max(self.submit_rate * 10, 1.0)
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * self.submit_rate)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return (1 - tokens) / self.submit_rate
+        self._buckets[client] = (tokens - 1, now)
+        return 0.0
+
+
+def client_of(scope: Scope) -> str:
+    identity = scope.get("state", {}).get("identity")
+    if identity:
+        return f"token:{identity}"
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+async def _problem(send: Send, status: int, title: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def auth_middleware(auth: Auth) -> Any:
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket"):
+                await app(scope, receive, send)
+                return
+            path: str = scope["path"]
+            method = scope.get("method", "GET")
+            state = scope.setdefault("state", {})
+            if auth.enabled and path.startswith("/api/") and path != "/api/session" and method != "OPTIONS":
+                identity, how = auth.identify(scope)
+                if identity is None:
+                    await _problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
+                                   [(b"www-authenticate", b'Bearer realm="jobline"')])
+                    return
+                if how == "stream" and method != "GET":
+                    await _problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
+                    return
+                state["identity"] = identity
+            client = client_of(scope)
+            if method == "POST" and path == "/api/jobs":
+                wait = auth.allow_submit(client)
+                if wait:
+                    await _problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",
+                                   [(b"retry-after", str(max(1, round(wait))).encode())])
+                    return
+            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+            is_stream = "text/event-stream" in headers.get("accept", "") or path == "/api/events" or \
+                path.endswith("/events") or "follow=1" in scope.get("query_string", b"").decode() or \
+                path == "/api/logs/stream"
+            if not is_stream or method != "GET":
+                await app(scope, receive, send)
+                return
+            if not auth.stream_opened(client):
+                await _problem(send, 429, "Too Many Requests", f"at most {auth.max_streams} open streams per client",
+                               [(b"retry-after", b"5")])
+                return
+            try:
+                await app(scope, receive, send)
+            finally:
+                auth.stream_closed(client)
+
+        return guard
+
+    return middleware

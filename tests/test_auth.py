@@ -1,0 +1,137 @@
+"""Optional API tokens on every route (SSE included), session cookies, stream tokens, caps, CORS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats
+
+from .helpers import Stack, eventually, read_sse, running_stack
+
+TOKENS = ("first-secret-token", "second-secret-token")
+BEARER = {"Authorization": f"Bearer {TOKENS[1]}"}
+
+
+@pytest.fixture
+async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
+    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False, gateway={
+        "api_tokens": TOKENS, "max_streams_per_client": 2, "submit_rate": 1.0,
+        "cors_origins": ("http://app.example",),
+    }) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
+        yield http
+
+
+PROTECTED = [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x1"), ("GET", "/api/jobs/x1/events"),
+             ("GET", "/api/events"), ("GET", "/api/logs/stream"), ("POST", "/api/uploads"), ("GET", "/api/types"),
+             ("POST", "/api/jobs/x1/cancel"), ("GET", "/api/jobs/x1/timeline"), ("POST", "/api/stream-tokens")]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+async def test_every_api_route_needs_a_token(client: httpx.AsyncClient, method: str, path: str) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    wrong = await client.request(method, path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+async def test_health_and_metrics_stay_open_and_a_bearer_token_works(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(path)).status_code == 200
+    assert (await client.get("/api/types", headers=BEARER)).status_code == 200
+    response = await client.post("/api/jobs", json={"type": "noop"}, headers=BEARER)
+    assert response.status_code == 202
+
+
+async def test_the_browser_signs_in_once_and_event_streams_carry_the_cookie(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/session", json={"token": "wrong"})).status_code == 401
+    job_id = (await client.post("/api/jobs", json={"type": "noop"}, headers=BEARER)).json()["id"]
+    signed_in = await client.post("/api/session", json={"token": TOKENS[0]})
+    assert signed_in.status_code == 204
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    events = await read_sse(client, f"/api/jobs/{job_id}/events")  # the client keeps the cookie
+    assert events[0].event == "snapshot"
+
+
+async def test_a_stream_token_reads_streams_but_writes_nothing(client: httpx.AsyncClient, stack: Stack) -> None:
+    job_id = (await client.post("/api/jobs", json={"type": "noop"}, headers=BEARER)).json()["id"]
+    token = (await client.post("/api/stream-tokens", headers=BEARER)).json()["token"]
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as anonymous:
+        events = await read_sse(anonymous, f"/api/jobs/{job_id}/events?access_token={token}")
+        assert events[0].event == "snapshot"
+        write = await anonymous.post(f"/api/jobs?access_token={token}", json={"type": "noop"})
+        assert write.status_code == 403
+        forged = await anonymous.get(f"/api/jobs?access_token={token[:-2]}xx")
+        assert forged.status_code == 401
+
+
+async def test_concurrent_streams_per_client_are_capped(client: httpx.AsyncClient) -> None:
+    job_id = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 3}}, headers=BEARER)).json()["id"]
+    opened: list[httpx.Response] = []
+    streams = []
+    try:
+        for _ in range(2):
+            stream = client.stream("GET", f"/api/jobs/{job_id}/events", headers=BEARER)
+            opened.append(await stream.__aenter__())
+            streams.append(stream)
+        assert all(r.status_code == 200 for r in opened)
+        third = await client.get(f"/api/jobs/{job_id}/events", headers=BEARER)
+        assert third.status_code == 429
+    finally:
+        for stream in streams:
+            await stream.__aexit__(None, None, None)
+
+
+    async def a_slot_is_free_again() -> bool:  # once the server has noticed the closed streams
+        async with client.stream("GET", f"/api/jobs/{job_id}/events", headers=BEARER) as again:
+            return again.status_code == 200
+
+    await eventually(a_slot_is_free_again, what="the stream cap to count the closed streams")
+
+
+async def test_job_creation_is_rate_limited_with_retry_after(client: httpx.AsyncClient) -> None:
+    statuses = [(await client.post("/api/jobs", json={"type": "noop"}, headers=BEARER)) for _ in range(14)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited and int(limited[0].headers["retry-after"]) >= 1
+
+
+async def test_cors_admits_only_the_configured_origin(client: httpx.AsyncClient) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    good = await client.options("/api/jobs", headers={"Origin": "http://app.example", **preflight})
+    assert good.headers.get("access-control-allow-origin") == "http://app.example"
+    assert good.headers.get("access-control-allow-origin") != "*"
+    bad = await client.options("/api/jobs", headers={"Origin": "http://evil.example", **preflight})
+    assert bad.headers.get("access-control-allow-origin") != "http://evil.example"
+
+
+@pytest.mark.slow
+async def test_the_web_ui_signs_in_and_streams_with_its_cookie(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    from .browser import chromium
+
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(stack.url + "/")
+        await expect(page.locator("#login")).to_be_visible()
+        await page.fill("#login-token", TOKENS[0])
+        await page.click("#login button")
+        await expect(page.locator("#job-type option", has_text="demo")).to_have_count(1)
+        await expect(page.locator("#login")).to_be_hidden()
+        await page.fill("#job-params", '{"step_seconds": 0.05, "ticks_per_step": 2}')
+        await page.click("#submit")
+        await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+        await expect(page.locator("#connection")).to_have_text("live")
