@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,19 @@ async def test_the_web_ui_signs_in_and_streams_with_its_cookie(stack: Stack) -> 
         await page.click("#submit")
         await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
         await expect(page.locator("#connection")).to_have_text("live")
+
+
+async def test_the_websocket_needs_a_token_too(stack: Stack) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    url = stack.url.replace("http://", "ws://") + "/ws"
+    with pytest.raises((ConnectionClosed, InvalidStatus)):
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "firehose": True}))
+            await asyncio.wait_for(ws.recv(), 5)
+    async with connect(url, additional_headers=BEARER) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "firehose": True}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "snapshot"

@@ -150,8 +150,12 @@ def auth_middleware(auth: Auth) -> Any:
             path: str = scope["path"]
             method = scope.get("method", "GET")
             state = scope.setdefault("state", {})
-            if auth.enabled and path.startswith("/api/") and path != "/api/session" and method != "OPTIONS":
+            protected = path.startswith("/api/") and path != "/api/session" or path == "/ws"
+            if auth.enabled and protected and method != "OPTIONS":
                 identity, how = auth.identify(scope)
+                if identity is None and scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 4401})  # before accept: refused
+                    return
                 if identity is None:
                     await _problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
                                    [(b"www-authenticate", b'Bearer realm="jobline"')])
@@ -161,6 +165,9 @@ def auth_middleware(auth: Auth) -> Any:
                     return
                 state["identity"] = identity
             client = client_of(scope)
+            if scope["type"] == "websocket":
+                await app(scope, receive, send)
+                return
             if method == "POST" and path == "/api/jobs":
                 wait = auth.allow_submit(client)
                 if wait:

@@ -27,6 +27,7 @@ from .problems import Problem
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
 from .timeline import read_events
+from .websocket import ws_endpoint
 
 
 # A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
@@ -351,4 +352,4 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -1,0 +1,149 @@
+"""`/ws`: the same live events over a WebSocket, for clients that prefer one.
+
+Client → server (JSON): `{"op": "subscribe", "id": "a", "jobs": ["<job id>", …], "logs": true,
+"after": <seq>}`, `{"op": "subscribe", "id": "all", "firehose": true, "type": "…", "status": "…"}`,
+`{"op": "unsubscribe", "id": "a"}`. Server → client: `{"sub": "a", "type": "snapshot" | "reset" |
+"event", "seq": 123, "kind": "progressed", "data": {…}}` with the same payloads as the SSE streams,
+and `{"type": "error", "detail": "…"}`. `after` resumes a subscription with no gap or duplicate.
+A browser's `Origin` must be this gateway's own or one of JOBLINE_CORS_ORIGINS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.datastructures import State
+from litestar.exceptions import WebSocketDisconnect
+
+from jobline.contract.names import is_valid_job_id
+
+from .core import Core
+from .hub import WideFilter
+from .multiplex import multiplexed
+
+log = logging.getLogger(__name__)
+MAX_SUBSCRIPTIONS = 20
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    op: str
+    id: str | None = None
+    jobs: list[str] = []
+    firehose: bool = False
+    logs: bool = True
+    type: str | None = None
+    status: str | None = None
+    after: int | None = None
+
+
+_decoder = msgspec.json.Decoder(Subscribe)
+
+
+def parse_frame(frame: bytes) -> tuple[str | None, int | None, bytes | None]:
+    """(event, id, data) of one SSE frame we built; comments and retry lines are skipped."""
+    event = data = None
+    seq = None
+    for line in frame.split(b"\n"):
+        if line.startswith(b"event: "):
+            event = line[7:].decode()
+        elif line.startswith(b"id: "):
+            seq = int(line[4:])
+        elif line.startswith(b"data: "):
+            data = line[6:]
+    return event, seq, data
+
+
+def origin_allowed(socket: WebSocket[Any, Any, Any], allowed: tuple[str, ...]) -> bool:
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: tokens (if any) already checked
+    host = socket.headers.get("host", "")
+    return origin in allowed or origin.split("://", 1)[-1] == host
+
+
+@websocket("/ws")
+async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
+    core: Core = state.core
+    if not origin_allowed(socket, core.settings.cors_origins):
+        await socket.close(code=1008, reason="origin not allowed")
+        return
+    await socket.accept()
+    outbox: asyncio.Queue[bytes | None] = asyncio.Queue(core.settings.stream_buffer)
+    subscriptions: dict[str, asyncio.Task[None]] = {}
+
+    async def pump(name: str, frames: Any) -> None:
+        try:
+            async for frame in frames:
+                event, seq, data = parse_frame(frame)
+                if event is None or data is None:
+                    continue
+                kind = "event" if event not in ("snapshot", "reset") else event
+                message = b'{"sub":' + msgspec.json.encode(name) + b',"type":"' + kind.encode() + b'","seq":' + \
+                    (str(seq).encode() if seq is not None else b"null") + b',"kind":"' + event.encode() + b'","data":' + data + b"}"
+                try:
+                    outbox.put_nowait(message)
+                except asyncio.QueueFull:
+                    outbox.put_nowait(None)  # too slow: the connection is closed (resume with after)
+                    return
+        except asyncio.CancelledError:
+            raise
+
+    async def sender() -> None:
+        while True:
+            message = await outbox.get()
+            if message is None:
+                await socket.close(code=1013, reason="too slow; reconnect and resume with after")
+                return
+            await asyncio.wait_for(socket.send_bytes(message), 10)
+
+    async def error(detail: str) -> None:
+        await socket.send_json({"type": "error", "detail": detail})
+
+    send_task = asyncio.create_task(sender())
+    try:
+        while True:
+            try:
+                raw = await socket.receive_data(mode="text")
+            except WebSocketDisconnect:
+                return
+            try:
+                request = _decoder.decode(raw)
+            except msgspec.DecodeError as exc:
+                await error(f"bad message: {exc}")
+                continue
+            name = request.id or ("firehose" if request.firehose else ",".join(sorted(request.jobs)))
+            if request.op == "unsubscribe":
+                task = subscriptions.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                continue
+            if request.op != "subscribe":
+                await error(f"unknown op {request.op!r}")
+                continue
+            if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
+                await error("subscribe to valid job ids or to the firehose")
+                continue
+            if name not in subscriptions and len(subscriptions) >= MAX_SUBSCRIPTIONS:
+                await error(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+                continue
+            if name in subscriptions:
+                subscriptions.pop(name).cancel()
+            wide = None
+            if request.firehose:
+                wide = WideFilter(types=frozenset(request.type.split(",")) if request.type else None,
+                                  statuses=frozenset(request.status.split(",")) if request.status else None)
+            frames = multiplexed(core, frozenset(request.jobs), wide, request.logs,
+                                 str(request.after) if request.after is not None else None)
+            subscriptions[name] = asyncio.create_task(pump(name, frames))
+    finally:
+        for task in subscriptions.values():
+            task.cancel()
+        send_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.gather(send_task, *subscriptions.values(), return_exceptions=True)
+
