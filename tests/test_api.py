@@ -153,6 +153,10 @@ async def test_list_jobs_newest_first_with_a_stable_cursor(client: httpx.AsyncCl
     assert [j["id"] for j in second["jobs"]] == ids[::-1][2:4]
     only_demo = (await client.get("/api/jobs", params={"type": "demo"})).json()
     assert only_demo["jobs"] == []
+    states = [(await client.get(f"/api/jobs/{i}")).json() for i in ids]
+    window = (await client.get("/api/jobs", params={"created_after": states[1]["created_at"],
+                                                    "created_before": states[3]["created_at"]})).json()
+    assert [j["id"] for j in window["jobs"]] == [ids[2], ids[1]]
     assert (await client.get("/api/jobs", params={"limit": 0})).status_code == 400
 
 

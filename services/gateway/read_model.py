@@ -64,11 +64,16 @@ class ReadModel:
         return True
 
     def newest_first(self, *, before_seq: int | None = None, status: str | None = None,
-                     job_type: str | None = None) -> Iterator[JobState]:
+                     job_type: str | None = None, created_after: float | None = None,
+                     created_before: float | None = None) -> Iterator[JobState]:
         """Jobs by creation, newest first; `before_seq` is a stable cursor (a created_seq)."""
         end = len(self._created_seqs) if before_seq is None else bisect.bisect_left(self._created_seqs, before_seq)
         for index in range(end - 1, -1, -1):
             state = self._jobs[self._created_ids[index]]
+            if created_before is not None and state.created_at >= created_before:
+                continue
+            if created_after is not None and state.created_at < created_after:
+                break  # creation order: everything further is older still
             if status is not None and state.status != status:
                 continue
             if job_type is not None and state.type != job_type:

@@ -83,11 +83,16 @@ async def list_jobs(
     type: FromQuery[str | None] = None,
     before: FromQuery[int | None] = None,
     limit: FromQuery[int] = 50,
+    created_after: FromQuery[float | None] = None,
+    created_before: FromQuery[float | None] = None,
 ) -> JobPage:
+    """`created_after`/`created_before` are unix seconds; `before` is the cursor from `next_before`."""
     if not 1 <= limit <= 500:
         raise Problem(400, "Bad limit", "limit must be from 1 to 500", errors=[{"key": "limit", "source": "query"}])
     page: list[JobState] = []
-    for job in _core(state).read_model.newest_first(before_seq=before, status=status, job_type=type):
+    jobs_iter = _core(state).read_model.newest_first(before_seq=before, status=status, job_type=type,
+                                                     created_after=created_after, created_before=created_before)
+    for job in jobs_iter:
         page.append(job)
         if len(page) == limit:
             break
