@@ -58,7 +58,9 @@ async def test_watch_exit_codes_for_failure_and_cancel(stack: Stack) -> None:
     assert code == 0 and json.loads(out)["status"] in ("cancelled", "cancelling")
     code, out, _ = await watcher
     assert code == 3
-    assert json.loads(out.strip().splitlines()[-1])["event"] == "cancelled"
+    last = json.loads(out.strip().splitlines()[-1])
+    # The job may have ended before the watcher connected: then its snapshot says so.
+    assert last["event"] == "cancelled" or last["data"]["job"]["status"] == "cancelled"
 
 
 async def test_jobs_logs_and_replay_as_json(stack: Stack) -> None:

@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobline.runtime.connection import connect, instance_name
+from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
@@ -103,8 +103,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                     await feed.stop()
                     await catalogue.stop()
         finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            await close_connection(nc)
 
     handlers: list[Any] = list(route_handlers)
     if settings.web_dir.is_dir():

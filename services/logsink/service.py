@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from jobline.runtime.connection import connect, instance_name
+from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
@@ -44,6 +43,5 @@ async def run(settings: LogsinkSettings, stop: asyncio.Event) -> None:
             finally:
                 await sub.unsubscribe()
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        await close_connection(nc)
         store.close()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from jobline.runtime.connection import connect, instance_name
+from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
@@ -41,5 +40,4 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
                 await worker.run(stop)
             log.info("processor stopped after %d job(s)", worker.jobs_done)
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        await close_connection(nc)

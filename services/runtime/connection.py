@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -42,3 +44,16 @@ async def connect(servers: list[str], name: str, *, connect_timeout: float = 5.0
     )
     log.info("connected to nats at %s as %s", nc.connected_url.netloc if nc.connected_url else servers, name)
     return nc
+
+
+async def close_connection(nc: Client, timeout: float = 5.0) -> None:
+    """Drain (deliver what is in flight, then close), but never wait forever: a subscription left
+    behind by a cancelled request can hold nats-py's drain for its full timeout."""
+    try:
+        await asyncio.wait_for(nc.drain(), timeout)
+    except Exception:  # timed out, or already closed: close without draining
+        log.warning("draining the nats connection did not finish in %.0fs; closing it", timeout)
+    finally:
+        if not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
