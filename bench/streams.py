@@ -167,6 +167,7 @@ async def replay(js: JetStreamContext, names: Names, host: str, port: int, event
 
 
 async def read_model(js: JetStreamContext, url: str, names: Names, data: Path, jobs: int) -> dict[str, float]:
+    await ensure_streams(js, names, RetentionSettings())
     acks = []
     for i in range(jobs):
         job_id = f"j{i:07d}"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,52 @@ class WideFilter:
         return (self.types is None or job_type in self.types) and (self.statuses is None or status in self.statuses)
 
 
+class FrameQueue:
+    """A bounded queue of frames that coalesces progress for a client falling behind: once it is
+    half full, a new progress frame replaces a progress frame still waiting at its tail (latest
+    value wins; every other event keeps its place)."""
+
+    def __init__(self, limit: int):
+        self._items: deque[tuple[bytes, bool]] = deque()
+        self._limit = limit
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, frame: bytes, progress: bool = False) -> None:
+        if progress and len(self._items) >= self._limit // 2 and self._items and self._items[-1][1]:
+            self._items[-1] = (frame, True)
+            return
+        if len(self._items) >= self._limit:
+            raise asyncio.QueueFull
+        self._items.append((frame, progress))
+        self._ready.set()
+
+    def get_nowait(self) -> bytes:
+        frame, _ = self._items.popleft()
+        if not self._items:
+            self._ready.clear()
+        return frame
+
+    async def get(self) -> bytes:
+        while not self._items:
+            await self._ready.wait()
+        return self.get_nowait()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
 @dataclass(eq=False)
 class Listener:
     """One client connection: a bounded queue of ready-made frames."""
 
     jobs: frozenset[str]
-    queue: asyncio.Queue[bytes]
+    queue: FrameQueue
     ends_with_job: bool = False  # a single-job stream ends after that job's terminal event
     wide: WideFilter | None = None  # also every other matching job (no logs, coalesced progress)
     dropped: bool = False
-    sent: int = field(default=0)
 
 
 class Hub:
@@ -59,7 +95,7 @@ class Hub:
         return self.listen(frozenset({job_id}), ends_with_job=True)
 
     def listen(self, jobs: frozenset[str], *, ends_with_job: bool = False, wide: WideFilter | None = None) -> Listener:
-        listener = Listener(jobs=jobs, queue=asyncio.Queue(self._buffer), ends_with_job=ends_with_job, wide=wide)
+        listener = Listener(jobs=jobs, queue=FrameQueue(self._buffer), ends_with_job=ends_with_job, wide=wide)
         for job_id in jobs:
             self._by_job[job_id].add(listener)
         if wide is not None:
@@ -84,8 +120,9 @@ class Hub:
 
     # --- events ---------------------------------------------------------------------------
     def publish(self, job_id: str, frame: bytes, *, kind: str, job_type: str, status: str, last: bool) -> None:
+        progress = kind == "progressed"
         for listener in tuple(self._by_job.get(job_id, ())):
-            self._offer(listener, frame)
+            self._offer(listener, frame, progress)
             if last and listener.ends_with_job:
                 self._offer(listener, END)
         if not self._wide or kind == "logged":
@@ -114,11 +151,11 @@ class Hub:
             if listener.wide.matches(job_type, status):
                 self._offer(listener, frame)
 
-    def _offer(self, listener: Listener, frame: bytes) -> None:
+    def _offer(self, listener: Listener, frame: bytes, progress: bool = False) -> None:
         if listener.dropped:
             return
         try:
-            listener.queue.put_nowait(frame)
+            listener.queue.put_nowait(frame, progress)
             self._on_sent()
         except asyncio.QueueFull:
             self._on_dropped()

@@ -1,0 +1,46 @@
+"""The hub's per-client queue: bounded, and coalescing progress for a client that falls behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobline.gateway.hub import END, FrameQueue, Hub
+
+
+async def test_a_lagging_client_gets_the_latest_progress_and_every_other_event_in_order() -> None:
+    queue = FrameQueue(limit=10)
+    for i in range(5):
+        queue.put_nowait(f"log {i}".encode())
+    for i in range(100):  # a flood of progress while the client does not read
+        queue.put_nowait(f"progress {i}".encode(), progress=True)
+    queue.put_nowait(b"step")
+    queue.put_nowait(b"progress 100", progress=True)
+    got = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert got == [b"log 0", b"log 1", b"log 2", b"log 3", b"log 4", b"progress 99", b"step", b"progress 100"]
+
+
+async def test_a_reading_client_gets_every_progress_update() -> None:
+    queue = FrameQueue(limit=10)
+    for i in range(3):
+        queue.put_nowait(f"progress {i}".encode(), progress=True)
+    assert [await queue.get() for _ in range(3)] == [b"progress 0", b"progress 1", b"progress 2"]
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_stream_ends() -> None:
+    dropped: list[int] = []
+    hub = Hub(buffer=4, on_dropped=lambda: dropped.append(1))
+    listener = hub.subscribe("job")
+    for i in range(10):
+        hub.publish("job", f"log {i}".encode(), kind="logged", job_type="t", status="running", last=False)
+    assert dropped == [1] and not hub.has_listeners("job")
+    assert await asyncio.wait_for(listener.queue.get(), 1) == END
+
+
+def test_the_queue_is_bounded() -> None:
+    queue = FrameQueue(limit=2)
+    queue.put_nowait(b"a")
+    queue.put_nowait(b"b")
+    with pytest.raises(asyncio.QueueFull):
+        queue.put_nowait(b"c")
