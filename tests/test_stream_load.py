@@ -44,7 +44,8 @@ async def idle(ctx: JobContext) -> None:
 @pytest.fixture
 async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
     async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
-                             processor={"concurrency": 4}, gateway={"stream_buffer": 200}) as running:
+                             processor={"concurrency": 4}, gateway={"stream_buffer": 200,
+                                                                               "sse_send_timeout_s": 2.0}) as running:
         yield running
 
 
@@ -109,7 +110,12 @@ async def test_a_frozen_client_is_dropped_without_slowing_the_others(stack: Stac
             return core.metrics.slow_clients._value.get() >= 1  # noqa: SLF001
 
         await eventually(frozen_dropped, timeout=20, what="the frozen client to be dropped")
+        # And its connection is closed (send timeout): reading now drains what was sent, then EOF.
+        async with asyncio.timeout(30):
+            while await reader.read(1 << 16):
+                pass
         writer.close()
+        assert core.hub.listener_count == 0
 
 
 async def test_connection_churn_leaves_no_listener_task_or_consumer_behind(stack: Stack, js: JetStreamContext) -> None:

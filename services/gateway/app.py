@@ -17,6 +17,7 @@ from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
+from . import sse
 from .auth import Auth, auth_middleware
 from .catalogue import Catalogue
 from .core import Core
@@ -115,7 +116,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[security_headers, metrics.middleware, auth_middleware(auth)],
+        middleware=[security_headers, metrics.middleware, auth_middleware(auth), sse.send_timeout(settings.sse_send_timeout_s)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
                                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
                                expose_headers=["Location", "ETag"]) if settings.cors_origins else None,

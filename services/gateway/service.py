@@ -65,7 +65,14 @@ class GatewayServer:
         await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         self.server.should_exit = True
         stop_wait.cancel()
-        await task
+        try:
+            # uvicorn waits for every connection task without a bound once the graceful period is
+            # over; a stuck one must not keep the gateway from stopping.
+            await asyncio.wait_for(asyncio.shield(task), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("connections still open after %.0fs; forcing the shutdown", self.settings.shutdown_timeout_s)
+            self.server.force_exit = True
+            await task
         if not self.server.started:
             raise RuntimeError("the gateway did not start (see the log above)")
 

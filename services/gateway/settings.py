@@ -26,6 +26,8 @@ class GatewaySettings:
     heartbeat_s: float = 15.0  # SSE comment sent when a stream has been quiet this long
     sse_retry_ms: int = 2000  # reconnection delay suggested to EventSource clients
     stream_buffer: int = 1000  # frames buffered per SSE client before it is dropped as too slow
+    shutdown_timeout_s: float = 10.0  # on SIGTERM, at most this long before open connections are cut
+    sse_send_timeout_s: float = 30.0  # a stream client that takes nothing this long is cut off
     snapshot_log_lines: int = 500  # recent log lines sent with an SSE snapshot (older: /logs)
     catch_up_timeout_s: float = 5.0  # how long a lookup of an unseen job id waits for the read model
     max_timeout_s: float = 86400.0  # the largest timeout_s / queue_timeout_s a submission may ask for
@@ -59,6 +61,8 @@ class GatewaySettings:
             sse_retry_ms=env.env_int("JOBLINE_SSE_RETRY_MS", d.sse_retry_ms),
             stream_buffer=env.env_int("JOBLINE_SSE_BUFFER", d.stream_buffer),
             snapshot_log_lines=env.env_int("JOBLINE_SNAPSHOT_LOG_LINES", d.snapshot_log_lines),
+            sse_send_timeout_s=env.env_float("JOBLINE_SSE_SEND_TIMEOUT_S", d.sse_send_timeout_s),
+            shutdown_timeout_s=env.env_float("JOBLINE_SHUTDOWN_TIMEOUT_S", d.shutdown_timeout_s),
             catch_up_timeout_s=env.env_float("JOBLINE_CATCH_UP_TIMEOUT_S", d.catch_up_timeout_s),
             max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
