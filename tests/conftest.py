@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client
@@ -50,3 +52,10 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+async def client(stack: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the module's `stack` fixture (the services it runs)."""
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+        yield http

@@ -25,11 +25,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
-        yield http
-
 
 async def test_submit_returns_202_with_location_and_links(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/jobs", json={"type": "demo", "params": FAST_DEMO})

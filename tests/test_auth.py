@@ -28,11 +28,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
-        yield http
-
 
 PROTECTED = [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x1"), ("GET", "/api/jobs/x1/events"),
              ("GET", "/api/events"), ("GET", "/api/logs/stream"), ("POST", "/api/uploads"), ("GET", "/api/types"),

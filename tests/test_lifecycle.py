@@ -69,11 +69,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
-        yield http
-
 
 async def post(client: httpx.AsyncClient, body: dict[str, object], key: str | None = None) -> httpx.Response:
     return await client.post("/api/jobs", json=body, headers={"Idempotency-Key": key} if key else {})

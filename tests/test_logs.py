@@ -39,11 +39,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
-        yield http
-
 
 async def stored_count(client: httpx.AsyncClient, job_id: str) -> int:
     return len((await client.get(f"/api/jobs/{job_id}/logs", params={"limit": 5000})).json()["rows"])

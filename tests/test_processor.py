@@ -78,11 +78,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
-        yield http
-
 
 async def test_a_burst_of_progress_calls_is_coalesced_and_keeps_the_final_value(
     client: httpx.AsyncClient, js: JetStreamContext, stack: Stack

@@ -28,11 +28,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
-        yield http
-
 
 async def read_some(client: httpx.AsyncClient, path: str, count: int, headers: dict[str, str]) -> tuple[list[SseEvent], bool]:
     """Read up to `count` events, then drop the connection; True when the stream ended by itself."""

@@ -45,11 +45,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
-        yield http
-
 
 async def upload(client: httpx.AsyncClient, path: Path) -> dict[str, object]:
     response = await client.post("/api/uploads", params={"filename": path.name}, content=path.read_bytes(),

@@ -72,11 +72,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as http:
-        yield http
-
 
 async def attempts(js: JetStreamContext, names: Names, job_id: str, final: bool = True) -> list[WebhookAttempted]:
     found: list[WebhookAttempted] = []

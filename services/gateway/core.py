@@ -25,7 +25,7 @@ from jobline.runtime.publishing import publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
-from .hub import END, Hub
+from .hub import Hub, live_frames
 from .idempotency import MAX_KEY_LENGTH, claim
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
@@ -188,7 +188,8 @@ async def wait_for_change(core: Core, state: JobState, timeout: float) -> None:
     listener = core.hub.subscribe(state.id)
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listener.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                await listener.queue.get()
     finally:
         core.hub.unsubscribe(listener)
 
@@ -263,15 +264,7 @@ async def job_events(core: Core, state: JobState, cursor: str | None = None) -> 
                     return
         if listener is None:
             return
-        heartbeat = settings.heartbeat_s
-        while True:
-            try:
-                chunk = await asyncio.wait_for(listener.queue.get(), heartbeat)
-            except TimeoutError:
-                yield sse.HEARTBEAT
-                continue
-            if chunk is END:
-                return
+        async for chunk in live_frames(listener, settings.heartbeat_s, sse.HEARTBEAT):
             yield chunk
     finally:
         if listener is not None:

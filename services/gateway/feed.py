@@ -99,7 +99,8 @@ class JobFeed:
                 await pull.want(BATCH, low_water=BATCH // 2)
                 pull.changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pull.changed.wait(), HEARTBEAT_S)
+                    async with asyncio.timeout(HEARTBEAT_S):  # (3.11's wait_for can swallow a cancel)
+                        await pull.changed.wait()
                 # A reconnect may mean a restarted server that lost our in-memory consumer.
                 reconnected = self._nc.stats["reconnects"] != reconnects
                 reconnects = self._nc.stats["reconnects"]

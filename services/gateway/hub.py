@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,27 @@ class Listener:
     ends_with_job: bool = False  # a single-job stream ends after that job's terminal event
     wide: WideFilter | None = None  # also every other matching job (no logs, coalesced progress)
     dropped: bool = False
+
+
+def frame_kind(frame: bytes) -> str:
+    """The `event:` of a frame built by sse.frame (`id: …\nevent: <kind>\n…`)."""
+    return frame.split(b"\n", 2)[1].removeprefix(b"event: ").decode()
+
+
+async def live_frames(listener: Listener, heartbeat_s: float, heartbeat: bytes) -> AsyncIterator[bytes]:
+    """The listener's frames as they come, a heartbeat after each quiet `heartbeat_s`, until END."""
+    while True:
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancellation
+            # that a client's disconnect sends, leaving the stream running.
+            async with asyncio.timeout(heartbeat_s):
+                chunk = await listener.queue.get()
+        except TimeoutError:
+            yield heartbeat
+            continue
+        if chunk is END:
+            return
+        yield chunk
 
 
 class Hub:

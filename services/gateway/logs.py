@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -13,7 +12,7 @@ from jobline.contract.events import TERMINAL_KINDS, LogLineWritten, LogQuery, Se
 
 from . import sse
 from .core import Core, log_history, parse_cursor
-from .hub import END
+from .hub import frame_kind, live_frames
 from .job_state import JobState
 from .problems import Problem
 from .timeline import read_events
@@ -64,16 +63,8 @@ async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> As
             yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
         if listener is None:
             return
-        while True:
-            try:
-                chunk = await asyncio.wait_for(listener.queue.get(), core.settings.heartbeat_s)
-            except TimeoutError:
-                yield sse.HEARTBEAT
-                continue
-            if chunk is END:
-                return
-            kind = chunk.split(b"\n", 2)[1].removeprefix(b"event: ").decode()
-            if kind == "logged" or kind in TERMINAL_KINDS:
+        async for chunk in live_frames(listener, core.settings.heartbeat_s, sse.HEARTBEAT):
+            if chunk is sse.HEARTBEAT or frame_kind(chunk) == "logged" or frame_kind(chunk) in TERMINAL_KINDS:
                 yield chunk
     finally:
         if listener is not None:

@@ -7,14 +7,13 @@ starves the seventh; one multiplexed stream per tab does not.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from jobline.contract.events import encoder
 
 from . import sse
 from .core import Core, _kind_decoder, parse_cursor
-from .hub import END, WideFilter
+from .hub import WideFilter, frame_kind, live_frames
 from .job_state import JobState
 from .timeline import StoredEvent, read_events, recent_log_lines
 
@@ -80,17 +79,8 @@ async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None,
                     send = wide is not None and kind != "logged" and state is not None and wide.matches(state.type, state.status)
                 if send:
                     yield sse.frame(kind, stored.data, stored.seq)
-        heartbeat = settings.heartbeat_s
-        while True:
-            try:
-                chunk = await asyncio.wait_for(listener.queue.get(), heartbeat)
-            except TimeoutError:
-                yield sse.HEARTBEAT
-                continue
-            if chunk is END:
-                return
-            if not logs and chunk.split(b"\n", 2)[1:2] == [b"event: logged"]:
-                continue
-            yield chunk
+        async for chunk in live_frames(listener, settings.heartbeat_s, sse.HEARTBEAT):
+            if logs or chunk is sse.HEARTBEAT or frame_kind(chunk) != "logged":
+                yield chunk
     finally:
         core.hub.unsubscribe(listener)

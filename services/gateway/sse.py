@@ -45,7 +45,8 @@ def send_timeout(seconds: float) -> object:
                     streaming = any(k == b"content-type" and v.startswith(MEDIA_TYPE.encode())
                                     for k, v in message.get("headers", []))
                 if streaming and message["type"] == "http.response.body":
-                    await asyncio.wait_for(send(message), seconds)
+                    async with asyncio.timeout(seconds):
+                        await send(message)
                 else:
                     await send(message)
 

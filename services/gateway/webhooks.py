@@ -87,7 +87,8 @@ class WebhookDispatcher:
                 await self._pull.want(max(16 - len(self._inflight), 0))
                 self._pull.changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._pull.changed.wait(), self._pull.heartbeat_s)
+                    async with asyncio.timeout(self._pull.heartbeat_s):
+                        await self._pull.changed.wait()
                 if self._pull.credit and self._pull.silent_for() > self._pull.heartbeat_s * 2.5:
                     self._pull.reset()
                 if self._pull.error is not None:

@@ -99,7 +99,8 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
             if message is None:
                 await socket.close(code=1013, reason="too slow; reconnect and resume with after")
                 return
-            await asyncio.wait_for(socket.send_bytes(message), 10)
+            async with asyncio.timeout(10):
+                await socket.send_bytes(message)
 
     async def error(detail: str) -> None:
         await socket.send_json({"type": "error", "detail": detail})

@@ -50,7 +50,8 @@ async def close_connection(nc: Client, timeout: float = 5.0) -> None:
     """Drain (deliver what is in flight, then close), but never wait forever: a subscription left
     behind by a cancelled request can hold nats-py's drain for its full timeout."""
     try:
-        await asyncio.wait_for(nc.drain(), timeout)
+        async with asyncio.timeout(timeout):
+            await nc.drain()
     except Exception:  # timed out, or already closed: close without draining
         log.warning("draining the nats connection did not finish in %.0fs; closing it", timeout)
     finally:

@@ -30,9 +30,10 @@ async def serve_ops(host: str, port: int, registry: CollectorRegistry, ready: Ca
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass  # headers: not needed
+            async with asyncio.timeout(5):
+                request = await reader.readline()
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # headers: not needed
             parts = request.decode(errors="replace").split()
             path = parts[1].split("?")[0] if len(parts) > 1 else ""
             if parts[:1] != ["GET"]:
