@@ -144,3 +144,36 @@ async def test_unsafe_targets_are_refused_at_submit_time(client: httpx.AsyncClie
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["key"] == "webhook_url"
     assert (await js.stream_info(stack.names.jobs_stream)).state.last_seq == before
+
+
+async def test_two_gateway_replicas_deliver_each_job_end_once(
+    stack: Stack, js: JetStreamContext, receiver: Receiver
+) -> None:
+    from dataclasses import replace as with_changes
+
+    from jobline.gateway.service import GatewayServer
+
+    second = GatewayServer(with_changes(stack.gateway.settings, port=0))
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    serving = asyncio.create_task(second.serve(stop, started))
+    try:
+        await asyncio.wait_for(started.wait(), 20)
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        ids = []
+        for n in range(10):
+            base = stack.url if n % 2 else second.url  # submitted through both replicas
+            async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+                ids.append((await http.post("/api/jobs", json={"type": "noop", "webhook_url": url})).json()["id"])
+        for job_id in ids:
+            await attempts(js, stack.names, job_id)
+
+        async def all_arrived() -> bool:
+            return len(receiver.requests) >= len(ids)
+
+        await eventually(all_arrived, what="every webhook")
+        webhook_ids = [headers["webhook-id"] for headers, _ in receiver.requests]
+        assert sorted(webhook_ids) == sorted(f"job_{i}_completed" for i in ids), "a delivery was made twice or lost"
+    finally:
+        stop.set()
+        await serving
