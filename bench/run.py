@@ -150,22 +150,7 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
                JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
     procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
              await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
-    gateway = await asyncio.create_subprocess_exec(sys.executable, "-m", "jobline.gateway", env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    assert gateway.stdout is not None
-    base = ""
-    async with asyncio.timeout(60):
-        async for line in gateway.stdout:
-            if b"gateway listening on " in line:
-                base = line.decode().rsplit("gateway listening on ", 1)[1].strip()
-                break
-
-    async def drain() -> None:
-        assert gateway.stdout is not None
-        async for _ in gateway.stdout:
-            pass
-
-    asyncio.get_running_loop().create_task(drain())
+    gateway, base = await start_gateway(env)
     procs.append(gateway)
     started: dict[str, float] = {}
     ended: dict[str, float] = {}
@@ -200,6 +185,27 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
         for process in procs:
             await stop(process)
     return summarise("jobline (HTTP → processor)", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
+
+
+async def start_gateway(env: dict[str, str], timeout: float = 60.0) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `python -m jobline.gateway`; returns it and its URL once it listens."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "jobline.gateway", env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    base = ""
+    async with asyncio.timeout(timeout):
+        async for line in process.stdout:
+            if b"gateway listening on " in line:
+                base = line.decode().rsplit("gateway listening on ", 1)[1].strip()
+                break
+
+    async def drain() -> None:  # keep reading so the pipe never fills and blocks it
+        assert process.stdout is not None
+        async for _ in process.stdout:
+            pass
+
+    asyncio.get_running_loop().create_task(drain())
+    return process, base
 
 
 def table(results: list[Result]) -> str:

@@ -36,7 +36,7 @@ from jobline.contract.streams import RetentionSettings
 from jobline.runtime.embedded_nats import start_nats_server
 from jobline.runtime.stream_setup import ensure_streams
 
-from .run import percentile
+from .run import percentile, start_gateway
 
 
 def rss_kb(pid: int) -> int:
@@ -46,28 +46,13 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def start_gateway(url: str, names: Names, data: Path) -> tuple[asyncio.subprocess.Process, str, float]:
+async def gateway_for(url: str, names: Names, data: Path) -> tuple[asyncio.subprocess.Process, str, float]:
     env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data),
                JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", JOBLINE_SSE_HEARTBEAT_S="60",
                JOBLINE_MAX_STREAMS_PER_CLIENT="100000")
     began = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "jobline.gateway", env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    assert process.stdout is not None
-    base = ""
-    async with asyncio.timeout(600):
-        async for line in process.stdout:
-            if b"gateway listening on " in line:
-                base = line.decode().rsplit("gateway listening on ", 1)[1].strip()
-                break
+    process, base = await start_gateway(env, timeout=600)
     started = time.perf_counter() - began
-
-    async def drain() -> None:
-        assert process.stdout is not None
-        async for _ in process.stdout:
-            pass
-
-    asyncio.get_running_loop().create_task(drain())
     return process, base, started
 
 
@@ -178,7 +163,7 @@ async def read_model(js: JetStreamContext, url: str, names: Names, data: Path, j
             await asyncio.gather(*acks)
             acks.clear()
     await asyncio.gather(*acks)
-    process, base, started = await start_gateway(url, names, data)
+    process, base, started = await gateway_for(url, names, data)
     import httpx
 
     try:
@@ -218,7 +203,7 @@ async def main(args: argparse.Namespace) -> None:
         try:
             names = Names("bench")
             await ensure_streams(js, names, RetentionSettings())
-            gateway, base, _ = await start_gateway(server.url, names, Path(tmp))
+            gateway, base, _ = await gateway_for(server.url, names, Path(tmp))
             host, port = base.removeprefix("http://").split(":")
             try:
                 for clients in args.clients:

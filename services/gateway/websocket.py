@@ -77,21 +77,21 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
     subscriptions: dict[str, asyncio.Task[None]] = {}
 
     async def pump(name: str, frames: Any) -> None:
-        try:
-            async for frame in frames:
-                event, seq, data = parse_frame(frame)
-                if event is None or data is None:
-                    continue
-                kind = "event" if event not in ("snapshot", "reset") else event
-                message = b'{"sub":' + msgspec.json.encode(name) + b',"type":"' + kind.encode() + b'","seq":' + \
-                    (str(seq).encode() if seq is not None else b"null") + b',"kind":"' + event.encode() + b'","data":' + data + b"}"
-                try:
-                    outbox.put_nowait(message)
-                except asyncio.QueueFull:
-                    outbox.put_nowait(None)  # too slow: the connection is closed (resume with after)
-                    return
-        except asyncio.CancelledError:
-            raise
+        async for frame in frames:
+            event, seq, data = parse_frame(frame)
+            if event is None or data is None:
+                continue
+            kind = "event" if event not in ("snapshot", "reset") else event
+            message = b'{"sub":' + msgspec.json.encode(name) + b',"type":"' + kind.encode() + b'","seq":' + \
+                (str(seq).encode() if seq is not None else b"null") + b',"kind":"' + event.encode() + b'","data":' + data + b"}"
+            try:
+                outbox.put_nowait(message)
+            except asyncio.QueueFull:
+                # Too slow: what is queued is dropped and the connection closed (resume with after).
+                while not outbox.empty():
+                    outbox.get_nowait()
+                outbox.put_nowait(None)
+                return
 
     async def sender() -> None:
         while True:
