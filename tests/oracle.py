@@ -62,15 +62,18 @@ def check_timeline(timeline: list[Recorded]) -> None:
     terminals = [r for r in timeline if r.kind in TERMINAL_KINDS]
     assert len(terminals) == 1, f"{len(terminals)} terminal events"
     end = terminals[0]
-    end_attempt = getattr(end.event, "attempt", 0)
     for late in (r for r in timeline if r.seq > end.seq):
-        if late.kind == "webhook_attempted":
-            continue  # webhook deliveries follow the end by design
-        # Only a superseded attempt's publish that was already on its way when its worker froze
-        # may land after the end; the read model ignores it.
-        assert 0 < getattr(late.event, "attempt", 0) < end_attempt, f"{late.kind} after the terminal event"
+        # Webhook deliveries follow the end by design; nothing of any attempt may.
+        assert late.kind == "webhook_attempted", f"{late.kind} after the terminal event"
     attempts = [r.event.attempt for r in timeline if isinstance(r.event, JobStarted)]
     assert attempts == list(range(1, len(attempts) + 1)), f"attempts {attempts}"
+    # Every attempt's events are conditional on the run chain, so none lands after the next
+    # attempt's `started` (a superseded worker is fenced out by the broker).
+    superseded_at = {r.event.attempt - 1: r.seq for r in timeline if isinstance(r.event, JobStarted) and r.event.attempt > 1}
+    for r in timeline:
+        attempt = getattr(r.event, "attempt", 0)
+        if attempt in superseded_at and r.kind != "webhook_attempted":  # its attempt counts deliveries
+            assert r.seq < superseded_at[attempt], f"attempt {attempt}'s {r.kind} at {r.seq} after attempt {attempt + 1} started"
     last_fraction: dict[int, float] = {}
     open_step: dict[int, str | None] = {}
     for r in timeline:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from jobline.contract.events import (
     ArtifactStored,
@@ -33,9 +34,10 @@ from jobline.contract.events import (
     encoder,
 )
 from jobline.contract.names import Names
-from jobline.contract.publishing import subject_of
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
 
+from .fence import Fenced
 from .objects import Objects
 from .registry import JobCancelledError
 
@@ -53,11 +55,18 @@ class ProcessFailed(Exception):
 class Outbox:
     """Publishes one attempt's events in the order they were put, each acked by the stream."""
 
-    def __init__(self, js: JetStreamContext, names: Names, job_id: str, attempt: int,
-                 guard: Callable[[], Any] | None = None):
+    def __init__(self, js: JetStreamContext, names: Names, job_id: str, attempt: int, started_seq: int,
+                 guard: Callable[[], Any] | None = None, on_fenced: Callable[[], None] | None = None):
         self._js = js
         self._guard = guard
         self._names = names
+        self._job_id = job_id
+        # Every event is a conditional write: stored only while the run chain still ends with this
+        # attempt's `started`. A publish still being retried when the attempt was superseded (a
+        # failover longer than the ack wait) is refused by the broker instead of landing after the
+        # new attempt's events.
+        self._fence = fenced(names, job_id, started_seq)
+        self._on_fenced = on_fenced
         self._prefix = f"{job_id}:{attempt}:"
         self._queue: deque[JobEvent] = deque()
         self._count = 0
@@ -76,9 +85,16 @@ class Outbox:
                 if self._guard is not None:
                     await self._guard()  # a superseded attempt publishes nothing more
                 self._count += 1
-                await publish_reliably(
-                    self._js, subject_of(self._names, event), encoder.encode(event), msg_id=f"{self._prefix}{self._count}"
-                )
+                try:
+                    await publish_reliably(self._js, subject_of(self._names, event), encoder.encode(event),
+                                           msg_id=f"{self._prefix}{self._count}", headers=self._fence)
+                except APIError as exc:
+                    if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+                        raise
+                    self._queue.clear()
+                    if self._on_fenced is not None:
+                        self._on_fenced()
+                    raise Fenced(f"job {self._job_id}: the run chain moved on; nothing more is published") from exc
                 self._queue.popleft()
             if self._closing:
                 return

@@ -307,7 +307,7 @@ class Worker:
                 handler.cancel()
 
         lease = Lease(msg, chain, started_seq, self._settings.ack_wait_s, lost)
-        outbox = Outbox(self._js, self._names, job_id, attempt, guard=lease.guard)
+        outbox = Outbox(self._js, self._names, job_id, attempt, started_seq, guard=lease.guard, on_fenced=lost)
         ctx = JobContext(
             job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
             progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(), objects=self._objects,
