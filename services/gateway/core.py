@@ -271,11 +271,23 @@ async def job_events(core: Core, state: JobState, cursor: str | None = None) -> 
             core.hub.unsubscribe(listener)
 
 
-async def log_history(core: Core, query: LogQuery) -> LogPage:
-    try:
-        reply = await core.nc.request(core.settings.names.log_history_rpc, encoder.encode(query), timeout=5.0)
-    except (NoRespondersError, NatsTimeout) as exc:
-        raise Problem(503, "Log store unavailable", f"the logsink did not answer ({type(exc).__name__})") from exc
+async def log_history(core: Core, query: LogQuery, wait_for_logsink_s: float = 3.0) -> LogPage:
+    """A page from the logsink. "No responders" is retried for a moment: a logsink that is
+    reconnecting (e.g. its NATS node failed over) is back within a second or two."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_for_logsink_s
+    delay = 0.05
+    while True:
+        try:
+            reply = await core.nc.request(core.settings.names.log_history_rpc, encoder.encode(query), timeout=5.0)
+            break
+        except NoRespondersError as exc:
+            if loop.time() + delay > give_up:
+                raise Problem(503, "Log store unavailable", "the logsink did not answer (NoRespondersError)") from exc
+            await asyncio.sleep(delay)  # backoff between attempts
+            delay = min(delay * 2, 0.5)
+        except NatsTimeout as exc:
+            raise Problem(503, "Log store unavailable", "the logsink did not answer (TimeoutError)") from exc
     page = _log_page_decoder.decode(reply.data)
     if page.error:
         raise Problem(400, "Bad log query", page.error)

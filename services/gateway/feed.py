@@ -41,7 +41,7 @@ class JobFeed:
         self._names = names
         self._read_model = read_model
         self._hub = hub
-        self._consumer = f"gateway-{uuid.uuid4().hex[:12]}"
+        self._consumer = ""
         self._pull: CreditedPull | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -69,8 +69,13 @@ class JobFeed:
         """(Re)create the consumer to start right after the last applied event."""
         if self._pull is not None:
             await self._pull.stop()
-        with contextlib.suppress(Exception):
-            await self._js.delete_consumer(self._names.jobs_stream, self._consumer, timeout=1.0)
+        if self._consumer:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self._names.jobs_stream, self._consumer, timeout=1.0)
+        # A new name each time: after a failover the old consumer may outlive a failed delete, and
+        # the server refuses to move an existing consumer's start sequence (error 10012). A
+        # leftover is removed by its inactive threshold.
+        self._consumer = f"gateway-{uuid.uuid4().hex[:12]}"
         await self._js.add_consumer(self._names.jobs_stream, ConsumerConfig(
             name=self._consumer,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,

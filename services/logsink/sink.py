@@ -73,6 +73,7 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
                   metrics: LogsinkMetrics | None = None) -> None:
     await ensure_consumer(js, settings)
     psub = await js.pull_subscribe_bind(durable=settings.names.logsink_durable, stream=settings.names.logs_stream)
+    log.info("logsink consuming %s", settings.names.logs_stream)
     loop = asyncio.get_running_loop()
     stop_wait = asyncio.create_task(stop.wait())
     written = 0

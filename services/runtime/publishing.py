@@ -13,12 +13,13 @@ import random
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError,
-              ServiceUnavailableError)
+# nats-py turns "no responders" (no stream leader during an election) into NoStreamResponseError.
+_RETRYABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError,
+              nats.errors.ConnectionReconnectingError, ServiceUnavailableError)
 
 
 async def publish_reliably(

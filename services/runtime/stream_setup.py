@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from jobline.contract.names import Names
 from jobline.contract.streams import RetentionSettings, all_stream_configs
@@ -60,6 +63,21 @@ async def ensure_stream(js: JetStreamContext, desired: StreamConfig) -> None:
     await js.update_stream(desired)
 
 
-async def ensure_streams(js: JetStreamContext, names: Names, retention: RetentionSettings) -> None:
-    for config in all_stream_configs(names, retention):
-        await ensure_stream(js, config)
+# What a cluster answers while it is still electing its JetStream meta leader (all nodes just
+# started, e.g. `docker compose up`): worth waiting for, unlike a configuration error.
+_NOT_READY = (ServiceUnavailableError, NoRespondersError, NatsTimeoutError)
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, retention: RetentionSettings,
+                         ready_timeout_s: float = 60.0) -> None:
+    delay = 0.1
+    async with asyncio.timeout(ready_timeout_s):
+        while True:
+            try:
+                for config in all_stream_configs(names, retention):
+                    await ensure_stream(js, config)
+                return
+            except _NOT_READY as exc:
+                log.warning("JetStream is not ready yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)  # backoff between attempts, not a poll for an event
+                delay = min(delay * 2, 2.0)
