@@ -74,7 +74,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     @contextlib.asynccontextmanager
     async def nats_lifespan(app: Litestar) -> AsyncIterator[None]:
         instance = instance_name(SERVICE)
-        nc = await connect(settings.nats_servers, instance)
+        nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
         try:
             js = nc.jetstream()
             await ensure_streams(js, settings.names, settings.retention)

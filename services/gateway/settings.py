@@ -18,6 +18,7 @@ def default_web_dir() -> Path:
 @dataclass(frozen=True)
 class GatewaySettings:
     nats_servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    nats_credentials: env.NatsCredentials = field(default_factory=env.NatsCredentials)
     names: Names = field(default_factory=Names)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     host: str = "127.0.0.1"  # loopback by default: there is no authentication yet
@@ -52,6 +53,7 @@ class GatewaySettings:
         web = env.env_str("JOBLINE_WEB_DIR", "")
         return cls(
             nats_servers=env.nats_servers(),
+            nats_credentials=env.nats_credentials(),
             names=env.names(),
             retention=env.retention(),
             host=env.env_str("JOBLINE_HOST", d.host),

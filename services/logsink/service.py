@@ -24,7 +24,7 @@ async def run(settings: LogsinkSettings, stop: asyncio.Event) -> None:
     instance = instance_name(SERVICE)
     store = LogStore(settings.database)
     log.info("log store at %s", settings.database)
-    nc = await connect(settings.nats_servers, instance)
+    nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.names, settings.retention)

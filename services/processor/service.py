@@ -26,7 +26,7 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
         load_task_modules(settings.task_modules)
         registry = default_registry
     instance = instance_name(SERVICE)
-    nc = await connect(settings.nats_servers, instance)
+    nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.names, settings.retention)

@@ -13,6 +13,7 @@ from jobline.runtime import env
 @dataclass(frozen=True)
 class ProcessorSettings:
     nats_servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    nats_credentials: env.NatsCredentials = field(default_factory=env.NatsCredentials)
     names: Names = field(default_factory=Names)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
@@ -38,6 +39,7 @@ class ProcessorSettings:
         d = cls()
         return cls(
             nats_servers=env.nats_servers(),
+            nats_credentials=env.nats_credentials(),
             names=env.names(),
             retention=env.retention(),
             data_dir=env.data_dir(),

@@ -7,9 +7,13 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
+from typing import Any
 
 import nats
 from nats.aio.client import Client
+
+from jobline.runtime.env import NatsCredentials
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +22,23 @@ def instance_name(service: str) -> str:
     return f"{service}@{socket.gethostname()}:{os.getpid()}"
 
 
-async def connect(servers: list[str], name: str, *, connect_timeout: float = 5.0) -> Client:
+def credential_options(credentials: NatsCredentials) -> dict[str, Any]:
+    """nats.connect() keyword arguments for a user/password, a .creds file and TLS."""
+    options: dict[str, Any] = {}
+    if credentials.user:
+        options.update(user=credentials.user, password=credentials.password or "")
+    if credentials.creds_file:
+        options["user_credentials"] = credentials.creds_file
+    if credentials.tls_ca_file or credentials.tls_cert_file:
+        context = ssl.create_default_context(cafile=credentials.tls_ca_file)
+        if credentials.tls_cert_file:
+            context.load_cert_chain(credentials.tls_cert_file, credentials.tls_key_file)
+        options["tls"] = context
+    return options
+
+
+async def connect(servers: list[str], name: str, credentials: NatsCredentials | None = None, *,
+                  connect_timeout: float = 5.0) -> Client:
     """Connect with a bounded first attempt (nats-py otherwise blocks for minutes on a dead server)
     and reconnect forever afterwards."""
 
@@ -41,6 +61,7 @@ async def connect(servers: list[str], name: str, *, connect_timeout: float = 5.0
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **credential_options(credentials or NatsCredentials()),
     )
     log.info("connected to nats at %s as %s", nc.connected_url.netloc if nc.connected_url else servers, name)
     return nc

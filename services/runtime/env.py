@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobline.contract.names import Names
@@ -47,6 +48,31 @@ def env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
 def nats_servers() -> list[str]:
     """NATS_URL may list several servers of a cluster, comma separated."""
     return list(env_list("NATS_URL", ("nats://127.0.0.1:4222",)))
+
+
+@dataclass(frozen=True)
+class NatsCredentials:
+    """How a service proves who it is to NATS (each service its own user in a secured deployment;
+    deploy/nats/nats.conf) and which CA it trusts for `tls://` servers."""
+
+    user: str | None = None
+    password: str | None = None
+    creds_file: str | None = None  # a NATS .creds file (JWT + nkey), for operator-mode clusters
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None  # client certificate, when the server verifies clients
+    tls_key_file: str | None = None
+
+
+def nats_credentials() -> NatsCredentials:
+    def optional(name: str) -> str | None:
+        return os.environ.get(name, "").strip() or None
+
+    cert, key = optional("NATS_TLS_CERT_FILE"), optional("NATS_TLS_KEY_FILE")
+    if bool(cert) != bool(key):
+        raise SettingsError("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
+    return NatsCredentials(user=optional("NATS_USER"), password=optional("NATS_PASSWORD"),
+                           creds_file=optional("NATS_CREDS_FILE"), tls_ca_file=optional("NATS_TLS_CA_FILE"),
+                           tls_cert_file=cert, tls_key_file=key)
 
 
 def names() -> Names:
