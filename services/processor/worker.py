@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from .registry import PermanentError, Registry, TaskSpec
 from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
+UNCLAIMED_CANCELS_KEPT = 10_000
 _cancel_decoder = msgspec.json.Decoder(CancelRequested)
 
 
@@ -118,6 +120,9 @@ class Worker:
         self._metrics = metrics or ProcessorMetrics()
         self._tasks: dict[int, asyncio.Task[None]] = {}  # by stream sequence of the created event
         self._jobs: dict[str, RunningJob] = {}  # by job id, while its handler runs
+        # Cancel requests for jobs not running here (yet): a request that arrives while this
+        # worker is between appending `started` and registering the job must not be lost.
+        self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
         self._slot_free = asyncio.Event()
         self._draining = False
         self.jobs_done = 0
@@ -206,8 +211,17 @@ class Worker:
         except msgspec.DecodeError:
             return
         running = self._jobs.get(request.job_id)
-        if running is not None and running.stop_reason is None:
-            log.info("cancelling job %s", request.job_id)
+        if running is None:
+            self._unclaimed_cancels[request.job_id] = None
+            while len(self._unclaimed_cancels) > UNCLAIMED_CANCELS_KEPT:
+                self._unclaimed_cancels.popitem(last=False)
+            return
+        self._stop_for_cancel(running, request.job_id)
+
+    @staticmethod
+    def _stop_for_cancel(running: RunningJob, job_id: str) -> None:
+        if running.stop_reason is None:
+            log.info("cancelling job %s", job_id)
             running.stop_reason = "cancelled"
             running.ctx.stop()
             running.handler.cancel()
@@ -316,6 +330,8 @@ class Worker:
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         handler = asyncio.create_task(self._call(spec, ctx))
         running = self._jobs[job_id] = RunningJob(ctx=ctx, handler=handler)
+        if self._unclaimed_cancels.pop(job_id, 0) is None:  # requested while we were starting it
+            self._stop_for_cancel(running, job_id)
         self._metrics.running.inc()
         began = time.monotonic()
         outcome_name = "handed_back"
