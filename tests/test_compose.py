@@ -83,3 +83,19 @@ def test_the_cluster_has_three_nodes_and_replicated_streams(compose: dict[str, A
 def test_the_checker_catches_an_env_var_no_service_reads() -> None:
     assert "JOBLINE_PORT" in _reads_env("gateway")
     assert "JOBLINE_PORT" not in _reads_env("processor")
+
+
+def test_each_service_connects_as_its_own_nats_user_from_the_mounted_auth_config(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    auth = (ROOT / "deploy" / "nats" / "auth.conf").read_text()
+    users = set(re.findall(r"^\s*user:\s*(\w+)", auth, flags=re.M))
+    for node in (n for n in services if n.startswith("nats-")):
+        command = services[node]["command"]
+        assert command[command.index("--config") + 1] == "/etc/nats/auth.conf"
+        assert "./deploy/nats:/etc/nats:ro" in services[node]["volumes"]
+        for variable in re.findall(r"\$(JOBLINE_\w+_NATS_PASSWORD)", auth):
+            assert variable in services[node]["environment"], f"{node} does not pass {variable} to auth.conf"
+    for service in ("gateway", "processor", "logsink"):
+        environment = services[service]["environment"]
+        assert environment["NATS_USER"] == service and service in users
+        assert f"JOBLINE_{service.upper()}_NATS_PASSWORD" in environment["NATS_PASSWORD"]

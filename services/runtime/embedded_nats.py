@@ -62,6 +62,7 @@ def start_nats_server(
     extra_args: list[str] | None = None,
     ready_timeout: float = 15.0,
     log_file: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> EmbeddedNats:
     """Start nats-server; with port -1 it picks a free port itself and writes it to a ports file."""
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ def start_nats_server(
     args += extra_args or []
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     try:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
+                                   env=env)
     finally:
         if log_file:
             out.close()  # type: ignore[union-attr]

@@ -1,0 +1,153 @@
+"""deploy/nats/auth.conf for real: each service connects as its own user, the whole system works,
+and a service cannot publish or delete what it has no business with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NoStreamResponseError
+
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
+
+from .helpers import outcome, read_sse
+from .oracle import check_timeline, read_timeline
+from .processes import ServiceProcess, service_env, stop_all
+
+pytestmark = pytest.mark.slow
+
+AUTH_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "auth.conf"
+PASSWORDS = {service: f"{service}-secret-{os.getpid()}" for service in ("gateway", "processor", "logsink")}
+
+TASKS = '''
+from jobline.processor import JobContext, task
+
+@task("copy-upload", description="Reads an upload, stores it back as an artifact.")
+async def copy_upload(ctx: JobContext) -> dict:
+    ctx.step("Copy")
+    path = await ctx.fetch_upload(ctx.params["upload"])
+    ctx.log(f"read {path.stat().st_size} bytes")
+    ctx.progress(1, 1)
+    await ctx.artifact("copy.txt", path, "text/plain")
+    return {"bytes": path.stat().st_size}
+'''
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    env = dict(os.environ, **{f"JOBLINE_{s.upper()}_NATS_PASSWORD": p for s, p in PASSWORDS.items()})
+    server = start_nats_server(tmp_path / "store", extra_args=["-c", str(AUTH_CONF)], env=env,
+                               log_file=tmp_path / "nats.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Violations:
+    """A client that records the server's permission errors (they arrive asynchronously)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    async def record(self, exc: Exception) -> None:
+        self.errors.append(str(exc))
+
+
+@pytest.fixture
+async def as_user(secured_nats: EmbeddedNats) -> AsyncIterator[object]:
+    clients: list[Client] = []
+
+    async def connect(user: str) -> tuple[Client, Violations]:
+        violations = Violations()
+        nc = await nats.connect(secured_nats.url, user=user, password=PASSWORDS[user], error_cb=violations.record,
+                                connect_timeout=5, allow_reconnect=False)
+        clients.append(nc)
+        return nc, violations
+
+    try:
+        yield connect
+    finally:
+        for nc in clients:
+            await nc.close()
+
+
+async def test_each_service_as_its_own_user_runs_the_whole_system(
+    secured_nats: EmbeddedNats, as_user, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    (tmp_path / "permtasks.py").write_text(TASKS)
+    names = Names()  # the config is written for the default namespace
+    services: list[ServiceProcess] = []
+    for service in ("logsink", "processor", "gateway"):
+        env = service_env(secured_nats.url, names, tmp_path / "data", JOBLINE_PORT="0", NATS_USER=service,
+                          NATS_PASSWORD=PASSWORDS[service], JOBLINE_TASK_MODULES="permtasks", PYTHONPATH=str(tmp_path))
+        services.append(await ServiceProcess.service(service, env))
+    try:
+        await services[0].wait_for_line(r"logsink consuming")
+        await services[1].wait_for_line(r"processing .*copy-upload")
+        url = (await services[2].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        admin, _ = await as_user("gateway")  # reading needs no more than the gateway has
+        js = admin.jetstream()
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+            demo = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.1, "ticks_per_step": 2}},
+                                      headers={"Idempotency-Key": "k1"})).json()["id"]
+            again = (await client.post("/api/jobs", json={"type": "demo"}, headers={"Idempotency-Key": "k1"})).json()["id"]
+            assert again == demo
+            assert outcome(await read_sse(client, f"/api/jobs/{demo}/events")) == "completed"
+            check_timeline(await read_timeline(js, names, demo))
+            upload = (await client.post("/api/uploads", params={"filename": "in.txt"}, content=b"hello " * 1000)).json()
+            copy = (await client.post("/api/jobs", json={"type": "copy-upload", "params": {"upload": upload["id"]}})).json()["id"]
+            assert outcome(await read_sse(client, f"/api/jobs/{copy}/events")) == "completed"
+            artifact = await client.get(f"/api/jobs/{copy}/artifacts/copy.txt")
+            assert artifact.status_code == 200 and artifact.content == b"hello " * 1000
+            slow = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 5}})).json()["id"]
+            assert (await client.post(f"/api/jobs/{slow}/cancel")).status_code == 202
+            assert outcome(await read_sse(client, f"/api/jobs/{slow}/events")) == "cancelled"
+            logs = (await client.get(f"/api/jobs/{demo}/logs")).json()["rows"]
+            assert [row["message"] for row in logs][:1] == ["Upload: started"]
+            assert (await client.get("/readyz")).status_code == 200
+        for service in services:
+            denied = [line for line in service.lines if "ermission" in line]
+            assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)
+        before = (await js.stream_info(names.jobs_stream)).state.messages
+
+        # What each service must not do.
+        processor, violations = await as_user("processor")
+        pjs = processor.jetstream(timeout=1)
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await pjs.publish(names.job_created("forged", "demo"), b"{}", timeout=1)  # forge a job
+        with pytest.raises(NatsTimeoutError):
+            await pjs.purge_stream(names.jobs_stream)
+        with pytest.raises(NatsTimeoutError):
+            await pjs.delete_stream(names.logs_stream)
+        gateway, gateway_violations = await as_user("gateway")
+        gjs = gateway.jetstream(timeout=1)
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await gjs.publish(names.job_event("forged", "progress"), b"{}", timeout=1)  # fake progress
+        with pytest.raises(NatsTimeoutError):
+            await gjs.delete_stream(names.jobs_stream)
+        with pytest.raises(NatsTimeoutError):
+            await gjs.delete_msg(names.jobs_stream, 1)
+        logsink, logsink_violations = await as_user("logsink")
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await logsink.jetstream(timeout=1).publish(names.job_event("forged", "log"), b"{}", timeout=1)
+        await processor.flush()
+        await gateway.flush()
+        await logsink.flush()
+        def refused(v: Violations) -> set[str]:
+            return {e.split('"')[1] for e in v.errors if "permissions violation" in e.lower() and '"' in e}
+
+        assert refused(violations) == {"jobs.forged.created.demo", "$js.api.stream.purge.jobs", "$js.api.stream.delete.logs"}
+        assert refused(gateway_violations) == {"jobs.forged.progress", "$js.api.stream.delete.jobs", "$js.api.stream.msg.delete.jobs"}
+        assert refused(logsink_violations) == {"jobs.forged.log"}
+        assert (await js.stream_info(names.jobs_stream)).state.messages == before, "something was written or removed"
+        await js.stream_info(names.logs_stream)  # still there
+    finally:
+        await stop_all(services)
