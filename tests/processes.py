@@ -25,7 +25,8 @@ def service_env(nats_url: str, names: Names, data_dir: Path, **extra: str) -> di
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBLINE_", "NATS_"))}
     env.update(NATS_URL=nats_url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data_dir),
                JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", JOBLINE_OPS_PORT="0", JOBLINE_JOBS_MAX_BYTES=str(32 << 20),
-               JOBLINE_LOGS_MAX_BYTES=str(32 << 20), **extra)
+               JOBLINE_LOGS_MAX_BYTES=str(32 << 20))
+    env.update(extra)  # a test's own settings win
     return env
 
 

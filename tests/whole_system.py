@@ -43,10 +43,14 @@ class Watcher:
     job_id: str
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (id, event, data)
     snapshot_seq: int | None = None
+    snapshot_status: str | None = None
     reconnects: int = 0
+    outages: list[float] = field(default_factory=list)  # seconds from losing the stream to having it back
 
     async def follow(self, client: httpx.AsyncClient, timeout: float = 90.0) -> None:
         path = f"/api/jobs/{self.job_id}/events"
+        loop = asyncio.get_running_loop()
+        lost_at: float | None = None
         async with asyncio.timeout(timeout):
             while True:
                 headers = {"Last-Event-ID": str(self.last_id)} if self.last_id else {}
@@ -55,6 +59,9 @@ class Watcher:
                         if source.response.status_code == 204:
                             return  # resumed after the end: nothing more to say
                         source.response.raise_for_status()
+                        if lost_at is not None:
+                            self.outages.append(loop.time() - lost_at)
+                            lost_at = None
                         async for sse in source.aiter_sse():
                             if not sse.data:
                                 continue  # heartbeats and retry-only blocks (browsers dispatch nothing)
@@ -62,6 +69,7 @@ class Watcher:
                             if sse.event == "snapshot":
                                 if self.snapshot_seq is None:
                                     self.snapshot_seq = int(sse.id)
+                                    self.snapshot_status = data["job"]["status"]
                                 if data["job"]["status"] in TERMINAL_KINDS and not self.events:
                                     return
                                 continue
@@ -70,8 +78,14 @@ class Watcher:
                                 return
                 except (httpx.TransportError, httpx.HTTPStatusError):
                     pass
+                if lost_at is None:
+                    lost_at = loop.time()
                 self.reconnects += 1
                 await asyncio.sleep(0.2)  # an EventSource's retry delay
+
+    @property
+    def running(self) -> bool:
+        return self.snapshot_status == "running" or any(kind == "started" for _, kind, _ in self.events)
 
     @property
     def last_id(self) -> int:
