@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: run test test-fast bench chromium clean help
+.PHONY: run test test-fast bench system-packages clean help
 
 help:
 	@echo "make run    - start everything (embedded NATS, gateway, processor, logsink, web UI)"
@@ -28,22 +28,30 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced
 	$(VENV)/bin/jobline up
 
-# The browser tests drive Debian's chromium (Playwright cannot download a browser here).
-chromium:
-	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; \
+# Debian packages the tests need: chromium for the browser tests (Playwright cannot download a
+# browser here) and redis-server for the benchmark's Celery peer (its smoke run is a test).
+DEBIAN_PACKAGES := chromium redis-server
+system-packages:
+	@missing=""; \
+	for pkg in $(DEBIAN_PACKAGES); do \
+	  command -v $$pkg >/dev/null 2>&1 || [ -x /usr/bin/$$pkg ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing >/dev/null; fi; \
 	fi
 
-test: $(VENV)/.synced chromium
+test: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced
 	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.synced
+bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.streams
+	$(VENV)/bin/python -m bench.flood
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

@@ -5,7 +5,8 @@
 
 Systems: `raw` is the ceiling (raw nats-py: publish created → durable pull consumer → completed
 event + ack → a watcher counts); `jobline` is the same noop jobs through POST /api/jobs on the real
-gateway, processor and logsink processes, timed from the POST to the job's terminal event.
+gateway, processor and logsink processes, timed from the POST to the job's terminal event; the
+peer is Celery 5 with Redis (broker and result backend), with task events off and on (`-E`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from jobline.contract.events import job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import start_nats_server
 
+from .celery_peer import bench_celery, redis_server
 from .http_client import Connection
 
 RESULTS = Path(__file__).parent / "results"
+DOCS_PLOT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.png"
 
 
 @dataclass
@@ -215,18 +218,32 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+CELERY = "celery + redis"
+CELERY_EVENTS = "celery + redis, events on (-E)"
+
+
+async def celery_result(redis_url: str, n: int, rate: float | None, events: bool) -> Result:
+    started, ended = await bench_celery(redis_url, n, rate, events)
+    return summarise(CELERY_EVENTS if events else CELERY, "burst" if rate is None else f"paced {rate:g}/s",
+                     started, ended)
+
+
 async def main(args: argparse.Namespace) -> list[Result]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, redis_server() as redis_url:
         server = start_nats_server(Path(tmp) / "nats")
         nc = await nats.connect(server.url)
         results: list[Result] = []
         try:
             for rnd in range(args.rounds):
-                # Side by side, alternating, so drift on a noisy machine hits both alike.
+                # Side by side, alternating, so drift on a noisy machine hits every system alike.
                 results.append(await bench_raw(nc, server.url, args.jobs, args.concurrency, None, f"r{rnd}b"))
                 results.append(await bench_jobline(nc, server.url, args.jobs, args.concurrency, None, Path(tmp), f"j{rnd}b"))
+                results.append(await celery_result(redis_url, args.jobs, None, events=False))
+                results.append(await celery_result(redis_url, args.jobs, None, events=True))
             results.append(await bench_raw(nc, server.url, args.paced_jobs, args.concurrency, args.rate, "rp"))
             results.append(await bench_jobline(nc, server.url, args.paced_jobs, args.concurrency, args.rate, Path(tmp), "jp"))
+            results.append(await celery_result(redis_url, args.paced_jobs, args.rate, events=False))
+            results.append(await celery_result(redis_url, args.paced_jobs, args.rate, events=True))
         finally:
             await nc.close()
             server.stop()
@@ -253,17 +270,27 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="submissions per second in the paced run")
     parser.add_argument("--paced-jobs", type=int, default=1000, help="jobs in the paced run")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the suite works")
+    parser.add_argument("--plot", help=f"where to write the PNG plot (default: {DOCS_PLOT.name} in docs/, none with --smoke)")
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.rounds, args.paced_jobs, args.rate = 50, 1, 20, 200.0
     results = medians(asyncio.run(main(args)))
-    raw_burst = next(r for r in results if r.system.startswith("raw") and r.mode == "burst")
-    jl_burst = next(r for r in results if r.system.startswith("jobline") and r.mode == "burst")
+
+    def pick(system: str, burst: bool) -> Result:
+        return next(r for r in results if r.system.startswith(system) and (r.mode == "burst") == burst)
+
+    raw_burst, jl_burst, celery_burst = pick("raw", True), pick("jobline", True), pick(CELERY, True)
+    raw_paced, jl_paced = pick("raw", False), pick("jobline", False)
     print(table(results))
     print(f"\njobline / raw throughput: {jl_burst.jobs_per_s / raw_burst.jobs_per_s:.0%}")
-    raw_paced = next(r for r in results if r.system.startswith("raw") and r.mode != "burst")
-    jl_paced = next(r for r in results if r.system.startswith("jobline") and r.mode != "burst")
+    print(f"jobline / celery throughput: {jl_burst.jobs_per_s / celery_burst.jobs_per_s:.1f}x")
     print(f"jobline / raw paced p50 latency: {jl_paced.p50_ms / raw_paced.p50_ms:.1f}x")
+    plot_path = Path(args.plot) if args.plot else (None if args.smoke else DOCS_PLOT)
+    if plot_path is not None:
+        from .plot import plot
+
+        plot(results, plot_path)
+        print(f"plot written to {plot_path}")
     if not args.smoke:
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"

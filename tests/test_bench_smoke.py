@@ -12,13 +12,24 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_benchmark_runs_end_to_end() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench.run", "--smoke"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=180)
+def test_the_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    plot = tmp_path / "plot.png"
+    result = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--plot", str(plot)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| raw nats-py | burst | 50 |" in result.stdout
     assert "| jobline (HTTP → processor) | burst | 50 |" in result.stdout
-    assert "jobline / raw throughput:" in result.stdout
+    assert "| celery + redis | burst | 50 |" in result.stdout
+    assert "| celery + redis, events on (-E) | burst | 50 |" in result.stdout
+    assert "jobline / raw throughput:" in result.stdout and "jobline / celery throughput:" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_flood_benchmark_runs_end_to_end() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.flood", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "'report': True" in result.stdout and "of a core" in result.stdout
 
 
 def test_the_stream_benchmarks_run_end_to_end() -> None:
