@@ -52,6 +52,7 @@ bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.run
 	$(VENV)/bin/python -m bench.streams
 	$(VENV)/bin/python -m bench.flood
+	$(VENV)/bin/python -m bench.http_ceiling
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

@@ -63,7 +63,7 @@ async def main(args: argparse.Namespace) -> None:
         names = Names("flood")
         await ensure_streams(js, names, RetentionSettings())
         env = dict(os.environ, NATS_URL=server.url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=tmp,
-                   JOBLINE_TASK_MODULES="bench.flood_tasks", JOBLINE_PROCESSOR_TYPES="bench-flood",
+                   JOBLINE_TASK_MODULES="bench.tasks", JOBLINE_PROCESSOR_TYPES="bench-flood",
                    JOBLINE_OPS_PORT="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         processor = await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")
         try:

@@ -14,16 +14,20 @@ if TYPE_CHECKING:
     from .run import Result
 
 
+def wrap(system: str) -> str:
+    return system.replace(" (", "\n(").replace(", ", ",\n").replace(" + 1 ", "\n+ 1 ").replace(" + progress", "\n+ progress")
+
+
 def plot(results: list[Result], path: Path) -> None:
     burst = [r for r in results if r.mode == "burst"]
     paced = [r for r in results if r.mode != "burst"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = [r.system.replace(" (", "\n(").replace(", ", ",\n") for r in burst]
-    bars = left.bar(names, [r.jobs_per_s for r in burst], color=["#888", "#2a7", "#c55", "#e99"][:len(burst)])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    names = [wrap(r.system) for r in burst]
+    bars = left.bar(names, [r.jobs_per_s for r in burst], color=["#888", "#2a7", "#7c9", "#c55", "#e99", "#aaa"][:len(burst)])
     left.bar_label(bars, fmt="{:,.0f}")
     left.set_title(f"Burst throughput, noop jobs (N={burst[0].jobs if burst else 0}, median)")
     left.set_ylabel("jobs / s")
-    names = [r.system.replace(" (", "\n(").replace(", ", ",\n") for r in paced]
+    names = [wrap(r.system) for r in paced]
     x = range(len(paced))
     width = 0.38
     p50 = right.bar([i - width / 2 for i in x], [r.p50_ms for r in paced], width, label="p50", color="#2a7")

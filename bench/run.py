@@ -147,14 +147,38 @@ async def bench_raw(nc: Client, url: str, n: int, concurrency: int, rate: float 
     return summarise("raw nats-py", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
 
 
-async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: float | None, data: Path, tag: str) -> Result:
+JOBLINE = "jobline (HTTP → processor)"
+JOBLINE_WATCHED = "jobline + progress + 1 SSE watcher per job"
+
+
+async def watch_until_end(host: str, port: int, job_id: str) -> float:
+    """A raw SSE client on the job's stream; when it saw the job's end (perf_counter)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET /api/jobs/{job_id}/events HTTP/1.1\r\nHost: {host}\r\n"
+                     "Accept: text/event-stream\r\n\r\n".encode())
+        async for line in reader:
+            if line.startswith(b"event: completed") or (line.startswith(b'data: {"job"')
+                                                       and b'"status":"completed"' in line):
+                return time.perf_counter()  # the end, live or (already over) in the snapshot
+        raise RuntimeError(f"the stream of {job_id} closed before its end")
+    finally:
+        writer.close()
+
+
+async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: float | None, data: Path, tag: str,
+                        watched: bool = False) -> Result:
+    """noop jobs timed POST → terminal event; `watched`: jobs that also report progress, each
+    followed by its own SSE client from its submission to its end (the end as that client sees it)."""
     names = Names(f"b{tag}")
     env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data / tag),
-               JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+               JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", JOBLINE_TASK_MODULES="bench.tasks",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
              await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
     gateway, base = await start_gateway(env)
     procs.append(gateway)
+    host, port = base.removeprefix("http://").split(":")
     started: dict[str, float] = {}
     ended: dict[str, float] = {}
     done = asyncio.Event()
@@ -164,30 +188,38 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
         if len(ended) == n:
             done.set()
 
-    sub = await nc.subscribe(names.all_job_ends, cb=on_end)
+    sub = None if watched else await nc.subscribe(names.all_job_ends, cb=on_end)
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(concurrency):
         pool.put_nowait(await Connection.open(base))
+    body = b'{"type":"bench-progress"}' if watched else b'{"type":"noop"}'
 
     async def submit(i: int) -> str:
         connection = await pool.get()
         try:
-            status, body = await connection.post_json("/api/jobs", b'{"type":"noop"}')
+            status, answer = await connection.post_json("/api/jobs", body)
         finally:
             pool.put_nowait(connection)
         if status != 202:
-            raise RuntimeError(f"POST /api/jobs answered {status}: {body[:200]!r}")
-        return str(json.loads(body)["id"])
+            raise RuntimeError(f"POST /api/jobs answered {status}: {answer[:200]!r}")
+        job_id = str(json.loads(answer)["id"])
+        if watched:
+            ended[job_id] = await watch_until_end(host, int(port), job_id)
+            if len(ended) == n:
+                done.set()
+        return job_id
 
     try:
         await run_load(submit, n, concurrency, rate, started, done)
     finally:
-        await sub.unsubscribe()
+        if sub is not None:
+            await sub.unsubscribe()
         while not pool.empty():
             await pool.get_nowait().close()
         for process in procs:
             await stop(process)
-    return summarise("jobline (HTTP → processor)", "burst" if rate is None else f"paced {rate:g}/s", started, ended)
+    return summarise(JOBLINE_WATCHED if watched else JOBLINE, "burst" if rate is None else f"paced {rate:g}/s",
+                     started, ended)
 
 
 async def start_gateway(env: dict[str, str], timeout: float = 60.0) -> tuple[asyncio.subprocess.Process, str]:
@@ -238,10 +270,14 @@ async def main(args: argparse.Namespace) -> list[Result]:
                 # Side by side, alternating, so drift on a noisy machine hits every system alike.
                 results.append(await bench_raw(nc, server.url, args.jobs, args.concurrency, None, f"r{rnd}b"))
                 results.append(await bench_jobline(nc, server.url, args.jobs, args.concurrency, None, Path(tmp), f"j{rnd}b"))
+                results.append(await bench_jobline(nc, server.url, args.jobs, args.concurrency, None, Path(tmp), f"w{rnd}b",
+                                                   watched=True))
                 results.append(await celery_result(redis_url, args.jobs, None, events=False))
                 results.append(await celery_result(redis_url, args.jobs, None, events=True))
             results.append(await bench_raw(nc, server.url, args.paced_jobs, args.concurrency, args.rate, "rp"))
             results.append(await bench_jobline(nc, server.url, args.paced_jobs, args.concurrency, args.rate, Path(tmp), "jp"))
+            results.append(await bench_jobline(nc, server.url, args.paced_jobs, args.concurrency, args.rate, Path(tmp), "wp",
+                                               watched=True))
             results.append(await celery_result(redis_url, args.paced_jobs, args.rate, events=False))
             results.append(await celery_result(redis_url, args.paced_jobs, args.rate, events=True))
         finally:
@@ -279,8 +315,8 @@ def cli() -> None:
     def pick(system: str, burst: bool) -> Result:
         return next(r for r in results if r.system.startswith(system) and (r.mode == "burst") == burst)
 
-    raw_burst, jl_burst, celery_burst = pick("raw", True), pick("jobline", True), pick(CELERY, True)
-    raw_paced, jl_paced = pick("raw", False), pick("jobline", False)
+    raw_burst, jl_burst, celery_burst = pick("raw", True), pick(JOBLINE, True), pick(CELERY, True)
+    raw_paced, jl_paced = pick("raw", False), pick(JOBLINE, False)
     print(table(results))
     print(f"\njobline / raw throughput: {jl_burst.jobs_per_s / raw_burst.jobs_per_s:.0%}")
     print(f"jobline / celery throughput: {jl_burst.jobs_per_s / celery_burst.jobs_per_s:.1f}x")

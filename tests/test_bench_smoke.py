@@ -19,6 +19,7 @@ def test_the_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| raw nats-py | burst | 50 |" in result.stdout
     assert "| jobline (HTTP → processor) | burst | 50 |" in result.stdout
+    assert "| jobline + progress + 1 SSE watcher per job | burst | 50 |" in result.stdout
     assert "| celery + redis | burst | 50 |" in result.stdout
     assert "| celery + redis, events on (-E) | burst | 50 |" in result.stdout
     assert "jobline / raw throughput:" in result.stdout and "jobline / celery throughput:" in result.stdout
@@ -39,3 +40,10 @@ def test_the_stream_benchmarks_run_end_to_end() -> None:
     lines = result.stdout.strip().splitlines()
     assert "'clients': 20" in lines[0] and "'deliveries': 60" in lines[0]
     assert "sse_events_per_s" in lines[1] and "startup_s" in lines[2]
+
+
+def test_the_http_ceiling_benchmark_runs_end_to_end() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.http_ceiling", "--requests", "300", "--concurrency", "8"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "bare_litestar_post_per_s" in result.stdout

@@ -1,4 +1,4 @@
-"""Job types for the flood benchmark (loaded by the processor with JOBLINE_TASK_MODULES)."""
+"""Job types for the benchmarks (loaded by the processor with JOBLINE_TASK_MODULES=bench.tasks)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,8 @@ async def flood(ctx: JobContext) -> dict[str, int]:
                 ctx.progress(min(calls, total), total)
         await asyncio.sleep(0.01)
     return {"calls": calls}
+
+
+@task("bench-progress", description="Completes at once after one progress report: a job's full event set.")
+async def progress_once(ctx: JobContext) -> None:
+    ctx.progress(1, 1)
