@@ -29,8 +29,9 @@ run: $(VENV)/.synced
 	$(VENV)/bin/jobline up
 
 # Debian packages the tests need: chromium for the browser tests (Playwright cannot download a
-# browser here) and redis-server for the benchmark's Celery peer (its smoke run is a test).
-DEBIAN_PACKAGES := chromium redis-server
+# browser here), redis-server for the benchmark's Celery peer (its smoke run is a test) and openssl
+# to make the TLS test's certificate.
+DEBIAN_PACKAGES := chromium redis-server openssl
 system-packages:
 	@missing=""; \
 	for pkg in $(DEBIAN_PACKAGES); do \

@@ -330,7 +330,8 @@ class Worker:
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         handler = asyncio.create_task(self._call(spec, ctx))
         running = self._jobs[job_id] = RunningJob(ctx=ctx, handler=handler)
-        if self._unclaimed_cancels.pop(job_id, 0) is None:  # requested while we were starting it
+        if job_id in self._unclaimed_cancels:  # requested while we were starting it
+            del self._unclaimed_cancels[job_id]
             self._stop_for_cancel(running, job_id)
         self._metrics.running.inc()
         began = time.monotonic()

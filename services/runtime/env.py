@@ -53,7 +53,7 @@ def nats_servers() -> list[str]:
 @dataclass(frozen=True)
 class NatsCredentials:
     """How a service proves who it is to NATS (each service its own user in a secured deployment;
-    deploy/nats/nats.conf) and which CA it trusts for `tls://` servers."""
+    deploy/nats/auth.conf) and which CA it trusts for `tls://` servers."""
 
     user: str | None = None
     password: str | None = None
