@@ -83,3 +83,27 @@ async def test_job_log_lines_reach_the_log_stream(js: JetStreamContext, names: N
 
     await eventually(both_in_log_stream, what="the sourced job log line")
     assert (await js.stream_info(names.jobs_stream)).state.messages == 1
+
+
+async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamContext, names: Names) -> None:
+    from nats.aio.msg import Msg
+
+    from jobline.runtime.consuming import stream_position
+
+    await ensure_streams(js, names, TEST_RETENTION)
+    for i in range(3):
+        await js.publish(names.job_event("pos", "log"), b"{}")
+    sub = await js.subscribe(names.job_timeline("pos"), stream=names.jobs_stream, ordered_consumer=True)
+    try:
+        for _ in range(3):
+            msg = await sub.next_msg(timeout=5)
+            meta = msg.metadata
+            assert meta.timestamp is not None
+            seq, ts, pending = stream_position(msg)
+            assert (seq, pending) == (meta.sequence.stream, meta.num_pending)
+            assert ts == pytest.approx(meta.timestamp.timestamp(), abs=1e-6)  # datetime keeps only µs
+        v2 = Msg(_client=None, subject="x", reply="$JS.ACK.hub.ACCHASH.JOBS.c.1.42.7.1700000000123456789.5.rnd")  # type: ignore[arg-type]
+        assert stream_position(v2) == (42, 1700000000.123456789, 5)
+        assert v2.metadata.sequence.stream == 42 and v2.metadata.num_pending == 5
+    finally:
+        await sub.unsubscribe()

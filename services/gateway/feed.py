@@ -23,6 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import TERMINAL_KINDS, job_event_decoder, kind_of
 from jobline.contract.names import Names
+from jobline.runtime.consuming import stream_position
 from jobline.runtime.pull import CreditedPull
 
 from .hub import Hub
@@ -122,7 +123,7 @@ class JobFeed:
                 await asyncio.sleep(0.25)  # paces the retries while NATS is unreachable
 
     def _on_message(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        seq = stream_position(msg)[0]
         if seq <= self._read_model.last_seq:
             return  # already applied (a consumer re-created a moment too early)
         try:

@@ -1,4 +1,4 @@
-"""Pull-consumer helpers shared by the processor and the logsink."""
+"""Consumer helpers shared by the services: reading a delivery's position, fetching until stopped."""
 
 from __future__ import annotations
 
@@ -21,3 +21,17 @@ async def fetch_or_stop(psub: JetStreamContext.PullSubscription, batch: int, sto
     except (asyncio.CancelledError, Exception):
         pass
     return []
+
+
+def stream_position(msg: Msg) -> tuple[int, float, int]:
+    """(stream sequence, stored-at in unix seconds, messages pending) of a consumer's delivery, read
+    straight from its ack subject: nats-py's `msg.metadata` costs ~11 µs a message, a tenth of a
+    replay's budget. `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`, or
+    with `<domain>.<account hash>` after `$JS.ACK` and a random token at the end (the v2 form)."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[7]) / 1e9, int(tokens[8])
+    if len(tokens) >= 11:
+        return int(tokens[7]), int(tokens[9]) / 1e9, int(tokens[10])
+    meta = msg.metadata  # any other form: let nats-py work it out
+    return meta.sequence.stream, meta.timestamp.timestamp() if meta.timestamp else 0.0, meta.num_pending or 0
