@@ -134,11 +134,16 @@ async def replay(js: JetStreamContext, names: Names, host: str, port: int, event
     began = time.perf_counter()
     writer.write(f"GET /api/jobs/{job_id}/events?replay=1000 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     count = 0
-    async for line in reader:
-        if line.startswith(b"event: "):
-            count += 1
-            if line.startswith(b"event: replay_end"):
-                break
+    tail = b""
+    while True:  # counted per chunk, not per line: the client's own reading should not be the bound
+        chunk = await reader.read(1 << 20)
+        if not chunk:
+            break
+        data = tail + chunk
+        count += data.count(b"\nevent: ") - tail.count(b"\nevent: ")
+        if b"event: replay_end" in data:
+            break
+        tail = data[-32:]
     sse_s = time.perf_counter() - began
     writer.close()
     import httpx
