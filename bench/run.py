@@ -292,9 +292,9 @@ def medians(results: list[Result]) -> list[Result]:
         by_key.setdefault((r.system, r.mode), []).append(r)
     out = []
     for (system, mode), rs in by_key.items():
-        out.append(Result(system, mode, rs[0].jobs, statistics.median(r.seconds for r in rs),
-                          statistics.median(r.jobs_per_s for r in rs), statistics.median(r.p50_ms for r in rs),
-                          statistics.median(r.p99_ms for r in rs)))
+        out.append(Result(system, mode, rs[0].jobs, round(statistics.median(r.seconds for r in rs), 3),
+                          round(statistics.median(r.jobs_per_s for r in rs), 1),
+                          round(statistics.median(r.p50_ms for r in rs), 2), round(statistics.median(r.p99_ms for r in rs), 2)))
     return out
 
 
