@@ -211,7 +211,7 @@ async def test_logsink_down_for_a_minute_and_killed_between_write_and_ack_stores
                                       for _ in range(5)))
 
         async def some_stored() -> bool:
-            return len(await stored_log_lines(client, jobs[0])) >= 100
+            return len(await stored_log_lines(client, jobs[0]) or []) >= 100
 
         await eventually(some_stored, timeout=30, what="the first lines stored")
         sink = system.processes.pop("logsink")

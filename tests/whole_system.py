@@ -114,8 +114,12 @@ async def check_job(js: JetStreamContext, names: Names, client: httpx.AsyncClien
     return timeline
 
 
-async def stored_log_lines(client: httpx.AsyncClient, job_id: str) -> list[tuple[int | None, str]]:
+async def stored_log_lines(client: httpx.AsyncClient, job_id: str) -> list[tuple[int | None, str]] | None:
+    """The logsink's rows for the job; None while the logsink is unreachable (a clear 503, e.g.
+    while a restarted NATS node's routes come back): callers wait for the rows with a bound."""
     response = await client.get(f"/api/jobs/{job_id}/logs", params={"limit": 5000})
+    if response.status_code == 503:
+        return None
     assert response.status_code == 200, response.text
     rows = response.json()["rows"]
     return [(row.get("job_seq"), row["message"]) for row in rows]

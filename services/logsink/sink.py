@@ -83,8 +83,10 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
                 msgs = await fetch_or_stop(psub, settings.batch_size, stop_wait)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-                log.warning("fetch failed (%s); retrying", type(exc).__name__)
+            except nats.errors.Error as exc:
+                # Reconnecting, or JetStream answering 503 while the consumer's leader is elected
+                # (a cluster node failed): both pass. Crashing here stopped the logsink for good.
+                log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.wait({stop_wait}, timeout=0.5)
                 continue
             if not msgs:
@@ -95,7 +97,10 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
                 written += new
                 if metrics is not None:
                     metrics.rows.inc(new)
-            await msgs[-1].ack_sync()
+            try:
+                await msgs[-1].ack_sync()
+            except nats.errors.Error as exc:  # not acked: redelivered later, and rows are keyed by sequence
+                log.warning("ack failed (%s); the batch will be redelivered and skipped", type(exc).__name__)
     finally:
         stop_wait.cancel()
         with contextlib.suppress(Exception):
