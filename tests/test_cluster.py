@@ -96,7 +96,12 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
                 async def all_lines_stored(job_id: str = watcher.job_id, want: list = log_lines_of(timeline)) -> bool:
                     return await stored_log_lines(clients[0], job_id) == want
 
-                await eventually(all_lines_stored, timeout=30, what=f"the log lines of {watcher.job_id}")
+                try:
+                    await eventually(all_lines_stored, timeout=30, what=f"the log lines of {watcher.job_id}")
+                except AssertionError as exc:  # say what was stored, and what the logsink was doing
+                    stored = await stored_log_lines(clients[0], watcher.job_id)
+                    raise AssertionError(f"{exc}: stored {stored}, expected {log_lines_of(timeline)}; "
+                                         f"killed {leader}; logsink:\n{services[0].output()}") from None
 
             async def replicas_current() -> bool:
                 info = await js.stream_info(names.jobs_stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -11,6 +12,7 @@ from nats.js.kv import KeyValue
 
 from jobline.contract.events import encoder
 from jobline.contract.names import Names
+from jobline.runtime.publishing import publish_reliably
 
 from .registry import Registry
 
@@ -27,9 +29,12 @@ async def types_bucket(js: JetStreamContext, names: Names, replicas: int) -> Key
 
 
 async def advertise(js: JetStreamContext, names: Names, registry: Registry, served: list[str], replicas: int) -> None:
-    kv = await types_bucket(js, names, replicas)
+    await types_bucket(js, names, replicas)
     for name in served:
         spec = registry.get(name)
         assert spec is not None
-        await kv.put(name, encoder.encode(spec.info()))
+        # A KV put is a publish to `$KV.<bucket>.<key>`; published with retries because a bucket
+        # just created on a cluster may still be electing its leader ("no responders").
+        await publish_reliably(js, f"$KV.{names.types_bucket}.{name}", encoder.encode(spec.info()),
+                               msg_id=f"type:{name}:{uuid.uuid4().hex}")
     log.info("advertised job types: %s", ", ".join(served))
