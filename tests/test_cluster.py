@@ -97,11 +97,15 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
                     return await stored_log_lines(clients[0], job_id) == want
 
                 try:
-                    await eventually(all_lines_stored, timeout=30, what=f"the log lines of {watcher.job_id}")
+                    # The log stream sources job logs from the job stream; after the leader of the
+                    # latter is killed that source can take a while to resume (seen: > 30 s once).
+                    await eventually(all_lines_stored, timeout=90, what=f"the log lines of {watcher.job_id}")
                 except AssertionError as exc:  # say what was stored, and what the logsink was doing
                     stored = await stored_log_lines(clients[0], watcher.job_id)
+                    logs = await js.stream_info(names.logs_stream)
                     raise AssertionError(f"{exc}: stored {stored}, expected {log_lines_of(timeline)}; "
-                                         f"killed {leader}; logsink:\n{services[0].output()}") from None
+                                         f"killed {leader}; log stream {logs.state} sources {logs.sources}; "
+                                         f"logsink:\n{services[0].output()}") from None
 
             async def replicas_current() -> bool:
                 info = await js.stream_info(names.jobs_stream)
