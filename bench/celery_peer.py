@@ -71,7 +71,12 @@ def celery_worker(redis_url: str, events: bool) -> Iterator[None]:
             break
     else:
         raise RuntimeError("celery worker exited:\n" + b"".join(lines[-30:]).decode(errors="replace"))
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    def drain() -> None:  # keep reading so a full pipe never blocks the worker
+        assert process.stdout is not None
+        for _ in process.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 
 def free_port() -> int:
@@ -110,3 +111,11 @@ async def stop_all(processes: list[ServiceProcess], check: Callable[[str, int], 
             raise code
         if check is not None:
             check(process.name, code)
+
+
+def restart_nats(server: EmbeddedNats, how: signal.Signals) -> EmbeddedNats:
+    """Stop the server with `how` (SIGTERM or SIGKILL) and start it again on the same port and
+    store, so that clients reconnect to the URL they know."""
+    server.process.send_signal(how)
+    server.process.wait(10)
+    return start_nats_server(server.store_dir, port=int(server.url.rsplit(":", 1)[1]))

@@ -22,7 +22,7 @@ from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 from .helpers import outcome, read_sse, wait_for_job_type
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, free_port, service_env, stop_all
+from .processes import ServiceProcess, free_port, restart_nats, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -180,9 +180,7 @@ async def test_sigterm_finishes_short_jobs_and_hands_long_ones_back_at_once(
 async def test_processors_keep_receiving_work_after_a_nats_server_restart(
     names: Names, tmp_path: Path, how: signal.Signals
 ) -> None:
-    port = free_port()
-    store = tmp_path / "store"
-    server = start_nats_server(store, port=port)
+    server = start_nats_server(tmp_path / "store", port=free_port())
     system = System(server.url, names, tmp_path, JOBLINE_ACK_WAIT_S="2")
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
@@ -191,9 +189,7 @@ async def test_processors_keep_receiving_work_after_a_nats_server_restart(
         async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
             before = (await client.post("/api/jobs", json=demo(1, 0.1))).json()["id"]
             assert outcome(await read_sse(client, f"/api/jobs/{before}/events")) == "completed"
-            server.process.send_signal(how)
-            server.process.wait(10)
-            server = start_nats_server(store, port=port)
+            server = restart_nats(server, how)
             await system.processors[0].wait_for_line(r"reconnected to nats", timeout=20)
             await system.others[0].wait_for_line(r"reconnected to nats", timeout=20)
 
