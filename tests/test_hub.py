@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from jobline.gateway.hub import END, FrameQueue, Hub
+from jobline.gateway.sse import HEARTBEAT
 
 
 async def test_a_lagging_client_gets_the_latest_progress_and_every_other_event_in_order() -> None:
@@ -44,3 +45,38 @@ def test_the_queue_is_bounded() -> None:
     queue.put_nowait(b"b")
     with pytest.raises(asyncio.QueueFull):
         queue.put_nowait(b"c")
+
+
+async def test_a_quiet_listener_gets_a_heartbeat_and_a_busy_one_does_not() -> None:
+    hub = Hub(buffer=10, heartbeat_s=0.2)
+    quiet, busy = hub.subscribe("quiet"), hub.subscribe("busy")
+    hub.start()
+    try:
+        async def keep_busy() -> None:
+            while True:
+                hub.publish("busy", b"step", kind="step_started", job_type="t", status="running", last=False)
+                await asyncio.sleep(0.02)
+
+        feeder = asyncio.create_task(keep_busy())
+        try:
+            assert await asyncio.wait_for(quiet.queue.get(), 2) == HEARTBEAT
+            taken: list[bytes] = []
+            async with asyncio.timeout(2):
+                while len(taken) < 20:
+                    taken += await busy.queue.take()
+            assert HEARTBEAT not in taken
+        finally:
+            feeder.cancel()
+    finally:
+        hub.stop()
+
+
+async def test_listeners_get_only_the_kinds_they_asked_for() -> None:
+    hub = Hub(buffer=10)
+    everything, no_logs, logs_only = hub.subscribe("job"), hub.listen(frozenset({"job"}), logs=False), \
+        hub.subscribe("job", logs_only=True)
+    for kind, last in (("progressed", False), ("logged", False), ("completed", True)):
+        hub.publish("job", kind.encode(), kind=kind, job_type="t", status="running", last=last)
+    assert await everything.queue.take() == [b"progressed", b"logged", b"completed", END]
+    assert await no_logs.queue.take() == [b"progressed", b"completed"]
+    assert await logs_only.queue.take() == [b"logged", b"completed", END]

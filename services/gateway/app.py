@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,10 +18,10 @@ from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
-from . import sse
 from .auth import Auth, auth_middleware
 from .catalogue import Catalogue
 from .core import Core
+from .event_stream import StreamWatchdog
 from .feed import JobFeed
 from .hub import Hub
 from .metrics import GatewayMetrics
@@ -45,18 +46,30 @@ SECURITY_HEADERS = [
 ]
 
 
-def security_headers(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
+def response_middleware(metrics: GatewayMetrics) -> Any:
+    """Security headers on every response, and a count of responses by route and status: one wrapper
+    around `send`, since every frame of a live stream passes through it."""
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            await send(message)
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            status = 500
 
-        await app(scope, receive, send_with_headers)
+            async def send_with_headers(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                await send(message)
+
+            try:
+                await app(scope, receive, send_with_headers)
+            finally:
+                metrics.count_request(scope, status)
+
+        return wrapped
 
     return middleware
 
@@ -84,15 +97,21 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
                                                      settings.retention.replicas)
                 objects = await ObjectStores.open(js, settings.names, settings.retention.replicas)
-                hub = Hub(settings.stream_buffer, on_sent=metrics.events_sent.inc, on_dropped=metrics.slow_clients.inc)
+                hub = Hub(settings.stream_buffer, settings.heartbeat_s, on_dropped=metrics.slow_clients.inc)
+                watchdog = StreamWatchdog(settings.sse_send_timeout_s)
                 core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(), hub=hub, catalogue=catalogue,
-                            idempotency=idempotency, objects=objects, metrics=metrics)
+                            idempotency=idempotency, objects=objects, metrics=metrics, watchdog=watchdog)
                 app.state.core = core
                 app.state.auth = auth
                 feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
                 webhooks = WebhookDispatcher(core) if settings.webhook_secrets else None
+                hub.start()
+                watchdog.start()
                 try:
                     await feed.start(catch_up_timeout=600.0)
+                    # What start-up built (modules, the read model) lives as long as the process:
+                    # keep it out of every later full collection.
+                    gc.freeze()
                     if webhooks is not None:
                         await webhooks.start()
                     core.ready = True
@@ -103,6 +122,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
                         await webhooks.stop()
                     await feed.stop()
                     await catalogue.stop()
+                    watchdog.stop()
+                    hub.stop()
         finally:
             await close_connection(nc)
 
@@ -116,7 +137,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[security_headers, metrics.middleware, auth_middleware(auth), sse.send_timeout(settings.sse_send_timeout_s)],
+        middleware=[response_middleware(metrics), auth_middleware(auth)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
                                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
                                expose_headers=["Location", "ETag"]) if settings.cors_origins else None,

@@ -25,7 +25,8 @@ from jobline.runtime.publishing import publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
-from .hub import Hub, live_frames
+from .event_stream import StreamWatchdog
+from .hub import Hub, Listener
 from .idempotency import MAX_KEY_LENGTH, claim
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
@@ -51,6 +52,7 @@ class Core:
     idempotency: KeyValue
     objects: ObjectStores
     metrics: GatewayMetrics
+    watchdog: StreamWatchdog
     ready: bool = False
 
 
@@ -189,7 +191,8 @@ async def wait_for_change(core: Core, state: JobState, timeout: float) -> None:
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await listener.queue.get()
+                while await listener.queue.get() is sse.HEARTBEAT:
+                    pass
     finally:
         core.hub.unsubscribe(listener)
 
@@ -228,7 +231,7 @@ class _Kind(msgspec.Struct):
 _kind_decoder = msgspec.json.Decoder(_Kind)
 
 
-async def job_events(core: Core, state: JobState, cursor: str | None = None) -> AsyncIterator[bytes]:
+async def job_events(core: Core, state: JobState, cursor: str | None = None) -> AsyncIterator[bytes | Listener]:
     """The job's live event stream.
 
     Without a cursor: a `snapshot` (the state and its recent log lines), then every later event.
@@ -264,8 +267,7 @@ async def job_events(core: Core, state: JobState, cursor: str | None = None) -> 
                     return
         if listener is None:
             return
-        async for chunk in live_frames(listener, settings.heartbeat_s, sse.HEARTBEAT):
-            yield chunk
+        yield listener  # then live
     finally:
         if listener is not None:
             core.hub.unsubscribe(listener)

@@ -1,11 +1,14 @@
 """Fan-out of live job events to stream clients: one NATS feed, one frame per event, many queues.
 
 Two kinds of listeners:
-- job listeners follow a set of jobs and get every applied event of them (log lines included);
-  a single-job listener's stream ends after the job's terminal event;
+- job listeners follow a set of jobs and get the applied events of them they want (log lines
+  included unless they say not); a single-job listener's stream ends after the job's terminal event;
 - wide listeners (dashboards, the firehose) get the events of every job matching a filter, without
   log lines, with progress coalesced to a few updates per second per job (latest value wins, and a
   pending progress update always goes out before the job's next event).
+
+Filtering happens here, where the event's kind is known, so a client's writer only ever wakes for
+frames it sends; heartbeats come from one sweep over every listener, not a timer per client.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+from .sse import HEARTBEAT
 
 END = b""  # queued after a single job's terminal frame, or when a client is dropped
 WIDE_PROGRESS_INTERVAL_S = 0.25
@@ -39,7 +44,14 @@ class FrameQueue:
     def __init__(self, limit: int):
         self._items: deque[tuple[bytes, bool]] = deque()
         self._limit = limit
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # a bare future: asyncio.Event costs more per wake-up
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def put_nowait(self, frame: bytes, progress: bool = False) -> None:
         if progress and len(self._items) >= self._limit // 2 and self._items and self._items[-1][1]:
@@ -48,18 +60,24 @@ class FrameQueue:
         if len(self._items) >= self._limit:
             raise asyncio.QueueFull
         self._items.append((frame, progress))
-        self._ready.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def get_nowait(self) -> bytes:
-        frame, _ = self._items.popleft()
-        if not self._items:
-            self._ready.clear()
-        return frame
+        return self._items.popleft()[0]
 
     async def get(self) -> bytes:
         while not self._items:
-            await self._ready.wait()
+            await self._wait()
         return self.get_nowait()
+
+    async def take(self) -> list[bytes]:
+        """Every frame waiting (at least one): a client that fell behind catches up in one write."""
+        while not self._items:
+            await self._wait()
+        frames = [frame for frame, _ in self._items]
+        self._items.clear()
+        return frames
 
     def empty(self) -> bool:
         return not self._items
@@ -70,57 +88,82 @@ class FrameQueue:
 
 @dataclass(eq=False)
 class Listener:
-    """One client connection: a bounded queue of ready-made frames."""
+    """One client connection: a bounded queue of ready-made frames, and which frames it wants."""
 
     jobs: frozenset[str]
     queue: FrameQueue
     ends_with_job: bool = False  # a single-job stream ends after that job's terminal event
     wide: WideFilter | None = None  # also every other matching job (no logs, coalesced progress)
+    logs: bool = True  # the log lines of the jobs it follows
+    logs_only: bool = False  # only log lines and the terminal event
     dropped: bool = False
+    active: bool = field(default=False, repr=False)  # got a frame since the last heartbeat sweep
+
+    def wants(self, kind: str, last: bool) -> bool:
+        if kind == "logged":
+            return self.logs
+        return last or not self.logs_only
 
 
-def frame_kind(frame: bytes) -> str:
-    """The `event:` of a frame built by sse.frame (`id: …\nevent: <kind>\n…`)."""
-    return frame.split(b"\n", 2)[1].removeprefix(b"event: ").decode()
-
-
-async def live_frames(listener: Listener, heartbeat_s: float, heartbeat: bytes) -> AsyncIterator[bytes]:
-    """The listener's frames as they come, a heartbeat after each quiet `heartbeat_s`, until END."""
-    while True:
-        try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancellation
-            # that a client's disconnect sends, leaving the stream running.
-            async with asyncio.timeout(heartbeat_s):
-                chunk = await listener.queue.get()
-        except TimeoutError:
-            yield heartbeat
+async def frames_of(source: AsyncIterator[bytes | Listener]) -> AsyncIterator[bytes]:
+    """A stream source's frames with the listener it ends on expanded into its live frames
+    (heartbeats included) until END: for consumers other than the SSE writer (the WebSocket)."""
+    async for item in source:
+        if not isinstance(item, Listener):
+            yield item
             continue
-        if chunk is END:
-            return
-        yield chunk
+        while True:
+            for frame in await item.queue.take():
+                if frame is END:
+                    return
+                yield frame
 
 
 class Hub:
-    def __init__(self, buffer: int, on_sent: Callable[[], None] | None = None,
-                 on_dropped: Callable[[], None] | None = None):
+    def __init__(self, buffer: int, heartbeat_s: float = 15.0, on_dropped: Callable[[], None] | None = None):
         self._buffer = buffer
-        self._on_sent = on_sent or (lambda: None)
+        self._heartbeat_s = heartbeat_s
         self._on_dropped = on_dropped or (lambda: None)
         self._by_job: dict[str, set[Listener]] = defaultdict(set)
         self._wide: set[Listener] = set()
+        self._all: set[Listener] = set()
         self._pending_progress: dict[str, tuple[bytes, str, str]] = {}
         self._flush: asyncio.TimerHandle | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self.frames_queued = 0  # read by the metrics endpoint: a counter call per frame costs more than the frame
+
+    # --- heartbeats -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._sweep = asyncio.get_running_loop().call_later(self._heartbeat_s / 2, self._send_heartbeats)
+
+    def stop(self) -> None:
+        for timer in (self._sweep, self._flush):
+            if timer is not None:
+                timer.cancel()
+        self._sweep = self._flush = None
+
+    def _send_heartbeats(self) -> None:
+        # Every half heartbeat_s, a listener that got nothing for the whole interval gets one: no
+        # stream stays quiet longer than heartbeat_s.
+        for listener in self._all:
+            if not listener.active and listener.queue.empty():
+                listener.queue.put_nowait(HEARTBEAT)
+            listener.active = False
+        self.start()
 
     # --- listeners ------------------------------------------------------------------------
-    def subscribe(self, job_id: str) -> Listener:
-        return self.listen(frozenset({job_id}), ends_with_job=True)
+    def subscribe(self, job_id: str, *, logs_only: bool = False) -> Listener:
+        return self.listen(frozenset({job_id}), ends_with_job=True, logs_only=logs_only)
 
-    def listen(self, jobs: frozenset[str], *, ends_with_job: bool = False, wide: WideFilter | None = None) -> Listener:
-        listener = Listener(jobs=jobs, queue=FrameQueue(self._buffer), ends_with_job=ends_with_job, wide=wide)
+    def listen(self, jobs: frozenset[str], *, ends_with_job: bool = False, wide: WideFilter | None = None,
+               logs: bool = True, logs_only: bool = False) -> Listener:
+        listener = Listener(jobs=jobs, queue=FrameQueue(self._buffer), ends_with_job=ends_with_job, wide=wide,
+                            logs=logs, logs_only=logs_only)
         for job_id in jobs:
             self._by_job[job_id].add(listener)
         if wide is not None:
             self._wide.add(listener)
+        self._all.add(listener)
         return listener
 
     def unsubscribe(self, listener: Listener) -> None:
@@ -131,19 +174,21 @@ class Hub:
                 if not listeners:
                     del self._by_job[job_id]
         self._wide.discard(listener)
+        self._all.discard(listener)
 
     def has_listeners(self, job_id: str) -> bool:
         return job_id in self._by_job or bool(self._wide)
 
     @property
     def listener_count(self) -> int:
-        return len({id(x) for s in self._by_job.values() for x in s} | {id(x) for x in self._wide})
+        return len(self._all)
 
     # --- events ---------------------------------------------------------------------------
     def publish(self, job_id: str, frame: bytes, *, kind: str, job_type: str, status: str, last: bool) -> None:
         progress = kind == "progressed"
         for listener in tuple(self._by_job.get(job_id, ())):
-            self._offer(listener, frame, progress)
+            if listener.wants(kind, last):
+                self._offer(listener, frame, progress)
             if last and listener.ends_with_job:
                 self._offer(listener, END)
         if not self._wide or kind == "logged":
@@ -177,7 +222,8 @@ class Hub:
             return
         try:
             listener.queue.put_nowait(frame, progress)
-            self._on_sent()
+            listener.active = True
+            self.frames_queued += 1
         except asyncio.QueueFull:
             self._on_dropped()
             # A client that does not read is cut off (it may reconnect and resume) rather than

@@ -8,11 +8,11 @@ import msgspec
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from jobline.contract.events import TERMINAL_KINDS, LogLineWritten, LogQuery, ServiceLogged, encoder, log_entry_decoder
+from jobline.contract.events import LogLineWritten, LogQuery, ServiceLogged, encoder, log_entry_decoder
 
 from . import sse
 from .core import Core, log_history, parse_cursor
-from .hub import frame_kind, live_frames
+from .hub import Listener
 from .job_state import JobState
 from .problems import Problem
 from .timeline import read_events
@@ -48,10 +48,10 @@ async def _stored_job_lines(core: Core, job_id: str, after_job_seq: int, upto_se
     return lines
 
 
-async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncIterator[bytes]:
+async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncIterator[bytes | Listener]:
     """`event: logged` per line (id = its job stream sequence), history then live, ending with the
     job's terminal event."""
-    listener = None if state.is_terminal else core.hub.subscribe(state.id)
+    listener = None if state.is_terminal else core.hub.subscribe(state.id, logs_only=True)
     seq = core.read_model.last_seq
     try:
         after = parse_cursor(cursor) or 0
@@ -63,9 +63,7 @@ async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> As
             yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
         if listener is None:
             return
-        async for chunk in live_frames(listener, core.settings.heartbeat_s, sse.HEARTBEAT):
-            if chunk is sse.HEARTBEAT or frame_kind(chunk) == "logged" or frame_kind(chunk) in TERMINAL_KINDS:
-                yield chunk
+        yield listener  # then live: its lines and the job's end
     finally:
         if listener is not None:
             core.hub.unsubscribe(listener)

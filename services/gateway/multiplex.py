@@ -13,7 +13,7 @@ from jobline.contract.events import encoder
 
 from . import sse
 from .core import Core, _kind_decoder, parse_cursor
-from .hub import WideFilter, frame_kind, live_frames
+from .hub import Listener, WideFilter
 from .job_state import JobState
 from .timeline import StoredEvent, read_events, recent_log_lines
 
@@ -43,11 +43,11 @@ def _job_of(subject: str, names_prefix: str) -> str:
 
 
 async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None, logs: bool,
-                      cursor: str | None) -> AsyncIterator[bytes]:
+                      cursor: str | None) -> AsyncIterator[bytes | Listener]:
     settings = core.settings
     names = settings.names
     prefix = names.all_job_events[:-1]  # "jobs." or "ns.jobs."
-    listener = core.hub.listen(jobs, wide=wide)
+    listener = core.hub.listen(jobs, wide=wide, logs=logs)
     states, seq = _snapshot(core, jobs, wide)
     states_json = encoder.encode(states)
     log_counts = {s.id: s.log_lines for s in states if s.id in jobs}
@@ -79,8 +79,6 @@ async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None,
                     send = wide is not None and kind != "logged" and state is not None and wide.matches(state.type, state.status)
                 if send:
                     yield sse.frame(kind, stored.data, stored.seq)
-        async for chunk in live_frames(listener, settings.heartbeat_s, sse.HEARTBEAT):
-            if logs or chunk is sse.HEARTBEAT or frame_kind(chunk) != "logged":
-                yield chunk
+        yield listener  # then live
     finally:
         core.hub.unsubscribe(listener)

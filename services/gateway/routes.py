@@ -16,8 +16,8 @@ from jobline.contract.events import JobTypeInfo, LogQuery, encoder
 from jobline.contract.names import SERVICE_NAME_RE
 
 from . import core as jobs
-from . import sse
 from .auth import SESSION_COOKIE, Auth
+from .event_stream import EventStream
 from .hub import WideFilter
 from .logs import LEVELS, follow_job_logs, service_logs
 from .job_state import JobState
@@ -172,12 +172,12 @@ async def job_events(
             raise Problem(400, "Bad replay", "replay is a speed from >0 to 1000; from is seconds since creation, >= 0",
                           errors=[{"key": "replay", "source": "query"}])
         events = decoded(await read_events(core.js, core.settings.names, job_id, timeout=30))
-        return Stream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=core.settings.sse_retry_ms),
-                      media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=core.settings.sse_retry_ms),
+                           core.watchdog)
     cursor = last_event_id if last_event_id is not None else after  # a reconnect's header is newer
     if jobs.finished_before(job, cursor, core.read_model.last_seq):
         return Response(None, status_code=204)
-    return Stream(jobs.job_events(core, job, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return EventStream(jobs.job_events(core, job, cursor), core.watchdog)
 
 
 def _csv(raw: str | None) -> frozenset[str] | None:
@@ -212,7 +212,7 @@ async def events_stream(
         jobs.check_job_id(job_id)
     wide = WideFilter(types=_csv(type), statuses=_csv(status)) if (firehose if firehose is not None else not watched) else None
     cursor = last_event_id if last_event_id is not None else after
-    return Stream(multiplexed(core, watched, wide, logs, cursor), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return EventStream(multiplexed(core, watched, wide, logs, cursor), core.watchdog)
 
 
 @get("/api/jobs/{job_id:str}/logs", summary="A job's log lines",
@@ -231,7 +231,7 @@ async def job_logs(
     core = _core(state)
     job = await jobs.find_job(core, job_id)
     if follow:
-        return Stream(follow_job_logs(core, job, last_event_id), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        return EventStream(follow_job_logs(core, job, last_event_id), core.watchdog)
     if not 1 <= limit <= 5000 or after < 0:
         raise Problem(400, "Bad page", "limit is 1 to 5000, after >= 0", errors=[{"key": "limit", "source": "query"}])
     page = await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
@@ -253,8 +253,7 @@ async def service_log_stream(
                       errors=[{"key": "service", "source": "query"}])
     if level.lower() not in LEVELS:
         raise Problem(400, "Bad level", f"level is one of {', '.join(LEVELS)}", errors=[{"key": "level", "source": "query"}])
-    return Stream(service_logs(core, service, LEVELS[level.lower()], last_event_id), media_type=sse.MEDIA_TYPE,
-                  headers=sse.HEADERS)
+    return EventStream(service_logs(core, service, LEVELS[level.lower()], last_event_id), core.watchdog)
 
 
 @post("/api/uploads", status_code=201, summary="Upload a job input file", request_max_body_size=None,
@@ -335,6 +334,7 @@ async def create_stream_token(request: Request[Any, Any, Any], state: State) -> 
 async def metrics(state: State) -> Response[bytes]:
     core = _core(state)
     core.metrics.open_streams.set(core.hub.listener_count)
+    core.metrics.count_frames(core.hub.frames_queued)
     core.metrics.jobs.set(len(core.read_model))
     try:
         last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq

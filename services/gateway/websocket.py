@@ -23,7 +23,7 @@ from litestar.exceptions import WebSocketDisconnect
 from jobline.contract.names import is_valid_job_id
 
 from .core import Core
-from .hub import WideFilter
+from .hub import WideFilter, frames_of
 from .multiplex import multiplexed
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
             if request.firehose:
                 wide = WideFilter(types=frozenset(request.type.split(",")) if request.type else None,
                                   statuses=frozenset(request.status.split(",")) if request.status else None)
-            frames = multiplexed(core, frozenset(request.jobs), wide, request.logs,
-                                 str(request.after) if request.after is not None else None)
+            frames = frames_of(multiplexed(core, frozenset(request.jobs), wide, request.logs,
+                                           str(request.after) if request.after is not None else None))
             subscriptions[name] = asyncio.create_task(pump(name, frames))
     finally:
         for task in subscriptions.values():
