@@ -141,6 +141,13 @@ async def _problem(send: Send, status: int, title: str, detail: str, headers: li
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_stream(scope: Scope, path: str) -> bool:
+    if path == "/api/events" or path.endswith("/events") or path == "/api/logs/stream" or \
+            b"follow=1" in scope.get("query_string", b""):
+        return True
+    return any(k.lower() == b"accept" and b"text/event-stream" in v for k, v in scope.get("headers", []))
+
+
 def auth_middleware(auth: Auth) -> Any:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,11 +181,7 @@ def auth_middleware(auth: Auth) -> Any:
                     await _problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",
                                    [(b"retry-after", str(max(1, round(wait))).encode())])
                     return
-            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-            is_stream = "text/event-stream" in headers.get("accept", "") or path == "/api/events" or \
-                path.endswith("/events") or "follow=1" in scope.get("query_string", b"").decode() or \
-                path == "/api/logs/stream"
-            if not is_stream or method != "GET":
+            if method != "GET" or not _is_stream(scope, path):
                 await app(scope, receive, send)
                 return
             if not auth.stream_opened(client):
