@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -80,3 +81,21 @@ async def test_listeners_get_only_the_kinds_they_asked_for() -> None:
     assert await everything.queue.take() == [b"progressed", b"logged", b"completed", END]
     assert await no_logs.queue.take() == [b"progressed", b"completed"]
     assert await logs_only.queue.take() == [b"logged", b"completed", END]
+
+
+async def test_a_writer_stops_at_the_end_even_when_a_later_event_was_queued_behind_it() -> None:
+    from jobline.gateway.event_stream import _pump
+
+    hub = Hub(buffer=10)
+    listener = hub.subscribe("job")
+    hub.publish("job", b"completed", kind="completed", job_type="t", status="completed", last=True)
+    hub.publish("job", b"webhook", kind="webhook_attempted", job_type="t", status="completed", last=False)
+    sent: list[bytes] = []
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message["body"])
+
+    writer = asyncio.current_task()
+    assert writer is not None
+    await asyncio.wait_for(_pump(listener, send, writer, {}, time.monotonic), 2)  # type: ignore[arg-type]
+    assert sent == [b"completed"]

@@ -120,9 +120,9 @@ async def _pump(listener: Listener, send: Send, writer: asyncio.Task[Any], sendi
     queue = listener.queue
     while True:
         frames = await queue.take()
-        last = frames[-1] is END
+        last = END in frames  # not always the last one taken: e.g. a webhook_attempted after the end
         if last:
-            frames.pop()
+            del frames[frames.index(END):]  # no frame but END is empty
         if frames:
             sending[writer] = clock()
             await send({"type": "http.response.body", "body": frames[0] if len(frames) == 1 else b"".join(frames),
@@ -133,6 +133,9 @@ async def _pump(listener: Listener, send: Send, writer: asyncio.Task[Any], sendi
 
 
 async def _until_disconnected(receive: Receive, writer: asyncio.Task[Any]) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # the connection is gone in a way the server reports as an error
+        log.debug("receive failed on a stream", exc_info=True)
     writer.cancel()
