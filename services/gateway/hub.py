@@ -19,9 +19,9 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
-
 from .sse import HEARTBEAT
+
+log = logging.getLogger(__name__)
 
 END = b""  # queued after a single job's terminal frame, or when a client is dropped
 WIDE_PROGRESS_INTERVAL_S = 0.25
