@@ -23,7 +23,8 @@ from jobline.logsink.settings import LogsinkSettings
 from jobline.processor import service as processor_service
 from jobline.processor.registry import Registry, default_registry, load_task_modules
 from jobline.processor.settings import ProcessorSettings
-from jobline.processor.type_catalogue import types_bucket
+from jobline.contract.streams import types_bucket_config
+from jobline.runtime.buckets import key_value
 
 
 # Streams reserve their max_bytes on the server: tests create many, so keep them small.
@@ -43,7 +44,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 async def wait_for_job_type(js: JetStreamContext, names: Names, job_type: str, timeout: float = 10.0) -> None:
     """Event-driven: watch the types bucket until a processor has advertised `job_type`."""
-    kv = await types_bucket(js, names, replicas=1)
+    kv = await key_value(js, types_bucket_config(names, replicas=1))
     watcher = await kv.watch(job_type)
     try:
         async with asyncio.timeout(timeout):

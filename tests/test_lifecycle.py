@@ -19,7 +19,7 @@ from jobline.processor import JobContext, PermanentError
 from jobline.processor.registry import Registry
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import TEST_RETENTION, Stack, outcome, read_sse, running_stack, submit
+from .helpers import TEST_RETENTION, Stack, outcome, read_sse, running_stack
 from .oracle import check_timeline, read_timeline
 
 registry = Registry()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 
+import nats
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
@@ -13,6 +16,9 @@ from nats.js.errors import APIError
 from jobline.contract.events import JobCompleted, JobFailed, JobStarted, LogLineWritten, ProgressReported, encoder
 from jobline.contract.names import Names
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
+from jobline.contract.streams import types_bucket_config
+from jobline.runtime.buckets import key_value
+from jobline.runtime.embedded_nats import start_nats_server
 from jobline.runtime.stream_setup import ensure_streams
 
 from .helpers import TEST_RETENTION, eventually
@@ -107,3 +113,35 @@ async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamCon
         assert v2.metadata.sequence.stream == 42 and v2.metadata.num_pending == 5
     finally:
         await sub.unsubscribe()
+
+
+async def test_buckets_and_streams_wait_for_jetstream_to_come_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A service started before its cluster has JetStream ready (compose bringing all up at once)
+    waits, bounded, instead of exiting: here a server first runs without JetStream, then with it
+    on the same port."""
+    server = start_nats_server(tmp_path / "nats", extra_args=["-js=false"])
+    port = int(server.url.rsplit(":", 1)[1])
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    names = Names("late")
+    try:
+        js = nc.jetstream()
+        with caplog.at_level(logging.WARNING, logger="jobline.runtime.stream_setup"):
+            opening = asyncio.create_task(key_value(js, types_bucket_config(names, 1), ready_timeout_s=60))
+            streams = asyncio.create_task(ensure_streams(js, names, TEST_RETENTION, ready_timeout_s=60))
+
+            async def both_refused() -> bool:
+                text = caplog.text
+                return "KV bucket" in text and "the streams" in text
+
+            await eventually(both_refused, what="both to be told JetStream is not ready")
+            assert not opening.done() and not streams.done()
+            server.stop()
+            server = start_nats_server(tmp_path / "nats", port=port)
+            kv = await asyncio.wait_for(opening, 60)
+            await asyncio.wait_for(streams, 60)
+        await kv.put("noop", b"1")
+        assert (await kv.get("noop")).value == b"1"
+        assert (await js.stream_info(names.jobs_stream)).config.name == names.jobs_stream
+    finally:
+        await nc.close()
+        server.stop()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from nats.js.api import (
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -67,3 +68,8 @@ def logs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
     # Order matters: the log stream sources from the job stream.
     return [jobs_stream_config(names, retention), logs_stream_config(names, retention)]
+
+
+def types_bucket_config(names: Names, replicas: int) -> KeyValueConfig:
+    """The job types KV bucket: processors advertise what they serve, gateways watch it."""
+    return KeyValueConfig(bucket=names.types_bucket, history=1, storage=StorageType.FILE, replicas=replicas)

@@ -8,12 +8,13 @@ import logging
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import JobTypeInfo
 from jobline.contract.names import Names
+from jobline.contract.streams import types_bucket_config
+from jobline.runtime.buckets import key_value
+from jobline.runtime.stream_setup import when_jetstream_ready
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(JobTypeInfo)
@@ -26,13 +27,8 @@ class Catalogue:
         self._watcher: KeyValue.KeyWatcher | None = None
 
     async def start(self, js: JetStreamContext, names: Names, replicas: int) -> None:
-        try:
-            kv = await js.key_value(names.types_bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=names.types_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
-            )
-        self._watcher = await kv.watchall()
+        kv = await key_value(js, types_bucket_config(names, replicas))
+        self._watcher = await when_jetstream_ready(kv.watchall, "the job types watch")
         initial = asyncio.Event()
         self._task = asyncio.create_task(self._follow(self._watcher, initial))
         await initial.wait()

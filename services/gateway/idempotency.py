@@ -7,20 +7,18 @@ import hashlib
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from jobline.contract.names import Names
+from jobline.runtime.buckets import key_value
 
 MAX_KEY_LENGTH = 255
 
 
 async def open_bucket(js: JetStreamContext, names: Names, ttl_s: float, replicas: int) -> KeyValue:
-    try:
-        return await js.key_value(names.idempotency_bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(
-            bucket=names.idempotency_bucket, history=1, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas))
+    return await key_value(js, KeyValueConfig(
+        bucket=names.idempotency_bucket, history=1, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas))
 
 
 def kv_key(idempotency_key: str) -> str:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.api import ObjectMeta
+from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
 
 from jobline.contract.names import Names
+from jobline.runtime.buckets import object_store
 
 # Served as-is; anything else is sent as application/octet-stream (with nosniff) so an upload can
 # never be turned into a page of this origin.
@@ -46,14 +47,8 @@ class ObjectStores:
 
     @classmethod
     async def open(cls, js: JetStreamContext, names: Names, replicas: int) -> ObjectStores:
-        async def store(bucket: str) -> ObjectStore:
-            try:
-                return await js.object_store(bucket)
-            except BucketNotFoundError:
-                return await js.create_object_store(
-                    bucket, config=ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=replicas))
-
-        return cls(await store(names.uploads_bucket), await store(names.artifacts_bucket), js)
+        return cls(await object_store(js, names.uploads_bucket, replicas),
+                   await object_store(js, names.artifacts_bucket, replicas), js)
 
 
 def safe_type(content_type: str | None) -> str:

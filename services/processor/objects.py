@@ -7,22 +7,12 @@ import logging
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.api import ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
 from jobline.contract.names import Names
+from jobline.runtime.buckets import object_store
 
 log = logging.getLogger(__name__)
-
-
-async def object_store(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
-    try:
-        return await js.object_store(bucket)
-    except BucketNotFoundError:
-        return await js.create_object_store(
-            bucket, config=ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=replicas)
-        )
 
 
 class Objects:

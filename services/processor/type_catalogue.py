@@ -6,12 +6,11 @@ import logging
 import uuid
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
-from nats.js.kv import KeyValue
 
 from jobline.contract.events import encoder
 from jobline.contract.names import Names
+from jobline.contract.streams import types_bucket_config
+from jobline.runtime.buckets import key_value
 from jobline.runtime.publishing import publish_reliably
 
 from .registry import Registry
@@ -19,17 +18,8 @@ from .registry import Registry
 log = logging.getLogger(__name__)
 
 
-async def types_bucket(js: JetStreamContext, names: Names, replicas: int) -> KeyValue:
-    try:
-        return await js.key_value(names.types_bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=names.types_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
-        )
-
-
 async def advertise(js: JetStreamContext, names: Names, registry: Registry, served: list[str], replicas: int) -> None:
-    await types_bucket(js, names, replicas)
+    await key_value(js, types_bucket_config(names, replicas))
     for name in served:
         spec = registry.get(name)
         assert spec is not None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -16,6 +17,7 @@ from jobline.contract.names import Names
 from jobline.contract.streams import RetentionSettings, all_stream_configs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Fields that define a stream's behaviour and that we own; the server fills in the rest.
 _COMPARED = (
@@ -68,16 +70,23 @@ async def ensure_stream(js: JetStreamContext, desired: StreamConfig) -> None:
 _NOT_READY = (ServiceUnavailableError, NoRespondersError, NatsTimeoutError)
 
 
-async def ensure_streams(js: JetStreamContext, names: Names, retention: RetentionSettings,
-                         ready_timeout_s: float = 60.0) -> None:
+async def when_jetstream_ready(operation: Callable[[], Awaitable[T]], what: str, ready_timeout_s: float = 60.0) -> T:
+    """`operation()`, retried with backoff while JetStream answers "not ready" (bounded)."""
     delay = 0.1
     async with asyncio.timeout(ready_timeout_s):
         while True:
             try:
-                for config in all_stream_configs(names, retention):
-                    await ensure_stream(js, config)
-                return
+                return await operation()
             except _NOT_READY as exc:
-                log.warning("JetStream is not ready yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                log.warning("JetStream is not ready for %s yet (%s); retrying in %.1fs", what, type(exc).__name__, delay)
                 await asyncio.sleep(delay)  # backoff between attempts, not a poll for an event
                 delay = min(delay * 2, 2.0)
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, retention: RetentionSettings,
+                         ready_timeout_s: float = 60.0) -> None:
+    async def ensure_all() -> None:
+        for config in all_stream_configs(names, retention):
+            await ensure_stream(js, config)
+
+    await when_jetstream_ready(ensure_all, "the streams", ready_timeout_s)
