@@ -1,11 +1,11 @@
 from jobline.runtime.lifecycle import service_main
 
-from .service import SERVICE, run
+from .service import SERVICE, run_as_process
 from .settings import GatewaySettings
 
 
 def main() -> None:
-    service_main(SERVICE, GatewaySettings.from_env, run)
+    service_main(SERVICE, GatewaySettings.from_env, run_as_process)
 
 
 if __name__ == "__main__":

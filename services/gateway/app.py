@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -109,9 +108,6 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 watchdog.start()
                 try:
                     await feed.start(catch_up_timeout=600.0)
-                    # What start-up built (modules, the read model) lives as long as the process:
-                    # keep it out of every later full collection.
-                    gc.freeze()
                     if webhooks is not None:
                         await webhooks.start()
                     core.ready = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Generator
 
@@ -79,3 +80,21 @@ class GatewayServer:
 
 async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     await GatewayServer(settings).serve(stop)
+
+
+async def run_as_process(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    """`run` for a process of its own (`python -m jobline.gateway`): once started, what start-up
+    built (modules, the read model) lives as long as the process, so it is frozen out of every later
+    full collection (docs/benchmarks.md). Not in `run`: a host process (the tests) keeps its own
+    garbage collection."""
+    started = asyncio.Event()
+
+    async def freeze_once_started() -> None:
+        await started.wait()
+        gc.freeze()
+
+    freezer = asyncio.create_task(freeze_once_started())
+    try:
+        await GatewayServer(settings).serve(stop, started)
+    finally:
+        freezer.cancel()
