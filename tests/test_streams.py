@@ -94,7 +94,7 @@ async def test_job_log_lines_reach_the_log_stream(js: JetStreamContext, names: N
 async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamContext, names: Names) -> None:
     from nats.aio.msg import Msg
 
-    from jobline.runtime.consuming import stream_position
+    from jobline.runtime.consuming import delivery_of, stream_position
 
     await ensure_streams(js, names, TEST_RETENTION)
     for i in range(3):
@@ -107,10 +107,12 @@ async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamCon
             assert meta.timestamp is not None
             seq, ts, pending = stream_position(msg)
             assert (seq, pending) == (meta.sequence.stream, meta.num_pending)
+            assert delivery_of(msg) == (meta.sequence.stream, meta.num_delivered)
             assert ts == pytest.approx(meta.timestamp.timestamp(), abs=1e-6)  # datetime keeps only µs
         v2 = Msg(_client=None, subject="x", reply="$JS.ACK.hub.ACCHASH.JOBS.c.1.42.7.1700000000123456789.5.rnd")  # type: ignore[arg-type]
         assert stream_position(v2) == (42, 1700000000.123456789, 5)
-        assert v2.metadata.sequence.stream == 42 and v2.metadata.num_pending == 5
+        assert delivery_of(v2) == (42, 1)
+        assert v2.metadata.sequence.stream == 42 and v2.metadata.num_pending == 5 and v2.metadata.num_delivered == 1
     finally:
         await sub.unsubscribe()
 

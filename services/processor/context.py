@@ -72,11 +72,16 @@ class Outbox:
         self._count = 0
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._task = asyncio.create_task(self._pump(), name=f"outbox-{job_id}")
+        self._task: asyncio.Task[None] | None = None  # started by the first event: many jobs put none
+        self._aborted = False
 
     def put(self, event: JobEvent) -> None:
+        if self._aborted:
+            return
         self._queue.append(event)
         self._wakeup.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._pump(), name=f"outbox-{self._job_id}")
 
     async def _pump(self) -> None:
         while True:
@@ -105,10 +110,13 @@ class Outbox:
         """Wait until everything put so far is stored."""
         self._closing = True
         self._wakeup.set()
-        await self._task
+        if self._task is not None:
+            await self._task
 
     def abort(self) -> None:
-        self._task.cancel()
+        self._aborted = True
+        if self._task is not None:
+            self._task.cancel()
 
 
 class JobContext:
@@ -138,8 +146,9 @@ class JobContext:
         self._pending_progress: tuple[float | None, float | None, float | None, str | None, float] | None = None
         self._last_progress_at = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
-        self._cancelled = threading.Event()
-        self._cancelled_async = asyncio.Event()
+        # Set on the loop, read by handler threads too: a bool is enough (no threading.Event per job).
+        self._stopped = False
+        self._stopped_event: asyncio.Event | None = None
         self._objects = objects
         self._work_root = work_root
         self._workdir: Path | None = None
@@ -160,15 +169,19 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the job is cancelled or timed out: plain (threaded) handlers should stop."""
-        return self._cancelled.is_set()
+        return self._stopped
 
     async def wait_cancelled(self) -> None:
         """Returns once the job is cancelled or timed out (for handlers that wait on something
         else and want to stop cleanly; plain `await`s are interrupted anyway)."""
-        await self._cancelled_async.wait()
+        if self._stopped_event is None:
+            self._stopped_event = asyncio.Event()
+            if self._stopped:
+                self._stopped_event.set()
+        await self._stopped_event.wait()
 
     def check_cancelled(self) -> None:
-        if self._cancelled.is_set():
+        if self._stopped:
             raise JobCancelledError(f"job {self.job_id} was stopped")
 
     @property
@@ -234,8 +247,9 @@ class JobContext:
 
     # --- used by the worker -----------------------------------------------------------------
     def stop(self) -> None:
-        self._cancelled.set()
-        self._cancelled_async.set()
+        self._stopped = True
+        if self._stopped_event is not None:
+            self._stopped_event.set()
 
     def cleanup(self) -> None:
         if self._workdir is not None:

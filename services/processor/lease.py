@@ -34,7 +34,11 @@ class Lease:
         self._on_lost = on_lost
         self._check: asyncio.Task[None] | None = None
         self.lost = False
-        self._task = asyncio.create_task(self._keep_alive())
+        self._closed = False
+        # A timer, not a task sleeping in a loop: most jobs end before the first renewal is due.
+        self._loop = asyncio.get_running_loop()
+        self._renewal: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._renew_due)
 
     async def guard(self) -> None:
         """Await before publishing: raises Fenced once the attempt has been superseded."""
@@ -61,10 +65,14 @@ class Lease:
         else:
             self._renewed = time.monotonic()
 
-    async def _keep_alive(self) -> None:
+    def _renew_due(self) -> None:
+        self._timer = None
+        if not self.lost and not self._closed:
+            self._renewal = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
         """In-progress acks: a job longer than the ack wait is not redelivered while we live."""
-        while not self.lost:
-            await asyncio.sleep(self._interval)
+        try:
             if time.monotonic() - self._renewed > self._trust_s:
                 # We were away longer than we can vouch for: check before renewing.
                 with contextlib.suppress(Exception):
@@ -74,6 +82,13 @@ class Lease:
             with contextlib.suppress(Exception):
                 await self._msg.in_progress()
                 self._renewed = time.monotonic()
+        finally:
+            if not self.lost and not self._closed:
+                self._timer = self._loop.call_later(self._interval, self._renew_due)
 
     def close(self) -> None:
-        self._task.cancel()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._renewal is not None:
+            self._renewal.cancel()

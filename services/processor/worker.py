@@ -33,6 +33,7 @@ from jobline.contract.events import (
     kind_of,
 )
 from jobline.contract.names import CANCEL, Names
+from jobline.runtime.consuming import delivery_of
 from jobline.runtime.pull import CreditedPull
 
 from .context import JobContext, Outbox
@@ -179,8 +180,8 @@ class Worker:
         if self._draining:
             asyncio.create_task(msg.nak())
             return
-        key = msg.metadata.sequence.stream
-        task = asyncio.create_task(self._process(msg), name=f"job-{key}")
+        key, delivered = delivery_of(msg)
+        task = asyncio.create_task(self._process(msg, key, delivered), name=f"job-{key}")
         self._tasks[key] = task
 
         def done(t: asyncio.Task[None]) -> None:
@@ -225,15 +226,14 @@ class Worker:
             running.handler.cancel()
 
     # --- one delivery -----------------------------------------------------------------------
-    async def _process(self, msg: Msg) -> None:
-        meta = msg.metadata
+    async def _process(self, msg: Msg, seq: int, delivered: int) -> None:
         attempt = 1
         try:
             created = job_event_decoder.decode(msg.data)
             if not isinstance(created, JobCreated):
                 raise msgspec.ValidationError(f"expected a created event, got {type(created).__name__}")
         except msgspec.DecodeError as exc:
-            log.error("dropping undecodable message %s on %s: %s", meta.sequence.stream, msg.subject, exc)
+            log.error("dropping undecodable message %s on %s: %s", seq, msg.subject, exc)
             await msg.term()
             return
         job_id = created.job_id
@@ -241,7 +241,7 @@ class Worker:
         spec = self._registry.get(created.type)
         max_attempts = created.max_attempts or (spec.max_attempts if spec else None) or self._settings.max_attempts
         try:
-            if (meta.num_delivered or 1) > 1:
+            if delivered > 1:
                 # A redelivery: the job may have ended, or been cancelled, while it was away. Its
                 # attempt number comes from the run chain, not the delivery count: a delivery
                 # handed back before it started is not an attempt.
@@ -361,8 +361,7 @@ class Worker:
             lease.close()
             ctx.cleanup()
             self._metrics.running.dec()
-            self._metrics.outcomes.labels(created.type, outcome_name).inc()
-            self._metrics.duration.labels(created.type, outcome_name).observe(time.monotonic() - began)
+            self._metrics.attempt_ended(created.type, outcome_name, time.monotonic() - began)
         if isinstance(outcome, JobFailed) and outcome.reason == "error" and attempt < max_attempts:
             await self._retry(msg, chain, spec, outcome, attempt)
             return

@@ -35,3 +35,15 @@ def stream_position(msg: Msg) -> tuple[int, float, int]:
         return int(tokens[7]), int(tokens[9]) / 1e9, int(tokens[10])
     meta = msg.metadata  # any other form: let nats-py work it out
     return meta.sequence.stream, meta.timestamp.timestamp() if meta.timestamp else 0.0, meta.num_pending or 0
+
+
+def delivery_of(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, times delivered) of a consumer's delivery, from its ack subject like
+    `stream_position`."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[4])
+    if len(tokens) >= 11:
+        return int(tokens[7]), int(tokens[6])
+    meta = msg.metadata
+    return meta.sequence.stream, meta.num_delivered or 1
