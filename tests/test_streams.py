@@ -117,6 +117,25 @@ async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamCon
         await sub.unsubscribe()
 
 
+async def test_acked_publish_reports_the_stream_answer_like_nats_py(js: JetStreamContext, names: Names) -> None:
+    from nats.js.errors import NoStreamResponseError
+
+    from jobline.runtime.publishing import publish_acked
+
+    with pytest.raises(NoStreamResponseError):  # no stream on the subject: nobody answers
+        await publish_acked(js, f"{names.namespace}-nowhere.x", b"{}", {"Nats-Msg-Id": "n"}, timeout=2)
+    await ensure_streams(js, names, TEST_RETENTION)
+    started = JobStarted(ts=1.0, job_id="ack", attempt=1, worker="w")
+    subject, payload = subject_of(names, started), encoder.encode(started)
+    first = await publish_acked(js, subject, payload, {"Nats-Msg-Id": "ack-1", **fenced(names, "ack", 0)}, timeout=2)
+    assert first.stream == names.jobs_stream and first.seq > 0 and not first.duplicate
+    again = await publish_acked(js, subject, payload, {"Nats-Msg-Id": "ack-1"}, timeout=2)
+    assert again.duplicate and again.seq == first.seq
+    with pytest.raises(APIError) as refused:  # the chain is no longer empty
+        await publish_acked(js, subject, payload, {"Nats-Msg-Id": "ack-2", **fenced(names, "ack", 0)}, timeout=2)
+    assert refused.value.err_code == WRONG_LAST_SEQUENCE_ERR
+
+
 async def test_buckets_and_streams_wait_for_jetstream_to_come_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A service started before its cluster has JetStream ready (compose bringing all up at once)
     waits, bounded, instead of exiting: here a server first runs without JetStream, then with it

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
+import msgspec
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,33 @@ log = logging.getLogger(__name__)
 # nats-py turns "no responders" (no stream leader during an election) into NoStreamResponseError.
 _RETRYABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError,
               nats.errors.ConnectionReconnectingError, ServiceUnavailableError)
+
+
+class StreamAck(msgspec.Struct, frozen=True):
+    """The stream's answer to a publish: where the message is stored, or why it was refused."""
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+# nats-py's own `js.publish` reads the ack with `json.loads` and a dataclass built by field
+# introspection, ~5 µs of the ~20 µs a publish costs; every job's created, started and end
+# events are acked publishes.
+_ack_decoder = msgspec.json.Decoder(StreamAck)
+
+
+async def publish_acked(js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str],
+                        timeout: float) -> StreamAck:
+    """`js.publish` with the ack decoded by msgspec; raises what `js.publish` raises."""
+    try:
+        msg = await js._nc.request(subject, payload, timeout=timeout, headers=headers)
+    except nats.errors.NoRespondersError:
+        raise NoStreamResponseError from None
+    ack = _ack_decoder.decode(msg.data)
+    if ack.error is not None:
+        APIError.from_error(ack.error)  # raises the subclass for the code (503: ServiceUnavailableError, …)
+    return ack
 
 
 async def publish_reliably(
@@ -31,7 +59,7 @@ async def publish_reliably(
     headers: dict[str, str] | None = None,
     timeout: float = 2.0,
     give_up_after: float = 60.0,
-) -> PubAck:
+) -> StreamAck:
     """Publish and wait for the stream's ack, retrying transient failures with bounded backoff.
 
     Raises APIError at once for a refusal (e.g. a failed expected-sequence check): retrying cannot
@@ -43,7 +71,7 @@ async def publish_reliably(
     deadline = loop.time() + give_up_after
     while True:
         try:
-            return await js.publish(subject, payload, timeout=timeout, headers=all_headers)
+            return await publish_acked(js, subject, payload, all_headers, timeout)
         except APIError as exc:
             if isinstance(exc, ServiceUnavailableError) and loop.time() < deadline:
                 pass
