@@ -25,6 +25,27 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
         yield running
 
 
+def test_job_ids_are_ulids_in_lowercase_crockford_base32() -> None:
+    import time
+
+    from jobline.gateway.core import new_job_id
+
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    before = int(time.time() * 1000)
+    ids = [new_job_id() for _ in range(2000)]
+    after = int(time.time() * 1000)
+    values = []
+    for job_id in ids:
+        assert len(job_id) == 26 and set(job_id) <= set(alphabet), job_id
+        value = 0
+        for char in job_id:
+            value = value << 5 | alphabet.index(char)
+        assert value < 1 << 128
+        assert before <= value >> 80 <= after  # the first 48 bits are the creation time in ms
+        values.append(value)
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids) == [i for _, i in sorted(zip(values, ids))]  # text order is numeric order
+
 
 async def test_submit_returns_202_with_location_and_links(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/jobs", json={"type": "demo", "params": FAST_DEMO})

@@ -8,7 +8,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -24,6 +24,7 @@ from .job_state import JobState
 from .multiplex import multiplexed
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
+from .sent_json import SentJSON
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
 from .timeline import read_events
@@ -34,8 +35,10 @@ from .websocket import ws_endpoint
 MAX_SUBMIT_BYTES = 256 * 1024
 
 
-def _core(state: State) -> jobs.Core:
-    return state.core  # type: ignore[no-any-return]
+def _core(request: Request[Any, Any, Any]) -> jobs.Core:
+    # From the request, not an injected `State`: Litestar copies the app state into a new `State`
+    # for each request that asks for one (~10 µs of every submission).
+    return request.app.state.core  # type: ignore[no-any-return]
 
 
 class Accepted(msgspec.Struct):
@@ -51,34 +54,36 @@ class JobPage(msgspec.Struct):
 
 @post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES,
       description="With an `Idempotency-Key` header, repeating the request (also concurrently, also days "
-      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.")
+      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.",
+      responses={202: ResponseSpec(Accepted, description="Stored: the job runs as soon as a processor takes it",
+                                   generate_examples=False)})
 async def submit_job(
-    state: State,
+    request: Request[Any, Any, Any],
     data: JSONBody[jobs.JobSubmission],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
-) -> Response[Accepted]:
-    core = _core(state)
+) -> SentJSON:
+    core = _core(request)
     event, fresh = await jobs.submit(core, data, idempotency_key)
     job_links = jobs.links(event.job_id)
     current = core.read_model.get(event.job_id)
-    headers = {"Location": job_links["self"]}
+    headers = [(b"location", job_links["self"].encode())]
     if not fresh:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(Accepted(id=event.job_id, status=current.status if current else "pending", links=job_links),
-                    status_code=202, headers=headers)
+        headers.append((b"idempotent-replayed", b"true"))
+    accepted = Accepted(id=event.job_id, status=current.status if current else "pending", links=job_links)
+    return SentJSON(202, encoder.encode(accepted), headers)
 
 
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
       description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
       "as soon as its processor has stopped the work. 409 when the job already ended.")
-async def cancel_job(state: State, job_id: FromPath[str]) -> Response[dict[str, str]]:
-    status = await jobs.cancel(_core(state), job_id)
+async def cancel_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[dict[str, str]]:
+    status = await jobs.cancel(_core(request), job_id)
     return Response({"id": job_id, "status": status}, status_code=202)
 
 
 @get("/api/jobs", summary="List jobs, newest first")
 async def list_jobs(
-    state: State,
+    request: Request[Any, Any, Any],
     status: FromQuery[str | None] = None,
     type: FromQuery[str | None] = None,
     before: FromQuery[int | None] = None,
@@ -90,7 +95,7 @@ async def list_jobs(
     if not 1 <= limit <= 500:
         raise Problem(400, "Bad limit", "limit must be from 1 to 500", errors=[{"key": "limit", "source": "query"}])
     page: list[JobState] = []
-    jobs_iter = _core(state).read_model.newest_first(before_seq=before, status=status, job_type=type,
+    jobs_iter = _core(request).read_model.newest_first(before_seq=before, status=status, job_type=type,
                                                      created_after=created_after, created_before=created_before)
     for job in jobs_iter:
         page.append(job)
@@ -103,12 +108,12 @@ async def list_jobs(
      description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most 60) "
      "holds the request until the job changes from that version (or from now, without the header).")
 async def get_job(
-    state: State,
+    request: Request[Any, Any, Any],
     job_id: FromPath[str],
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     wait: FromQuery[float] = 0.0,
 ) -> Response[Any]:
-    core = _core(state)
+    core = _core(request)
     job = await jobs.find_job(core, job_id)
     if not 0 <= wait <= 60:
         raise Problem(400, "Bad wait", "wait must be from 0 to 60 seconds", errors=[{"key": "wait", "source": "query"}])
@@ -124,8 +129,8 @@ async def get_job(
 @get("/api/jobs/{job_id:str}/timeline", summary="A job's whole recorded timeline",
      description="Every stored event of the job in order: `{\"job_id\", \"events\": [{\"seq\", \"subject\", "
      "\"stored_at\", \"event\"}]}`.")
-async def job_timeline(state: State, job_id: FromPath[str]) -> Response[bytes]:
-    core = _core(state)
+async def job_timeline(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[bytes]:
+    core = _core(request)
     await jobs.find_job(core, job_id)
     events = await read_events(core.js, core.settings.names, job_id, timeout=30)
     return Response(timeline_json(job_id, events), media_type="application/json")
@@ -133,8 +138,8 @@ async def job_timeline(state: State, job_id: FromPath[str]) -> Response[bytes]:
 
 @get("/api/jobs/{job_id:str}/state", summary="The job as it was at a sequence or a moment",
      description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
-async def job_state_at(state: State, job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
-    core = _core(state)
+async def job_state_at(request: Request[Any, Any, Any], job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
+    core = _core(request)
     await jobs.find_job(core, job_id)
     try:
         seq, ts = parse_at(at)
@@ -158,14 +163,14 @@ async def job_state_at(state: State, job_id: FromPath[str], at: FromQuery[str]) 
     response_description="text/event-stream",
 )
 async def job_events(
-    state: State,
+    request: Request[Any, Any, Any],
     job_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: FromQuery[str | None] = None,
     replay: FromQuery[float | None] = None,
     from_: Annotated[float, QueryParameter(name="from")] = 0.0,
 ) -> Response[Any]:
-    core = _core(state)
+    core = _core(request)
     job = await jobs.find_job(core, job_id)
     if replay is not None:
         if not 0 < replay <= 1000 or from_ < 0:
@@ -195,7 +200,7 @@ def _csv(raw: str | None) -> frozenset[str] | None:
     response_description="text/event-stream",
 )
 async def events_stream(
-    state: State,
+    request: Request[Any, Any, Any],
     jobs_param: Annotated[str | None, QueryParameter(name="jobs")] = None,
     firehose: FromQuery[bool | None] = None,
     logs: FromQuery[bool] = True,
@@ -204,7 +209,7 @@ async def events_stream(
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: FromQuery[str | None] = None,
 ) -> Stream:
-    core = _core(state)
+    core = _core(request)
     watched = _csv(jobs_param) or frozenset()
     if len(watched) > 50:
         raise Problem(400, "Too many jobs", "follow at most 50 jobs on one stream", errors=[{"key": "jobs", "source": "query"}])
@@ -221,14 +226,14 @@ async def events_stream(
      "history (old lines from the logsink's store, which outlives the stream's retention), then live "
      "with no gap at the seam, ending with the job's terminal event; `Last-Event-ID` resumes.")
 async def job_logs(
-    state: State,
+    request: Request[Any, Any, Any],
     job_id: FromPath[str],
     after: FromQuery[int] = 0,
     limit: FromQuery[int] = 500,
     follow: FromQuery[bool] = False,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> Response[Any]:
-    core = _core(state)
+    core = _core(request)
     job = await jobs.find_job(core, job_id)
     if follow:
         return EventStream(follow_job_logs(core, job, last_event_id), core.watchdog)
@@ -242,12 +247,12 @@ async def job_logs(
      description="Recent history (from the logsink), then live: `event: log` per record, `id:` = log stream "
      "sequence. `service=` one service (gateway, processor, logsink); `level=` the minimum level.")
 async def service_log_stream(
-    state: State,
+    request: Request[Any, Any, Any],
     service: FromQuery[str | None] = None,
     level: FromQuery[str] = "debug",
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> Stream:
-    core = _core(state)
+    core = _core(request)
     if service is not None and not SERVICE_NAME_RE.match(service):
         raise Problem(400, "Bad service", "service is a name like gateway, processor or logsink",
                       errors=[{"key": "service", "source": "query"}])
@@ -260,8 +265,8 @@ async def service_log_stream(
       description="The raw request body is the file (`Content-Type` is kept; `?filename=` names it). "
       "It is streamed into the object store; reference the returned id in a job's params. 413 beyond "
       "JOBLINE_MAX_UPLOAD_BYTES.")
-async def upload(request: Request[Any, Any, Any], state: State, filename: FromQuery[str] = "upload") -> Response[Upload]:
-    core = _core(state)
+async def upload(request: Request[Any, Any, Any], filename: FromQuery[str] = "upload") -> Response[Upload]:
+    core = _core(request)
     limit = core.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -277,8 +282,8 @@ async def upload(request: Request[Any, Any, Any], state: State, filename: FromQu
 
 
 @get("/api/jobs/{job_id:str}/artifacts/{name:str}", summary="Download a job's result file")
-async def artifact(state: State, job_id: FromPath[str], name: FromPath[str]) -> Response[Any]:
-    core = _core(state)
+async def artifact(request: Request[Any, Any, Any], job_id: FromPath[str], name: FromPath[str]) -> Response[Any]:
+    core = _core(request)
     job = await jobs.find_job(core, job_id)
     info = next((a for a in job.artifacts if a.name == name), None)
     opened = await open_artifact(core.objects, job_id, name) if info is not None else None
@@ -296,8 +301,8 @@ async def artifact(state: State, job_id: FromPath[str], name: FromPath[str]) -> 
 
 
 @get("/api/types", summary="Job types served by the running processors")
-async def list_types(state: State) -> list[JobTypeInfo]:
-    types = _core(state).catalogue.types
+async def list_types(request: Request[Any, Any, Any]) -> list[JobTypeInfo]:
+    types = _core(request).catalogue.types
     return [types[name] for name in sorted(types)]
 
 
@@ -308,8 +313,8 @@ class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
 @post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
       description="With JOBLINE_API_TOKENS set, the web UI sends the token once; the gateway answers with an "
       "HttpOnly, SameSite=Strict cookie that fetch and EventSource then carry. 401 for a wrong token.")
-async def create_session(state: State, data: JSONBody[SessionRequest]) -> Response[None]:
-    auth: Auth = state.auth
+async def create_session(request: Request[Any, Any, Any], data: JSONBody[SessionRequest]) -> Response[None]:
+    auth: Auth = request.app.state.auth
     if not auth.enabled:
         return Response(None, status_code=204)
     token_id = auth.token_id(data.token)
@@ -322,8 +327,8 @@ async def create_session(state: State, data: JSONBody[SessionRequest]) -> Respon
 
 @post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
       description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes.")
-async def create_stream_token(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    auth: Auth = state.auth
+async def create_stream_token(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    auth: Auth = request.app.state.auth
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(400, "No tokens", "this gateway has no API tokens; streams need no token")
@@ -331,8 +336,8 @@ async def create_stream_token(request: Request[Any, Any, Any], state: State) -> 
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
-async def metrics(state: State) -> Response[bytes]:
-    core = _core(state)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    core = _core(request)
     core.metrics.open_streams.set(core.hub.listener_count)
     core.metrics.count_frames(core.hub.frames_queued)
     core.metrics.jobs.set(len(core.read_model))
@@ -350,8 +355,8 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", summary="Readiness: connected to NATS and the read model caught up")
-async def readyz(state: State) -> Response[dict[str, Any]]:
-    core = _core(state)
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    core = _core(request)
     ready = core.ready and core.nc.is_connected
     body = {"status": "ready" if ready else "not ready", "jobs": len(core.read_model), "last_seq": core.read_model.last_seq}
     return Response(body, status_code=200 if ready else 503)
