@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from nats.js.errors import APIError
@@ -134,6 +135,37 @@ async def test_acked_publish_reports_the_stream_answer_like_nats_py(js: JetStrea
     with pytest.raises(APIError) as refused:  # the chain is no longer empty
         await publish_acked(js, subject, payload, {"Nats-Msg-Id": "ack-2", **fenced(names, "ack", 0)}, timeout=2)
     assert refused.value.err_code == WRONG_LAST_SEQUENCE_ERR
+
+
+async def test_credited_pull_gets_exactly_what_it_asked_for_and_an_ack_can_ask_for_the_next(
+        nc: Client, js: JetStreamContext, names: Names) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from jobline.runtime.pull import CreditedPull
+
+    await ensure_streams(js, names, TEST_RETENTION)
+    for i in range(3):
+        await js.publish(names.job_event(f"pull{i}", "log"), b"{}")
+    await js.add_consumer(names.jobs_stream, ConsumerConfig(durable_name="pulltest", ack_policy=AckPolicy.EXPLICIT,
+                                                            filter_subject=names.all_job_events))
+    got: asyncio.Queue[object] = asyncio.Queue()
+    pull = CreditedPull(nc, names.jobs_stream, "pulltest", got.put_nowait)
+    await pull.start()
+    try:
+        await pull.want(1)
+        first = await asyncio.wait_for(got.get(), 5)
+        assert pull.credit == 0
+        await pull.want(1, low_water=0)
+        second = await asyncio.wait_for(got.get(), 5)
+        await nc.flush()
+        assert got.empty() and pull.credit == 0  # never more in hand than asked for
+        await pull.ack_and_ask(first, 1)  # type: ignore[arg-type]
+        third = await asyncio.wait_for(got.get(), 5)
+        assert [m.subject for m in (first, second, third)] == [names.job_event(f"pull{i}", "log") for i in range(3)]  # type: ignore[attr-defined]
+        info = await js.consumer_info(names.jobs_stream, "pulltest")
+        assert info.num_ack_pending == 2 and info.ack_floor.stream_seq == 1  # the first is acked
+    finally:
+        await pull.stop()
 
 
 async def test_buckets_and_streams_wait_for_jetstream_to_come_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

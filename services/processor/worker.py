@@ -122,7 +122,9 @@ class Worker:
         # Cancel requests for jobs not running here (yet): a request that arrives while this
         # worker is between appending `started` and registering the job must not be lost.
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
-        self._slot_free = asyncio.Event()
+        # Wakes the consume loop: a delivery or a pull status (CreditedPull sets it), a freed slot, the stop.
+        self._wake = asyncio.Event()
+        self._pull: CreditedPull | None = None
         self._draining = False
         self.jobs_done = 0
 
@@ -143,23 +145,23 @@ class Worker:
         pull = CreditedPull(self._nc, stream, config.durable_name, self._start,
                             heartbeat_s=min(5.0, max(self._settings.ack_wait_s / 2, 0.5)))
         await pull.start()
+        self._pull, self._wake = pull, pull.changed
         log.info("processing %s from %s as %s", ", ".join(self.served_types()), config.durable_name, self._instance)
         stop_wait = asyncio.create_task(stop.wait())
+        stop_wait.add_done_callback(lambda _: self._wake.set())
         reconnects = self._nc.stats["reconnects"]
         try:
             while not stop.is_set():
+                self._wake.clear()
                 if self._nc.stats["reconnects"] != reconnects:
                     reconnects = self._nc.stats["reconnects"]
                     pull.reset()  # requests held by a server that restarted are gone
                 if self._nc.is_connected:
                     # Ask for exactly as many jobs as there are free slots: never more in hand.
                     await pull.want(self._settings.concurrency - len(self._tasks))
-                pull.changed.clear()
-                self._slot_free.clear()
-                waits = {stop_wait, asyncio.create_task(pull.changed.wait()), asyncio.create_task(self._slot_free.wait())}
-                await asyncio.wait(waits, timeout=pull.heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waits - {stop_wait}:
-                    waiter.cancel()
+                with contextlib.suppress(TimeoutError):  # one event and one timer per turn, no tasks
+                    async with asyncio.timeout(pull.heartbeat_s):
+                        await self._wake.wait()
                 if pull.credit and pull.silent_for() > pull.heartbeat_s * 2.5:
                     pull.reset()  # the server lost our requests (restart, reconnect): ask again
                 if pull.error is not None:
@@ -186,7 +188,7 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.pop(key, None)
-            self._slot_free.set()
+            self._wake.set()
             if not t.cancelled() and t.exception() is not None:
                 log.error("job task failed", exc_info=t.exception())
 
@@ -407,5 +409,10 @@ class Worker:
 
     async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
-        await msg.ack()
+        if self._pull is not None and not self._draining and self._nc.is_connected:
+            # This job's slot is free once it returns: the ack asks for the next job itself (one
+            # message instead of an ack and a pull request per job).
+            await self._pull.ack_and_ask(msg, 1)
+        else:
+            await msg.ack()
         self.jobs_done += 1

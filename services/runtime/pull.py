@@ -55,13 +55,25 @@ class CreditedPull:
         extra = n - self.credit
         if extra <= 0:
             return
-        request = {"batch": extra, "expires": self._expires_ns, "idle_heartbeat": self._heartbeat_ns}
         self.credit += extra
         try:
-            await self._nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
+            await self._nc.publish(self._subject, self._request(extra), reply=self._inbox)
         except Exception:
             self.credit -= extra
             raise
+
+    async def ack_and_ask(self, msg: Msg, n: int) -> None:
+        """Acknowledge a delivery and ask for `n` more messages in the same message (JetStream's
+        `+NXT`, "ack next"): the request is the same as `want`'s, answered on the same inbox."""
+        self.credit += n
+        try:
+            await self._nc.publish(msg.reply, b"+NXT " + self._request(n), reply=self._inbox)
+        except Exception:
+            self.credit -= n
+            raise
+
+    def _request(self, n: int) -> bytes:
+        return json.dumps({"batch": n, "expires": self._expires_ns, "idle_heartbeat": self._heartbeat_ns}).encode()
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last_heard
