@@ -12,7 +12,6 @@ published per second are counted in the stream.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from jobline.contract.streams import RetentionSettings
 from jobline.runtime.embedded_nats import start_nats_server
 from jobline.runtime.stream_setup import ensure_streams
 
+from . import loop
 from .run import spawn, stop
 
 
@@ -90,7 +90,7 @@ def cli() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.seconds = 2.0
-    asyncio.run(main(args))
+    loop.run(main(args))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 
 import msgspec
 
+from . import loop
 from .http_client import Connection
 
 
@@ -82,7 +83,7 @@ def cli() -> None:
     if args.serve:
         serve(args.serve)
     else:
-        asyncio.run(main(args))
+        loop.run(main(args))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import nats
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from . import loop
+
 
 async def main(url: str, prefix: str) -> None:
     nc = await nats.connect(url)
@@ -30,4 +32,4 @@ async def main(url: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    loop.run(main(sys.argv[1], sys.argv[2]))

@@ -31,6 +31,7 @@ from jobline.contract.events import job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import start_nats_server
 
+from . import loop
 from .celery_peer import bench_celery, redis_server
 from .http_client import Connection
 
@@ -310,7 +311,7 @@ def cli() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.rounds, args.paced_jobs, args.rate = 50, 1, 20, 200.0
-    results = medians(asyncio.run(main(args)))
+    results = medians(loop.run(main(args)))
 
     def pick(system: str, burst: bool) -> Result:
         return next(r for r in results if r.system.startswith(system) and (r.mode == "burst") == burst)

@@ -35,6 +35,7 @@ from jobline.contract.streams import RetentionSettings
 from jobline.runtime.embedded_nats import start_nats_server
 from jobline.runtime.stream_setup import ensure_streams
 
+from . import loop
 from .run import percentile, start_gateway
 
 
@@ -254,7 +255,7 @@ def cli() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.clients, args.events, args.replay_events, args.jobs = [20], 3, 500, 500
-    asyncio.run(main(args))
+    loop.run(main(args))
 
 
 if __name__ == "__main__":
