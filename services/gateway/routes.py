@@ -24,9 +24,9 @@ from .job_state import JobState
 from .multiplex import multiplexed
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
-from .sent_json import SentJSON
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
+from .sent_json import SentJSON
 from .timeline import read_events
 from .websocket import ws_endpoint
 
