@@ -48,3 +48,21 @@ async def _stored(js: JetStreamContext, names: Names, job_id: str, count: int) -
             await sub.next_msg(timeout=10)
     finally:
         await sub.unsubscribe()
+
+
+async def test_an_outbox_publishes_what_was_put_before_close_and_nothing_after(js: JetStreamContext, names: Names) -> None:
+    await ensure_streams(js, names, TEST_RETENTION)
+    job_id = "closed-outbox"
+    chain = RunChain(js, names, job_id)
+    started = await chain.append(JobStarted(ts=time.time(), job_id=job_id, attempt=1, worker="w1"), "s1")
+    quiet = Outbox(js, names, job_id, 1, started)
+    await asyncio.wait_for(quiet.close(), 10)  # nothing put: closes at once
+    quiet.put(LogLineWritten(ts=time.time(), job_id=job_id, attempt=1, level="info", message="late"))
+    busy = Outbox(js, names, job_id, 1, started)
+    for message in ("one", "two"):
+        busy.put(LogLineWritten(ts=time.time(), job_id=job_id, attempt=1, level="info", message=message))
+    await asyncio.wait_for(busy.close(), 10)
+    busy.put(LogLineWritten(ts=time.time(), job_id=job_id, attempt=1, level="info", message="late too"))
+    await chain.append(JobStarted(ts=time.time(), job_id=job_id, attempt=2, worker="w1"), "s2")  # a later marker
+    messages = [getattr(r.event, "message", r.kind) for r in await read_timeline(js, names, job_id)]
+    assert messages == ["started", "one", "two", "started"]

@@ -76,8 +76,8 @@ class Outbox:
         self._aborted = False
 
     def put(self, event: JobEvent) -> None:
-        if self._aborted:
-            return
+        if self._aborted or (self._closing and self._task is None):
+            return  # closed with nothing sent: a late call (a handler thread outliving its job) is dropped
         self._queue.append(event)
         self._wakeup.set()
         if self._task is None:
