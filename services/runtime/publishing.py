@@ -41,6 +41,8 @@ async def publish_acked(js: JetStreamContext, subject: str, payload: bytes, head
                         timeout: float) -> StreamAck:
     """`js.publish` with the ack decoded by msgspec; raises what `js.publish` raises."""
     try:
+        # The context's own connection (nats-py keeps it as `_nc`): callers hold the context, as
+        # for every other JetStream call, and `tests/test_streams.py` checks this against a server.
         msg = await js._nc.request(subject, payload, timeout=timeout, headers=headers)
     except nats.errors.NoRespondersError:
         raise NoStreamResponseError from None
