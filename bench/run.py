@@ -168,13 +168,15 @@ async def watch_until_end(host: str, port: int, job_id: str) -> float:
 
 
 async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: float | None, data: Path, tag: str,
-                        watched: bool = False) -> Result:
+                        watched: bool = False, source: Path | None = None) -> Result:
     """noop jobs timed POST → terminal event; `watched`: jobs that also report progress, each
-    followed by its own SSE client from its submission to its end (the end as that client sees it)."""
+    followed by its own SSE client from its submission to its end (the end as that client sees it).
+    `source`: a folder holding another `jobline` package to run the services from (bench.compare)."""
     names = Names(f"b{tag}")
+    path = [str(Path(__file__).resolve().parents[1])]
     env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data / tag),
                JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", JOBLINE_TASK_MODULES="bench.tasks",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+               PYTHONPATH=os.pathsep.join(([str(source)] if source else []) + path))
     procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
              await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
     gateway, base = await start_gateway(env)

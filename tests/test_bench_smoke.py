@@ -47,3 +47,21 @@ def test_the_http_ceiling_benchmark_runs_end_to_end() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "bare_litestar_post_per_s" in result.stdout
+
+
+def test_the_version_comparison_runs_end_to_end() -> None:
+    def worktrees() -> str:
+        return subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("bench.compare checks out git revisions: this copy is not a git checkout")
+    before = worktrees()
+    result = subprocess.run([sys.executable, "-m", "bench.compare", "HEAD", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    for version in ("A", "B"):
+        row = next(line for line in lines if line.startswith(f"{{'version': '{version}', 'pair': 0"))
+        assert all(f"'{name}': " in row for name in ("gateway", "processor", "logsink", "nats-server", "load generator"))
+    assert lines[-1].startswith("{'jobs_per_s_ratio_B_over_A': [")
+    assert worktrees() == before  # the revision's checkout is removed again
