@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import tempfile
@@ -31,16 +30,11 @@ import nats
 from jobline.runtime.embedded_nats import start_nats_server
 
 from . import loop
+from .flood import cpu_seconds
 from .run import bench_jobline
 
 ROOT = Path(__file__).resolve().parents[1]
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 SERVICES = ("gateway", "processor", "logsink")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_S  # utime + stime
 
 
 class ChildCpu(threading.Thread):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from litestar.types import Scope
+
+from jobline.runtime.metric_series import LabelledSeries
 
 
 class GatewayMetrics:
@@ -25,10 +25,8 @@ class GatewayMetrics:
         self._frames_counted = 0
         self.submitted = Counter("jobline_jobs_submitted_total", "Jobs created through this gateway", ["type"],
                                  registry=self.registry)
-        # labels() hashes and locks on every call: each series' child is looked up once. Bounded:
-        # routes are templates, methods and statuses few, job types those of the catalogue.
-        self._request_series: dict[tuple[str, str, int], Any] = {}
-        self._submitted_series: dict[str, Any] = {}
+        self._request_series = LabelledSeries(self.requests)
+        self._submitted_series = LabelledSeries(self.submitted)
 
     def count_frames(self, total: int) -> None:
         """The hub counts frames as a plain int (a counter call per frame and client costs more than
@@ -39,14 +37,7 @@ class GatewayMetrics:
     def count_request(self, scope: Scope, status: int) -> None:
         # The route template, not the path: one series per route, not per job id.
         route = scope.get("path_template") or ("/static" if not scope["path"].startswith("/api") else "other")
-        key = (scope["method"], route, status)
-        series = self._request_series.get(key)
-        if series is None:
-            series = self._request_series[key] = self.requests.labels(key[0], route, str(status))
-        series.inc()
+        self._request_series(scope["method"], route, str(status)).inc()
 
     def count_submitted(self, job_type: str) -> None:
-        series = self._submitted_series.get(job_type)
-        if series is None:
-            series = self._submitted_series[job_type] = self.submitted.labels(job_type)
-        series.inc()
+        self._submitted_series(job_type).inc()
