@@ -16,6 +16,8 @@ from nats.js import JetStreamContext
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
+from .postgres import PostgresServer, new_database, postgres_server
+
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
@@ -52,6 +54,22 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (each test gets its own database)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """The history database, on each backend in turn: the history tests run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{data_dir / 'history.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return new_database(server.url)
 
 
 @pytest.fixture

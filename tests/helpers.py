@@ -18,6 +18,8 @@ from jobline.contract.names import Names
 from jobline.contract.streams import RetentionSettings
 from jobline.gateway.service import GatewayServer
 from jobline.gateway.settings import GatewaySettings
+from jobline.history import service as history_service
+from jobline.history.settings import HistorySettings
 from jobline.logsink import service as logsink_service
 from jobline.logsink.settings import LogsinkSettings
 from jobline.processor import service as processor_service
@@ -55,6 +57,34 @@ async def wait_for_job_type(js: JetStreamContext, names: Names, job_type: str, t
         await watcher.stop()
 
 
+async def wait_for_history(js: JetStreamContext, names: Names, timeout: float = 15.0) -> None:
+    """Until a history service answers on `names` (its status endpoint)."""
+    nc = js._nc  # the test's own connection
+
+    async def answers() -> bool:
+        try:
+            reply = await nc.request(names.history_rpc("status"), b"{}", timeout=1.0)
+        except Exception:
+            return False
+        return not (reply.headers or {}).get("Nats-Service-Error-Code")
+
+    await eventually(answers, timeout, "the history service to answer")
+
+
+async def wait_for_history_seq(js: JetStreamContext, names: Names, seq: int, timeout: float = 15.0) -> None:
+    """Until the history service has applied the job stream up to `seq`: its `min_seq` makes it
+    answer only then (or when its own bounded wait ends, which this re-asks after)."""
+    import json
+
+    nc = js._nc
+
+    async def applied() -> bool:
+        reply = await nc.request(names.history_rpc("status"), json.dumps({"min_seq": seq}).encode(), timeout=5.0)
+        return bool(json.loads(reply.data)["applied_seq"] >= seq)
+
+    await eventually(applied, timeout, f"the history service to apply sequence {seq}")
+
+
 @dataclass
 class Stack:
     url: str
@@ -62,6 +92,7 @@ class Stack:
     gateway: GatewayServer
     processor_settings: ProcessorSettings
     logsink_settings: LogsinkSettings
+    history_settings: HistorySettings
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -81,25 +112,34 @@ async def running_stack(
     processor: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
     with_logsink: bool = True,
+    with_history: bool = True,
+    history: dict[str, Any] | None = None,
     retention: RetentionSettings = TEST_RETENTION,
 ) -> AsyncIterator[Stack]:
-    """Gateway, processor and logsink as tasks in this loop (real NATS, real uvicorn on port 0)."""
+    """Gateway, processor, logsink and history as tasks in this loop (real NATS, real uvicorn on
+    port 0). The history service is up (answering) before the gateway starts, as under `jobline up`."""
     servers = [nats_url]
     common: dict[str, Any] = {"nats_servers": servers, "names": names, "retention": retention}
     psettings = replace(ProcessorSettings(data_dir=data_dir, ops_port=0, **common), **(processor or {}))
     lsettings = LogsinkSettings(data_dir=data_dir, ops_port=0, **common)
-    gsettings = replace(GatewaySettings(port=0, **common), **(gateway or {}))
+    hsettings = replace(HistorySettings(data_dir=data_dir, ops_port=0, **common), **(history or {}))
+    gsettings = replace(GatewaySettings(port=0, **common), **({"history_start_wait_s": 0.0} if not with_history else {}),
+                        **(gateway or {}))
     registry = registry or builtin_registry()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     if with_logsink:
         tasks.append(asyncio.create_task(logsink_service.run(lsettings, stop)))
+    if with_history:
+        tasks.append(asyncio.create_task(history_service.run(hsettings, stop)))
     tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry)))
     server = GatewayServer(gsettings)
     started = asyncio.Event()
-    tasks.append(asyncio.create_task(server.serve(stop, started)))
     try:
         async with asyncio.timeout(20):
+            if with_history:
+                await wait_for_history(js, names)
+            tasks.append(asyncio.create_task(server.serve(stop, started)))
             for job_type in psettings.job_types or registry.names():
                 await wait_for_job_type(js, names, job_type)
             started_wait = asyncio.create_task(started.wait())
@@ -108,7 +148,7 @@ async def running_stack(
                 for task in done:
                     task.result()  # raises the service's error
         yield Stack(url=server.url, names=names, gateway=server, processor_settings=psettings,
-                    logsink_settings=lsettings, tasks=tasks)
+                    logsink_settings=lsettings, history_settings=hsettings, tasks=tasks)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)

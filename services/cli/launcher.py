@@ -23,7 +23,7 @@ from jobline.runtime import env
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 log = logging.getLogger("jobline.up")
-SERVICES = ("logsink", "processor", "gateway")
+SERVICES = ("logsink", "history", "processor", "gateway")
 STOP_TIMEOUT_S = 20.0
 
 

@@ -35,6 +35,10 @@ RETRYING = "retrying"
 ENDED = "ended"
 
 
+# The history service's request/reply endpoints (contract/history.py has their messages).
+HISTORY_ENDPOINTS = ("window", "job", "search", "events", "counts", "activity", "status")
+
+
 class InvalidName(ValueError):
     pass
 
@@ -146,6 +150,11 @@ class Names:
         return "logsink"
 
     @property
+    def history_durable(self) -> str:
+        """The history service's durable consumer of the job stream."""
+        return "history"
+
+    @property
     def types_bucket(self) -> str:
         """KV bucket where processors advertise the job types they serve."""
         return self._stream("JOB_TYPES").lower()
@@ -169,3 +178,15 @@ class Names:
     def log_history_rpc(self) -> str:
         """Request/reply subject of the logsink; outside the streams' `jobs.>`/`logs.>` space."""
         return self._subject("rpc", "logsink", "history")
+
+    def history_rpc(self, endpoint: str) -> str:
+        """`rpc.history.<endpoint>`: the history service's endpoints (a `nats.micro` service);
+        outside the streams' subjects, like the logsink's."""
+        if endpoint not in HISTORY_ENDPOINTS:
+            raise InvalidName(f"unknown history endpoint {endpoint!r}")
+        return self._subject("rpc", "history", endpoint)
+
+    @property
+    def history_service(self) -> str:
+        """The micro service's name (`nats micro ls` shows it; several namespaces share it)."""
+        return "jobline-history"

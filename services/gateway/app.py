@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from .catalogue import Catalogue
 from .core import Core
 from .event_stream import StreamWatchdog
 from .feed import JobFeed
+from .history import HistoryClient, HistoryUnavailable
 from .hub import Hub
 from .metrics import GatewayMetrics
 from .idempotency import open_bucket as open_idempotency
@@ -73,6 +75,27 @@ def response_middleware(metrics: GatewayMetrics) -> Any:
     return middleware
 
 
+async def load_live_window(core: Core) -> None:
+    """Start from the history service's live window (the recent jobs and every one not ended):
+    then the feed reads only what happened since, however long the history. With no history
+    service (or none yet), the feed rebuilds the window from the whole job stream instead."""
+    settings = core.settings
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + settings.history_start_wait_s
+    while True:
+        try:
+            states, applied = await core.history.window(settings.recent_jobs)
+        except HistoryUnavailable as exc:
+            if loop.time() >= give_up:
+                log.warning("no history service answered (%s); reading the live window from the job stream", exc)
+                return
+            await asyncio.sleep(0.2)  # the history service may be starting beside us (jobline up, compose)
+            continue
+        core.read_model.load(states, applied)
+        log.info("live window from the history service: %d jobs, the job stream applied up to %d", len(states), applied)
+        return
+
+
 def create_app(settings: GatewaySettings) -> Litestar:
     metrics = GatewayMetrics()
     auth = Auth(tokens=settings.api_tokens, max_streams=settings.max_streams_per_client,
@@ -85,43 +108,42 @@ def create_app(settings: GatewaySettings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def nats_lifespan(app: Litestar) -> AsyncIterator[None]:
-        instance = instance_name(SERVICE)
-        nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
-        try:
+        # Everything started is stopped in reverse order, also when a later start step fails.
+        async with contextlib.AsyncExitStack() as stack:
+            instance = instance_name(SERVICE)
+            nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
+            stack.push_async_callback(close_connection, nc)
             js = nc.jetstream()
             await ensure_streams(js, settings.names, settings.retention)
-            async with ship_logs(nc, settings.names, SERVICE, instance):
-                catalogue = Catalogue()
-                await catalogue.start(js, settings.names, settings.retention.replicas)
-                idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
-                                                     settings.retention.replicas)
-                objects = await ObjectStores.open(js, settings.names, settings.retention.replicas)
-                hub = Hub(settings.stream_buffer, settings.heartbeat_s, on_dropped=metrics.slow_clients.inc)
-                watchdog = StreamWatchdog(settings.sse_send_timeout_s)
-                core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(), hub=hub, catalogue=catalogue,
-                            idempotency=idempotency, objects=objects, metrics=metrics, watchdog=watchdog)
-                app.state.core = core
-                app.state.auth = auth
-                feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
-                webhooks = WebhookDispatcher(core) if settings.webhook_secrets else None
-                hub.start()
-                watchdog.start()
-                try:
-                    await feed.start(catch_up_timeout=600.0)
-                    if webhooks is not None:
-                        await webhooks.start()
-                    core.ready = True
-                    yield
-                finally:
-                    core.ready = False
-                    if webhooks is not None:
-                        await webhooks.stop()
-                    await feed.stop()
-                    await catalogue.stop()
-                    watchdog.stop()
-                    hub.stop()
-        finally:
-            await close_connection(nc)
+            await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
+            catalogue = Catalogue()
+            stack.push_async_callback(catalogue.stop)
+            await catalogue.start(js, settings.names, settings.retention.replicas)
+            idempotency = await open_idempotency(js, settings.names, settings.idempotency_ttl_s,
+                                                 settings.retention.replicas)
+            objects = await ObjectStores.open(js, settings.names, settings.retention.replicas)
+            hub = Hub(settings.stream_buffer, settings.heartbeat_s, on_dropped=metrics.slow_clients.inc)
+            hub.start()
+            stack.callback(hub.stop)
+            watchdog = StreamWatchdog(settings.sse_send_timeout_s)
+            watchdog.start()
+            stack.callback(watchdog.stop)
+            core = Core(settings=settings, nc=nc, js=js, read_model=ReadModel(settings.recent_jobs), hub=hub,
+                        catalogue=catalogue, idempotency=idempotency, objects=objects, metrics=metrics,
+                        watchdog=watchdog, history=HistoryClient(nc, settings.names, settings.history_timeout_s))
+            app.state.core = core
+            app.state.auth = auth
+            await load_live_window(core)
+            feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
+            stack.push_async_callback(feed.stop)
+            await feed.start(catch_up_timeout=600.0)
+            if settings.webhook_secrets:
+                webhooks = WebhookDispatcher(core)
+                stack.push_async_callback(webhooks.stop)
+                await webhooks.start()
+            core.ready = True
+            stack.callback(setattr, core, "ready", False)
+            yield
 
     handlers: list[Any] = list(route_handlers)
     if settings.web_dir.is_dir():

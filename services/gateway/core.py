@@ -30,11 +30,13 @@ from .hub import Hub, Listener
 from .idempotency import MAX_KEY_LENGTH, claim
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
-from .job_state import JobState
+from jobline.contract.job_state import JobState
+
+from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
-from .timeline import StoredEvent, read_events, recent_log_lines
+from .timeline import StoredEvent, read_events
 from .webhook_targets import WebhookTargetRefused, check_target
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -54,6 +56,7 @@ class Core:
     objects: ObjectStores
     metrics: GatewayMetrics
     watchdog: StreamWatchdog
+    history: HistoryClient
     ready: bool = False
 
 
@@ -117,6 +120,12 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
                        queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url)
     if not fresh:
         existing = core.read_model.get(job_id)
+        if existing is None:
+            try:  # created long ago, it may have left this gateway's memory: the history has it
+                existing = await core.history.job(job_id, min_seq=core.read_model.last_seq)
+            except HistoryUnavailable as exc:
+                raise Problem(503, "History unavailable", "this Idempotency-Key belongs to an earlier job that "
+                              f"cannot be looked up now ({exc}); nothing was created") from exc
         if existing is not None:
             return JobCreated(ts=existing.created_at, job_id=job_id, type=existing.type, params=existing.params), False
         # The first request claimed the key but may have died before publishing: publish (the
@@ -168,18 +177,94 @@ async def _check_webhook(core: Core, url: str) -> None:
                       errors=[{"key": "webhook_url", "source": "body", "message": str(exc)}]) from exc
 
 
+def history_problem(exc: HistoryUnavailable | HistoryRefused) -> Problem:
+    if isinstance(exc, HistoryRefused):
+        return Problem(400, "Bad history query", str(exc))
+    return Problem(503, "History unavailable", f"the history service could not answer: {exc}")
+
+
+async def _from_history(core: Core, job_id: str) -> tuple[JobState | None, bool]:
+    """(the job as the history service has it, whether the history service was unavailable)."""
+    try:
+        return await core.history.job(job_id, min_seq=core.read_model.last_seq), False
+    except HistoryUnavailable:
+        return None, True
+
+
 async def find_job(core: Core, job_id: str) -> JobState:
-    """The job's state; an id not seen yet waits (bounded) for the read model to reach the
-    stream's end, so a job created through another gateway a moment ago is found."""
+    """The job's state: from memory when it is live or recent, else from the history service; an
+    id found in neither waits (bounded) for the job feed to reach the stream's end, so a job
+    created through another gateway a moment ago is found too."""
     check_job_id(job_id)
     state = core.read_model.get(job_id)
-    if state is None:
-        last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+    if state is not None:
+        return state
+    state, history_down = await _from_history(core, job_id)
+    if state is not None:
+        return state
+    last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+    if last > core.read_model.last_seq:
         await core.read_model.wait_for(last, core.settings.catch_up_timeout_s)
         state = core.read_model.get(job_id)
-    if state is None:
-        raise Problem(404, "Job not found", f"there is no job {job_id!r}")
-    return state
+        if state is None:  # it may have ended and left memory meanwhile
+            state, history_down = await _from_history(core, job_id)
+    if state is not None:
+        return state
+    if history_down:
+        raise Problem(503, "History unavailable", f"job {job_id!r} is not live here and the history service did not "
+                      "answer; try again shortly")
+    raise Problem(404, "Job not found", f"there is no job {job_id!r}")
+
+
+async def lookup_job(core: Core, job_id: str) -> JobState | None:
+    """`find_job` for callers that are not requests: None when there is no such job; raises
+    HistoryUnavailable when only the history service could tell."""
+    try:
+        return await find_job(core, job_id)
+    except Problem as problem:
+        if problem.status_code == 404:
+            return None
+        if problem.status_code == 503:
+            raise HistoryUnavailable(problem.detail) from problem
+        raise
+
+
+async def stored_events(core: Core, state: JobState, *, after_seq: int = 0, upto_seq: int | None = None,
+                        only_logs: bool = False, last: int | None = None) -> list[StoredEvent]:
+    """The job's stored events with after_seq < seq <= upto_seq, in order (`last`: only the last
+    ones): from the job stream while it still holds them, else from the history service, which
+    outlives the stream's retention (and what it has not applied yet is recent, so still in the
+    stream)."""
+    names = core.settings.names
+    first = (await core.js.stream_info(names.jobs_stream)).state.first_seq
+    if state.created_seq >= first or after_seq + 1 >= first:
+        return await read_events(core.js, names, state.id, after_seq=after_seq, upto_seq=upto_seq, only_logs=only_logs,
+                                 limit=last, timeout=30)
+    wanted = state.seq if upto_seq is None else min(upto_seq, state.seq)
+    try:
+        records, applied = await core.history.events(state.id, after_seq=after_seq, upto_seq=upto_seq,
+                                                     only_logs=only_logs, last=last, min_seq=wanted)
+    except (HistoryUnavailable, HistoryRefused) as exc:
+        raise history_problem(exc) from exc
+    events = [StoredEvent(r.seq, r.subject, bytes(r.data), r.stored_at) for r in records]
+    if applied < wanted:
+        events += await read_events(core.js, names, state.id, after_seq=max(applied, after_seq), upto_seq=upto_seq,
+                                    only_logs=only_logs, limit=last, timeout=30)
+        if last is not None:
+            events = events[-last:]
+    return events
+
+
+async def recent_log_lines(core: Core, state: JobState, *, upto_seq: int) -> list[bytes]:
+    """The last log lines of the job at or before `upto_seq` (for a snapshot), as stored JSON."""
+    keep = core.settings.snapshot_log_lines
+    if state.log_lines <= 0 or keep <= 0:
+        return []
+    try:
+        events = await stored_events(core, state, upto_seq=upto_seq, only_logs=True, last=keep)
+    except (TimeoutError, Problem):
+        return []  # a snapshot without its log lines beats none; /logs has them
+    return [e.data for e in events]
 
 
 def etag(state: JobState) -> str:
@@ -237,29 +322,31 @@ async def job_events(core: Core, state: JobState, cursor: str | None = None) -> 
     """The job's live event stream.
 
     Without a cursor: a `snapshot` (the state and its recent log lines), then every later event.
-    With a cursor (Last-Event-ID or ?after=) still in the stream: exactly the events after it, then
-    live — no gap, no duplicate. With a cursor that is garbage, beyond the end or already dropped
-    by retention: a `reset` event carrying a fresh snapshot (still HTTP 200: a 4xx would make
-    EventSource give up for good). The stream ends after the terminal event.
+    With a cursor (Last-Event-ID or ?after=): exactly the events after it (from the stream, or from
+    the history service once the stream has dropped them), then live — no gap, no duplicate. With a
+    cursor that is garbage, beyond the end, or that neither can serve now: a `reset` event carrying
+    a fresh snapshot (still HTTP 200: a 4xx would make EventSource give up for good). The stream
+    ends after the terminal event.
 
     Subscribing to the live feed and fixing the position `seq` happen with no await between them,
     so nothing can fall between what is read back and what arrives live.
     """
     settings = core.settings
     listener = None if state.is_terminal else core.hub.subscribe(state.id)
-    seq, state_json, log_count = core.read_model.last_seq, encoder.encode(state), state.log_lines
+    seq, state_json = core.read_model.last_seq, encoder.encode(state)
     try:
         after = parse_cursor(cursor)
         replay: list[StoredEvent] | None = None
-        if after is not None and after <= seq:
-            first = (await core.js.stream_info(settings.names.jobs_stream)).state.first_seq
-            if after + 1 >= first or after >= state.seq:
-                replay = await read_events(core.js, settings.names, state.id, after_seq=after, upto_seq=seq)
+        upto = max(seq, state.seq)  # (a state from the history service may be a moment ahead of the feed)
+        if after is not None and after <= upto:
+            try:
+                replay = await stored_events(core, state, after_seq=after, upto_seq=upto)
+            except Problem:
+                replay = None  # neither the stream nor the history service can serve it now: reset
         if replay is None:
-            lines = await recent_log_lines(core.js, settings.names, state.id, count=log_count, upto_seq=seq,
-                                           keep=settings.snapshot_log_lines)
+            lines = await recent_log_lines(core, state, upto_seq=upto)
             kind = "snapshot" if cursor is None else "reset"
-            yield sse.frame(kind, snapshot_data(state_json, lines), seq, settings.sse_retry_ms)
+            yield sse.frame(kind, snapshot_data(state_json, lines), upto, settings.sse_retry_ms)
         else:
             yield f": resumed after {after}\nretry: {settings.sse_retry_ms}\n\n".encode()
             for stored in replay:

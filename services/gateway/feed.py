@@ -47,14 +47,31 @@ class JobFeed:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, catch_up_timeout: float) -> None:
-        target = (await self._js.stream_info(self._names.jobs_stream)).state.last_seq
+        """Fold in everything after the read model's position up to the stream's current end
+        before the gateway serves requests."""
+        stream = self._names.jobs_stream
+        info = (await self._js.stream_info(stream)).state
         began = time.monotonic()
+        start_seq = self._read_model.last_seq
+        if info.messages == 0:
+            # Nothing stored (e.g. every event dropped by age): nothing to wait for, however high
+            # the stream's last sequence is.
+            self._read_model.advance(info.last_seq)
         await self._open()
         self._task = asyncio.create_task(self._run())
-        if not await self._read_model.wait_for(target, catch_up_timeout):
-            raise TimeoutError(f"read model did not catch up with {target} events in {catch_up_timeout}s")
-        log.info("read model rebuilt: %d jobs from %d events in %.2fs", len(self._read_model), target,
-                 time.monotonic() - began)
+        target = info.last_seq
+        deadline = began + catch_up_timeout
+        while not await self._read_model.wait_for(target, 1.0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the job feed did not catch up with sequence {target} in {catch_up_timeout}s")
+            # The stream may have dropped its last events (by age) after we looked: once the
+            # consumer has nothing pending and we have applied all it delivered, we are caught up.
+            consumer = await self._js.consumer_info(stream, self._consumer)
+            delivered = consumer.delivered.stream_seq if consumer.delivered and consumer.delivered.stream_seq else 0
+            if not consumer.num_pending and delivered <= self._read_model.last_seq:
+                self._read_model.advance(target)
+        log.info("job feed caught up: %d jobs in memory, events %d..%d folded in %.2fs", len(self._read_model),
+                 start_seq + 1, target, time.monotonic() - began)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -132,9 +149,8 @@ class JobFeed:
             log.warning("skipping undecodable event %d on %s: %s", seq, msg.subject, exc)
             self._read_model.advance(seq)
             return
-        if self._read_model.apply(event, seq) and self._hub.has_listeners(event.job_id):
-            state = self._read_model.get(event.job_id)
-            assert state is not None
+        state = self._read_model.apply(event, seq)
+        if state is not None and self._hub.has_listeners(event.job_id):
             kind = kind_of(event)
             self._hub.publish(event.job_id, frame(kind, msg.data, seq), kind=kind, job_type=state.type,
                               status=state.status, last=kind in TERMINAL_KINDS)

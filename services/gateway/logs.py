@@ -13,7 +13,7 @@ from jobline.contract.events import LogLineWritten, LogQuery, ServiceLogged, enc
 from . import sse
 from .core import Core, log_history, parse_cursor
 from .hub import Listener
-from .job_state import JobState
+from jobline.contract.job_state import JobState
 from .problems import Problem
 from .timeline import read_events
 

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from jobline.contract.events import encoder
 
 from . import sse
-from .core import Core, _kind_decoder, parse_cursor
+from jobline.contract.job_state import JobState
+
+from .core import Core, _kind_decoder, parse_cursor, recent_log_lines
 from .hub import Listener, WideFilter
-from .job_state import JobState
-from .timeline import StoredEvent, read_events, recent_log_lines
+from .timeline import StoredEvent, read_events
 
 MAX_REPLAY_EVENTS = 20_000  # a client further behind than this gets a reset instead of a replay
 WIDE_SNAPSHOT_JOBS = 100
@@ -50,7 +51,7 @@ async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None,
     listener = core.hub.listen(jobs, wide=wide, logs=logs)
     states, seq = _snapshot(core, jobs, wide)
     states_json = encoder.encode(states)
-    log_counts = {s.id: s.log_lines for s in states if s.id in jobs}
+    followed = [s for s in states if s.id in jobs]
     try:
         after = parse_cursor(cursor)
         replay: list[StoredEvent] | None = None
@@ -61,10 +62,9 @@ async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None,
         if replay is None:
             parts = []
             if logs:
-                for job_id, count in log_counts.items():
-                    lines = await recent_log_lines(core.js, names, job_id, count=count, upto_seq=seq,
-                                                   keep=settings.snapshot_log_lines)
-                    parts.append(encoder.encode(job_id) + b":[" + b",".join(lines) + b"]")
+                for state in followed:
+                    lines = await recent_log_lines(core, state, upto_seq=seq)
+                    parts.append(encoder.encode(state.id) + b":[" + b",".join(lines) + b"]")
             data = b'{"jobs":' + states_json + b',"logs":{' + b",".join(parts) + b"}}"
             yield sse.frame("snapshot" if cursor is None else "reset", data, seq, settings.sse_retry_ms)
         else:

@@ -1,82 +1,107 @@
-"""All jobs' current state, rebuilt from the job stream at start and kept up to date by the feed."""
+"""What the gateway keeps in memory: the live jobs, not all history.
+
+It holds every job that has not ended, plus the `recent` newest jobs (ended or not) for the
+dashboard; a job that has ended and falls out of the recent window is dropped (the history service
+has it). So the gateway's memory and start-up depend on what is live, not on how much history
+there is. At start the window is loaded from the history service (`load`), and the job feed
+folds the stream in from the position it reflects; every later event comes from the feed.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import bisect
-import heapq
 import itertools
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 
 from jobline.contract.events import JobCreated, JobEvent
-
-from .job_state import JobState, apply, new_state
+from jobline.contract.job_state import JobState, apply, new_state
+from jobline.runtime.watermark import Watermark
 
 
 class ReadModel:
-    def __init__(self) -> None:
+    def __init__(self, recent: int = 1000):
+        self.recent = max(recent, 1)
         self._jobs: dict[str, JobState] = {}
-        self._created_seqs: list[int] = []  # ascending, one per job, parallel to _created_ids
-        self._created_ids: list[str] = []
-        self.last_seq = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._tiebreak = itertools.count()
+        self._window: deque[JobState] = deque()  # the `recent` newest jobs, oldest first
+        self._older: dict[str, JobState] = {}  # not ended, older than the window; in creation order
+        self._watermark = Watermark()
+        self.evicted = 0  # ended jobs dropped from memory since start
 
     def __len__(self) -> int:
         return len(self._jobs)
 
+    @property
+    def last_seq(self) -> int:
+        """Every event of the job stream up to here is folded in."""
+        return self._watermark.seq
+
     def get(self, job_id: str) -> JobState | None:
         return self._jobs.get(job_id)
 
-    def apply(self, event: JobEvent, seq: int) -> bool:
-        """Fold the event in; False when it changed nothing (unknown job, stale attempt, after
-        the end) — such events are not worth sending to clients either."""
-        applied = False
+    # --- filling ---------------------------------------------------------------------------
+    def load(self, states: Iterable[JobState], applied_seq: int) -> None:
+        """Start from the history service's live window (it reflects the stream up to
+        `applied_seq`); the feed then folds in everything after it."""
+        for state in sorted(states, key=lambda s: s.created_seq):
+            if state.id not in self._jobs:
+                self._admit(state)
+        self._watermark.advance(applied_seq)
+
+    def apply(self, event: JobEvent, seq: int) -> JobState | None:
+        """Fold the event in; the job's state when it changed, None when nothing changed (unknown
+        job, stale attempt, after the end, already folded in) — such events are not worth sending
+        to clients either."""
+        state: JobState | None = None
         if isinstance(event, JobCreated):
             if event.job_id not in self._jobs:
-                self._jobs[event.job_id] = new_state(event, seq)
-                self._created_seqs.append(seq)
-                self._created_ids.append(event.job_id)
-                applied = True
+                state = new_state(event, seq)
+                self._admit(state)
         else:
-            state = self._jobs.get(event.job_id)
-            applied = state is not None and apply(state, event, seq)
-        self.advance(seq)
-        return applied
+            known = self._jobs.get(event.job_id)
+            if known is not None and apply(known, event, seq):
+                state = known
+                if state.is_terminal and state.id in self._older:
+                    self._drop(state)  # it ended outside the recent window
+        self._watermark.advance(seq)
+        return state
 
     def advance(self, seq: int) -> None:
-        self.last_seq = max(self.last_seq, seq)
-        while self._waiters and self._waiters[0][0] <= self.last_seq:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
+        self._watermark.advance(seq)
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until every event up to `seq` is applied; False on timeout."""
-        if self.last_seq >= seq:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (seq, next(self._tiebreak), future))
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            return False
-        return True
+        return await self._watermark.wait_for(seq, timeout)
 
+    def _admit(self, state: JobState) -> None:
+        self._jobs[state.id] = state
+        self._window.append(state)
+        while len(self._window) > self.recent:
+            oldest = self._window.popleft()
+            if oldest.is_terminal:
+                self._drop(oldest)
+            else:
+                self._older[oldest.id] = oldest  # leaves the window in creation order
+
+    def _drop(self, state: JobState) -> None:
+        self._jobs.pop(state.id, None)
+        self._older.pop(state.id, None)
+        self.evicted += 1
+
+    # --- reading ---------------------------------------------------------------------------
     def newest_first(self, *, before_seq: int | None = None, status: str | None = None,
                      job_type: str | None = None, created_after: float | None = None,
                      created_before: float | None = None) -> Iterator[JobState]:
-        """Jobs by creation, newest first; `before_seq` is a stable cursor (a created_seq)."""
-        end = len(self._created_seqs) if before_seq is None else bisect.bisect_left(self._created_seqs, before_seq)
-        for index in range(end - 1, -1, -1):
-            state = self._jobs[self._created_ids[index]]
+        """The jobs held, by creation, newest first; `before_seq` is a stable cursor (a created_seq)."""
+        for state in itertools.chain(reversed(self._window), reversed(self._older.values())):
+            if before_seq is not None and state.created_seq >= before_seq:
+                continue
             if created_before is not None and state.created_at >= created_before:
                 continue
             if created_after is not None and state.created_at < created_after:
-                break  # creation order: everything further is older still
+                continue
             if status is not None and state.status != status:
                 continue
             if job_type is not None and state.type != job_type:
                 continue
             yield state
+

@@ -11,7 +11,7 @@ import msgspec
 from jobline.contract.events import TERMINAL_KINDS, JobCreated, JobEvent, encoder, job_event_decoder, kind_of
 
 from . import sse
-from .job_state import JobState, apply, new_state
+from jobline.contract.job_state import JobState, apply, new_state
 from .timeline import StoredEvent
 
 MAX_GAP_S = 10.0  # a replay never waits longer than this between two events, whatever the speed

@@ -16,18 +16,19 @@ from jobline.contract.events import JobTypeInfo, LogQuery, encoder
 from jobline.contract.names import SERVICE_NAME_RE
 
 from . import core as jobs
+from . import search
 from .auth import SESSION_COOKIE, Auth
 from .event_stream import EventStream
 from .hub import WideFilter
 from .logs import LEVELS, follow_job_logs, service_logs
-from .job_state import JobState
+from jobline.contract.job_state import JobState
 from .multiplex import multiplexed
+from .search import JobPage
 from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
 from .problems import Problem
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
 from .sent_json import SentJSON
-from .timeline import read_events
 from .websocket import ws_endpoint
 
 
@@ -45,11 +46,6 @@ class Accepted(msgspec.Struct):
     id: str
     status: str
     links: dict[str, str]
-
-
-class JobPage(msgspec.Struct):
-    jobs: list[JobState]
-    next_before: int | None  # pass as ?before= for the next (older) page
 
 
 @post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES,
@@ -81,7 +77,14 @@ async def cancel_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> 
     return Response({"id": job_id, "status": status}, status_code=202)
 
 
-@get("/api/jobs", summary="List jobs, newest first")
+@get("/api/jobs", summary="List and search jobs over all history, newest first",
+     description="Filters (all optional, combined with AND): `status` and `type` (comma lists), `created_after`/"
+     "`created_before` and `finished_after`/`finished_before` (unix seconds), `error` (text in the job's error, "
+     "case-insensitive), and any `params.<name>=<value>` or `result.<name>=<value>` (nested names with dots; the "
+     "value is JSON when it parses — `360`, `true` — else text). `before` is the cursor from `next_before`: "
+     "stable while new jobs arrive. Answered by the history service; while it is away, a plain list comes from "
+     "this gateway's memory with `partial: true`, and a search answers 503.",
+     responses={200: ResponseSpec(JobPage, description="A page of jobs", generate_examples=False)})
 async def list_jobs(
     request: Request[Any, Any, Any],
     status: FromQuery[str | None] = None,
@@ -90,18 +93,32 @@ async def list_jobs(
     limit: FromQuery[int] = 50,
     created_after: FromQuery[float | None] = None,
     created_before: FromQuery[float | None] = None,
-) -> JobPage:
-    """`created_after`/`created_before` are unix seconds; `before` is the cursor from `next_before`."""
-    if not 1 <= limit <= 500:
-        raise Problem(400, "Bad limit", "limit must be from 1 to 500", errors=[{"key": "limit", "source": "query"}])
-    page: list[JobState] = []
-    jobs_iter = _core(request).read_model.newest_first(before_seq=before, status=status, job_type=type,
-                                                     created_after=created_after, created_before=created_before)
-    for job in jobs_iter:
-        page.append(job)
-        if len(page) == limit:
-            break
-    return JobPage(jobs=page, next_before=page[-1].created_seq if len(page) == limit else None)
+    finished_after: FromQuery[float | None] = None,
+    finished_before: FromQuery[float | None] = None,
+    error: FromQuery[str | None] = None,
+) -> Response[bytes]:
+    job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
+                                     created_before=created_before, finished_after=finished_after,
+                                     finished_before=finished_before, error=error)
+    body = await search.list_jobs(_core(request), job_filter, before=before, limit=limit)
+    return Response(body, media_type="application/json")
+
+
+@get("/api/stats/counts", summary="Jobs per status and per type, over all history kept",
+     description="`{\"total\", \"by_status\": {status: n}, \"by_type\": {type: {status: n}}}`; 503 while the "
+     "history service is away.")
+async def job_counts(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return await search.counts(_core(request))
+
+
+@get("/api/stats/activity", summary="Jobs ended per minute by outcome, run-time percentiles per type",
+     description="`window` = `hour` (1-minute buckets), `day` (15 minutes) or `week` (1 hour); `type` narrows it "
+     "to one job type. `{\"buckets\": [{\"start\", \"completed\", \"failed\", \"cancelled\", \"expired\"}], "
+     "\"durations\": [{\"type\", \"count\", \"p50_s\", \"p90_s\", \"p99_s\", \"max_s\"}]}` — run time is the "
+     "end minus the last attempt's start; percentiles are within 10 %.")
+async def job_activity(request: Request[Any, Any, Any], window: FromQuery[str] = "hour",
+                       type: FromQuery[str | None] = None) -> dict[str, Any]:
+    return await search.activity(_core(request), window, type)
 
 
 @get("/api/jobs/{job_id:str}", summary="A job's current state",
@@ -131,8 +148,8 @@ async def get_job(
      "\"stored_at\", \"event\"}]}`.")
 async def job_timeline(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[bytes]:
     core = _core(request)
-    await jobs.find_job(core, job_id)
-    events = await read_events(core.js, core.settings.names, job_id, timeout=30)
+    job = await jobs.find_job(core, job_id)
+    events = await jobs.stored_events(core, job)
     return Response(timeline_json(job_id, events), media_type="application/json")
 
 
@@ -140,12 +157,12 @@ async def job_timeline(request: Request[Any, Any, Any], job_id: FromPath[str]) -
      description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
 async def job_state_at(request: Request[Any, Any, Any], job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
     core = _core(request)
-    await jobs.find_job(core, job_id)
+    job = await jobs.find_job(core, job_id)
     try:
         seq, ts = parse_at(at)
     except ValueError as exc:
         raise Problem(400, "Bad at", f"{at!r} is neither a sequence nor a time", errors=[{"key": "at", "source": "query"}]) from exc
-    events = decoded(await read_events(core.js, core.settings.names, job_id, timeout=30))
+    events = decoded(await jobs.stored_events(core, job))
     folded = fold(events, upto_seq=seq, upto_ts=ts)
     if folded is None:
         raise Problem(404, "Not created yet", f"job {job_id} did not exist at {at}")
@@ -176,7 +193,7 @@ async def job_events(
         if not 0 < replay <= 1000 or from_ < 0:
             raise Problem(400, "Bad replay", "replay is a speed from >0 to 1000; from is seconds since creation, >= 0",
                           errors=[{"key": "replay", "source": "query"}])
-        events = decoded(await read_events(core.js, core.settings.names, job_id, timeout=30))
+        events = decoded(await jobs.stored_events(core, job))
         return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=core.settings.sse_retry_ms),
                            core.watchdog)
     cursor = last_event_id if last_event_id is not None else after  # a reconnect's header is newer
@@ -362,4 +379,4 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -31,6 +31,9 @@ class GatewaySettings:
     sse_send_timeout_s: float = 30.0  # a stream client that takes nothing this long is cut off
     snapshot_log_lines: int = 500  # recent log lines sent with an SSE snapshot (older: /logs)
     catch_up_timeout_s: float = 5.0  # how long a lookup of an unseen job id waits for the read model
+    recent_jobs: int = 1000  # ended jobs kept in memory for the dashboard (older ones: the history service)
+    history_timeout_s: float = 5.0  # a history query that takes longer answers 503
+    history_start_wait_s: float = 5.0  # at start, how long to wait for a history service before reading the stream
     max_timeout_s: float = 86400.0  # the largest timeout_s / queue_timeout_s a submission may ask for
     max_attempts: int = 100  # the largest max_attempts a submission may ask for
     idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key keeps pointing at its job
@@ -66,6 +69,9 @@ class GatewaySettings:
             sse_send_timeout_s=env.env_float("JOBLINE_SSE_SEND_TIMEOUT_S", d.sse_send_timeout_s),
             shutdown_timeout_s=env.env_float("JOBLINE_SHUTDOWN_TIMEOUT_S", d.shutdown_timeout_s),
             catch_up_timeout_s=env.env_float("JOBLINE_CATCH_UP_TIMEOUT_S", d.catch_up_timeout_s),
+            recent_jobs=env.env_int("JOBLINE_RECENT_JOBS", d.recent_jobs),
+            history_timeout_s=env.env_float("JOBLINE_HISTORY_TIMEOUT_S", d.history_timeout_s),
+            history_start_wait_s=env.env_float("JOBLINE_HISTORY_START_WAIT_S", d.history_start_wait_s),
             max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),

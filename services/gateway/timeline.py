@@ -60,14 +60,3 @@ async def read_events(js: JetStreamContext, names: Names, job_id: str | None, *,
         await sub.unsubscribe()
     return list(out)
 
-
-async def recent_log_lines(js: JetStreamContext, names: Names, job_id: str, *, count: int, upto_seq: int,
-                           keep: int, timeout: float = 5.0) -> list[bytes]:
-    """The last `keep` log lines of the job at or before `upto_seq`, as stored JSON."""
-    if count <= 0 or keep <= 0:
-        return []
-    try:
-        events = await read_events(js, names, job_id, upto_seq=upto_seq, only_logs=True, limit=keep, timeout=timeout)
-    except TimeoutError:
-        return []  # a snapshot without history beats none; /logs has it
-    return [e.data for e in events]

@@ -30,7 +30,8 @@ from jobline.contract.publishing import subject_of
 from jobline.runtime.publishing import publish_reliably
 from jobline.runtime.pull import CreditedPull
 
-from .core import Core
+from .core import Core, lookup_job
+from .history import HistoryUnavailable
 from .webhook_targets import WebhookTargetRefused, check_target
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,11 @@ class WebhookDispatcher:
         state = self._core.read_model.get(event.job_id)
         if state is None:
             await self._core.read_model.wait_for(msg.metadata.sequence.stream, 10)
-            state = self._core.read_model.get(event.job_id)
+            try:  # an end delivered late may belong to a job that has left memory since
+                state = await lookup_job(self._core, event.job_id)
+            except HistoryUnavailable:
+                await msg.nak(delay=5.0)  # cannot tell now whether it wants a webhook: later
+                return
         if state is None or not state.webhook_url:
             await msg.ack()
             return

@@ -1,4 +1,9 @@
-"""A job's current state, folded from its events (the read model's value type)."""
+"""A job's current state, folded from its events: the one fold every reader uses.
+
+The gateway folds the live stream into its in-memory window with it, the history service folds the
+same stream into its database rows with it, and a replay folds a stored timeline with it; all three
+must agree on what a job looked like, so there is one implementation, here in the contract.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from jobline.contract.events import (
+from .events import (
+    TERMINAL_KINDS,
     ArtifactStored,
     CancelRequested,
     JobCancelled,
@@ -24,7 +30,8 @@ from jobline.contract.events import (
     WebhookAttempted,
 )
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+# A job's status after its terminal event is that event's kind.
+TERMINAL_STATUSES = TERMINAL_KINDS
 
 
 class ArtifactInfo(msgspec.Struct, kw_only=True):
@@ -107,9 +114,14 @@ def _step(state: JobState, name: str) -> StepState:
 
 def apply(state: JobState, event: JobEvent, seq: int) -> bool:
     """Fold one event into the state; False when it was ignored. Events of an attempt older than
-    the current one are ignored: a worker presumed dead cannot rewrite what its successor reports."""
+    the current one are ignored: a worker presumed dead cannot rewrite what its successor reports.
+    An event at or before the last one folded in (`state.seq`) is ignored too, so folding is
+    idempotent by stream sequence: a state loaded from the history store and then fed the stream
+    from an earlier position ends up the same as one fed every event once."""
+    if seq <= state.seq:
+        return False
     if isinstance(event, WebhookAttempted):  # delivered after the end, by design
-        state.seq = max(state.seq, seq)
+        state.seq = seq
         state.webhook = WebhookStatus(attempts=event.attempt, delivered=event.delivered, status=event.status,
                                       error=event.error, final=event.final)
         return True

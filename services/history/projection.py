@@ -1,0 +1,214 @@
+"""The write side: batches of job-stream messages folded into the database, one transaction each.
+
+Every message is applied once: the batch's rows and the new `applied_seq` commit together, and a
+message at or below `applied_seq` (a redelivery after a crash between the commit and the ack) is
+skipped. Each job's row holds its state as the contract's one fold computes it (`job_state.apply`,
+the same the gateway runs), and every event is kept as stored, so a job's timeline outlives the
+stream's retention.
+
+Runs in the writer thread only (blocking calls on the writer's connection).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from jobline.contract.events import JobCreated, JobEvent, encoder, job_event_decoder, kind_of
+from jobline.contract.job_state import JobState, apply, new_state
+
+from . import activity
+from .database import Database
+
+log = logging.getLogger(__name__)
+_state_decoder = msgspec.json.Decoder(JobState)
+# JSON's \u0000 escape: PostgreSQL's jsonb cannot hold that character (text columns neither).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One job-stream message as the consumer received it."""
+
+    seq: int
+    subject: str
+    data: bytes
+    stored_at: float
+
+
+@dataclass
+class _Decoded:
+    message: Delivered
+    event: JobEvent | None  # None: not a job event we can read (kept out, logged)
+
+
+class Projection:
+    def __init__(self, db: Database, cache_size: int = 20_000):
+        self.db = db
+        self.applied_seq = 0
+        self._cache: OrderedDict[str, JobState] = OrderedDict()  # states of jobs still running
+        self._cache_size = cache_size
+        self._pg = db.backend == "postgresql"
+        json_param = "?::jsonb" if self._pg else "?"
+        self._upsert_job = db.sql(
+            "INSERT INTO jobs (id, type, status, created_seq, seq, created_at, started_at, finished_at, attempt, "
+            f"error, error_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,{json_param}) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, seq = excluded.seq, "
+            "started_at = excluded.started_at, finished_at = excluded.finished_at, attempt = excluded.attempt, "
+            "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state")
+        self._insert_event = db.sql(
+            "INSERT INTO job_events (seq, job_id, kind, subject, stored_at, data) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (seq) DO NOTHING")
+        self._count = db.sql(
+            "INSERT INTO job_counts (type, status, n) VALUES (?,?,?) "
+            "ON CONFLICT (type, status) DO UPDATE SET n = job_counts.n + excluded.n")
+        self._minute_row = db.sql("SELECT n, run_bins, run_max_s FROM job_minutes WHERE minute = ? AND type = ? AND status = ?")
+        self._minute = db.sql(
+            "INSERT INTO job_minutes (minute, type, status, n, run_bins, run_max_s) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (minute, type, status) DO UPDATE SET n = excluded.n, run_bins = excluded.run_bins, "
+            "run_max_s = excluded.run_max_s")
+        self._applied = db.sql("UPDATE projection SET applied_seq = ? WHERE name = 'jobs'")
+
+    def open(self, conn: Any) -> int:
+        (self.applied_seq,) = conn.execute("SELECT applied_seq FROM projection WHERE name = 'jobs'").fetchone()
+        self.applied_seq = int(self.applied_seq)
+        return self.applied_seq
+
+    def forget(self) -> None:
+        """Drop cached states (after a failed transaction they may hold its uncommitted changes)."""
+        self._cache.clear()
+
+    # --- one batch ---------------------------------------------------------------------
+    def apply_batch(self, conn: Any, batch: Sequence[Delivered]) -> int:
+        """Fold and store the messages after `applied_seq`; returns how many were new. Raises
+        what the database raises, with nothing committed."""
+        fresh = [m for m in batch if m.seq > self.applied_seq]
+        if not fresh:
+            return 0
+        fresh.sort(key=lambda m: m.seq)
+        decoded = [_Decoded(m, _decode(m)) for m in fresh]
+        try:
+            with self.db.transaction(conn):
+                changed = self._write(conn, decoded)
+                conn.execute(self._applied, (fresh[-1].seq,))
+        except BaseException:
+            self.forget()
+            raise
+        self.applied_seq = fresh[-1].seq
+        for state in changed:
+            if state.is_terminal:
+                self._cache.pop(state.id, None)
+            else:
+                self._cache[state.id] = state
+                self._cache.move_to_end(state.id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return len(fresh)
+
+    def _write(self, conn: Any, decoded: list[_Decoded]) -> list[JobState]:
+        ids = {d.event.job_id for d in decoded if d.event is not None}
+        states = self._states(conn, ids)
+        before: dict[str, tuple[str, str] | None] = {}  # (type, status) before this batch; None: new
+        touched: dict[str, JobState] = {}
+        event_rows = []
+        for item in decoded:
+            event, message = item.event, item.message
+            if event is None:
+                continue
+            job_id = event.job_id
+            event_rows.append((message.seq, job_id, kind_of(event), message.subject, message.stored_at,
+                               _text(message.data.decode(), self._pg)))
+            state = states.get(job_id)
+            if state is None:
+                if isinstance(event, JobCreated):
+                    states[job_id] = touched[job_id] = new_state(event, message.seq)
+                    before[job_id] = None
+                continue  # an event of a job created before the stream's oldest event: kept, no row
+            if job_id not in before:
+                before[job_id] = (state.type, state.status)
+            if apply(state, event, message.seq):
+                touched[job_id] = state
+        if event_rows:
+            self.db.executemany(conn, self._insert_event, event_rows)
+        if touched:
+            rows = [self._job_row(state) for state in touched.values()]
+            self.db.executemany(conn, self._upsert_job, rows)
+            self._counts(conn, touched, before)
+            self._minutes(conn, touched, before)
+        return list(touched.values())
+
+    def _states(self, conn: Any, ids: set[str]) -> dict[str, JobState]:
+        states = {job_id: self._cache[job_id] for job_id in ids if job_id in self._cache}
+        missing = [job_id for job_id in ids if job_id not in states]
+        column = "state::text" if self._pg else "state"
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, text in conn.execute(self.db.sql(f"SELECT id, {column} FROM jobs WHERE id IN ({marks})"),
+                                             chunk).fetchall():
+                states[job_id] = _state_decoder.decode(text)
+        return states
+
+    def _job_row(self, state: JobState) -> tuple[Any, ...]:
+        error = state.error.replace("\x00", "\ufffd") if state.error else state.error
+        return (state.id, state.type, state.status, state.created_seq, state.seq, state.created_at, state.started_at,
+                state.finished_at, state.attempt, error, state.error_reason,
+                _text(encoder.encode(state).decode(), self._pg))
+
+    def _counts(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
+        deltas: Counter[tuple[str, str]] = Counter()
+        for job_id, state in touched.items():
+            old = before.get(job_id)
+            if old == (state.type, state.status):
+                continue
+            if old is not None:
+                deltas[old] -= 1
+            deltas[(state.type, state.status)] += 1
+        rows = [(job_type, status, n) for (job_type, status), n in deltas.items() if n]
+        if rows:
+            self.db.executemany(conn, self._count, rows)
+
+    def _minutes(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
+        """Jobs that ended in this batch, into their minute's row (count and run-time histogram)."""
+        ended: dict[tuple[int, str, str], tuple[int, Counter[int], float | None]] = {}
+        for job_id, state in touched.items():
+            old = before.get(job_id)
+            if not state.is_terminal or state.finished_at is None or (old is not None and old[1] == state.status):
+                continue
+            key = (int(state.finished_at // 60) * 60, state.type, state.status)
+            n, bins, max_s = ended.get(key, (0, Counter(), None))
+            if state.started_at is not None:
+                run_s = max(state.finished_at - state.started_at, 0.0)
+                bins[activity.bin_of(run_s)] += 1
+                max_s = run_s if max_s is None else max(max_s, run_s)
+            ended[key] = (n + 1, bins, max_s)
+        for key, (n, bins, max_s) in ended.items():
+            row = conn.execute(self._minute_row, key).fetchone()
+            if row is not None:
+                n += int(row[0])
+                bins.update({int(k): v for k, v in json.loads(row[1]).items()})
+                if row[2] is not None:
+                    max_s = row[2] if max_s is None else max(max_s, row[2])
+            conn.execute(self._minute, (*key, n, json.dumps({str(k): v for k, v in sorted(bins.items())}), max_s))
+
+
+def _decode(message: Delivered) -> JobEvent | None:
+    try:
+        return job_event_decoder.decode(message.data)
+    except msgspec.DecodeError as exc:
+        log.warning("skipping job stream message %d on %s: not a job event (%s)", message.seq, message.subject, exc)
+        return None
+
+
+def _text(json_text: str, postgres: bool) -> str:
+    if postgres and "\\u0000" in json_text:
+        return _NUL_ESCAPE.sub(r"\1\\ufffd", json_text)
+    return json_text
+

@@ -1,0 +1,297 @@
+"""Job history in a database: every job and event kept past the stream's retention, searched over
+all history, on SQLite and on PostgreSQL (each test runs on both, with the same assertions)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.contract.events import JobCompleted, JobCreated, JobEvent, JobStarted, encoder
+from jobline.contract.history import StatusReply
+from jobline.contract.names import Names
+from jobline.contract.publishing import subject_of
+from jobline.gateway.core import Core
+from jobline.gateway.service import GatewayServer
+from jobline.runtime.embedded_nats import EmbeddedNats
+
+from .helpers import TEST_RETENTION, Stack, eventually, read_sse, running_stack, submit, wait_for_history_seq
+
+DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.15, "ticks_per_step": 3}
+TERMINAL = ("completed", "failed", "cancelled", "expired")
+
+
+@pytest.fixture
+async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext,
+                database_url: str) -> AsyncIterator[Stack]:
+    async with running_stack(nats_server.url, names, data_dir, js, history={"database_url": database_url},
+                             gateway={"recent_jobs": 2}) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple[str, Core]]:
+    """A second gateway on the same system, started now (its URL and its core)."""
+    server = GatewayServer(replace(stack.gateway.settings, port=0, **overrides))
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(server.serve(stop, started))
+    try:
+        async with asyncio.timeout(30):
+            waiter = asyncio.create_task(started.wait())
+            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not started.is_set():
+                task.result()
+        yield server.url, server.server.config.app.state.core
+    finally:
+        stop.set()
+        await task
+
+
+async def ended(client: httpx.AsyncClient, job_id: str) -> str:
+    """Wait for the job's end through its event stream; its final status."""
+    events = await read_sse(client, f"/api/jobs/{job_id}/events")
+    last = events[-1]
+    return str(msgspec.json.decode(last.data)["job"]["status"]) if last.event == "snapshot" else last.event
+
+
+async def page_of(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
+    response = await client.get(f"/api/jobs?{query}")
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    assert page["partial"] is False
+    return page
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [job["id"] for job in page["jobs"]]
+
+
+async def history_status(js: JetStreamContext, names: Names) -> StatusReply:
+    reply = await js._nc.request(names.history_rpc("status"), b"{}", timeout=5)
+    return msgspec.json.decode(reply.data, type=StatusReply)
+
+
+async def publish(js: JetStreamContext, names: Names, events: list[JobEvent], chunk: int = 500) -> int:
+    """Publish events straight into the job stream (the way a processor would); the last sequence."""
+    last = 0
+    for start in range(0, len(events), chunk):
+        acks = await asyncio.gather(*(js.publish(subject_of(names, e), encoder.encode(e))
+                                      for e in events[start:start + chunk]))
+        last = max(last, *(ack.seq for ack in acks))
+    return last
+
+
+def finished_jobs(count: int, *, prefix: str = "h", job_type: str = "ghost") -> list[JobEvent]:
+    """`count` small jobs that were created, started and completed (of a type no processor serves)."""
+    now = time.time()
+    events: list[JobEvent] = []
+    for i in range(count):
+        job_id = f"{prefix}{i:07d}"
+        events += [JobCreated(ts=now, job_id=job_id, type=job_type, params={"n": i}),
+                   JobStarted(ts=now + 0.1, job_id=job_id, attempt=1, worker="bench"),
+                   JobCompleted(ts=now + 0.2, job_id=job_id, attempt=1, result={"n": i})]
+    return events
+
+
+# --- the promise: history outlives the stream ----------------------------------------------------------
+async def test_jobs_whose_events_left_the_stream_are_still_listed_fetched_and_replayed(
+        nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext, database_url: str) -> None:
+    retention = replace(TEST_RETENTION, jobs_max_age_s=3.0)
+    async with running_stack(nats_server.url, names, data_dir, js, retention=retention, gateway={"recent_jobs": 1},
+                             history={"database_url": database_url}) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            job_ids = [await submit(client, "demo", DEMO) for _ in range(3)]
+            job_ids.append(await submit(client, "demo", {**DEMO, "fail_at_step": "Processing"}))
+            assert [await ended(client, job_id) for job_id in job_ids] == ["completed"] * 3 + ["failed"]
+            before: dict[str, tuple[Any, Any, list[tuple[str, str | None, str]], Any]] = {}
+            for job_id in job_ids:
+                state = (await client.get(f"/api/jobs/{job_id}")).json()
+                timeline = (await client.get(f"/api/jobs/{job_id}/timeline")).json()
+                replayed = await read_sse(client, f"/api/jobs/{job_id}/events?replay=16")
+                logs = (await client.get(f"/api/jobs/{job_id}/logs")).json()["rows"]
+                assert logs and timeline["events"][0]["event"]["kind"] == "created"
+                before[job_id] = (state, timeline, [(e.event, e.id, e.data) for e in replayed], logs)
+            last = max(e["seq"] for _, timeline, _, _ in before.values() for e in timeline["events"])
+            await wait_for_history_seq(js, names, last)
+
+            async def dropped() -> bool:
+                state = (await js.stream_info(names.jobs_stream)).state
+                return state.messages == 0 or state.first_seq > last
+
+            await eventually(dropped, 20, "the job stream to drop the jobs' events by age")
+
+            async with another_gateway(stack) as (second_url, second):
+                # A gateway started now holds only its live window (here: the one newest job).
+                assert [s.id for s in second.read_model.newest_first()] == [job_ids[-1]]
+                async with httpx.AsyncClient(base_url=second_url, timeout=60) as fresh:
+                    for http in (client, fresh):
+                        for job_id, (state, timeline, replayed, logs) in before.items():
+                            assert (await http.get(f"/api/jobs/{job_id}")).json() == state
+                            assert (await http.get(f"/api/jobs/{job_id}/timeline")).json() == timeline
+                            again = await read_sse(http, f"/api/jobs/{job_id}/events?replay=16")
+                            assert [(e.event, e.id, e.data) for e in again] == replayed
+                            assert (await http.get(f"/api/jobs/{job_id}/logs")).json()["rows"] == logs
+                            seq = timeline["events"][0]["seq"]  # just created
+                            at = (await http.get(f"/api/jobs/{job_id}/state?at={seq}")).json()
+                            assert at["status"] == "pending" and at["seq"] == seq
+                        assert ids(await page_of(http, "limit=10")) == job_ids[::-1]
+                        assert ids(await page_of(http, "status=failed")) == [job_ids[-1]]
+
+
+async def test_a_gateway_started_over_a_long_history_reads_only_its_live_window(
+        stack: Stack, js: JetStreamContext, names: Names) -> None:
+    await publish(js, names, finished_jobs(3000))
+    # Five jobs still waiting (no processor serves "ghost"), older than the recent window below.
+    await publish(js, names, [JobCreated(ts=time.time(), job_id=f"live{i}", type="ghost") for i in range(5)])
+    last = await publish(js, names, finished_jobs(100, prefix="new"))
+    await wait_for_history_seq(js, names, last)
+    async with another_gateway(stack, recent_jobs=50) as (_, core):
+        held = [s.id for s in core.read_model.newest_first()]
+        # The 50 newest, then the 5 jobs still pending (older than the window), newest first.
+        assert held == [f"new{i:07d}" for i in range(99, 49, -1)] + [f"live{i}" for i in range(4, -1, -1)]
+        # Nothing was read from the stream (the history service had applied all of it), so nothing
+        # was folded in and dropped again: the start did not depend on the 3,000 jobs before.
+        assert core.read_model.evicted == 0
+        assert core.read_model.last_seq == last
+
+
+# --- search over all history ----------------------------------------------------------------------------
+async def test_search_by_status_type_time_fields_and_error_text_with_stable_cursors(
+        stack: Stack, client: httpx.AsyncClient) -> None:
+    small = await submit(client, "noop", {"height": 360})
+    big = await submit(client, "noop", {"height": 720, "label": "b c", "nested": {"codec": "h264"}})
+    made_at = time.time()
+    failed = await submit(client, "demo", {**DEMO, "fail_at_step": "Processing"})
+    done = await submit(client, "demo", DEMO)
+    every = [done, failed, big, small]
+    assert [await ended(client, job_id) for job_id in (small, big, failed, done)] == [
+        "completed", "completed", "failed", "completed"]
+
+    assert ids(await page_of(client, "limit=50")) == every
+    assert ids(await page_of(client, "status=failed")) == [failed]
+    assert ids(await page_of(client, "status=completed,failed&type=demo")) == [done, failed]
+    assert ids(await page_of(client, "params.height=720")) == [big]
+    assert ids(await page_of(client, "params.label=b c")) == [big]
+    assert ids(await page_of(client, "params.nested.codec=h264")) == [big]
+    assert ids(await page_of(client, "params.height=361")) == []
+    assert ids(await page_of(client, "result.ok=true")) == [done]
+    assert ids(await page_of(client, "error=PROCESSING")) == [failed]  # case-insensitive
+    assert ids(await page_of(client, "error=50%25")) == []  # % is text, not a wildcard
+    assert ids(await page_of(client, f"created_after={made_at}")) == [done, failed]
+    assert ids(await page_of(client, f"created_before={made_at}&type=noop")) == [big, small]
+    assert ids(await page_of(client, f"finished_after={time.time() + 60}")) == []
+
+    seen: list[str] = []
+    cursor = ""
+    while True:  # one job per page, and a new job arriving meanwhile does not shift the pages
+        page = await page_of(client, f"limit=1{cursor}")
+        seen += ids(page)
+        if len(seen) == 1:
+            await ended(client, await submit(client, "noop"))
+        if page["next_before"] is None:
+            break
+        cursor = f"&before={page['next_before']}"
+    assert seen == every
+
+    for bad in ("status=bogus", "params.a..b=1", "limit=0", "limit=501", "type=Not A Type", "params.x.y.z.a.b.c.d.e.f=1"):
+        response = await client.get(f"/api/jobs?{bad}")
+        assert response.status_code == 400, bad
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+    counts = (await client.get("/api/stats/counts")).json()
+    assert counts["by_type"] == {"noop": {"completed": 3}, "demo": {"completed": 1, "failed": 1}}
+    assert counts["by_status"]["completed"] == 4 and counts["total"] == 5
+    activity = (await client.get("/api/stats/activity?window=hour")).json()
+    assert sum(b["completed"] for b in activity["buckets"]) == 4
+    assert sum(b["failed"] for b in activity["buckets"]) == 1
+    durations = {d["type"]: d for d in activity["durations"]}
+    assert durations["demo"]["count"] == 2 and durations["noop"]["count"] == 3
+    assert 0.1 <= durations["demo"]["p50_s"] <= durations["demo"]["p99_s"] <= durations["demo"]["max_s"] * 1.1
+    assert 0.4 <= durations["demo"]["max_s"] < 10  # the completed demo ran its three steps
+    assert (await client.get("/api/stats/activity?window=year")).status_code == 400
+
+
+# --- when the history service is away ---------------------------------------------------------------------
+async def test_without_the_history_service_live_jobs_work_and_history_requests_answer_503_at_once(
+        nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> None:
+    async with running_stack(nats_server.url, names, data_dir, js, with_history=False,
+                             gateway={"recent_jobs": 1}) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            first = await submit(client, "noop")
+            assert await ended(client, first) == "completed"
+            second = await submit(client, "demo", DEMO)
+            assert await ended(client, second) == "completed"  # live: streamed to the end
+            page = (await client.get("/api/jobs")).json()
+            assert page["partial"] is True and ids(page) == [second]  # the first left memory
+            for path in (f"/api/jobs/{first}", "/api/stats/counts", "/api/jobs?error=x", "/api/jobs/01unknownjob"):
+                began = time.monotonic()
+                response = await client.get(path)
+                assert response.status_code == 503, (path, response.text)
+                assert response.headers["content-type"].startswith("application/problem+json")
+                assert time.monotonic() - began < 3, path  # never hangs
+
+
+# --- the store itself: migrations and retention -------------------------------------------------------------
+def test_migrations_are_recorded_run_once_and_refuse_a_newer_schema(database_url: str) -> None:
+    from jobline.history.database import Database
+    from jobline.history.migrations import LATEST, SchemaTooNew, migrate
+
+    db = Database(database_url)
+    conn = db.connect()
+    try:
+        assert migrate(db, conn) == LATEST
+        assert migrate(db, conn) == LATEST  # nothing to do the second time
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert [r[0] for r in rows] == list(range(1, LATEST + 1))
+        conn.execute(db.sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+                     (LATEST + 1, "from the future", time.time()))
+        with pytest.raises(SchemaTooNew):
+            migrate(db, conn)
+    finally:
+        conn.close()
+
+
+def test_retention_removes_jobs_ended_long_ago_with_their_events_and_keeps_running_ones(database_url: str) -> None:
+    from jobline.contract.events import JobFailed
+    from jobline.history import queries
+    from jobline.history.database import Database
+    from jobline.history.migrations import migrate
+    from jobline.history.projection import Delivered, Projection
+    from jobline.history.retention import prune
+
+    db = Database(database_url)
+    conn = db.connect()
+    try:
+        migrate(db, conn)
+        projection = Projection(db)
+        projection.open(conn)
+        day = 86400.0
+        old, recent = time.time() - 40 * day, time.time() - day
+        events: list[JobEvent] = []
+        for i, at in enumerate((old, old, recent)):
+            events += [JobCreated(ts=at, job_id=f"j{i}", type="t"), JobStarted(ts=at, job_id=f"j{i}", attempt=1, worker="w"),
+                       JobFailed(ts=at + 1, job_id=f"j{i}", attempt=1, error="boom")]
+        events.append(JobCreated(ts=old, job_id="still-pending", type="t"))
+        batch = [Delivered(seq, subject_of(Names(), e), encoder.encode(e), e.ts) for seq, e in enumerate(events, 1)]
+        assert projection.apply_batch(conn, batch) == len(batch)
+        assert projection.apply_batch(conn, batch) == 0  # a redelivery writes nothing
+        removed, more = prune(db, conn, 30 * day)
+        assert (removed, more) == (2, False)
+        left = {row[0] for row in conn.execute("SELECT id FROM jobs").fetchall()}
+        assert left == {"j2", "still-pending"}
+        assert {row[0] for row in conn.execute("SELECT DISTINCT job_id FROM job_events").fetchall()} == left
+        reply = queries.counts(db, conn)
+        assert {(c.type, c.status): c.n for c in reply.counts} == {("t", "failed"): 1, ("t", "pending"): 1}
+        minutes = conn.execute("SELECT minute FROM job_minutes").fetchall()
+        assert [int(m[0]) for m in minutes] == [int((recent + 1) // 60) * 60]
+    finally:
+        conn.close()
