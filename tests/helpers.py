@@ -123,8 +123,8 @@ async def running_stack(
     psettings = replace(ProcessorSettings(data_dir=data_dir, ops_port=0, **common), **(processor or {}))
     lsettings = LogsinkSettings(data_dir=data_dir, ops_port=0, **common)
     hsettings = replace(HistorySettings(data_dir=data_dir, ops_port=0, **common), **(history or {}))
-    gsettings = replace(GatewaySettings(port=0, **common), **({"history_start_wait_s": 0.0} if not with_history else {}),
-                        **(gateway or {}))
+    gateway_defaults: dict[str, Any] = {} if with_history else {"history_start_wait_s": 0.0}
+    gsettings = replace(GatewaySettings(port=0, **common), **{**gateway_defaults, **(gateway or {})})
     registry = registry or builtin_registry()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
@@ -176,7 +176,9 @@ async def read_sse(client: httpx.AsyncClient, path: str, timeout: float = 20.0,
     events: list[SseEvent] = []
     async with asyncio.timeout(timeout):
         async with aconnect_sse(client, "GET", path, headers=dict(headers or {})) as source:
-            source.response.raise_for_status()
+            if source.response.status_code != 200:
+                await source.response.aread()
+                raise AssertionError(f"GET {path}: {source.response.status_code} {source.response.text}")
             async for sse in source.aiter_sse():
                 if sse.event == "message" and not sse.data:
                     continue  # a comment/retry-only block: browsers dispatch nothing for it

@@ -192,22 +192,20 @@ async def _from_history(core: Core, job_id: str) -> tuple[JobState | None, bool]
 
 
 async def find_job(core: Core, job_id: str) -> JobState:
-    """The job's state: from memory when it is live or recent, else from the history service; an
-    id found in neither waits (bounded) for the job feed to reach the stream's end, so a job
-    created through another gateway a moment ago is found too."""
+    """The job's state: from memory when it is live or recent, else from the history service.
+    An id not in memory first waits (bounded) for the job feed to reach the stream's end, so a job
+    created a moment ago (through this gateway or another) is found live — before a slower history
+    lookup, during which a short job could end and leave memory."""
     check_job_id(job_id)
     state = core.read_model.get(job_id)
     if state is not None:
         return state
-    state, history_down = await _from_history(core, job_id)
+    last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+    await core.read_model.wait_for(last, core.settings.catch_up_timeout_s)
+    state = core.read_model.get(job_id)  # (also when the feed got there during the stream_info call)
     if state is not None:
         return state
-    last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
-    if last > core.read_model.last_seq:
-        await core.read_model.wait_for(last, core.settings.catch_up_timeout_s)
-        state = core.read_model.get(job_id)
-        if state is None:  # it may have ended and left memory meanwhile
-            state, history_down = await _from_history(core, job_id)
+    state, history_down = await _from_history(core, job_id)
     if state is not None:
         return state
     if history_down:

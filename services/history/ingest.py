@@ -2,10 +2,16 @@
 
 One durable pull consumer (`history`, ack policy *all*), read with exact credit. Messages are
 written in batches, each batch in one transaction, and the batch's last message is acknowledged
-after the commit (which acknowledges everything before it). A crash between the commit and the ack
-redelivers the batch, and the store skips what it has applied (by stream sequence). While the
-database is away nothing is acknowledged: the batch is retried with backoff, and the consumer's
-position waits in the stream.
+after the commit (which acknowledges everything before it). While the database is away nothing is
+acknowledged: the batch is retried with backoff, and the consumer's position waits in the stream.
+
+The database, not the consumer, says how far the stream is applied (`applied_seq`, committed with
+the rows). So the writer (re)creates the durable consumer to start right after it, and it insists
+on an unbroken run of sequences: acking a batch with policy *all* also acks anything before it, so
+a message lost in flight (a reconnect drops what was on the wire) and a later one acked would be
+lost for good — and a crash leaves messages that JetStream would redeliver only after the ack
+wait, behind newer ones. A break in the run that the stream's retention does not explain makes the
+writer realign the consumer at the first missing sequence.
 """
 
 from __future__ import annotations
@@ -35,25 +41,21 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
 
 
-async def ensure_consumer(js: JetStreamContext, settings: HistorySettings) -> None:
+async def align_consumer(js: JetStreamContext, settings: HistorySettings, start_seq: int) -> None:
+    """The durable consumer, (re)created to deliver from `start_seq` (the database's position)."""
     stream, durable = settings.names.jobs_stream, settings.names.history_durable
-    wanted = ConsumerConfig(
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(stream, durable)
+    await js.add_consumer(stream, ConsumerConfig(
         durable_name=durable,
         description="history: every job event into the history database",
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq,
         ack_policy=AckPolicy.ALL,  # one writer applies in stream order: acking the last acks the batch
         ack_wait=settings.ack_wait_s,
         max_ack_pending=settings.batch_size * 4,
         filter_subject=settings.names.all_job_events,
-    )
-    try:
-        info = await js.consumer_info(stream, durable)
-        if round(info.config.ack_wait or 0, 3) != round(settings.ack_wait_s, 3) or info.config.max_ack_pending != wanted.max_ack_pending:
-            log.warning("consumer %s differs from the settings; updating it", durable)
-            await js.add_consumer(stream, wanted)
-    except NotFoundError:
-        await js.add_consumer(stream, wanted)
-        log.info("created consumer %s on %s", durable, stream)
+    ))
 
 
 class Ingest:
@@ -65,21 +67,36 @@ class Ingest:
         self._store = store
         self._watermark = watermark
         self._metrics = metrics
-        self._buffer: deque[tuple[Delivered, str]] = deque()  # (message, its ack subject)
+        self._buffer: deque[tuple[Delivered, str]] = deque()  # (message, its ack subject), in stream order
+        self._next = 0  # the sequence the next message must have to be taken
         self._arrived = asyncio.Event()
+        self._pull: CreditedPull | None = None
 
     def _on_message(self, msg: Msg) -> None:
         seq, stored_at, _ = stream_position(msg)
+        if seq < self._next:
+            return  # a redelivery of what is buffered or applied already
+        self._next = seq + 1
         self._buffer.append((Delivered(seq, msg.subject, msg.data, stored_at), msg.reply))
         self._arrived.set()
 
+    async def _open(self) -> CreditedPull:
+        """A fresh consumer and pull from the database's position, with nothing buffered."""
+        if self._pull is not None:
+            with contextlib.suppress(Exception):
+                await self._pull.stop()
+        self._buffer.clear()
+        self._next = self._store.applied_seq + 1
+        await align_consumer(self._js, self._settings, self._next)
+        self._pull = CreditedPull(self._nc, self._settings.names.jobs_stream, self._settings.names.history_durable,
+                                  self._on_message, heartbeat_s=HEARTBEAT_S)
+        await self._pull.start()
+        return self._pull
+
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
-        await ensure_consumer(self._js, settings)
-        pull = CreditedPull(self._nc, settings.names.jobs_stream, settings.names.history_durable, self._on_message,
-                            heartbeat_s=HEARTBEAT_S)
-        await pull.start()
-        log.info("history consuming %s from sequence %d", settings.names.jobs_stream, self._store.applied_seq + 1)
+        pull = await self._open()
+        log.info("history consuming %s from sequence %d", settings.names.jobs_stream, self._next)
         reconnects = self._nc.stats["reconnects"]
         next_prune = time.monotonic()
         backoff = 0.1
@@ -99,14 +116,20 @@ class Ingest:
                     reconnected = self._nc.stats["reconnects"] != reconnects
                     reconnects = self._nc.stats["reconnects"]
                     if reconnected or pull.error is not None or (pull.credit and pull.silent_for() > HEARTBEAT_S * 2.5):
-                        pull.error = None
-                        pull.reset()  # the server forgot our requests (restart, failover): ask again
+                        # The server may have lost our requests, or messages on the wire: start
+                        # again from what is committed.
+                        log.info("history consumer interrupted (%s); resuming after sequence %d",
+                                 pull.error or ("reconnected" if reconnected else "no heartbeat"), self._store.applied_seq)
+                        pull = await self._reopen(stopping)
+                        continue
                     if not self._buffer:
                         next_prune = await self._maybe_prune(next_prune)
                         continue
                 batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), settings.batch_size))]
+                batch, broken = await self._unbroken(batch)
                 try:
-                    await self._write(batch)
+                    if batch:
+                        await self._write(batch)
                     backoff = 0.1
                 except Exception as exc:
                     if not is_transient(exc):
@@ -118,11 +141,46 @@ class Ingest:
                     await asyncio.wait({stopping}, timeout=backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
+                if broken:
+                    pull = await self._reopen(stopping)
+                    continue
                 next_prune = await self._maybe_prune(next_prune)
         finally:
             stopping.cancel()
-            with contextlib.suppress(Exception):
-                await pull.stop()
+            if self._pull is not None:
+                with contextlib.suppress(Exception):
+                    await self._pull.stop()
+
+    async def _reopen(self, stopping: asyncio.Future[object]) -> CreditedPull:
+        """`_open`, retried while NATS or JetStream is away."""
+        delay = 0.25
+        while True:
+            try:
+                return await self._open()
+            except Exception as exc:
+                log.warning("could not re-create the history consumer (%s); retrying", exc)
+                await asyncio.wait({stopping}, timeout=delay)
+                if stopping.done():
+                    raise asyncio.CancelledError from exc
+                delay = min(delay * 2, 5.0)
+
+    async def _unbroken(self, batch: list[tuple[Delivered, str]]) -> tuple[list[tuple[Delivered, str]], bool]:
+        """The batch up to its first break in the run of sequences, and whether there was one that
+        calls for realigning the consumer (a break the stream's retention explains is fine)."""
+        expected = self._store.applied_seq + 1
+        for index, (message, _) in enumerate(batch):
+            if message.seq != expected:
+                first = (await self._js.stream_info(self._settings.names.jobs_stream)).state.first_seq
+                if first > expected and message.seq <= first:
+                    log.warning("the job stream dropped events %d..%d (its retention) before the history stored them",
+                                expected, message.seq - 1)
+                    self._metrics.missed.inc(message.seq - expected)
+                else:
+                    log.warning("job stream event %d missing after %d (lost in flight); realigning the consumer",
+                                expected, expected - 1)
+                    return batch[:index], True
+            expected = message.seq + 1
+        return batch, False
 
     async def _write(self, batch: list[tuple[Delivered, str]]) -> None:
         messages = [message for message, _ in batch]

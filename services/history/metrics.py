@@ -21,6 +21,9 @@ class HistoryMetrics:
                                     registry=self.registry)
         self.skipped = Counter("jobline_history_skipped_total", "Messages that could not be stored and were skipped",
                                registry=self.registry)
+        self.missed = Counter("jobline_history_missed_total",
+                              "Job events the stream dropped (retention) before the history stored them",
+                              registry=self.registry)
         self.pruned = Counter("jobline_history_pruned_total", "Jobs removed by retention", registry=self.registry)
         self.writer = Gauge("jobline_history_writer", "1 when this instance writes, 0 while it stands by",
                             registry=self.registry)
