@@ -29,13 +29,16 @@ run: $(VENV)/.synced
 	$(VENV)/bin/jobline up
 
 # Debian packages the tests need: chromium for the browser tests (Playwright cannot download a
-# browser here), redis-server for the benchmark's Celery peer (its smoke run is a test) and openssl
-# to make the TLS test's certificate.
-DEBIAN_PACKAGES := chromium redis-server openssl
+# browser here), redis-server for the benchmark's Celery peer (its smoke run is a test), openssl
+# to make the TLS test's certificate, and postgresql for the history tests on PostgreSQL (each run
+# starts its own throwaway server with initdb + pg_ctl). Each is `package:file it provides`.
+DEBIAN_PACKAGES := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server openssl:/usr/bin/openssl \
+	postgresql:/usr/lib/postgresql/*/bin/initdb
 system-packages:
 	@missing=""; \
-	for pkg in $(DEBIAN_PACKAGES); do \
-	  command -v $$pkg >/dev/null 2>&1 || [ -x /usr/bin/$$pkg ] || missing="$$missing $$pkg"; \
+	for entry in $(DEBIAN_PACKAGES); do \
+	  pkg=$${entry%%:*}; probe=$${entry#*:}; \
+	  ls $$probe >/dev/null 2>&1 || command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -91,3 +91,30 @@ async def test_tail_prints_raw_events_with_subject_and_sequence(stack: Stack, na
     assert len(lines) == 3, err.decode()
     assert lines[0].startswith(f"[{stack.names.jobs_stream} #") and ".created.noop " in lines[0]
     assert '"kind":"created"' in lines[0]
+
+
+async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path: Path) -> None:
+    code, out, _ = await jobline(stack, "submit", "demo", *FAST, "--param", "fail_at_step=B", "--wait", "--json")
+    failed = json.loads(out.strip().splitlines()[-1])["data"]["job_id"]
+    code, out, _ = await jobline(stack, "submit", "noop", "--param", "height=720", "--wait", "--json")
+    tall = json.loads(out.strip().splitlines()[-1])["data"]["job_id"]
+    code, out, _ = await jobline(stack, "jobs", "--param", "height=720", "--json")
+    assert [j["id"] for j in json.loads(out)] == [tall]
+    code, out, _ = await jobline(stack, "jobs", "--error", "fail_at_step", "--since", "10m", "--json")
+    assert [j["id"] for j in json.loads(out)] == [failed]
+    code, out, _ = await jobline(stack, "jobs", "--since", "yesterday-ish")
+    assert code == 2  # argparse refuses a time it cannot read
+
+    target = tmp_path / "jobs.jsonl"
+    code, _, err = await jobline(stack, "export", "--events", "-o", str(target))
+    assert code == 0 and "exported 2 job(s)" in err
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [job["id"] for job in lines] == [tall, failed]
+    assert [e["event"]["kind"] for e in lines[1]["events"]][0] == "created"
+    assert lines[1]["events"][-1]["event"]["kind"] == "failed"
+    code, out, _ = await jobline(stack, "export", "--status", "completed")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [tall]
+
+    code, out, err = await jobline(stack, "stats", "--window", "hour")
+    assert code == 0, err
+    assert "2 job(s) in the history" in out and "demo" in out and "noop" in out

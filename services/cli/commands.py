@@ -95,6 +95,61 @@ def _status_after(kind: str, data: dict[str, Any], status: str) -> str:
     return status
 
 
+def _when(ts: float) -> str:
+    """A clock time today, a date and time before."""
+    moment = datetime.fromtimestamp(ts)
+    return moment.strftime("%H:%M:%S" if moment.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
+
+
+def job_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The `GET /api/jobs` query parameters for the filter options."""
+    filters: dict[str, Any] = {
+        "status": args.status, "type": args.type, "created_after": args.since, "created_before": args.until,
+        "finished_after": args.finished_since, "finished_before": args.finished_until, "error": args.error,
+    }
+    for root, pairs in (("params", args.param), ("result", args.result)):
+        for key, value in pairs:
+            filters[f"{root}.{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return filters
+
+
+def export(gateway: Gateway, args: argparse.Namespace) -> int:
+    """Every matching job as one JSON line (with `events` when asked), newest first."""
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    count = 0
+    try:
+        for page in gateway.job_pages(job_filters(args)):
+            for job in page:
+                if args.events:
+                    job["events"] = gateway.timeline(job["id"])
+                out.write(json.dumps(job, separators=(",", ":")) + "\n")
+                count += 1
+    finally:
+        if args.output:
+            out.close()
+    print(f"exported {count} job(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def stats(gateway: Gateway, window: str) -> int:
+    counts = gateway.get("/api/stats/counts")
+    activity = gateway.get("/api/stats/activity", window=window)
+    table = Table("type", *counts["by_status"], "total", title=f"{counts['total']} job(s) in the history")
+    for job_type, by_status in sorted(counts["by_type"].items()):
+        table.add_row(job_type, *(str(by_status.get(s, 0)) for s in counts["by_status"]), str(sum(by_status.values())))
+    console.print(table)
+    runs = Table("type", "ran", "p50", "p90", "p99", "max", title=f"run times, last {window}")
+
+    def seconds(value: float | None) -> str:
+        return "" if value is None else f"{value:.3g}s"
+
+    for row in activity["durations"]:
+        runs.add_row(row["type"], str(row["count"]), seconds(row["p50_s"]), seconds(row["p90_s"]),
+                     seconds(row["p99_s"]), seconds(row["max_s"]))
+    console.print(runs)
+    return EXIT_OK
+
+
 def run_command(gateway: Gateway, args: argparse.Namespace) -> int:
     match args.command:
         case "submit":
@@ -113,16 +168,20 @@ def run_command(gateway: Gateway, args: argparse.Namespace) -> int:
         case "watch":
             return watch(gateway, args.id, args.json)
         case "jobs":
-            rows = gateway.jobs(args.status, args.type, args.limit)
+            rows = gateway.jobs(job_filters(args), args.limit)
             if args.json:
                 _print_json(rows)
                 return EXIT_OK
             table = Table("id", "type", "status", "progress", "created")
             for job in rows:
                 table.add_row(job["id"], job["type"], job["status"], f"{round((job['progress'] or 0) * 100)}%",
-                              _clock(job["created_at"]))
+                              _when(job["created_at"]))
             console.print(table)
             return EXIT_OK
+        case "export":
+            return export(gateway, args)
+        case "stats":
+            return stats(gateway, args.window)
         case "logs":
             if args.follow:
                 for event in gateway.stream(f"/api/jobs/{args.id}/logs?follow=1"):

@@ -8,6 +8,8 @@ import json
 import mimetypes
 import os
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,23 @@ def _param(raw: str) -> tuple[str, Any]:
         return key, json.loads(value)  # numbers, booleans, lists, objects
     except json.JSONDecodeError:
         return key, value  # anything else is a string
+
+
+def _moment(raw: str) -> float:
+    """A time as unix seconds: `30m`/`2h`/`7d`/`90s` ago, ISO 8601, or unix seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    raw = raw.strip()
+    if raw[-1:] in units and raw[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(raw[:-1]) * units[raw[-1]]
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {raw!r} (30m, 2h, 7d, ISO 8601 or unix seconds)") from None
+    return moment.timestamp()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,11 +72,33 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("id")
     watch.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
-    jobs = command("jobs", "list jobs, newest first")
-    jobs.add_argument("--status")
-    jobs.add_argument("--type")
+    def job_filters(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--status", help="one or more statuses, comma separated (completed,failed)")
+        sub.add_argument("--type", help="one or more job types, comma separated")
+        sub.add_argument("--since", type=_moment, metavar="WHEN",
+                         help="created at or after WHEN: 30m, 2h, 7d ago, an ISO 8601 time or unix seconds")
+        sub.add_argument("--until", type=_moment, metavar="WHEN", help="created before WHEN")
+        sub.add_argument("--finished-since", type=_moment, metavar="WHEN", help="ended at or after WHEN")
+        sub.add_argument("--finished-until", type=_moment, metavar="WHEN", help="ended before WHEN")
+        sub.add_argument("--error", help="text in the job's error (case-insensitive)")
+        sub.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                         help="a params field equal to VALUE (JSON if it parses); nested keys with dots; repeatable")
+        sub.add_argument("--result", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                         help="a result field equal to VALUE; repeatable")
+
+    jobs = command("jobs", "list and search jobs over all history, newest first")
+    job_filters(jobs)
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--json", action="store_true")
+
+    export = command("export", "every job matching the filters as JSON lines (all pages), optionally with "
+                               "their events")
+    job_filters(export)
+    export.add_argument("--events", action="store_true", help="add each job's whole timeline (`events`)")
+    export.add_argument("--output", "-o", type=Path, help="write to this file instead of standard output")
+
+    command("stats", "jobs per status and type over all history, and run times over the last hour, day or "
+                     "week").add_argument("--window", choices=("hour", "day", "week"), default="day")
 
     logs = command("logs", "a job's log lines")
     logs.add_argument("id")
