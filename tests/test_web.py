@@ -232,3 +232,50 @@ def test_the_ui_sends_a_content_security_policy_without_inline_scripts() -> None
     for source in (Path(__file__).resolve().parents[1] / "web").glob("*.js"):
         assert "innerHTML" not in source.read_text(), f"{source.name} renders HTML"
 
+
+
+async def test_a_job_long_gone_from_the_stream_is_found_in_history_and_opens_with_steps_logs_and_replay(
+        nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> None:
+    from dataclasses import replace as replace_settings
+
+    from .helpers import TEST_RETENTION, eventually, read_sse, wait_for_history_seq
+
+    retention = replace_settings(TEST_RETENTION, jobs_max_age_s=3.0)
+    async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
+                             retention=retention, gateway={"recent_jobs": 1}) as stack:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+            old = (await client.post("/api/jobs", json={"type": "demo", "params": {"tick": 0.05}})).json()["id"]
+            await read_sse(client, f"/api/jobs/{old}/events")
+            newer = (await client.post("/api/jobs", json={"type": "hostile"})).json()["id"]
+            await read_sse(client, f"/api/jobs/{newer}/events")
+        last = (await js.stream_info(names.jobs_stream)).state.last_seq
+        await wait_for_history_seq(js, names, last)
+
+        async def gone() -> bool:
+            return (await js.stream_info(names.jobs_stream)).state.messages == 0
+
+        await eventually(gone, 20, "the stream to drop every event by age")
+        async for page in open_page(stack.url):
+            # The dashboard's charts and totals cover all history, with their numbers as text too.
+            await expect(page.locator("#totals")).to_contain_text("All history: 2 jobs — 2 completed")
+            await expect(page.locator("#ended-caption")).to_contain_text("2 completed, 0 failed")
+            await expect(page.locator("#durations tbody tr")).to_have_count(2)
+            await page.click("#nav-history")
+            await page.select_option("#history-status", "completed")
+            await page.fill("#history-type", "demo")
+            await page.click("#history-form button[type=submit]")
+            await expect(page.locator("#history-rows tr")).to_have_count(1)
+            await page.click(f"#history-rows a[href='#/jobs/{old}']")
+            await expect(page.locator("#job-status")).to_have_text("completed")
+            statuses = await page.locator("#steps li").evaluate_all("items => items.map(i => i.dataset.status)")
+            assert statuses == ["done", "done", "done"]
+            await expect(page.locator("#gantt svg rect")).to_have_count(3)
+            await expect(page.locator("#gantt svg")).to_have_attribute("aria-label", re.compile(r"^Steps over time: Upload"))
+            await expect(page.locator("#log li")).to_have_count(3)
+            await page.click("#replay-link")
+            await page.select_option("#replay-speed", "16")
+            await page.click("#replay-play")
+            await expect(page.locator("#replay-status")).to_have_text("completed", timeout=5_000)
+            await expect(page.locator("#replay-log li")).to_have_count(3)

@@ -2,42 +2,11 @@
 // (textContent / text nodes), never as HTML. One live connection per tab: the dashboard, the job
 // being watched and its log lines all come over one multiplexed EventSource (/api/events).
 
+import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
+import { openHistory } from "/history.js";
 import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null) continue;
-    if (key.startsWith("data-") || key.startsWith("aria-") || ["href", "class", "role", "src", "download"].includes(key)) {
-      node.setAttribute(key, String(value));
-    } else {
-      node[key] = value;
-    }
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return node;
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
-  if (response.status === 401) $("login").hidden = false; // this gateway wants an API token
-  const body = response.status === 204 || response.status === 304 ? null : await response.json();
-  if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
-  return body;
-}
-
-const LEVELS = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
-const formatClock = (ts) => new Date(ts * 1000).toLocaleTimeString();
-function formatSeconds(s) {
-  if (s == null || !isFinite(s)) return "";
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-}
-const now = () => Date.now() / 1000;
+import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
 
 // ---- state ---------------------------------------------------------------------------------
 const jobs = new Map(); // id -> state (as GET /api/jobs/{id} returns it)
@@ -105,6 +74,7 @@ function onEvent(event, seq) {
     else appendTimeline(event, seq);
   }
   if (event.kind !== "logged") renderAll();
+  if (TERMINAL.includes(event.kind)) refreshActivitySoon();
 }
 
 async function loadRecentJobs() {
@@ -190,6 +160,7 @@ function renderDetail() {
     ? `${job.status === "retrying" ? "Retrying after" : "Why"}: ${job.error}` : "";
   $("job-result-box").hidden = job.result == null;
   $("job-result").textContent = job.result == null ? "" : JSON.stringify(job.result, null, 2);
+  renderGantt($("gantt"), job);
   $("cancel").disabled = TERMINAL.includes(job.status) || job.cancel_requested;
   $("retry").disabled = !TERMINAL.includes(job.status);
   $("replay-link").hidden = !TERMINAL.includes(job.status);
@@ -270,6 +241,9 @@ async function watch(jobId) {
     }
     const known = jobs.get(jobId);
     if (job && (!known || job.seq >= known.seq)) jobs.set(jobId, job);
+    // A job that has ended gets nothing more: the shared stream need not go back to its history
+    // (which may be older than the stream itself).
+    if (job && TERMINAL.includes(job.status)) since = null;
   } catch (error) {
     $("job-error").textContent = error.message;
   }
@@ -436,8 +410,8 @@ function tailServiceLogs() {
 
 // ---- routing ------------------------------------------------------------------------------
 function show(page) {
-  for (const name of ["jobs", "replay", "logs"]) $(`page-${name}`).hidden = name !== page;
-  for (const [name, link] of [["jobs", $("nav-jobs")], ["logs", $("nav-logs")]]) {
+  for (const name of ["jobs", "replay", "logs", "history"]) $(`page-${name}`).hidden = name !== page;
+  for (const [name, link] of [["jobs", $("nav-jobs")], ["history", $("nav-history")], ["logs", $("nav-logs")]]) {
     if (name === page) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
 }
@@ -459,6 +433,11 @@ function route() {
     stopPlaying();
     show("logs");
     tailServiceLogs();
+  } else if (hash === "#/history") {
+    stopPlaying();
+    stopServiceLogs();
+    show("history");
+    openHistory();
   } else {
     stopPlaying();
     stopServiceLogs();
@@ -501,4 +480,5 @@ window.addEventListener("hashchange", route);
 setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages and elapsed times tick
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });
 loadRecentJobs().catch(() => {});
+startActivity();
 route();

@@ -1,0 +1,68 @@
+// The History page: every job ever kept (the history service's), searched by status, type, time,
+// error text and params/result fields, a page at a time with a stable cursor. A job opens on its
+// own page (steps, logs, replay) however old it is.
+
+import { $, api, el, formatDuration, formatWhen } from "/ui.js";
+
+let pages = [null]; // the `before` cursor of each page shown so far (null: the newest)
+let shown = 0;
+let started = false;
+
+export function openHistory() {
+  if (started) return;
+  started = true;
+  $("history-form").addEventListener("submit", (event) => { event.preventDefault(); pages = [null]; show(0); });
+  $("history-older").addEventListener("click", () => show(shown + 1));
+  $("history-newer").addEventListener("click", () => show(shown - 1));
+  show(0);
+}
+
+function moment(input) {
+  return input.value ? String(new Date(input.value).getTime() / 1000) : null;
+}
+
+function query() {
+  const params = new URLSearchParams({ limit: "50" });
+  const set = (key, value) => { if (value) params.set(key, value); };
+  set("status", $("history-status").value);
+  set("type", $("history-type").value.trim());
+  set("created_after", moment($("history-from")));
+  set("created_before", moment($("history-to")));
+  set("error", $("history-error").value.trim());
+  for (const line of $("history-fields").value.split("\n")) {
+    const [key, ...rest] = line.split("=");
+    if (key.trim() && rest.length) params.append(key.trim(), rest.join("=").trim());
+  }
+  return params;
+}
+
+async function show(index) {
+  const params = query();
+  if (pages[index] != null) params.set("before", String(pages[index]));
+  $("history-error-text").textContent = "";
+  try {
+    const page = await api(`/api/jobs?${params}`);
+    shown = index;
+    pages[index + 1] = page.next_before;
+    $("history-partial").hidden = !page.partial;
+    $("history-newer").disabled = index === 0;
+    $("history-older").disabled = page.next_before == null;
+    $("history-page").textContent = `page ${index + 1}`;
+    $("history-rows").replaceChildren(...(page.jobs.length ? page.jobs.map(row) : [
+      el("tr", {}, el("td", { colSpan: 7 }, "No job matches."))]));
+  } catch (error) {
+    $("history-error-text").textContent = error.message;
+  }
+}
+
+function row(job) {
+  const ran = job.finished_at != null && job.started_at != null ? job.finished_at - job.started_at : null;
+  return el("tr", {},
+    el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id.slice(-10))),
+    el("td", {}, job.type),
+    el("td", {}, el("span", { class: "pill", "data-status": job.status }, job.status)),
+    el("td", {}, formatWhen(job.created_at)),
+    el("td", {}, formatWhen(job.finished_at)),
+    el("td", {}, formatDuration(ran)),
+    el("td", { class: "clip", title: job.error || "" }, job.error || ""));
+}
