@@ -179,6 +179,9 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
                PYTHONPATH=os.pathsep.join(([str(source)] if source else []) + path))
     procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
              await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
+    if ((source / "jobline") if source else Path(__file__).resolve().parents[1] / "services").joinpath("history").is_dir():
+        # The whole system as `jobline up` runs it: the history service ingests every event too.
+        procs.append(await spawn([sys.executable, "-m", "jobline.history"], env, b"history consuming"))
     gateway, base = await start_gateway(env)
     procs.append(gateway)
     host, port = base.removeprefix("http://").split(":")
