@@ -295,3 +295,47 @@ def test_retention_removes_jobs_ended_long_ago_with_their_events_and_keeps_runni
         assert [int(m[0]) for m in minutes] == [int((recent + 1) // 60) * 60]
     finally:
         conn.close()
+
+
+def test_field_search_uses_the_index_and_still_finds_jobs_whose_fields_do_not_fit(database_url: str) -> None:
+    from jobline.contract.history import FieldMatch, JobFilter, SearchRequest
+    from jobline.history import queries
+    from jobline.history.database import Database
+    from jobline.history.migrations import migrate
+    from jobline.history.projection import Delivered, Projection
+
+    db = Database(database_url)
+    conn = db.connect()
+    try:
+        migrate(db, conn)
+        projection = Projection(db)
+        projection.open(conn)
+        now = time.time()
+        many = {f"k{i:03d}": i for i in range(100)} | {"height": 720}  # more fields than are indexed
+        events: list[JobEvent] = [
+            JobCreated(ts=now, job_id="a", type="t", params={"height": 720.0, "tags": ["x", "y"],
+                                                             "deep": {"a": {"b": {"c": {"d": 1}}}}}),
+            JobCreated(ts=now, job_id="b", type="t", params=many),
+            JobCreated(ts=now, job_id="c", type="t"),
+            JobStarted(ts=now, job_id="c", attempt=1, worker="w"),
+            JobCompleted(ts=now, job_id="c", attempt=1, result={"ok": True, "codec": "h264"}),
+        ]
+        batch = [Delivered(seq, subject_of(Names(), e), encoder.encode(e), e.ts) for seq, e in enumerate(events, 1)]
+        projection.apply_batch(conn, batch)
+
+        def found(*matches: tuple[str, object]) -> list[str]:
+            job_filter = JobFilter(fields=[FieldMatch(path=p.split("."), value=v) for p, v in matches])
+            page = queries.search(db, conn, SearchRequest(filter=job_filter, limit=10))
+            return [msgspec.json.decode(raw)["id"] for raw in page.jobs]
+
+        assert found(("params.height", 720)) == ["b", "a"]  # a from the index, b (partial) from its JSON
+        assert found(("params.tags", ["x", "y"])) == ["a"]
+        assert found(("params.deep.a.b.c", {"d": 1})) == ["a"]  # the deepest indexed level, whole
+        assert found(("params.deep.a.b.c.d", 1)) == ["a"]  # deeper than the index: a scan
+        assert found(("result.codec", "h264"), ("result.ok", True)) == ["c"]
+        assert found(("params.height", 720), ("params.k050", 50)) == ["b"]
+        assert found(("params.height", 721)) == []
+        (partial,), = conn.execute("SELECT COUNT(*) FROM jobs WHERE fields_partial = 1").fetchall()
+        assert partial == 1
+    finally:
+        conn.close()

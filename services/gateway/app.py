@@ -29,6 +29,7 @@ from .metrics import GatewayMetrics
 from .idempotency import open_bucket as open_idempotency
 from .objects import ObjectStores
 from .problems import exception_handlers
+from .request_guard import allowed_hosts, request_guard
 from .read_model import ReadModel
 from .routes import route_handlers
 from .settings import GatewaySettings
@@ -155,7 +156,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[response_middleware(metrics), auth_middleware(auth)],
+        middleware=[response_middleware(metrics),
+                    request_guard(allowed_hosts(settings.host, settings.allowed_hosts), settings.cors_origins),
+                    auth_middleware(auth)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
                                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
                                expose_headers=["Location", "ETag"]) if settings.cors_origins else None,

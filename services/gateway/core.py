@@ -298,10 +298,11 @@ def parse_cursor(raw: str | None) -> int | None:
 
 
 def finished_before(state: JobState, cursor: str | None, last_seq: int) -> bool:
-    """A client reconnecting after it saw the job's end: answer 204 so EventSource stops. (A
-    cursor beyond the end of the stream is not one we gave out: that gets a reset instead.)"""
+    """A client reconnecting after it saw the job's end (its terminal event, the run chain's last:
+    a webhook record may follow it): answer 204 so EventSource stops. (A cursor beyond the end of
+    the stream is not one we gave out: that gets a reset instead.)"""
     seen = parse_cursor(cursor)
-    return state.is_terminal and seen is not None and state.seq <= seen <= last_seq
+    return state.is_terminal and seen is not None and state.run_seq <= seen <= max(last_seq, state.seq)
 
 
 def snapshot_data(state_json: bytes, log_lines: list[bytes]) -> bytes:

@@ -188,9 +188,9 @@ class Hub:
         progress = kind == "progressed"
         for listener in tuple(self._by_job.get(job_id, ())):
             if listener.wants(kind, last):
-                self._offer(listener, frame, progress)
+                self.offer(listener, frame, progress)
             if last and listener.ends_with_job:
-                self._offer(listener, END)
+                self.offer(listener, END)
         if not self._wide or kind == "logged":
             return
         if kind == "progressed":
@@ -215,9 +215,10 @@ class Hub:
                 continue  # it follows this job in full already
             assert listener.wide is not None
             if listener.wide.matches(job_type, status):
-                self._offer(listener, frame)
+                self.offer(listener, frame)
 
-    def _offer(self, listener: Listener, frame: bytes, progress: bool = False) -> None:
+    def offer(self, listener: Listener, frame: bytes, progress: bool = False) -> None:
+        """Queue a frame for one listener (dropping the listener when its queue is full)."""
         if listener.dropped:
             return
         try:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import msgspec
-from nats.errors import TimeoutError as NatsTimeout
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import LogLineWritten, LogQuery, ServiceLogged, encoder, log_entry_decoder
 
 from . import sse
-from .core import Core, log_history, parse_cursor
+from .core import Core, _kind_decoder, log_history, parse_cursor, stored_events
 from .hub import Listener
 from jobline.contract.job_state import JobState
+from jobline.runtime.consuming import stream_position
 from .problems import Problem
 from .timeline import read_events
 
@@ -50,7 +51,8 @@ async def _stored_job_lines(core: Core, job_id: str, after_job_seq: int, upto_se
 
 async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncIterator[bytes | Listener]:
     """`event: logged` per line (id = its job stream sequence), history then live, ending with the
-    job's terminal event."""
+    job's terminal event — also for a job that had ended already, so a client knows it is over (and
+    reconnecting after that event gets 204)."""
     listener = None if state.is_terminal else core.hub.subscribe(state.id, logs_only=True)
     seq = core.read_model.last_seq
     try:
@@ -62,6 +64,9 @@ async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> As
         if first:
             yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
         if listener is None:
+            end = await stored_events(core, state, after_seq=state.run_seq - 1, upto_seq=state.run_seq)
+            for stored in end[-1:]:
+                yield sse.frame(_kind_decoder.decode(stored.data).kind, stored.data, stored.seq)
             return
         yield listener  # then live: its lines and the job's end
     finally:
@@ -69,9 +74,12 @@ async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> As
             core.hub.unsubscribe(listener)
 
 
-async def service_logs(core: Core, service: str | None, min_level: int, cursor: str | None) -> AsyncIterator[bytes]:
+async def service_logs(core: Core, service: str | None, min_level: int, cursor: str | None) -> AsyncIterator[bytes | Listener]:
     """The services' own log records: recent history from the logsink, then live from the log
-    stream from the next sequence (one sequence space: no gap, no duplicate). id = log stream seq."""
+    stream from the next sequence (one sequence space: no gap, no duplicate). id = log stream seq.
+
+    Live records go through a hub listener like every other stream (its heartbeats, its bounded
+    queue, the one writer per connection), so a client that goes away frees its slot at once."""
     names = core.settings.names
     after = parse_cursor(cursor)
     history = []
@@ -86,28 +94,29 @@ async def service_logs(core: Core, service: str | None, min_level: int, cursor: 
         # No stored history (no logsink, or it has not caught up): the stream's recent records.
         last = (await core.js.stream_info(names.logs_stream)).state.last_seq
         after = max(last - SERVICE_TAIL * 5, 0)
+    listener = core.hub.listen(frozenset())  # no job: it gets heartbeats, and what we offer it below
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            entry = log_entry_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if isinstance(entry, ServiceLogged) and LEVELS.get(entry.level, 0) >= min_level:
+            core.hub.offer(listener, sse.frame("log", msg.data, stream_position(msg)[0]))
+
     subject = names.service_log(service, "*") if service else names.all_service_logs
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
-    sub = await core.js.subscribe(subject, stream=names.logs_stream, ordered_consumer=True, config=config)
+    sub = await core.js.subscribe(subject, stream=names.logs_stream, ordered_consumer=True, config=config,
+                                  cb=on_message)
     try:
-        yield f"retry: {core.settings.sse_retry_ms}\n\n".encode()
+        frames = [f"retry: {core.settings.sse_retry_ms}\n\n".encode()]
         for row in history:
             if LEVELS.get(row.level, 0) >= min_level:
                 record = ServiceLogged(ts=row.ts, service=row.service or "", instance="", level=row.level,
                                        logger=row.logger or "", message=row.message)
-                yield sse.frame("log", encoder.encode(record), row.seq)
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=core.settings.heartbeat_s)
-            except (NatsTimeout, TimeoutError):
-                yield sse.HEARTBEAT
-                continue
-            try:
-                entry = log_entry_decoder.decode(msg.data)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(entry, ServiceLogged) and LEVELS.get(entry.level, 0) >= min_level:
-                yield sse.frame("log", msg.data, msg.metadata.sequence.stream)
+                frames.append(sse.frame("log", encoder.encode(record), row.seq))
+        yield b"".join(frames)
+        yield listener  # then live
     finally:
+        core.hub.unsubscribe(listener)
         await sub.unsubscribe()
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
 import tempfile
@@ -28,6 +30,14 @@ SPOOL_IN_MEMORY = 1 << 20
 
 
 class UploadTooLarge(Exception):
+    pass
+
+
+class UploadEmpty(Exception):
+    pass
+
+
+class UploadStalled(Exception):
     pass
 
 
@@ -58,19 +68,36 @@ def safe_type(content_type: str | None) -> str:
     return base if base in SAFE_TYPES else "application/octet-stream"
 
 
+async def _within(body: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks, each within `idle_s` of the last: a client that stops sending does not
+    hold the connection (and a spool file) for ever."""
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(f"nothing received for {idle_s:g}s") from None
+        yield chunk
+
+
 async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator[bytes], *, limit: int,
-                       filename: str, content_type: str) -> Upload:
+                       filename: str, content_type: str, idle_timeout_s: float = 30.0) -> Upload:
     """Spool the body to a temporary file (never all of it in memory), enforcing the limit as it
     arrives, then put it in the object store; a failed put leaves no partial object."""
     digest = hashlib.sha256()
     size = 0
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-        async for chunk in body:
+        async for chunk in _within(body, idle_timeout_s):
             size += len(chunk)
             if size > limit:
                 raise UploadTooLarge(f"the upload exceeds {limit} bytes")
             digest.update(chunk)
             spool.write(chunk)
+        if size == 0:
+            raise UploadEmpty("the upload is empty: send the file as the request body")
         spool.seek(0)
         meta = ObjectMeta(name=upload_id, description=json.dumps({"filename": filename, "content_type": content_type}))
         try:
@@ -82,6 +109,21 @@ async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator
                 pass
             raise
     return Upload(id=upload_id, size=size, sha256=digest.hexdigest(), filename=filename, content_type=content_type)
+
+
+async def upload_info(stores: ObjectStores, upload_id: str) -> Upload | None:
+    """What `store_upload` answered, read back from the object store (None: no such upload)."""
+    try:
+        info = await stores.uploads.get_info(upload_id)
+    except (ObjectNotFoundError, NotFoundError):
+        return None
+    if info.deleted:
+        return None
+    described = json.loads(info.description or "{}") if (info.description or "").startswith("{") else {}
+    digest = (info.digest or "").removeprefix("SHA-256=")
+    sha256 = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex() if digest else ""
+    return Upload(id=upload_id, size=int(info.size or 0), sha256=sha256, filename=described.get("filename", upload_id),
+                  content_type=described.get("content_type", "application/octet-stream"))
 
 
 async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> tuple[int, AsyncIterator[bytes]] | None:

@@ -16,8 +16,9 @@ MEDIA_TYPE = "application/problem+json"
 class Problem(HTTPException):
     """Raise with a status, a short title, a detail and any extension members."""
 
-    def __init__(self, status: int, title: str, detail: str, **extensions: Any):
-        super().__init__(status_code=status, detail=detail)
+    def __init__(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extensions: Any):
+        super().__init__(status_code=status, detail=detail, headers=headers)
         self.title = title
         self.extensions = extensions
 
@@ -38,7 +39,10 @@ def _title(status: int) -> str:
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, Problem):
-        return problem_response(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extensions)
+        response = problem_response(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extensions)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     extensions: dict[str, Any] = {}
     detail = exc.detail
     if isinstance(exc, ValidationException) and exc.extra:

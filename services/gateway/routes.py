@@ -24,7 +24,17 @@ from .logs import LEVELS, follow_job_logs, service_logs
 from jobline.contract.job_state import JobState
 from .multiplex import multiplexed
 from .search import JobPage
-from .objects import INLINE_TYPES, Upload, UploadTooLarge, open_artifact, safe_type, store_upload
+from .objects import (
+    INLINE_TYPES,
+    Upload,
+    UploadEmpty,
+    UploadStalled,
+    UploadTooLarge,
+    open_artifact,
+    safe_type,
+    store_upload,
+    upload_info,
+)
 from .problems import Problem
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
@@ -253,6 +263,8 @@ async def job_logs(
     core = _core(request)
     job = await jobs.find_job(core, job_id)
     if follow:
+        if jobs.finished_before(job, last_event_id, core.read_model.last_seq):
+            return Response(None, status_code=204)  # it saw the end: EventSource stops
         return EventStream(follow_job_logs(core, job, last_event_id), core.watchdog)
     if not 1 <= limit <= 5000 or after < 0:
         raise Problem(400, "Bad page", "limit is 1 to 5000, after >= 0", errors=[{"key": "limit", "source": "query"}])
@@ -279,9 +291,10 @@ async def service_log_stream(
 
 
 @post("/api/uploads", status_code=201, summary="Upload a job input file", request_max_body_size=None,
-      description="The raw request body is the file (`Content-Type` is kept; `?filename=` names it). "
-      "It is streamed into the object store; reference the returned id in a job's params. 413 beyond "
-      "JOBLINE_MAX_UPLOAD_BYTES.")
+      description="The raw request body is the file (`Content-Type` is kept; `?filename=` names it); not a "
+      "multipart form (415). It is streamed into the object store; reference the returned id in a job's params. "
+      "400 for an empty body, 408 when the client stops sending for JOBLINE_UPLOAD_IDLE_TIMEOUT_S, 413 beyond "
+      "JOBLINE_MAX_UPLOAD_BYTES; nothing is stored then.")
 async def upload(request: Request[Any, Any, Any], filename: FromQuery[str] = "upload") -> Response[Upload]:
     core = _core(request)
     limit = core.settings.max_upload_bytes
@@ -292,10 +305,24 @@ async def upload(request: Request[Any, Any, Any], filename: FromQuery[str] = "up
     content_type = request.headers.get("content-type", "application/octet-stream")
     try:
         stored = await store_upload(core.objects, upload_id, request.stream(), limit=limit,
-                                    filename=filename[:255], content_type=content_type)
+                                    filename=filename[:255], content_type=content_type,
+                                    idle_timeout_s=core.settings.upload_idle_timeout_s)
     except UploadTooLarge as exc:
         raise Problem(413, "Upload too large", str(exc)) from exc
+    except UploadEmpty as exc:
+        raise Problem(400, "Empty upload", str(exc)) from exc
+    except UploadStalled as exc:
+        raise Problem(408, "Upload stalled", str(exc), headers={"Connection": "close"}) from exc
     return Response(stored, status_code=201, headers={"Location": f"/api/uploads/{upload_id}"})
+
+
+@get("/api/uploads/{upload_id:str}", summary="An upload's size, checksum, name and type")
+async def upload_metadata(request: Request[Any, Any, Any], upload_id: FromPath[str]) -> Upload:
+    jobs.check_job_id(upload_id)
+    stored = await upload_info(_core(request).objects, upload_id)
+    if stored is None:
+        raise Problem(404, "Upload not found", f"there is no upload {upload_id!r}")
+    return stored
 
 
 @get("/api/jobs/{job_id:str}/artifacts/{name:str}", summary="Download a job's result file")
@@ -379,4 +406,4 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, artifact, list_jobs, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, upload_metadata, artifact, list_jobs, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -59,6 +59,14 @@ class GatewayServer:
         listening = asyncio.create_task(self.server.listening.wait())
         await asyncio.wait({task, stop_wait, listening}, return_when=asyncio.FIRST_COMPLETED)
         listening.cancel()
+        if stop.is_set() and not self.server.started:
+            # Told to stop while starting (connecting to NATS, waiting for JetStream, catching up):
+            # give up the start at once rather than finish it first.
+            log.info("told to stop while starting")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return
         if self.server.started:
             log.info("gateway listening on %s", self.url)
             if started is not None:

@@ -38,8 +38,10 @@ class GatewaySettings:
     max_attempts: int = 100  # the largest max_attempts a submission may ask for
     idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key keeps pointing at its job
     max_upload_bytes: int = 2 << 30  # POST /api/uploads limit (413 beyond)
+    upload_idle_timeout_s: float = 30.0  # an upload whose client sends nothing this long gets 408
     api_tokens: tuple[str, ...] = ()  # none: no authentication (and loopback by default)
     cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser (never "*")
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback and JOBLINE_HOST ("*": any)
     max_streams_per_client: int = 100  # concurrent live streams per token or address (429 beyond)
     submit_rate: float = 0.0  # job creations per second per token or address (0: no limit)
     webhook_secrets: tuple[str, ...] = ()  # signing secrets (two during a rotation); none: webhooks off
@@ -76,8 +78,10 @@ class GatewaySettings:
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
             max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            upload_idle_timeout_s=env.env_float("JOBLINE_UPLOAD_IDLE_TIMEOUT_S", d.upload_idle_timeout_s),
             api_tokens=env.env_list("JOBLINE_API_TOKENS"),
             cors_origins=env.env_list("JOBLINE_CORS_ORIGINS"),
+            allowed_hosts=env.env_list("JOBLINE_ALLOWED_HOSTS"),
             max_streams_per_client=env.env_int("JOBLINE_MAX_STREAMS_PER_CLIENT", d.max_streams_per_client),
             submit_rate=env.env_float("JOBLINE_SUBMIT_RATE", d.submit_rate),
             webhook_secrets=env.env_list("JOBLINE_WEBHOOK_SECRETS"),

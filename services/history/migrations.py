@@ -88,6 +88,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE projection (name TEXT PRIMARY KEY, applied_seq {bigint} NOT NULL)",
         "INSERT INTO projection (name, applied_seq) VALUES ('jobs', 0)",
     )),
+    Migration(2, "an index of params and result fields", (
+        # Each scalar (or short) value of a job's params and result, by its path: a search by a
+        # field is an index lookup instead of a scan of every job's JSON (fields.py).
+        """CREATE TABLE job_fields (
+            job_id      TEXT NOT NULL,
+            path        TEXT NOT NULL,  -- params.height, result.output.codec
+            value       TEXT NOT NULL,  -- the value's JSON text, canonical (fields.py)
+            created_seq {bigint} NOT NULL,
+            PRIMARY KEY (job_id, path)
+        )""",
+        "CREATE INDEX job_fields_by_value ON job_fields (path, value, created_seq)",
+        # 1: some of the job's fields are not in job_fields (too many, too long, odd names): a
+        # search also scans these jobs' JSON. Jobs stored before this migration are such jobs.
+        "ALTER TABLE jobs ADD COLUMN fields_partial INTEGER NOT NULL DEFAULT 0",
+        "UPDATE jobs SET fields_partial = 1",
+        "CREATE INDEX jobs_fields_partial ON jobs (created_seq) WHERE fields_partial = 1",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

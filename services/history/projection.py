@@ -24,7 +24,7 @@ import msgspec
 from jobline.contract.events import JobCreated, JobEvent, encoder, job_event_decoder, kind_of
 from jobline.contract.job_state import JobState, apply, new_state
 
-from . import activity
+from . import activity, fields
 from .database import Database
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,15 @@ class Projection:
         json_param = "?::jsonb" if self._pg else "?"
         self._upsert_job = db.sql(
             "INSERT INTO jobs (id, type, status, created_seq, seq, created_at, started_at, finished_at, attempt, "
-            f"error, error_reason, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,{json_param}) "
+            f"error, error_reason, state, fields_partial) VALUES (?,?,?,?,?,?,?,?,?,?,?,{json_param},?) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, seq = excluded.seq, "
             "started_at = excluded.started_at, finished_at = excluded.finished_at, attempt = excluded.attempt, "
-            "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state")
+            "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state, "
+            "fields_partial = CASE WHEN excluded.fields_partial > jobs.fields_partial THEN excluded.fields_partial "
+            "ELSE jobs.fields_partial END")
+        self._field = db.sql(
+            "INSERT INTO job_fields (job_id, path, value, created_seq) VALUES (?,?,?,?) "
+            "ON CONFLICT (job_id, path) DO UPDATE SET value = excluded.value")
         self._insert_event = db.sql(
             "INSERT INTO job_events (seq, job_id, kind, subject, stored_at, data) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT (seq) DO NOTHING")
@@ -138,7 +143,8 @@ class Projection:
         if event_rows:
             self.db.executemany(conn, self._insert_event, event_rows)
         if touched:
-            rows = [self._job_row(state) for state in touched.values()]
+            partial = self._fields(conn, touched, before)
+            rows = [self._job_row(state, partial.get(job_id, False)) for job_id, state in touched.items()]
             self.db.executemany(conn, self._upsert_job, rows)
             self._counts(conn, touched, before)
             self._minutes(conn, touched, before)
@@ -156,11 +162,31 @@ class Projection:
                 states[job_id] = _state_decoder.decode(text)
         return states
 
-    def _job_row(self, state: JobState) -> tuple[Any, ...]:
+    def _job_row(self, state: JobState, fields_partial: bool) -> tuple[Any, ...]:
         error = state.error.replace("\x00", "\ufffd") if state.error else state.error
         return (state.id, state.type, state.status, state.created_seq, state.seq, state.created_at, state.started_at,
                 state.finished_at, state.attempt, error, state.error_reason,
-                _text(encoder.encode(state).decode(), self._pg))
+                _text(encoder.encode(state).decode(), self._pg), int(fields_partial))
+
+    def _fields(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> dict[str, bool]:
+        """Index the params of new jobs and the result of jobs that just completed; which of them
+        did not fit entirely (fields.py)."""
+        rows: list[tuple[str, str, str, int]] = []
+        partial: dict[str, bool] = {}
+        for job_id, state in touched.items():
+            old = before.get(job_id)
+            roots = []
+            if old is None:
+                roots.append(("params", state.params))
+            if state.status == "completed" and (old is None or old[1] != "completed"):
+                roots.append(("result", state.result))
+            for root, value in roots:
+                leaves, cut = fields.leaves(root, value)
+                rows += [(job_id, path, text, state.created_seq) for path, text in leaves]
+                partial[job_id] = partial.get(job_id, False) or cut
+        if rows:
+            self.db.executemany(conn, self._field, rows)
+        return partial
 
     def _counts(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
         deltas: Counter[tuple[str, str]] = Counter()

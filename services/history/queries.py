@@ -27,6 +27,7 @@ from jobline.contract.history import (
     CountsReply,
     EventsPage,
     EventsRequest,
+    FieldMatch,
     JobFilter,
     JobReply,
     JobRequest,
@@ -41,7 +42,7 @@ from jobline.contract.history import (
 )
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
 
-from . import activity
+from . import activity, fields
 from .database import Database
 
 _SEGMENT = re.compile(FIELD_SEGMENT_PATTERN)
@@ -95,45 +96,85 @@ def check_filter(f: JobFilter) -> None:
         raise BadQuery("error text must have 1 to 200 characters")
 
 
-def _where(db: Database, f: JobFilter) -> tuple[list[str], list[Any]]:
+def _where(db: Database, f: JobFilter, *, prefix: str = "") -> tuple[list[str], list[Any]]:
+    """Conditions on `jobs` (columns named with `prefix`) for everything but the fields."""
     where: list[str] = []
     args: list[Any] = []
     if f.statuses:
-        where.append(f"status IN ({','.join('?' * len(f.statuses))})")
+        where.append(f"{prefix}status IN ({','.join('?' * len(f.statuses))})")
         args += f.statuses
     if f.types:
-        where.append(f"type IN ({','.join('?' * len(f.types))})")
+        where.append(f"{prefix}type IN ({','.join('?' * len(f.types))})")
         args += f.types
     for column, op, value in (("created_at", ">=", f.created_after), ("created_at", "<", f.created_before),
                               ("finished_at", ">=", f.finished_after), ("finished_at", "<", f.finished_before)):
         if value is not None:
-            where.append(f"{column} {op} ?")
+            where.append(f"{prefix}{column} {op} ?")
             args.append(value)
     if f.error_contains is not None:
         needle = f.error_contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append("lower(error) LIKE ? ESCAPE '\\'")
+        # (IS NOT NULL lets the planner walk only the jobs that have an error: a partial index)
+        where.append(f"{prefix}error IS NOT NULL AND lower({prefix}error) LIKE ? ESCAPE '\\'")
         args.append("%" + needle + "%")
-    for match in f.fields:
-        where.append(f"{db.json_field('state')} = {db.json_value()}")
-        args += [db.json_path(match.path), json.dumps(match.value, separators=(",", ":"), ensure_ascii=False)]
     return where, args
+
+
+def _json_match(db: Database, match: FieldMatch, prefix: str = "") -> tuple[str, list[Any]]:
+    return (f"{db.json_field(prefix + 'state')} = {db.json_value()}",
+            [db.json_path(match.path), json.dumps(match.value, separators=(",", ":"), ensure_ascii=False)])
 
 
 def search(db: Database, conn: Any, request: SearchRequest) -> JobsPage:
     check_filter(request.filter)
     if not 1 <= request.limit <= MAX_PAGE:
         raise BadQuery(f"limit must be from 1 to {MAX_PAGE}")
-    where, args = _where(db, request.filter)
+    f = request.filter
+    state = _state_column(db)
+    indexed = [m for m in f.fields if fields.indexable(m.path, m.value)]
+    queries: list[tuple[str, list[Any]]] = []
+    if indexed:
+        # Driven by the field index (newest first, stopping at `limit`), plus the few jobs whose
+        # fields are not all indexed (fields.py), whose JSON is matched instead.
+        where, args = _where(db, f, prefix="j.")
+        first = indexed[0]
+        others = [m for m in f.fields if m is not first]
+        where = ["f.path = ?", "f.value = ?", *where]
+        args = [".".join(first.path), fields.canonical(first.value), *args]
+        for match in others:
+            if fields.indexable(match.path, match.value):
+                where.append("EXISTS (SELECT 1 FROM job_fields g WHERE g.job_id = j.id AND g.path = ? AND g.value = ?)")
+                args += [".".join(match.path), fields.canonical(match.value)]
+            else:
+                condition, values = _json_match(db, match, "j.")
+                where.append(condition)
+                args += values
+        if request.before is not None:
+            where.append("f.created_seq < ?")
+            args.append(request.before)
+        queries.append((f"SELECT j.created_seq, j.{state} FROM job_fields f JOIN jobs j ON j.id = f.job_id "
+                        f"WHERE {' AND '.join(where)} ORDER BY f.created_seq DESC LIMIT ?", args))
+        where, args = _where(db, f)
+        where.insert(0, "fields_partial = 1")
+    else:
+        where, args = _where(db, f)
+    for match in f.fields:
+        condition, values = _json_match(db, match)
+        where.append(condition)
+        args += values
     if request.before is not None:
         where.append("created_seq < ?")
         args.append(request.before)
-    sql = (f"SELECT created_seq, {_state_column(db)} FROM jobs"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_seq DESC LIMIT ?")
+    queries.append((f"SELECT created_seq, {state} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
+                    + " ORDER BY created_seq DESC LIMIT ?", args))
     with db.transaction(conn, write=False, snapshot=True):
-        rows = conn.execute(db.sql(sql), (*args, request.limit)).fetchall()
+        found: dict[int, Any] = {}
+        for sql, args in queries:
+            for created_seq, text in conn.execute(db.sql(sql), (*args, request.limit)).fetchall():
+                found[int(created_seq)] = text
         applied = _applied(conn)
-    return JobsPage(jobs=[_raw(text) for _, text in rows],
-                    next_before=int(rows[-1][0]) if len(rows) == request.limit else None, applied_seq=applied)
+    newest = sorted(found.items(), reverse=True)[:request.limit]
+    return JobsPage(jobs=[_raw(text) for _, text in newest],
+                    next_before=newest[-1][0] if len(newest) == request.limit else None, applied_seq=applied)
 
 
 # --- the gateway's live window ------------------------------------------------------------------

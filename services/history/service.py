@@ -8,12 +8,14 @@ the others stand by and answer queries, and one of them takes over when the writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from jobline.runtime.connection import close_connection, connect, instance_name
+from jobline.runtime.lifecycle import Stopped, until_stopped
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
@@ -62,31 +64,32 @@ async def run(settings: HistorySettings, stop: asyncio.Event) -> None:
     database = Database(settings.database)
     store = HistoryStore(database, readers=settings.readers, state_cache=settings.state_cache)
     log.info("history database at %s", database.redacted_url)
-    nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
     try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings.names, settings.retention)
-        metrics = HistoryMetrics()
-        watermark = Watermark()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(store.close)
+            nc = await until_stopped(stop, connect(settings.nats_servers, instance, settings.nats_credentials))
+            stack.push_async_callback(close_connection, nc)
+            js = nc.jetstream()
+            await until_stopped(stop, ensure_streams(js, settings.names, settings.retention))
+            metrics = HistoryMetrics()
+            watermark = Watermark()
 
-        async def measure_lag() -> None:
-            info = await js.consumer_info(settings.names.jobs_stream, settings.names.history_durable)
-            metrics.lag.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+            async def measure_lag() -> None:
+                info = await js.consumer_info(settings.names.jobs_stream, settings.names.history_durable)
+                metrics.lag.set((info.num_pending or 0) + (info.num_ack_pending or 0))
 
-        async with ship_logs(nc, settings.names, SERVICE, instance):
+            await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
             if not await _migrate(store, stop):
                 return
             query_service = QueryService(nc, settings, store, watermark)
+            stack.push_async_callback(query_service.stop)
             await query_service.start()
-            try:
-                async with serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
-                                     ready=lambda: nc.is_connected and not stop.is_set(), before_scrape=measure_lag):
-                    await _write_or_stand_by(nc, js, settings, store, watermark, metrics, stop)
-            finally:
-                await query_service.stop()
-    finally:
-        await close_connection(nc)
-        store.close()
+            await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
+                                                      ready=lambda: nc.is_connected and not stop.is_set(),
+                                                      before_scrape=measure_lag))
+            await _write_or_stand_by(nc, js, settings, store, watermark, metrics, stop)
+    except Stopped:
+        log.info("told to stop while starting")
 
 
 async def _write_or_stand_by(nc: Client, js: JetStreamContext, settings: HistorySettings, store: HistoryStore,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from jobline.runtime.connection import close_connection, connect, instance_name
+from jobline.runtime.lifecycle import Stopped, until_stopped
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
@@ -26,18 +28,21 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
         load_task_modules(settings.task_modules)
         registry = default_registry
     instance = instance_name(SERVICE)
-    nc = await connect(settings.nats_servers, instance, settings.nats_credentials)
     try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings.names, settings.retention)
-        metrics = ProcessorMetrics()
-        async with ship_logs(nc, settings.names, SERVICE, instance):
-            objects = await Objects.open(js, settings.names, settings.retention.replicas)
+        async with contextlib.AsyncExitStack() as stack:
+            nc = await until_stopped(stop, connect(settings.nats_servers, instance, settings.nats_credentials))
+            stack.push_async_callback(close_connection, nc)
+            js = nc.jetstream()
+            metrics = ProcessorMetrics()
+            await until_stopped(stop, ensure_streams(js, settings.names, settings.retention))
+            await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
+            objects = await until_stopped(stop, Objects.open(js, settings.names, settings.retention.replicas))
             worker = Worker(nc, js, settings, registry, instance, objects, metrics)
-            await advertise(js, settings.names, registry, worker.served_types(), settings.retention.replicas)
-            async with serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
-                                 ready=lambda: nc.is_connected and not stop.is_set()):
-                await worker.run(stop)
+            await until_stopped(stop, advertise(js, settings.names, registry, worker.served_types(),
+                                                settings.retention.replicas))
+            await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
+                                                      ready=lambda: nc.is_connected and not stop.is_set()))
+            await worker.run(stop)
             log.info("processor stopped after %d job(s)", worker.jobs_done)
-    finally:
-        await close_connection(nc)
+    except Stopped:
+        log.info("told to stop while starting")

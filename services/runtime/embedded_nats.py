@@ -11,6 +11,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def start_nats_server(
     ready_timeout: float = 15.0,
     log_file: Path | None = None,
     env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> EmbeddedNats:
-    """Start nats-server; with port -1 it picks a free port itself and writes it to a ports file."""
+    """Start nats-server; with port -1 it picks a free port itself and writes it to a ports file.
+    `preexec_fn` runs in the child before exec (the launcher detaches it from the terminal)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     ports_dir = Path(tempfile.mkdtemp(prefix="nats-ports-"))
     args = [
@@ -81,7 +84,7 @@ def start_nats_server(
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     try:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-                                   env=env)
+                                   env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
     finally:
         if log_file:
             out.close()  # type: ignore[union-attr]

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """The service was told to stop before it finished starting."""
+
+
+async def until_stopped(stop: asyncio.Event, step: Awaitable[T]) -> T:
+    """`await step`, abandoned (cancelled) as soon as `stop` is set; raises Stopped then.
+
+    Start-up steps can wait a long time — NATS unreachable, JetStream electing leaders, a database
+    away — and a SIGTERM must end the process promptly in every one of them; once started, a
+    service stops by itself (draining) when it sees `stop`."""
+    work = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
+    raise Stopped
 
 
 def configure_logging(service: str, level: str) -> None:
@@ -31,10 +58,12 @@ def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
 
     try:
         import uvloop
-
-        uvloop.run(main())
     except ImportError:  # uvloop is optional (not on Windows)
         asyncio.run(main())
+        return
+    # Outside the `try`: an ImportError raised by the service itself (a task module that does not
+    # import) must not start it a second time without uvloop.
+    uvloop.run(main())
 
 
 # Collect the youngest generation every 50,000 allocations instead of 700. A server holding many

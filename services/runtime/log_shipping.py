@@ -14,6 +14,7 @@ from jobline.contract.events import ServiceLogged, encoder
 from jobline.contract.names import Names
 
 _QUEUE_LIMIT = 10_000
+_FORMATTER = logging.Formatter()  # for tracebacks (formatException is a Formatter's, not a Handler's)
 
 
 class _QueueHandler(logging.Handler):
@@ -37,7 +38,7 @@ class _QueueHandler(logging.Handler):
                 instance=self._instance,
                 level=record.levelname.lower(),
                 logger=record.name,
-                message=record.getMessage() + (("\n" + self.formatException(record.exc_info)) if record.exc_info else ""),
+                message=record.getMessage() + (("\n" + _FORMATTER.formatException(record.exc_info)) if record.exc_info else ""),
             )
             self._loop.call_soon_threadsafe(self._put, entry)
         except RuntimeError:

@@ -1,0 +1,108 @@
+"""Requests a browser should never get through, checked before anything else.
+
+- `Host` must name this gateway (JOBLINE_ALLOWED_HOSTS; loopback names and the bind address by
+  default): a page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) would
+  otherwise be talking to a loopback-bound gateway as if it were its own.
+- A state-changing request (POST, PUT, PATCH, DELETE) from a browser must come from this
+  gateway's own origin (same scheme, host and port) or one of JOBLINE_CORS_ORIGINS; a WebSocket
+  handshake too. Requests without an `Origin` header are not from a page's script (curl, the CLI,
+  a backend) and pass.
+- Such a request with a body must say it is JSON (`415` otherwise): a cross-site form or a
+  `text/plain` "simple request" needs no preflight, so content types are the browser's own guard.
+  `/api/uploads` takes any type but `multipart/form-data` (a form's envelope is not the file).
+
+Answers are RFC 9457 problems (a refused WebSocket handshake is closed before it is accepted).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RAW_BODY_PATHS = ("/api/uploads",)  # the body is the file, whatever its type
+
+
+def allowed_hosts(bind_host: str, configured: tuple[str, ...]) -> frozenset[str] | None:
+    """The names `Host` may carry (without port), or None for any (`*`)."""
+    if "*" in configured:
+        return None
+    names = set(LOOPBACK_HOSTS) | {h.lower().strip("[]") for h in configured}
+    if bind_host not in ("0.0.0.0", "::", ""):
+        names.add(bind_host.lower().strip("[]"))
+    return frozenset(names)
+
+
+def host_name(host: str) -> str:
+    """`Host` without its port: `example.com:8000` → `example.com`, `[::1]:8000` → `::1`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def same_origin(origin: str, scheme: str, host: str) -> bool:
+    """`Origin` names this very gateway: its scheme (http for http and ws, https for https and
+    wss) and its host and port as the request's `Host` gives them."""
+    expected = "https" if scheme in ("https", "wss") else "http"
+    return origin.lower() == f"{expected}://{host.lower()}"
+
+
+async def _problem(send: Send, status: int, title: str, detail: str) -> None:
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -> Any:
+    origins = frozenset(o.lower() for o in cors_origins)
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+            kind = scope["type"]
+            if kind not in ("http", "websocket"):
+                await app(scope, receive, send)
+                return
+            headers: dict[bytes, bytes] = {}
+            for key, value in scope.get("headers", []):
+                if key in (b"host", b"origin", b"content-type", b"content-length", b"transfer-encoding"):
+                    headers[key] = value
+            host = headers.get(b"host", b"").decode("latin-1")
+            refused = None
+            if hosts is not None and host_name(host) not in hosts:
+                refused = (400, "Host not allowed", f"this gateway does not answer for host {host!r} "
+                                                    "(JOBLINE_ALLOWED_HOSTS)")
+            method = scope.get("method", "GET")
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            if refused is None and origin and (kind == "websocket" or method in STATE_CHANGING) \
+                    and origin.lower() not in origins and not same_origin(origin, scope.get("scheme", "http"), host):
+                refused = (403, "Cross-origin request refused", f"requests from {origin!r} may not change anything "
+                                                                "here (JOBLINE_CORS_ORIGINS)")
+            if refused is None and kind == "http" and method in STATE_CHANGING:
+                has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+                content_type = headers.get(b"content-type", b"").decode("latin-1")
+                if scope["path"].startswith(RAW_BODY_PATHS):
+                    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+                        refused = (415, "Unsupported Media Type", "send the file itself as the body (its own type), "
+                                                                  "not a multipart form")
+                elif has_body and not _is_json(content_type):
+                    refused = (415, "Unsupported Media Type", "the body must be JSON (Content-Type: application/json)")
+            if refused is None:
+                await app(scope, receive, send)
+            elif kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": refused[1]})
+            else:
+                await _problem(send, *refused)
+
+        return guard
+
+    return middleware
