@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,6 +49,24 @@ SECURITY_HEADERS = [
 ]
 
 
+_TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
+
+
+def allow_every_method(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The `Allow` of an OPTIONS answer, listing every method of the path. (Litestar's automatic
+    OPTIONS handler lists only the methods of the handlers registered before it was made — a
+    path registered one handler at a time, like /api/jobs with POST and then GET, got `OPTIONS,
+    POST`.)"""
+    app, template = scope.get("litestar_app"), scope.get("path_template")
+    if app is None or template is None or not any(k.lower() == b"allow" for k, _ in headers):
+        return headers
+    methods = next((sorted(route.methods) for route in app.routes
+                    if _TYPED_PARAMETER.sub(r"{\1}", route.path) == template and hasattr(route, "methods")), None)
+    if methods is None:
+        return headers
+    return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", ", ".join(methods).encode())]
+
+
 def response_middleware(metrics: GatewayMetrics) -> Any:
     """Security headers on every response, and a count of responses by route and status: one wrapper
     around `send`, since every frame of a live stream passes through it."""
@@ -64,6 +83,8 @@ def response_middleware(metrics: GatewayMetrics) -> Any:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                    if scope["method"] == "OPTIONS":
+                        message["headers"] = allow_every_method(scope, message["headers"])
                 await send(message)
 
             try:

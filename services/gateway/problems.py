@@ -56,9 +56,18 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return response
 
 
+def handle_malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A body the JSON decoder gives up on in a way Litestar does not turn into a 400 itself:
+    nested deeper than it can follow (RecursionError), or not UTF-8 at all."""
+    why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid UTF-8"
+    return problem_response(400, "Malformed body", f"the request body could not be read: it is {why}", request.url.path,
+                            errors=[{"key": "body", "source": "body", "message": why}])
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "unexpected error; see the gateway log", request.url.path)
 
 
-exception_handlers = {HTTPException: handle_http_exception, Exception: handle_unexpected}
+exception_handlers = {HTTPException: handle_http_exception, RecursionError: handle_malformed_body,
+                      UnicodeDecodeError: handle_malformed_body, Exception: handle_unexpected}

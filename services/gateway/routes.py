@@ -71,21 +71,14 @@ async def submit_job(
     core = _core(request)
     event, fresh = await jobs.submit(core, data, idempotency_key)
     job_links = jobs.links(event.job_id)
-    current = core.read_model.get(event.job_id)
     headers = [(b"location", job_links["self"].encode())]
+    status = "pending"  # what a new job is when accepted (a processor may have taken it by now: GET says)
     if not fresh:
         headers.append((b"idempotent-replayed", b"true"))
-    accepted = Accepted(id=event.job_id, status=current.status if current else "pending", links=job_links)
+        current = core.read_model.get(event.job_id)
+        status = current.status if current else status
+    accepted = Accepted(id=event.job_id, status=status, links=job_links)
     return SentJSON(202, encoder.encode(accepted), headers)
-
-
-@post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
-      description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
-      "as soon as its processor has stopped the work. 409 when the job already ended.")
-async def cancel_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[dict[str, str]]:
-    status = await jobs.cancel(_core(request), job_id)
-    return Response({"id": job_id, "status": status}, status_code=202)
-
 
 @get("/api/jobs", summary="List and search jobs over all history, newest first",
      description="Filters (all optional, combined with AND): `status` and `type` (comma lists), `created_after`/"
@@ -112,6 +105,14 @@ async def list_jobs(
                                      finished_before=finished_before, error=error)
     body = await search.list_jobs(_core(request), job_filter, before=before, limit=limit)
     return Response(body, media_type="application/json")
+
+
+@post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
+      description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
+      "as soon as its processor has stopped the work. 409 when the job already ended.")
+async def cancel_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[dict[str, str]]:
+    status = await jobs.cancel(_core(request), job_id)
+    return Response({"id": job_id, "status": status}, status_code=202)
 
 
 @get("/api/stats/counts", summary="Jobs per status and per type, over all history kept",
@@ -406,4 +407,4 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, cancel_job, upload, upload_metadata, artifact, list_jobs, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, list_jobs, cancel_job, upload, upload_metadata, artifact, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]

@@ -10,6 +10,7 @@ from collections.abc import Generator
 
 import uvicorn
 
+from . import http10
 from .app import SERVICE, create_app  # noqa: F401  (SERVICE is used by __main__)
 from .settings import GatewaySettings
 
@@ -36,6 +37,7 @@ class GatewayServer:
     """Serve the gateway in the running loop; `port` is known once `started` is set."""
 
     def __init__(self, settings: GatewaySettings):
+        http10.install()
         config = uvicorn.Config(
             create_app(settings), host=settings.host, port=settings.port, lifespan="on",
             log_config=None, access_log=False,

@@ -92,6 +92,25 @@ class Database:
         """The parameter a `json_field` is compared with (the JSON text of the wanted value)."""
         return "?::jsonb" if self.backend == "postgresql" else "json(?)"
 
+    def insert_rows(self, conn: Any, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]],
+                    tail: str = "") -> None:
+        """`INSERT INTO <table> (<columns>) … <tail>` for many rows. `columns` are (name, PostgreSQL
+        type); a `jsonb` column is sent as text and cast. SQLite: `executemany` (a C loop over one
+        prepared statement). PostgreSQL: one statement whose parameters are one array per column,
+        unnested into rows — a statement per row costs the server a parse-bind-execute each, even
+        pipelined (measured: 2-3x the whole batch's time)."""
+        if not rows:
+            return
+        names = ", ".join(name for name, _ in columns)
+        if self.backend != "postgresql":
+            conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({','.join('?' * len(columns))}) {tail}", rows)
+            return
+        arrays = ", ".join(f"%b::{'text' if kind == 'jsonb' else kind}[]" for _, kind in columns)
+        selected = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
+        # %b: binary parameters (the text format escapes every array element with a regex, in Python).
+        conn.execute(f"INSERT INTO {table} ({names}) SELECT {selected} FROM unnest({arrays}) AS u({names}) {tail}",
+                     [list(column) for column in zip(*rows)])
+
     def executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many rows (psycopg pipelines them: one round trip, not one per row)."""
         if self.backend == "postgresql":

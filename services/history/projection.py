@@ -56,29 +56,27 @@ class Projection:
         self._cache: OrderedDict[str, JobState] = OrderedDict()  # states of jobs still running
         self._cache_size = cache_size
         self._pg = db.backend == "postgresql"
-        json_param = "?::jsonb" if self._pg else "?"
-        self._upsert_job = db.sql(
-            "INSERT INTO jobs (id, type, status, created_seq, seq, created_at, started_at, finished_at, attempt, "
-            f"error, error_reason, state, fields_partial) VALUES (?,?,?,?,?,?,?,?,?,?,?,{json_param},?) "
-            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, seq = excluded.seq, "
-            "started_at = excluded.started_at, finished_at = excluded.finished_at, attempt = excluded.attempt, "
-            "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state, "
-            "fields_partial = CASE WHEN excluded.fields_partial > jobs.fields_partial THEN excluded.fields_partial "
-            "ELSE jobs.fields_partial END")
-        self._field = db.sql(
-            "INSERT INTO job_fields (job_id, path, value, created_seq) VALUES (?,?,?,?) "
-            "ON CONFLICT (job_id, path) DO UPDATE SET value = excluded.value")
-        self._insert_event = db.sql(
-            "INSERT INTO job_events (seq, job_id, kind, subject, stored_at, data) VALUES (?,?,?,?,?,?) "
-            "ON CONFLICT (seq) DO NOTHING")
-        self._count = db.sql(
-            "INSERT INTO job_counts (type, status, n) VALUES (?,?,?) "
-            "ON CONFLICT (type, status) DO UPDATE SET n = job_counts.n + excluded.n")
-        self._minute_row = db.sql("SELECT n, run_bins, run_max_s FROM job_minutes WHERE minute = ? AND type = ? AND status = ?")
-        self._minute = db.sql(
-            "INSERT INTO job_minutes (minute, type, status, n, run_bins, run_max_s) VALUES (?,?,?,?,?,?) "
-            "ON CONFLICT (minute, type, status) DO UPDATE SET n = excluded.n, run_bins = excluded.run_bins, "
-            "run_max_s = excluded.run_max_s")
+        # Multi-row statements (Database.insert_rows): table, (column, PostgreSQL type)s, tail.
+        self._jobs = ("jobs", [("id", "text"), ("type", "text"), ("status", "text"), ("created_seq", "bigint"),
+                               ("seq", "bigint"), ("created_at", "float8"), ("started_at", "float8"),
+                               ("finished_at", "float8"), ("attempt", "int"), ("error", "text"), ("error_reason", "text"),
+                               ("state", "jsonb"), ("fields_partial", "int")],
+                      "ON CONFLICT (id) DO UPDATE SET status = excluded.status, seq = excluded.seq, "
+                      "started_at = excluded.started_at, finished_at = excluded.finished_at, attempt = excluded.attempt, "
+                      "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state, "
+                      "fields_partial = CASE WHEN excluded.fields_partial > jobs.fields_partial "
+                      "THEN excluded.fields_partial ELSE jobs.fields_partial END")
+        self._fields_rows = ("job_fields", [("job_id", "text"), ("path", "text"), ("value", "text"),
+                                            ("created_seq", "bigint")],
+                             "ON CONFLICT (job_id, path) DO UPDATE SET value = excluded.value")
+        self._events = ("job_events", [("seq", "bigint"), ("job_id", "text"), ("kind", "text"), ("subject", "text"),
+                                       ("stored_at", "float8"), ("data", "text")], "ON CONFLICT (seq) DO NOTHING")
+        self._counts_rows = ("job_counts", [("type", "text"), ("status", "text"), ("n", "bigint")],
+                             "ON CONFLICT (type, status) DO UPDATE SET n = job_counts.n + excluded.n")
+        self._minutes_rows = ("job_minutes", [("minute", "bigint"), ("type", "text"), ("status", "text"), ("n", "bigint"),
+                                              ("run_bins", "text"), ("run_max_s", "float8")],
+                              "ON CONFLICT (minute, type, status) DO UPDATE SET n = excluded.n, "
+                              "run_bins = excluded.run_bins, run_max_s = excluded.run_max_s")
         self._applied = db.sql("UPDATE projection SET applied_seq = ? WHERE name = 'jobs'")
 
     def open(self, conn: Any) -> int:
@@ -141,11 +139,11 @@ class Projection:
             if apply(state, event, message.seq):
                 touched[job_id] = state
         if event_rows:
-            self.db.executemany(conn, self._insert_event, event_rows)
+            self.db.insert_rows(conn, *self._events[:2], event_rows, self._events[2])
         if touched:
             partial = self._fields(conn, touched, before)
             rows = [self._job_row(state, partial.get(job_id, False)) for job_id, state in touched.items()]
-            self.db.executemany(conn, self._upsert_job, rows)
+            self.db.insert_rows(conn, *self._jobs[:2], rows, self._jobs[2])
             self._counts(conn, touched, before)
             self._minutes(conn, touched, before)
         return list(touched.values())
@@ -185,7 +183,7 @@ class Projection:
                 rows += [(job_id, path, text, state.created_seq) for path, text in leaves]
                 partial[job_id] = partial.get(job_id, False) or cut
         if rows:
-            self.db.executemany(conn, self._field, rows)
+            self.db.insert_rows(conn, *self._fields_rows[:2], rows, self._fields_rows[2])
         return partial
 
     def _counts(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
@@ -199,7 +197,7 @@ class Projection:
             deltas[(state.type, state.status)] += 1
         rows = [(job_type, status, n) for (job_type, status), n in deltas.items() if n]
         if rows:
-            self.db.executemany(conn, self._count, rows)
+            self.db.insert_rows(conn, *self._counts_rows[:2], rows, self._counts_rows[2])
 
     def _minutes(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
         """Jobs that ended in this batch, into their minute's row (count and run-time histogram)."""
@@ -215,14 +213,26 @@ class Projection:
                 bins[activity.bin_of(run_s)] += 1
                 max_s = run_s if max_s is None else max(max_s, run_s)
             ended[key] = (n + 1, bins, max_s)
+        if not ended:
+            return
+        keys = list(ended)
+        stored: dict[tuple[int, str, str], tuple[int, str, float | None]] = {}
+        for start in range(0, len(keys), 1000):  # what those minutes already hold, in one query per 1,000
+            chunk = keys[start:start + 1000]
+            found = conn.execute(self.db.sql(
+                "SELECT minute, type, status, n, run_bins, run_max_s FROM job_minutes WHERE (minute, type, status) IN "
+                f"(VALUES {','.join(['(?,?,?)'] * len(chunk))})"), [v for key in chunk for v in key]).fetchall()
+            stored.update({(int(m), t, st): (int(n), b, mx) for m, t, st, n, b, mx in found})
+        rows = []
         for key, (n, bins, max_s) in ended.items():
-            row = conn.execute(self._minute_row, key).fetchone()
-            if row is not None:
-                n += int(row[0])
-                bins.update({int(k): v for k, v in json.loads(row[1]).items()})
-                if row[2] is not None:
-                    max_s = row[2] if max_s is None else max(max_s, row[2])
-            conn.execute(self._minute, (*key, n, json.dumps({str(k): v for k, v in sorted(bins.items())}), max_s))
+            if key in stored:
+                old_n, old_bins, old_max = stored[key]
+                n += old_n
+                bins.update({int(k): v for k, v in json.loads(old_bins).items()})
+                if old_max is not None:
+                    max_s = old_max if max_s is None else max(max_s, old_max)
+            rows.append((*key, n, json.dumps({str(k): v for k, v in sorted(bins.items())}), max_s))
+        self.db.insert_rows(conn, *self._minutes_rows[:2], rows, self._minutes_rows[2])
 
 
 def _decode(message: Delivered) -> JobEvent | None:

@@ -118,9 +118,17 @@ default_registry = Registry()
 task = default_registry.task
 
 
+class TaskModuleError(RuntimeError):
+    """A module named in JOBLINE_TASK_MODULES cannot be imported."""
+
+
 def load_task_modules(modules: tuple[str, ...]) -> None:
     """Import the built-in job types and the user's modules (JOBLINE_TASK_MODULES)."""
     importlib.import_module("jobline.processor.builtin_tasks")
     importlib.import_module("jobline.processor.video_tasks")
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # (also one raised inside the module: either way it cannot be used)
+            raise TaskModuleError(f"cannot import the task module {module!r} named in JOBLINE_TASK_MODULES: "
+                                  f"{exc}") from exc

@@ -12,7 +12,7 @@ from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
 
-from .registry import Registry, default_registry, load_task_modules
+from .registry import Registry, TaskModuleError, default_registry, load_task_modules
 from .settings import ProcessorSettings
 from .type_catalogue import advertise
 from .metrics import ProcessorMetrics
@@ -25,7 +25,11 @@ SERVICE = "processor"
 
 async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Registry | None = None) -> None:
     if registry is None:
-        load_task_modules(settings.task_modules)
+        try:
+            load_task_modules(settings.task_modules)
+        except TaskModuleError as exc:
+            log.error("%s", exc)  # a clear line for the launcher's output, then a non-zero exit
+            raise SystemExit(2) from None
         registry = default_registry
     instance = instance_name(SERVICE)
     try:
