@@ -9,11 +9,11 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: run test test-fast bench system-packages clean help
+.PHONY: run test test-fast lint bench system-packages clean help
 
 help:
 	@echo "make run    - start everything (embedded NATS, gateway, processor, logsink, web UI)"
-	@echo "make test   - run the whole test suite"
+	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make bench  - run the benchmarks (docs/benchmarks.md)"
 
 $(UV):
@@ -46,7 +46,14 @@ system-packages:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing >/dev/null; fi; \
 	fi
 
-test: $(VENV)/.synced system-packages
+# Lint and import order (ruff), types (mypy: strict on the contract and the runtime, checked
+# elsewhere; the package is `jobline` but its folder is services/, so mypy sees it through a link).
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check services tests bench
+	@mkdir -p .mypy && ln -sfn ../services .mypy/jobline
+	$(VENV)/bin/mypy -p jobline
+
+test: $(VENV)/.synced system-packages lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.synced

@@ -92,7 +92,8 @@ def run_celery(redis_url: str, n: int, rate: float | None) -> tuple[dict[str, fl
     """(submitted at, finished at) per task, wall clock. Burst: submit all as fast as the client can;
     paced: one every 1/rate seconds. Runs in a thread (Celery's client is blocking)."""
     os.environ["BENCH_REDIS_URL"] = redis_url  # read when bench.celery_app is first imported
-    from .celery_app import noop, redis_url as app_url
+    from .celery_app import noop
+    from .celery_app import redis_url as app_url
 
     assert app_url == redis_url, "one redis-server per benchmark run"
     started: dict[str, float] = {}

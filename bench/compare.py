@@ -129,7 +129,7 @@ async def compare(args: argparse.Namespace) -> None:
         keys = rounds[version][0].keys()
         print({"version": version, "revision": revision,
                "median": {k: statistics.median(r.get(k, 0) for r in rounds[version]) for k in keys}})
-    ratios = [round(b["jobs/s"] / a["jobs/s"], 3) for a, b in zip(rounds["A"], rounds["B"])]
+    ratios = [round(b["jobs/s"] / a["jobs/s"], 3) for a, b in zip(rounds["A"], rounds["B"], strict=True)]
     print({"jobs_per_s_ratio_B_over_A": ratios, "median": statistics.median(ratios)})
 
 

@@ -31,6 +31,8 @@ from jobline.runtime.stream_setup import ensure_streams
 from . import loop
 from .run import spawn, stop
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -64,7 +66,7 @@ async def main(args: argparse.Namespace) -> None:
         await ensure_streams(js, names, RetentionSettings())
         env = dict(os.environ, NATS_URL=server.url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=tmp,
                    JOBLINE_TASK_MODULES="bench.tasks", JOBLINE_PROCESSOR_TYPES="bench-flood",
-                   JOBLINE_OPS_PORT="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+                   JOBLINE_OPS_PORT="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
         processor = await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")
         try:
             results = []

@@ -22,7 +22,7 @@ async def main(url: str, prefix: str) -> None:
     while True:
         try:
             msgs = await psub.fetch(256, timeout=5)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             continue
         # Completed events published concurrently, their acks gathered, then the jobs acked.
         acks = [js.publish(msg.subject.rsplit(".", 1)[0] + ".done", msg.data) for msg in msgs]

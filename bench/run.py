@@ -36,7 +36,10 @@ from .celery_peer import bench_celery, redis_server
 from .http_client import Connection
 
 RESULTS = Path(__file__).parent / "results"
-DOCS_PLOT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.png"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
+# Whether a source tree has the history service (an earlier version may not).
+HAS_HISTORY = {None: (ROOT / "services" / "history").is_dir()}
 
 
 @dataclass
@@ -173,13 +176,15 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
     followed by its own SSE client from its submission to its end (the end as that client sees it).
     `source`: a folder holding another `jobline` package to run the services from (bench.compare)."""
     names = Names(f"b{tag}")
-    path = [str(Path(__file__).resolve().parents[1])]
+    path = [str(ROOT)]
     env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data / tag),
                JOBLINE_PORT="0", JOBLINE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", JOBLINE_TASK_MODULES="bench.tasks",
                PYTHONPATH=os.pathsep.join(([str(source)] if source else []) + path))
-    procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"created consumer"),
+    procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"logsink consuming"),
              await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing")]
-    if ((source / "jobline") if source else Path(__file__).resolve().parents[1] / "services").joinpath("history").is_dir():
+    if source not in HAS_HISTORY:
+        HAS_HISTORY[source] = await asyncio.to_thread((source / "jobline" / "history").is_dir)
+    if HAS_HISTORY[source]:
         # The whole system as `jobline up` runs it: the history service ingests every event too.
         procs.append(await spawn([sys.executable, "-m", "jobline.history"], env, b"history consuming"))
     gateway, base = await start_gateway(env)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
+from .helpers import Stack, running_stack
 from .postgres import PostgresServer, new_database, postgres_server
 
 
@@ -70,6 +71,15 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
         return f"sqlite:///{data_dir / 'history.sqlite3'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return new_database(server.url)
+
+
+@pytest.fixture
+async def stack(request: pytest.FixtureRequest, nats_server: EmbeddedNats, names: Names, data_dir: Path,
+                js: JetStreamContext) -> AsyncIterator[Stack]:
+    """Gateway, processor, logsink and history as tasks in this loop: the test module's `STACK`
+    dict (if any) holds its options for `running_stack` (registry, settings, which services)."""
+    async with running_stack(nats_server.url, names, data_dir, js, **getattr(request.module, "STACK", {})) as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
 from jobline.contract.names import Names
-from jobline.contract.streams import RetentionSettings
+from jobline.contract.streams import RetentionSettings, types_bucket_config
 from jobline.gateway.service import GatewayServer
 from jobline.gateway.settings import GatewaySettings
 from jobline.history import service as history_service
@@ -25,9 +25,7 @@ from jobline.logsink.settings import LogsinkSettings
 from jobline.processor import service as processor_service
 from jobline.processor.registry import Registry, default_registry, load_task_modules
 from jobline.processor.settings import ProcessorSettings
-from jobline.contract.streams import types_bucket_config
 from jobline.runtime.buckets import key_value
-
 
 # Streams reserve their max_bytes on the server: tests create many, so keep them small.
 TEST_RETENTION = RetentionSettings(jobs_max_bytes=32 << 20, logs_max_bytes=32 << 20)

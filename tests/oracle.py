@@ -9,12 +9,12 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from jobline.contract.events import (
+    TERMINAL_KINDS,
     JobEvent,
     JobStarted,
     ProgressReported,
     StepFinished,
     StepStarted,
-    TERMINAL_KINDS,
     job_event_decoder,
     kind_of,
 )

@@ -83,7 +83,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace")
         log = folder / "server.log"
-        raise RuntimeError(f"PostgreSQL did not start: {detail}\n{log.read_text(errors='replace') if log.exists() else ''}") from exc
+        server_log = log.read_text(errors="replace") if log.exists() else ""
+        raise RuntimeError(f"PostgreSQL did not start: {detail}\n{server_log}") from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -106,7 +106,7 @@ class ServiceProcess:
 
 async def stop_all(processes: list[ServiceProcess], check: Callable[[str, int], None] | None = None) -> None:
     codes = await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
-    for process, code in zip(processes, codes):
+    for process, code in zip(processes, codes, strict=True):
         if isinstance(code, BaseException):
             raise code
         if check is not None:
@@ -119,3 +119,91 @@ def restart_nats(server: EmbeddedNats, how: signal.Signals) -> EmbeddedNats:
     server.process.send_signal(how)
     server.process.wait(10)
     return start_nats_server(server.store_dir, port=int(server.url.rsplit(":", 1)[1]))
+
+
+# What each service prints once it is up (a regex; the gateway's names its URL).
+READY_LINES = {
+    "gateway": r"gateway listening on (http://\S+)",
+    "processor": r"processing ",
+    "logsink": r"logsink consuming",
+    "history": r"history consuming",
+}
+
+
+async def ready(process: ServiceProcess, timeout: float = 60.0) -> re.Match[str]:
+    """Wait until a service process says it is up (the gateway: the match's group 1 is its URL)."""
+    service = process.name.split("-")[0]
+    return await process.wait_for_line(READY_LINES[service], timeout=timeout)
+
+
+async def gateway_url(process: ServiceProcess, timeout: float = 60.0) -> str:
+    return (await ready(process, timeout)).group(1)
+
+
+@dataclass
+class System:
+    """Services as separate processes against one NATS URL, each started and waited for by name
+    (`processor-2` is a second processor). `task_modules` ({module name: source}) are written
+    beside the data folder and loaded by the processors."""
+
+    nats_url: str
+    names: Names
+    root: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    task_modules: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    url: str = ""
+    _started: int = 0
+
+    def env(self) -> dict[str, str]:
+        extra: dict[str, str] = {"JOBLINE_PORT": "0"}
+        if self.task_modules:
+            folder = self.root / "tasks"
+            folder.mkdir(parents=True, exist_ok=True)
+            for module, source in self.task_modules.items():
+                (folder / f"{module}.py").write_text(source)
+            extra.update(JOBLINE_TASK_MODULES=",".join(self.task_modules), PYTHONPATH=str(folder))
+        return service_env(self.nats_url, self.names, self.root / "data", **{**extra, **self.settings})
+
+    async def start(self, name: str) -> ServiceProcess:
+        process = await ServiceProcess.start(name, [sys.executable, "-m", f"jobline.{name.split('-')[0]}"], self.env())
+        self.processes[name] = process
+        match = await ready(process)
+        if name.startswith("gateway"):
+            self.url = match.group(1)
+        return process
+
+    async def start_all(self, processors: int = 1, *, logsink: bool = True, history: bool = False,
+                        gateway: bool = True) -> None:
+        if logsink:
+            await self.start("logsink")
+        if history:
+            await self.start("history")
+        for i in range(processors):
+            await self.start(f"processor-{i}")
+        if gateway:
+            await self.start("gateway")
+
+    @property
+    def processors(self) -> list[ServiceProcess]:
+        return [p for name, p in self.processes.items() if name.startswith("processor") and p.process.returncode is None]
+
+    def by_pid(self, pid: int) -> ServiceProcess:
+        return next(p for p in self.processes.values() if p.process.pid == pid)
+
+    def forget(self, process: ServiceProcess) -> None:
+        """Stop tracking a process the test stopped (or killed) itself."""
+        self.processes = {name: p for name, p in self.processes.items() if p is not process}
+
+    async def add_processor(self) -> ServiceProcess:
+        self._started += 1
+        return await self.start(f"processor-added{self._started}")
+
+    async def stop(self) -> None:
+        running = [p for p in self.processes.values() if p.process.returncode is None]
+        for p in running:
+            p.send(signal.SIGCONT)  # a frozen process cannot stop
+        await stop_all(running)
+
+    def lines_matching(self, text: str) -> list[str]:
+        return [f"{name}: {line}" for name, p in self.processes.items() for line in p.lines if text in line.lower()]

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, outcome, read_sse, running_stack, submit
+from .helpers import Stack, outcome, read_sse, submit
 from .oracle import check_timeline, read_timeline
 
 FAST_DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.05, "ticks_per_step": 3}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js) as running:
-        yield running
 
 
 def test_job_ids_are_ulids_in_lowercase_crockford_base32() -> None:
@@ -44,7 +35,7 @@ def test_job_ids_are_ulids_in_lowercase_crockford_base32() -> None:
         assert before <= value >> 80 <= after  # the first 48 bits are the creation time in ms
         values.append(value)
     assert len(set(ids)) == len(ids)
-    assert sorted(ids) == [i for _, i in sorted(zip(values, ids))]  # text order is numeric order
+    assert sorted(ids) == [i for _, i in sorted(zip(values, ids, strict=True))]  # text order is numeric order
 
 
 async def test_submit_returns_202_with_location_and_links(client: httpx.AsyncClient) -> None:
@@ -208,3 +199,7 @@ async def test_types_health_readiness_openapi_and_ui(client: httpx.AsyncClient) 
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    vocabulary = await client.get("/vocabulary.js")  # the UI's statuses and kinds, from the contract
+    assert vocabulary.headers["content-type"].startswith("text/javascript")
+    assert 'export const TERMINAL = Object.freeze(["completed", "failed", "cancelled", "expired"]);' in vocabulary.text
+    assert '"webhook_attempted"' in vocabulary.text

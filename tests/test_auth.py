@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, eventually, read_sse, running_stack
+from .helpers import Stack, eventually, read_sse
 
 TOKENS = ("first-secret-token", "second-secret-token")
 BEARER = {"Authorization": f"Bearer {TOKENS[1]}"}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False, gateway={
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False, gateway={
         "api_tokens": TOKENS, "max_streams_per_client": 2, "submit_rate": 1.0,
         "cors_origins": ("http://app.example",),
-    }) as running:
-        yield running
+    })
 
 
 

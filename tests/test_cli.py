@@ -5,24 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, running_stack
+from .helpers import Stack
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js) as running:
-        yield running
 
 
 async def jobline(stack: Stack, *args: str, timeout: float = 60) -> tuple[int, str, str]:

@@ -17,7 +17,7 @@ from jobline.contract.names import Names
 from .cluster import Cluster, connect_to, running_cluster, wait_for_jetstream
 from .helpers import eventually, wait_for_history_seq, wait_for_job_type
 from .oracle import read_timeline
-from .processes import ServiceProcess, service_env, stop_all
+from .processes import ServiceProcess, gateway_url, service_env, stop_all
 from .whole_system import Watcher, check_job, log_lines_of, stored_log_lines, submit_until_accepted
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
         gateways = []
         for _ in range(2):
             services.append(await ServiceProcess.service("gateway", env))
-            gateways.append((await services[-1].wait_for_line(r"gateway listening on (http://\S+)", timeout=60)).group(1))
+            gateways.append(await gateway_url(services[-1], timeout=60))
         info = await js.stream_info(names.jobs_stream)
         assert info.config.num_replicas == 3 and info.cluster is not None and len(info.cluster.replicas or []) == 2
         for bucket in (names.types_bucket, names.idempotency_bucket):  # KV buckets are streams too
@@ -100,7 +100,9 @@ async def test_killing_the_stream_leader_mid_stream_loses_and_doubles_nothing(
                 timeline = await check_job(js, names, clients[0], watcher)
                 assert timeline[-1].kind == "completed", (watcher.job_id, timeline[-1])
 
-                async def all_lines_stored(job_id: str = watcher.job_id, want: list = log_lines_of(timeline)) -> bool:
+                want = log_lines_of(timeline)
+
+                async def all_lines_stored(job_id: str = watcher.job_id, want: list[str] = want) -> bool:
                     return await stored_log_lines(clients[0], job_id) == want
 
                 try:

@@ -103,3 +103,12 @@ def test_log_stream_entries_decode_to_job_lines_or_service_records() -> None:
     record = ServiceLogged(ts=1.0, service="gateway", instance="g@h:1", level="info", logger="x", message="m")
     assert log_entry_decoder.decode(encoder.encode(record)) == record
     assert isinstance(log_entry_decoder.decode(encoder.encode(EVENTS[5])), LogLineWritten)
+
+
+def test_the_vocabulary_names_exactly_the_event_kinds_and_the_terminal_ones() -> None:
+    from jobline.contract.events import JobEvent, LogEntry, TerminalEvent, tags_of
+    from jobline.contract.vocabulary import TERMINAL_KINDS, TERMINAL_STATUSES, EventKind, JobStatus
+
+    assert tags_of(TerminalEvent) == TERMINAL_KINDS
+    assert tags_of(JobEvent) | tags_of(LogEntry) == set(EventKind)
+    assert {str(s) for s in TERMINAL_STATUSES} == {str(k) for k in TERMINAL_KINDS} < set(JobStatus)

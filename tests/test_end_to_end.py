@@ -17,7 +17,7 @@ from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .helpers import eventually, outcome, read_sse, wait_for_job_type
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, free_port, service_env, stop_all
+from .processes import ServiceProcess, free_port, gateway_url, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ async def test_demo_job_end_to_end_with_separate_processes(
     processes = [await ServiceProcess.service(s, env) for s in ("logsink", "processor", "gateway")]
     try:
         gateway = processes[2]
-        url = (await gateway.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        url = await gateway_url(gateway)
         await wait_for_job_type(js, names, "demo")
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             params = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.2, "ticks_per_step": 5}
@@ -87,7 +87,8 @@ async def test_jobline_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: 
         url = (await up.wait_for_line(r"Jobline is running: open (http://\S+)/", timeout=60)).group(1)
         assert url == f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            response = await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05, "ticks_per_step": 2}})
+            params = {"step_seconds": 0.05, "ticks_per_step": 2}
+            response = await client.post("/api/jobs", json={"type": "demo", "params": params})
             assert response.status_code == 202
             events = await read_sse(client, f"/api/jobs/{response.json()['id']}/events", timeout=30)
             assert outcome(events) == "completed"
@@ -120,7 +121,7 @@ async def test_a_job_type_from_the_users_own_module(
                       PYTHONPATH=str(tmp_path))
     processes = [await ServiceProcess.service(s, env) for s in ("processor", "gateway")]
     try:
-        url = (await processes[1].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        url = await gateway_url(processes[1])
         await wait_for_job_type(js, names, "greet")
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             types = {t["name"]: t for t in (await client.get("/api/types")).json()}

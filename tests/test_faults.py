@@ -20,47 +20,16 @@ from jobline.contract.events import JobStarted
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
-from .helpers import outcome, read_sse, wait_for_job_type
+from .helpers import outcome, read_sse
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, free_port, restart_nats, service_env, stop_all
+from .processes import System, free_port, restart_nats
 
 pytestmark = pytest.mark.slow
 
 
-class System:
-    def __init__(self, nats_url: str, names: Names, tmp: Path, **settings: str):
-        self.env = service_env(nats_url, names, tmp, JOBLINE_PORT="0", **settings)
-        self.names = names
-        self.processors: list[ServiceProcess] = []
-        self.others: list[ServiceProcess] = []
-        self.url = ""
-
-    async def start(self, js: JetStreamContext, processors: int) -> None:
-        for _ in range(processors):
-            await self.add_processor()
-        await wait_for_job_type(js, self.names, "demo")
-        gateway = await ServiceProcess.service("gateway", self.env)
-        self.others.append(gateway)
-        self.url = (await gateway.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
-
-    async def add_processor(self) -> ServiceProcess:
-        process = await ServiceProcess.service("processor", self.env)
-        await process.wait_for_line(r"processing demo")
-        self.processors.append(process)
-        return process
-
-    def by_pid(self, pid: int) -> ServiceProcess:
-        return next(p for p in self.processors if p.process.pid == pid)
-
-    async def stop(self) -> None:
-        for p in self.processors:
-            p.send(signal.SIGCONT)
-        await stop_all([p for p in self.processors + self.others if p.process.returncode is None])
-
-
 @pytest.fixture
 async def system(nats_server: EmbeddedNats, names: Names, tmp_path: Path) -> AsyncIterator[System]:
-    sys_ = System(nats_server.url, names, tmp_path, JOBLINE_ACK_WAIT_S="2", JOBLINE_DRAIN_GRACE_S="1")
+    sys_ = System(nats_server.url, names, tmp_path, settings={"JOBLINE_ACK_WAIT_S": "2", "JOBLINE_DRAIN_GRACE_S": "1"})
     try:
         yield sys_
     finally:
@@ -90,7 +59,7 @@ def demo(steps: int, seconds: float) -> dict[str, object]:
 async def test_kill_9_mid_job_another_processor_finishes_it_as_attempt_2_exactly_once(
     system: System, js: JetStreamContext
 ) -> None:
-    await system.start(js, processors=2)
+    await system.start_all(processors=2, logsink=False)
     async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
         job_id = (await client.post("/api/jobs", json=demo(3, 1.0))).json()["id"]
         victim = await started_worker_pid(client, job_id)
@@ -103,13 +72,13 @@ async def test_kill_9_mid_job_another_processor_finishes_it_as_attempt_2_exactly
         assert starts[1].worker != starts[0].worker
         state = (await client.get(f"/api/jobs/{job_id}")).json()
         assert state["status"] == "completed" and state["attempt"] == 2
-        system.processors.remove(system.by_pid(victim))
+        system.forget(system.by_pid(victim))
 
 
 async def test_a_frozen_worker_that_wakes_up_cannot_publish_into_the_new_attempt(
     system: System, js: JetStreamContext
 ) -> None:
-    await system.start(js, processors=2)
+    await system.start_all(processors=2, logsink=False)
     async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
         job_id = (await client.post("/api/jobs", json=demo(2, 1.0))).json()["id"]
         frozen = system.by_pid(await started_worker_pid(client, job_id))
@@ -134,7 +103,7 @@ async def test_a_frozen_worker_that_wakes_up_cannot_publish_into_the_new_attempt
 async def test_a_cancel_then_a_crash_ends_cancelled_without_redoing_the_work(
     system: System, js: JetStreamContext
 ) -> None:
-    await system.start(js, processors=1)
+    await system.start_all(processors=1, logsink=False)
     async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
         job_id = (await client.post("/api/jobs", json=demo(3, 2.0))).json()["id"]
         holder = system.by_pid(await started_worker_pid(client, job_id))
@@ -143,7 +112,7 @@ async def test_a_cancel_then_a_crash_ends_cancelled_without_redoing_the_work(
         assert response.status_code == 202 and response.json()["status"] == "cancelling"
         holder.send(signal.SIGKILL)  # …and dies
         await holder.process.wait()
-        system.processors.remove(holder)
+        system.forget(holder)
         await system.add_processor()
         assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events", timeout=30)) == "cancelled"
         timeline = await read_timeline(js, system.names, job_id)
@@ -154,8 +123,8 @@ async def test_a_cancel_then_a_crash_ends_cancelled_without_redoing_the_work(
 async def test_sigterm_finishes_short_jobs_and_hands_long_ones_back_at_once(
     system: System, js: JetStreamContext
 ) -> None:
-    system.env["JOBLINE_ACK_WAIT_S"] = "30"  # a hand-back that waited for the ack wait would show
-    await system.start(js, processors=1)
+    system.settings["JOBLINE_ACK_WAIT_S"] = "30"  # a hand-back that waited for the ack wait would show
+    await system.start_all(processors=1, logsink=False)
     async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
         short = (await client.post("/api/jobs", json=demo(1, 0.5))).json()["id"]
         long = (await client.post("/api/jobs", json=demo(4, 2.0))).json()["id"]
@@ -168,7 +137,7 @@ async def test_sigterm_finishes_short_jobs_and_hands_long_ones_back_at_once(
         assert code == 0, first.output()
         assert any("handed 1 job(s) back" in line for line in first.lines), first.output()
         assert outcome(await read_sse(client, f"/api/jobs/{short}/events")) == "completed"
-        system.processors.remove(first)
+        system.forget(first)
         await system.add_processor()
         await started_worker_pid(client, long, attempt=2)
         assert loop.time() - stopped < 10, "the job waited for the ack wait instead of being handed back"
@@ -181,17 +150,17 @@ async def test_processors_keep_receiving_work_after_a_nats_server_restart(
     names: Names, tmp_path: Path, how: signal.Signals
 ) -> None:
     server = start_nats_server(tmp_path / "store", port=free_port())
-    system = System(server.url, names, tmp_path, JOBLINE_ACK_WAIT_S="2")
+    system = System(server.url, names, tmp_path, settings={"JOBLINE_ACK_WAIT_S": "2"})
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         js = nc.jetstream()
-        await system.start(js, processors=1)
+        await system.start_all(processors=1, logsink=False)
         async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
             before = (await client.post("/api/jobs", json=demo(1, 0.1))).json()["id"]
             assert outcome(await read_sse(client, f"/api/jobs/{before}/events")) == "completed"
             server = restart_nats(server, how)
             await system.processors[0].wait_for_line(r"reconnected to nats", timeout=20)
-            await system.others[0].wait_for_line(r"reconnected to nats", timeout=20)
+            await system.processes["gateway"].wait_for_line(r"reconnected to nats", timeout=20)
 
             async def submit() -> str:
                 while True:  # the gateway may answer 503 while its own reconnect settles
@@ -204,7 +173,7 @@ async def test_processors_keep_receiving_work_after_a_nats_server_restart(
             try:
                 events = await read_sse(client, f"/api/jobs/{after}/events", timeout=30)
             except httpx.HTTPStatusError as exc:
-                raise AssertionError(system.others[0].output()) from exc
+                raise AssertionError(system.processes["gateway"].output()) from exc
             assert outcome(events) == "completed"
             check_timeline(await read_timeline(js, names, after))
     finally:

@@ -73,7 +73,8 @@ async def ended_ids(js: JetStreamContext, names: Names) -> set[str]:
 
 
 def check_stored_once(database_url: str, last: int, jobs: int) -> None:
-    (events, distinct, low, high), = query(database_url, "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM job_events")
+    (events, distinct, low, high), = query(database_url,
+                                           "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM job_events")
     assert (events, distinct, low, high) == (last, last, 1, last)
     assert query(database_url, "SELECT status, COUNT(*) FROM jobs GROUP BY status") == [("completed", jobs)]
     # Counts would be off had a redelivered batch been folded in twice.

@@ -21,7 +21,7 @@ from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .helpers import read_sse, wait_for_job_type
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, service_env, stop_all
+from .processes import ServiceProcess, gateway_url, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -70,13 +70,13 @@ async def test_5000_idle_streams_keep_their_heartbeats_and_an_active_client_keep
     try:
         await wait_for_job_type(js, names, "demo")
         processes.append(await ServiceProcess.service("gateway", dict(env, JOBLINE_LOG_LEVEL="INFO")))
-        url = (await processes[1].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        url = await gateway_url(processes[1])
         host, port = url.removeprefix("http://").split(":")
         # An idle job: started, and nothing more happens to it.
         for event in (JobCreated(ts=time.time(), job_id="idle", type="sleepy"),
                       JobStarted(ts=time.time(), job_id="idle", attempt=1, worker="elsewhere")):
             await js.publish(subject_of(names, event), encoder.encode(event))
-        for wave in range(0, CONNECTIONS, 250):  # in waves: the listen backlog is finite
+        for _ in range(0, CONNECTIONS, 250):  # in waves: the listen backlog is finite
             batch = [IdleClient() for _ in range(250)]
             clients += batch
             tasks += [asyncio.create_task(c.run(host, int(port), "/api/jobs/idle/events", 3)) for c in batch]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,11 +62,9 @@ async def long(ctx: JobContext) -> str:
     return "done"
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
-                             processor={"concurrency": 2, "ack_wait_s": 1.0}) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False,
+                             processor={"concurrency": 2, "ack_wait_s": 1.0})
 
 
 

@@ -6,21 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
 from jobline.contract.events import LogLineWritten
-from jobline.contract.names import LOG, Names
+from jobline.contract.names import LOG
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
-from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, eventually, outcome, read_sse, running_stack, submit
+from .helpers import Stack, eventually, outcome, read_sse, submit
 from .oracle import read_timeline
 
 registry = Registry()
@@ -33,10 +30,8 @@ async def chatter(ctx: JobContext) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, registry=registry) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(registry=registry)
 
 
 

@@ -53,7 +53,8 @@ async def stored_messages(nc: Client, names: Names, job_id: str) -> list[str]:
 async def test_lines_logged_while_the_logsink_is_down_are_stored_in_order_once_it_returns(
     nats_server: EmbeddedNats, names: Names, tmp_path: Path, nc: Client, js: JetStreamContext
 ) -> None:
-    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, retention=TEST_RETENTION, data_dir=tmp_path, batch_size=50)
+    settings = LogsinkSettings(nats_servers=[nats_server.url], names=names, retention=TEST_RETENTION, data_dir=tmp_path,
+                               batch_size=50)
     await ensure_streams(js, names, TEST_RETENTION)
     first = await publish_lines(js, names, "job1", 120)
     stop = asyncio.Event()
@@ -83,7 +84,8 @@ def test_a_redelivered_batch_adds_no_rows(tmp_path: Path) -> None:
     try:
         rows = [(seq, float(seq), "info", f"m{seq}", "job", 1, None, None, None, seq) for seq in range(1, 11)]
         assert store.writer.submit(store.write, rows).result() == 10
-        assert store.writer.submit(store.write, rows[5:] + [(11, 11.0, "info", "m11", "job", 1, None, None, None, 11)]).result() == 1
+        more = rows[5:] + [(11, 11.0, "info", "m11", "job", 1, None, None, None, 11)]
+        assert store.writer.submit(store.write, more).result() == 1
         got = store.reader.submit(store.query, LogQuery(job_id="job", limit=100)).result()
         assert [r.seq for r in got] == list(range(1, 12))
     finally:

@@ -12,7 +12,7 @@ from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .helpers import eventually, outcome, read_sse, wait_for_job_type
-from .processes import ServiceProcess, service_env, stop_all
+from .processes import ServiceProcess, gateway_url, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ async def test_every_service_reports_metrics_and_health(nats_server: EmbeddedNat
     try:
         ops = {s: (await processes[s].wait_for_line(r"metrics and health on (http://\S+)/metrics")).group(1)
                for s in ("logsink", "processor")}
-        gateway = (await processes["gateway"].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        gateway = await gateway_url(processes["gateway"])
         await wait_for_job_type(js, names, "demo")
         async with httpx.AsyncClient(timeout=10) as client:
             job = (await client.post(f"{gateway}/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05,
@@ -37,7 +37,8 @@ async def test_every_service_reports_metrics_and_health(nats_server: EmbeddedNat
             assert 'jobline_jobs_submitted_total{type="demo"} 1.0' in text
             assert 'jobline_http_requests_total{method="POST",route="/api/jobs",status="202"} 1.0' in text
             assert "jobline_read_model_lag" in text and "jobline_open_streams" in text
-            assert 'jobline_jobs_total{outcome="completed",type="demo"} 1.0' in (await client.get(f"{ops['processor']}/metrics")).text
+            processor_metrics = (await client.get(f"{ops['processor']}/metrics")).text
+            assert 'jobline_jobs_total{outcome="completed",type="demo"} 1.0' in processor_metrics
 
             async def rows_written() -> bool:
                 text = (await client.get(f"{ops['logsink']}/metrics")).text

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import SseEvent, Stack, outcome, read_sse, running_stack, submit
+from .helpers import SseEvent, Stack, outcome, read_sse, submit
 from .oracle import read_timeline
 
 CHATTY = {"steps": ["A", "B"], "step_seconds": 0.5, "ticks_per_step": 25}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False)
 
 
 

@@ -19,7 +19,7 @@ from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 from .helpers import outcome, read_sse
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, service_env, stop_all
+from .processes import ServiceProcess, gateway_url, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         await services[0].wait_for_line(r"logsink consuming")
         await services[1].wait_for_line(r"history consuming")
         await services[2].wait_for_line(r"processing .*copy-upload")
-        url = (await services[3].wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        url = await gateway_url(services[3])
         admin, _ = await as_user("gateway")  # reading needs no more than the gateway has
         js = admin.jetstream()
         async with httpx.AsyncClient(base_url=url, timeout=20) as client:
@@ -153,7 +153,8 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             return {e.split('"')[1] for e in v.errors if "permissions violation" in e.lower() and '"' in e}
 
         assert refused(violations) == {"jobs.forged.created.demo", "$js.api.stream.purge.jobs", "$js.api.stream.delete.logs"}
-        assert refused(gateway_violations) == {"jobs.forged.progress", "$js.api.stream.delete.jobs", "$js.api.stream.msg.delete.jobs"}
+        assert refused(gateway_violations) == {"jobs.forged.progress", "$js.api.stream.delete.jobs",
+                                               "$js.api.stream.msg.delete.jobs"}
         assert refused(logsink_violations) == {"jobs.forged.log"}
         assert refused(history_violations) == {"jobs.forged.run.ended"}
         assert (await js.stream_info(names.jobs_stream)).state.messages == before, "something was written or removed"

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 from nats.js import JetStreamContext
 
 from jobline.contract.events import JobStarted, ProgressReported
-from jobline.contract.names import Names
 from jobline.processor import JobContext, PermanentError
 from jobline.processor.registry import Registry
-from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, outcome, read_sse, running_stack, submit
+from .helpers import Stack, outcome, read_sse, submit
 from .oracle import check_timeline, read_timeline
 
 registry = Registry()
@@ -71,11 +67,9 @@ async def bad_result(ctx: JobContext) -> object:
     return object()
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
-                             processor={"progress_rate": 10.0}) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False,
+                             processor={"progress_rate": 10.0})
 
 
 

@@ -6,29 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
-from nats.js import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, eventually, read_sse, running_stack, submit
+from .helpers import Stack, eventually, read_sse, submit
 
 FAST_DEMO = {"steps": ["A", "B"], "step_seconds": 0.05, "ticks_per_step": 2}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js,
-                             gateway={"max_streams_per_client": 5, "upload_idle_timeout_s": 1.0}) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(gateway={"max_streams_per_client": 5, "upload_idle_timeout_s": 1.0})
 
 
 def is_problem(response: httpx.Response, status: int) -> bool:

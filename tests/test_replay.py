@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, outcome, read_sse, running_stack, submit
+from .helpers import Stack, outcome, read_sse, submit
 from .oracle import read_timeline
 
 DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.5, "ticks_per_step": 5}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False)
 
 
 
@@ -43,7 +37,8 @@ async def test_the_timeline_endpoint_returns_every_stored_event_in_order(
     assert body["job_id"] == finished
     assert [e["seq"] for e in body["events"]] == [r.seq for r in stored]
     assert [e["event"] for e in body["events"]] == [msgspec.to_builtins(r.event) for r in stored]
-    assert all(e["stored_at"] > 0 and e["subject"].startswith(f"{stack.names.namespace}.jobs.{finished}.") for e in body["events"])
+    prefix = f"{stack.names.namespace}.jobs.{finished}."
+    assert all(e["stored_at"] > 0 and e["subject"].startswith(prefix) for e in body["events"])
 
 
 async def test_state_at_a_sequence_or_a_moment(client: httpx.AsyncClient, js: JetStreamContext, stack: Stack,

@@ -5,27 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import SseEvent, Stack, read_sse, running_stack, submit, wait_for_history_seq
+from .helpers import SseEvent, Stack, read_sse, submit, wait_for_history_seq
 from .oracle import check_timeline, read_timeline
 
 CHATTY = {"steps": ["A", "B", "C", "D"], "step_seconds": 0.4, "ticks_per_step": 8}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False)
 
 
 

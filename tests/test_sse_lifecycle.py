@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
-from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
 from jobline.gateway.core import Core
-from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, eventually, running_stack, submit
+from .helpers import Stack, eventually, submit
 
 SLOW_DEMO = {"steps": ["Wait"], "step_seconds": 3.0, "ticks_per_step": 1}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False,
-                             gateway={"heartbeat_s": 0.2}) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False,
+                             gateway={"heartbeat_s": 0.2})
 
 
 def core_of(stack: Stack) -> Core:

@@ -7,20 +7,17 @@ import asyncio
 import json
 import random
 import resource
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
 from jobline.gateway.core import Core
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
-from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import SseEvent, Stack, eventually, running_stack, submit
+from .helpers import SseEvent, Stack, eventually, submit
 from .oracle import read_timeline
 
 pytestmark = pytest.mark.slow
@@ -41,12 +38,10 @@ async def idle(ctx: JobContext) -> None:
     await asyncio.sleep(float(ctx.params.get("seconds", 30)))
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False,
                              processor={"concurrency": 4}, gateway={"stream_buffer": 200,
-                                                                               "sse_send_timeout_s": 2.0}) as running:
-        yield running
+                                                                               "sse_send_timeout_s": 2.0})
 
 
 def core_of(stack: Stack) -> Core:
@@ -135,7 +130,7 @@ async def test_connection_churn_leaves_no_listener_task_or_consumer_behind(stack
         tasks_before = len(asyncio.all_tasks())
         consumers_before = (await js.stream_info(stack.names.jobs_stream)).state.consumer_count
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for batch in range(500):
+        for _ in range(500):
             await asyncio.gather(*(one_cycle() for _ in range(20)))  # 10,000 connections in all
         await eventually(lambda: _settled(core), timeout=20, what="every listener to be gone")
         assert len(asyncio.all_tasks()) <= tasks_before + 2

@@ -98,7 +98,7 @@ async def test_the_fast_ack_subject_reading_agrees_with_nats_py(js: JetStreamCon
     from jobline.runtime.consuming import delivery_of, stream_position
 
     await ensure_streams(js, names, TEST_RETENTION)
-    for i in range(3):
+    for _ in range(3):
         await js.publish(names.job_event("pos", "log"), b"{}")
     sub = await js.subscribe(names.job_timeline("pos"), stream=names.jobs_stream, ordered_consumer=True)
     try:

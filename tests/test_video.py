@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import imageio_ffmpeg
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, outcome, read_sse, running_stack
+from .helpers import Stack, outcome, read_sse
 from .oracle import check_timeline, read_timeline
 
 pytestmark = pytest.mark.slow
@@ -38,16 +37,14 @@ def describe(path: Path) -> tuple[float, int, int]:
     return seconds, int(match.group(1)), int(match.group(2))
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False,
-                             gateway={"max_upload_bytes": 5_000_000}) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False,
+                             gateway={"max_upload_bytes": 5_000_000})
 
 
 
 async def upload(client: httpx.AsyncClient, path: Path) -> dict[str, object]:
-    response = await client.post("/api/uploads", params={"filename": path.name}, content=path.read_bytes(),
+    response = await client.post("/api/uploads", params={"filename": path.name}, content=await asyncio.to_thread(path.read_bytes),
                                  headers={"content-type": "video/mp4"})
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -126,6 +123,7 @@ async def test_cancelling_a_transcode_kills_ffmpeg_and_removes_its_partial_outpu
     assert any(p.name == "video.mp4" for p in workdir.rglob("*")), "ffmpeg should be writing its output"
     assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 202
     assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "cancelled"
-    running = subprocess.run(["pgrep", "-f", f"{job_id}"], capture_output=True, text=True).stdout.split()
+    pgrep = await asyncio.create_subprocess_exec("pgrep", "-f", job_id, stdout=asyncio.subprocess.PIPE)
+    running = (await pgrep.communicate())[0].decode().split()
     assert running == [], "ffmpeg survived the cancel"
     assert not any(workdir.rglob("*.mp4")), "partial output left behind"

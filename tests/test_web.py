@@ -7,9 +7,9 @@ import json
 import os
 import re
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 import pytest
@@ -26,7 +26,7 @@ from jobline.runtime.embedded_nats import EmbeddedNats
 from .browser import chromium
 from .helpers import Stack, running_stack, wait_for_job_type
 from .oracle import read_timeline
-from .processes import ServiceProcess, free_port, service_env, stop_all
+from .processes import ServiceProcess, free_port, gateway_url, service_env, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +54,8 @@ async def hostile(ctx: JobContext) -> None:
 registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False)
 
 
 async def open_page(url: str) -> AsyncIterator[Page]:
@@ -146,8 +144,10 @@ async def test_replay_a_finished_job_at_16x_and_scrub_through_it(page: Page) -> 
 
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-                    "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    ffmpeg = await asyncio.create_subprocess_exec(
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+        "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip))
+    assert await ffmpeg.wait() == 0
     await page.select_option("#job-type", "video-transcode")
     await expect(page.locator("#file-field")).to_be_visible()
     await page.set_input_files("#job-file", str(clip))
@@ -177,7 +177,7 @@ async def test_the_page_reconnects_after_a_gateway_restart_without_losing_or_rep
     processor = await ServiceProcess.service("processor", env)
     gateway = await ServiceProcess.service("gateway", env)
     try:
-        url = (await gateway.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
+        url = await gateway_url(gateway)
         await wait_for_job_type(js, names, "demo")
         async for page in open_page(url):
             job_id = await submit_from_form(page, "demo", {"steps": ["A", "B", "C", "D"], "step_seconds": 1.5,
@@ -186,7 +186,7 @@ async def test_the_page_reconnects_after_a_gateway_restart_without_losing_or_rep
             assert await gateway.stop(signal.SIGTERM) == 0
             await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=5_000)
             gateway = await ServiceProcess.service("gateway", env)
-            await gateway.wait_for_line(r"gateway listening on")
+            await gateway_url(gateway)
             await expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
             await expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
             shown = await page.locator("#log li").evaluate_all("items => items.map(i => i.lastChild.textContent)")

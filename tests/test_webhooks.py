@@ -9,7 +9,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,9 +17,8 @@ from nats.js import JetStreamContext
 
 from jobline.contract.events import WebhookAttempted
 from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, eventually, running_stack
+from .helpers import Stack, eventually
 from .oracle import read_timeline
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -63,13 +62,11 @@ async def receiver() -> AsyncIterator[Receiver]:
         server.close()
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False, gateway={
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False, gateway={
         "webhook_secrets": SECRETS, "webhook_allow": ("127.0.0.1",), "webhook_backoff_s": 0.1,
         "webhook_max_attempts": 4,
-    }) as running:
-        yield running
+    })
 
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,19 +12,14 @@ from nats.js import JetStreamContext
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
-
-from .helpers import Stack, running_stack, submit
+from .helpers import Stack, submit
 from .oracle import read_timeline
 
 DEMO = {"steps": ["A", "B"], "step_seconds": 0.3, "ticks_per_step": 3}
 
 
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> AsyncIterator[Stack]:
-    async with running_stack(nats_server.url, names, data_dir, js, with_logsink=False) as running:
-        yield running
+# The services this module's tests run against (conftest.py's `stack`).
+STACK: dict[str, Any] = dict(with_logsink=False)
 
 
 

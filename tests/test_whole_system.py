@@ -10,23 +10,25 @@ import sqlite3
 import statistics
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from jobline.contract.names import Names
-from jobline.logsink.sink import to_row
+from jobline.logsink.sink import to_row as delivered_to_row
 from jobline.logsink.store import LogStore
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
+from jobline.runtime.stream_writer import Delivered
 
-from .helpers import eventually, outcome, read_sse, wait_for_job_type
+from .helpers import eventually, outcome, read_sse
 from .oracle import check_timeline, read_timeline
-from .processes import ServiceProcess, free_port, restart_nats, service_env, stop_all
+from .processes import System, free_port, restart_nats
 from .whole_system import Watcher, check_job, log_lines_of, stored_log_lines, submit_until_accepted
 
 pytestmark = pytest.mark.slow
@@ -64,56 +66,9 @@ async def flood(ctx: JobContext) -> dict:
 '''
 
 
-@dataclass
-class System:
-    """logsink, processors and one gateway as separate processes against one NATS URL."""
-
-    nats_url: str
-    names: Names
-    root: Path
-    settings: dict[str, str] = field(default_factory=dict)
-    processes: dict[str, ServiceProcess] = field(default_factory=dict)
-    url: str = ""
-
-    def env(self) -> dict[str, str]:
-        (self.root / "tasks").mkdir(parents=True, exist_ok=True)
-        (self.root / "tasks" / "wstasks.py").write_text(TASKS)
-        settings = {"JOBLINE_PORT": "0", "JOBLINE_TASK_MODULES": "wstasks", "PYTHONPATH": str(self.root / "tasks"),
-                    **self.settings}
-        return service_env(self.nats_url, self.names, self.root / "data", **settings)
-
-    async def start(self, name: str) -> ServiceProcess:
-        service = name.split("-")[0]
-        process = await ServiceProcess.service(service, self.env())
-        self.processes[name] = process
-        if service == "logsink":
-            await process.wait_for_line(r"logsink consuming")
-        elif service == "processor":
-            await process.wait_for_line(r"processing ")
-        else:
-            self.url = (await process.wait_for_line(r"gateway listening on (http://\S+)")).group(1)
-        return process
-
-    async def start_all(self, js: JetStreamContext, processors: int = 2) -> None:
-        await self.start("logsink")
-        for i in range(processors):
-            await self.start(f"processor-{i}")
-        await wait_for_job_type(js, self.names, "chatty")
-        await self.start("gateway")
-
-    async def stop(self) -> None:
-        running = [p for p in self.processes.values() if p.process.returncode is None]
-        for p in running:
-            p.send(signal.SIGCONT)
-        await stop_all(running)
-
-    def lines_matching(self, text: str) -> list[str]:
-        return [f"{name}: {line}" for name, p in self.processes.items() for line in p.lines if text in line.lower()]
-
-
 @pytest.fixture
 async def system(nats_server: EmbeddedNats, names: Names, tmp_path: Path) -> AsyncIterator[System]:
-    running = System(nats_server.url, names, tmp_path)
+    running = System(nats_server.url, names, tmp_path, task_modules={"wstasks": TASKS})
     try:
         yield running
     finally:
@@ -128,12 +83,12 @@ async def test_a_nats_restart_under_20_running_jobs_and_100_sse_clients_loses_an
     names: Names, tmp_path: Path, how: signal.Signals
 ) -> None:
     server = start_nats_server(tmp_path / "store", port=free_port())
-    system = System(server.url, names, tmp_path, {"JOBLINE_PROCESSOR_CONCURRENCY": "10"})
+    system = System(server.url, names, tmp_path, {"JOBLINE_PROCESSOR_CONCURRENCY": "10"}, {"wstasks": TASKS})
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     clients: list[httpx.AsyncClient] = []
     try:
         js = nc.jetstream()
-        await system.start_all(js, processors=2)
+        await system.start_all(processors=2)
         client = httpx.AsyncClient(base_url=system.url, timeout=30, limits=httpx.Limits(max_connections=200))
         clients.append(client)
         job_ids = await asyncio.gather(*(submit_until_accepted(client, DEMO) for _ in range(20)))
@@ -190,6 +145,11 @@ async def logs_stream_rows(js: JetStreamContext, names: Names) -> list[tuple[int
     return out
 
 
+def to_row(msg: Msg) -> Any:
+    """The row the logsink writes for a message read here."""
+    return delivered_to_row(Delivered(msg.metadata.sequence.stream, msg.subject, msg.data, 0.0, msg.headers))
+
+
 def db_rows(path: Path) -> list[tuple[int, str]]:
     with sqlite3.connect(path) as db:
         return [(seq, message) for seq, message in
@@ -199,7 +159,7 @@ def db_rows(path: Path) -> list[tuple[int, str]]:
 async def test_logsink_down_for_a_minute_and_killed_between_write_and_ack_stores_every_line_once(
     system: System, js: JetStreamContext, names: Names
 ) -> None:
-    await system.start_all(js, processors=1)
+    await system.start_all(processors=1)
     database = system.root / "data" / "logs.sqlite3"
     async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
         jobs = await asyncio.gather(*(submit_until_accepted(client, {"type": "chatty", "params": {"rate": 100, "seconds": 70}})
@@ -252,7 +212,7 @@ async def test_logsink_down_for_a_minute_and_killed_between_write_and_ack_stores
 async def test_a_progress_flood_is_coalesced_and_does_not_slow_other_jobs(
     system: System, js: JetStreamContext, names: Names
 ) -> None:
-    await system.start_all(js, processors=1)
+    await system.start_all(processors=1)
     async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
 
         async def latency() -> float:
@@ -324,7 +284,7 @@ async def test_a_gateway_restart_under_200_sse_clients_resumes_each_without_gap_
     system.settings.update(JOBLINE_PORT=str(free_port()), JOBLINE_SSE_RETRY_MS="300",
                            JOBLINE_PROCESSOR_CONCURRENCY="20", JOBLINE_SHUTDOWN_TIMEOUT_S="2",
                            JOBLINE_MAX_STREAMS_PER_CLIENT="1000")  # 200 clients from one address
-    await system.start_all(js, processors=1)
+    await system.start_all(processors=1)
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(base_url=system.url, timeout=30, limits=limits) as client, chromium() as browser:
         body = {"type": "demo", "params": {"steps": ["A", "B", "C"], "step_seconds": 2.0, "ticks_per_step": 8}}

@@ -12,7 +12,7 @@ import httpx
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
-from jobline.contract.events import LogLineWritten, ProgressReported, TERMINAL_KINDS
+from jobline.contract.events import TERMINAL_KINDS, LogLineWritten, ProgressReported
 from jobline.contract.names import Names
 
 from .oracle import Recorded, check_timeline, read_timeline

@@ -7,6 +7,11 @@ import { openHistory } from "/history.js";
 import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
+import { STATUSES } from "/vocabulary.js";
+
+for (const select of document.querySelectorAll("select[data-statuses]")) {
+  select.append(...STATUSES.map((status) => el("option", { value: status }, status)));
+}
 
 // ---- state ---------------------------------------------------------------------------------
 const jobs = new Map(); // id -> state (as GET /api/jobs/{id} returns it)

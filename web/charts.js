@@ -4,8 +4,7 @@
 // a table with the numbers.
 
 import { $, api, el, formatDuration, svg } from "/ui.js";
-
-const OUTCOMES = ["completed", "failed", "cancelled", "expired"];
+import { TERMINAL as OUTCOMES } from "/vocabulary.js";
 const REFRESH_MS = 30000;
 
 // ---- the dashboard's activity -----------------------------------------------------------------

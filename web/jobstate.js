@@ -1,7 +1,9 @@
-// Folding a job's events into its state, in the browser: the same rules as the gateway's
-// read model (services/gateway/job_state.py), used for live updates and for replays.
+// Folding a job's events into its state, in the browser: the same rules as the services' one fold
+// (services/contract/job_state.py), used for live updates and for replays.
 
-export const TERMINAL = ["completed", "failed", "cancelled", "expired"];
+import { TERMINAL } from "/vocabulary.js";
+
+export { TERMINAL };
 
 export function newJobFromCreated(event, seq) {
   return {

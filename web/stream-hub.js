@@ -4,8 +4,9 @@
 // the firehose plus the union of the jobs the tabs watch, and reconnects without a gap when that
 // union changes (resuming with ?after=) or the network drops (EventSource sends Last-Event-ID).
 
-const KINDS = ["snapshot", "reset", "created", "started", "step_started", "step_finished", "progressed", "logged",
-  "retrying", "cancel_requested", "artifact_stored", "completed", "failed", "cancelled", "expired"];
+import { KINDS as EVENT_KINDS } from "/vocabulary.js";
+
+const KINDS = ["snapshot", "reset", ...EVENT_KINDS]; // every event the stream sends (from the contract)
 
 export class StreamHub {
   constructor() {

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -14,10 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from .client import Gateway
-from .main import EXIT_BY_STATUS, EXIT_ERROR, EXIT_OK, TERMINAL, guess_type
+from .exit_codes import EXIT_BY_STATUS, EXIT_ERROR, EXIT_OK, TERMINAL
 
 console = Console(highlight=False)
 LEVEL_STYLE = {"error": "red", "critical": "bold red", "warning": "yellow", "debug": "dim"}
+
+
+def guess_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 def _print_json(value: Any) -> None:

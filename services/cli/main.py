@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import mimetypes
 import os
 import sys
 import time
@@ -13,9 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_EXPIRED, EXIT_ERROR = 0, 1, 3, 4, 2
-EXIT_BY_STATUS = {"completed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED, "expired": EXIT_EXPIRED}
-TERMINAL = set(EXIT_BY_STATUS)
+from .exit_codes import EXIT_ERROR
 
 
 def _param(raw: str) -> tuple[str, Any]:
@@ -148,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         gateway.close()
-
-
-def guess_type(path: Path) -> str:
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import msgspec
 
+from .vocabulary import TERMINAL_KINDS as TERMINAL_KINDS  # (re-exported: where the events are)
+
 SCHEMA_VERSION: Final = 1
 
 
@@ -74,7 +76,7 @@ class JobCompleted(_JobEvent, frozen=True, kw_only=True, tag="completed"):
 class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="failed"):
     attempt: int
     error: str
-    reason: str = "error"  # error | timeout | invalid_params | unknown_type | attempts_exhausted
+    reason: str = "error"  # a FailureReason (vocabulary.py)
 
 
 class JobRetrying(_JobEvent, frozen=True, kw_only=True, tag="retrying"):
@@ -143,18 +145,23 @@ JobEvent = (
     | WebhookAttempted
 )
 TerminalEvent = JobCompleted | JobFailed | JobCancelled | JobExpired
-TERMINAL_KINDS: Final = frozenset({"completed", "failed", "cancelled", "expired"})
 
 # What the log stream holds: job log lines (sourced from the job stream) and service records.
 LogEntry = LogLineWritten | ServiceLogged
 
-job_event_decoder: Final = msgspec.json.Decoder(JobEvent)
-log_entry_decoder: Final = msgspec.json.Decoder(LogEntry)
+job_event_decoder: Final[msgspec.json.Decoder[JobEvent]] = msgspec.json.Decoder(JobEvent)
+log_entry_decoder: Final[msgspec.json.Decoder[LogEntry]] = msgspec.json.Decoder(LogEntry)
 encoder: Final = msgspec.json.Encoder()
 
 
 def kind_of(event: _Tagged) -> str:
     return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+def tags_of(union: object) -> frozenset[str]:
+    """The kinds of the event types in a union (`TerminalEvent`, `JobEvent`): the vocabulary must
+    name exactly these (tests/test_contract.py)."""
+    return frozenset(t.__struct_config__.tag for t in getattr(union, "__args__", ()))
 
 
 class JobTypeInfo(msgspec.Struct, frozen=True, kw_only=True):

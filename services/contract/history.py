@@ -17,10 +17,8 @@ from typing import Any, Final
 
 import msgspec
 
-# The statuses a job can have; the terminal ones are the kinds of the terminal events.
-LIVE_STATUSES: Final = ("pending", "running", "retrying")
-ENDED_STATUSES: Final = ("completed", "failed", "cancelled", "expired")
-ALL_STATUSES: Final = (*LIVE_STATUSES, *ENDED_STATUSES)
+from .vocabulary import ALL_STATUSES as ALL_STATUSES  # (re-exported for the history's users)
+from .vocabulary import ENDED_STATUSES as ENDED_STATUSES
 
 # A field of a job's params or result to match: `params.height`, `result.output.codec`. Each
 # segment is a plain name, so a path can be passed to the database as data, never as SQL.

@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 
 from .events import (
-    TERMINAL_KINDS,
     ArtifactStored,
     CancelRequested,
     JobCancelled,
@@ -29,9 +28,7 @@ from .events import (
     StepStarted,
     WebhookAttempted,
 )
-
-# A job's status after its terminal event is that event's kind.
-TERMINAL_STATUSES = TERMINAL_KINDS
+from .vocabulary import TERMINAL_STATUSES, FailureReason, JobStatus
 
 
 class ArtifactInfo(msgspec.Struct, kw_only=True):
@@ -61,7 +58,7 @@ class WebhookStatus(msgspec.Struct, kw_only=True):
 class JobState(msgspec.Struct, kw_only=True):
     id: str
     type: str
-    status: str = "pending"  # pending | running | retrying | completed | failed | cancelled | expired
+    status: str = JobStatus.PENDING  # a JobStatus (vocabulary.py)
     params: dict[str, Any] = {}
     progress: float | None = None  # 0..1
     current: float | None = None
@@ -134,7 +131,7 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
     match event:
         case JobStarted():
             state.run_seq = seq
-            state.status = "running"
+            state.status = JobStatus.RUNNING
             state.attempt = event.attempt
             state.next_attempt_in_s = None
             state.worker = event.worker
@@ -163,7 +160,7 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             state.log_lines += 1
         case JobRetrying():
             state.run_seq = seq
-            state.status, state.error, state.next_attempt_in_s = "retrying", event.error, event.delay_s
+            state.status, state.error, state.next_attempt_in_s = JobStatus.RETRYING, event.error, event.delay_s
             state.step = state.eta_s = None
         case CancelRequested():
             state.cancel_requested = True
@@ -172,22 +169,22 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
                                                 sha256=event.sha256, url=f"/api/jobs/{state.id}/artifacts/{event.name}"))
         case JobCompleted():
             state.run_seq = seq
-            state.status, state.result, state.finished_at = "completed", event.result, event.ts
+            state.status, state.result, state.finished_at = JobStatus.COMPLETED, event.result, event.ts
             state.progress, state.eta_s, state.step, state.error = 1.0, 0.0, None, None
         case JobFailed():
             state.run_seq = seq
-            state.status, state.finished_at = "failed", event.ts
+            state.status, state.finished_at = JobStatus.FAILED, event.ts
             state.error, state.error_reason, state.eta_s = event.error, event.reason, None
             state.attempt = max(state.attempt, event.attempt)
         case JobCancelled():
             state.run_seq = seq
-            state.status, state.finished_at, state.eta_s = "cancelled", event.ts, None
-            state.error, state.error_reason = event.reason or "cancelled", "cancelled"
+            state.status, state.finished_at, state.eta_s = JobStatus.CANCELLED, event.ts, None
+            state.error, state.error_reason = event.reason or "cancelled", FailureReason.CANCELLED
         case JobExpired():
             state.run_seq = seq
-            state.status, state.finished_at = "expired", event.ts
+            state.status, state.finished_at = JobStatus.EXPIRED, event.ts
             state.error = f"expired after waiting {event.waited_s:g}s (queue timeout {event.queue_timeout_s:g}s)"
-            state.error_reason = "expired"
+            state.error_reason = FailureReason.EXPIRED
         case JobCreated():
             return False
     return True

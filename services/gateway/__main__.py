@@ -1,6 +1,7 @@
 from jobline.runtime.lifecycle import service_main
 
-from .service import SERVICE, run_as_process
+from .app import SERVICE
+from .service import run_as_process
 from .settings import GatewaySettings
 
 

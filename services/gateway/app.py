@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,12 +27,12 @@ from .event_stream import StreamWatchdog
 from .feed import JobFeed
 from .history import HistoryClient, HistoryUnavailable
 from .hub import Hub
-from .metrics import GatewayMetrics
 from .idempotency import open_bucket as open_idempotency
+from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .problems import exception_handlers
-from .request_guard import allowed_hosts, request_guard
 from .read_model import ReadModel
+from .request_guard import allowed_hosts, request_guard
 from .routes import route_handlers
 from .settings import GatewaySettings
 from .webhooks import WebhookDispatcher
@@ -52,11 +53,12 @@ SECURITY_HEADERS = [
 _TYPED_PARAMETER = re.compile(r"\{(\w+):[^}]+\}")
 
 
-def allow_every_method(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def allow_every_method(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The `Allow` of an OPTIONS answer, listing every method of the path. (Litestar's automatic
     OPTIONS handler lists only the methods of the handlers registered before it was made — a
     path registered one handler at a time, like /api/jobs with POST and then GET, got `OPTIONS,
     POST`.)"""
+    headers = list(headers)
     app, template = scope.get("litestar_app"), scope.get("path_template")
     if app is None or template is None or not any(k.lower() == b"allow" for k, _ in headers):
         return headers
@@ -73,7 +75,7 @@ def response_middleware(metrics: GatewayMetrics) -> Any:
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             status = 500

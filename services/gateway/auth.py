@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
+
+from .problems import send_problem
 
 SESSION_COOKIE = "jobline_session"
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/schema")
@@ -133,14 +136,6 @@ def client_of(scope: Scope) -> str:
     return f"ip:{client[0]}" if client else "ip:unknown"
 
 
-async def _problem(send: Send, status: int, title: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _is_stream(scope: Scope, path: str) -> bool:
     if path == "/api/events" or path.endswith("/events") or path == "/api/logs/stream" or \
             b"follow=1" in scope.get("query_string", b""):
@@ -151,7 +146,7 @@ def _is_stream(scope: Scope, path: str) -> bool:
 def auth_middleware(auth: Auth) -> Any:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] not in ("http", "websocket"):
+            if scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
                 await app(scope, receive, send)
                 return
             path: str = scope["path"]
@@ -160,32 +155,33 @@ def auth_middleware(auth: Auth) -> Any:
             protected = path.startswith("/api/") and path != "/api/session" or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
                 identity, how = auth.identify(scope)
-                if identity is None and scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 4401})  # before accept: refused
+                if identity is None and scope["type"] == ScopeType.WEBSOCKET:
+                    refused: WebSocketCloseEvent = {"type": "websocket.close", "code": 4401, "reason": "unauthorized"}
+                    await send(refused)  # before accept: refused
                     return
                 if identity is None:
-                    await _problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
+                    await send_problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
                                    [(b"www-authenticate", b'Bearer realm="jobline"')])
                     return
                 if how == "stream" and method != "GET":
-                    await _problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
+                    await send_problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
                     return
                 state["identity"] = identity
             client = client_of(scope)
-            if scope["type"] == "websocket":
+            if scope["type"] == ScopeType.WEBSOCKET:
                 await app(scope, receive, send)
                 return
             if method == "POST" and path == "/api/jobs":
                 wait = auth.allow_submit(client)
                 if wait:
-                    await _problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",
+                    await send_problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",
                                    [(b"retry-after", str(max(1, round(wait))).encode())])
                     return
             if method != "GET" or not _is_stream(scope, path):
                 await app(scope, receive, send)
                 return
             if not auth.stream_opened(client):
-                await _problem(send, 429, "Too Many Requests", f"at most {auth.max_streams} open streams per client",
+                await send_problem(send, 429, "Too Many Requests", f"at most {auth.max_streams} open streams per client",
                                [(b"retry-after", b"5")])
                 return
             try:

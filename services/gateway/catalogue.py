@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any, cast
 
 import msgspec
 from nats.js import JetStreamContext
@@ -50,7 +51,7 @@ class Catalogue:
     async def stop(self) -> None:
         if self._watcher is not None:
             with contextlib.suppress(Exception):
-                await self._watcher.stop()
+                await cast(Any, self._watcher).stop()  # (untyped in nats-py)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

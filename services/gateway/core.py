@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import TERMINAL_KINDS, CancelRequested, JobCancelled, JobCreated, LogPage, LogQuery, encoder
+from jobline.contract.job_state import JobState
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
@@ -26,13 +27,11 @@ from jobline.runtime.publishing import publish_reliably
 from . import sse
 from .catalogue import Catalogue
 from .event_stream import StreamWatchdog
+from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .hub import Hub, Listener
 from .idempotency import MAX_KEY_LENGTH, claim
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
-from jobline.contract.job_state import JobState
-
-from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
@@ -135,7 +134,8 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
         await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
                                msg_id=created_msg_id(job_id), give_up_after=10.0)
     except (NatsTimeout, NoRespondersError) as exc:
-        raise Problem(503, "Event store unavailable", f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
+        raise Problem(503, "Event store unavailable",
+                      f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
     core.metrics.count_submitted(submission.type)
     return event, fresh
 
@@ -317,7 +317,7 @@ class _Kind(msgspec.Struct):
 _kind_decoder = msgspec.json.Decoder(_Kind)
 
 
-async def job_events(core: Core, state: JobState, cursor: str | None = None) -> AsyncIterator[bytes | Listener]:
+async def job_events(core: Core, state: JobState, cursor: str | None = None) -> AsyncGenerator[bytes | Listener, None]:
     """The job's live event stream.
 
     Without a cursor: a `snapshot` (the state and its recent log lines), then every later event.

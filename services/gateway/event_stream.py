@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from litestar import Request
 from litestar.response import Stream
@@ -61,7 +61,9 @@ class EventStream(Stream):
     """`text/event-stream` from a stream source (see the module's docstring)."""
 
     def __init__(self, source: Source, watchdog: StreamWatchdog):
-        super().__init__(source, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        # (Litestar's Stream wants frames only; ours ends with a Listener, which to_asgi_response below
+        # hands to its own writer instead: Litestar never iterates it.)
+        super().__init__(cast(Any, source), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
         self._watchdog = watchdog
 
     def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:

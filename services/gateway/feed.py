@@ -1,10 +1,10 @@
 """The gateway's one reader of the job stream, feeding the read model and the hub.
 
 An ephemeral pull consumer (no acks, in memory, deleted by the server when the gateway goes
-away) read with exact credit. It survives what a push subscription may not: when the server
-restarts or the consumer vanishes, the silence of its heartbeats (or an error answer) makes the
-feed create a new consumer starting right after the last event it applied, so nothing is missed
-or applied twice.
+away) read by the one consume loop (runtime/consume.py) with exact credit. It survives what a push
+subscription may not: when the server restarts or the consumer vanishes, a reconnect, the silence
+of its heartbeats or an error answer makes the loop open a new consumer starting right after the
+last event applied, so nothing is missed or applied twice.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import TERMINAL_KINDS, job_event_decoder, kind_of
 from jobline.contract.names import Names
+from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import stream_position
-from jobline.runtime.pull import CreditedPull
 
 from .hub import Hub
 from .read_model import ReadModel
@@ -43,7 +43,9 @@ class JobFeed:
         self._read_model = read_model
         self._hub = hub
         self._consumer = ""
-        self._pull: CreditedPull | None = None
+        self._loop = ConsumeLoop(nc, names.jobs_stream, self._on_message, open=self._open,
+                                 wanted=lambda: (BATCH, BATCH // 2), reopen=True, heartbeat_s=HEARTBEAT_S,
+                                 name="job feed")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, catch_up_timeout: float) -> None:
@@ -57,8 +59,8 @@ class JobFeed:
             # Nothing stored (e.g. every event dropped by age): nothing to wait for, however high
             # the stream's last sequence is.
             self._read_model.advance(info.last_seq)
-        await self._open()
-        self._task = asyncio.create_task(self._run())
+        await self._loop.start()
+        self._task = asyncio.create_task(self._loop.run())
         target = info.last_seq
         deadline = began + catch_up_timeout
         while not await self._read_model.wait_for(target, 1.0):
@@ -78,18 +80,16 @@ class JobFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._pull is not None:
-            await self._pull.stop()
+        await self._loop.stop()
         with contextlib.suppress(Exception):
             await self._js.delete_consumer(self._names.jobs_stream, self._consumer)
 
-    async def _open(self) -> None:
-        """(Re)create the consumer to start right after the last applied event."""
-        if self._pull is not None:
-            await self._pull.stop()
+    async def _open(self) -> str:
+        """(Re)create the consumer to start right after the last applied event (the consume
+        loop's `open`, again after every break: a restarted server may have lost it)."""
         if self._consumer:
             with contextlib.suppress(Exception):
-                await self._js.delete_consumer(self._names.jobs_stream, self._consumer, timeout=1.0)
+                await self._js.delete_consumer(self._names.jobs_stream, self._consumer)
         # A new name each time: after a failover the old consumer may outlive a failed delete, and
         # the server refuses to move an existing consumer's start sequence (error 10012). A
         # leftover is removed by its inactive threshold.
@@ -104,40 +104,8 @@ class JobFeed:
             mem_storage=True,
             num_replicas=1,
         ), timeout=2.0)
-        self._pull = CreditedPull(self._nc, self._names.jobs_stream, self._consumer, self._on_message,
-                                  heartbeat_s=HEARTBEAT_S)
-        await self._pull.start()
-
-    async def _run(self) -> None:
-        broken = False
-        reconnects = self._nc.stats["reconnects"]
-        while True:
-            try:
-                if broken:
-                    await self._open()
-                    broken = False
-                    log.info("job feed resumed after sequence %d", self._read_model.last_seq)
-                pull = self._pull
-                assert pull is not None
-                await pull.want(BATCH, low_water=BATCH // 2)
-                pull.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(HEARTBEAT_S):  # (3.11's wait_for can swallow a cancel)
-                        await pull.changed.wait()
-                # A reconnect may mean a restarted server that lost our in-memory consumer.
-                reconnected = self._nc.stats["reconnects"] != reconnects
-                reconnects = self._nc.stats["reconnects"]
-                if reconnected or pull.error is not None or (pull.credit and pull.silent_for() > HEARTBEAT_S * 2.5):
-                    log.warning("job feed interrupted (%s); resuming after sequence %d",
-                                pull.error or ("reconnected" if reconnected else "no heartbeat"),
-                                self._read_model.last_seq)
-                    broken = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS is away or JetStream is recovering
-                log.warning("job feed: %s; retrying", exc or type(exc).__name__)
-                broken = True
-                await asyncio.sleep(0.25)  # paces the retries while NATS is unreachable
+        log.info("job feed reading from sequence %d", self._read_model.last_seq + 1)
+        return self._consumer
 
     def _on_message(self, msg: Msg) -> None:
         seq = stream_position(msg)[0]

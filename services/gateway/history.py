@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from jobline.contract.events import encoder
 from jobline.contract.history import (

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import LogLineWritten, LogQuery, ServiceLogged, encoder, log_entry_decoder
+from jobline.contract.job_state import JobState
+from jobline.runtime.consuming import stream_position
 
 from . import sse
 from .core import Core, _kind_decoder, log_history, parse_cursor, stored_events
 from .hub import Listener
-from jobline.contract.job_state import JobState
-from jobline.runtime.consuming import stream_position
 from .problems import Problem
 from .timeline import read_events
 
@@ -49,7 +49,7 @@ async def _stored_job_lines(core: Core, job_id: str, after_job_seq: int, upto_se
     return lines
 
 
-async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncIterator[bytes | Listener]:
+async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> AsyncGenerator[bytes | Listener, None]:
     """`event: logged` per line (id = its job stream sequence), history then live, ending with the
     job's terminal event — also for a job that had ended already, so a client knows it is over (and
     reconnecting after that event gets 204)."""
@@ -74,7 +74,8 @@ async def follow_job_logs(core: Core, state: JobState, cursor: str | None) -> As
             core.hub.unsubscribe(listener)
 
 
-async def service_logs(core: Core, service: str | None, min_level: int, cursor: str | None) -> AsyncIterator[bytes | Listener]:
+async def service_logs(core: Core, service: str | None, min_level: int,
+                       cursor: str | None) -> AsyncGenerator[bytes | Listener, None]:
     """The services' own log records: recent history from the logsink, then live from the log
     stream from the next sequence (one sequence space: no gap, no duplicate). id = log stream seq.
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from litestar.types import HTTPScope
 from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from litestar.types import Scope
 
 from jobline.runtime.metric_series import LabelledSeries
 
@@ -34,7 +33,7 @@ class GatewayMetrics:
         self.events_sent.inc(total - self._frames_counted)
         self._frames_counted = total
 
-    def count_request(self, scope: Scope, status: int) -> None:
+    def count_request(self, scope: HTTPScope, status: int) -> None:
         # The route template, not the path: one series per route, not per job id.
         route = scope.get("path_template") or ("/static" if not scope["path"].startswith("/api") else "other")
         self._request_series(scope["method"], route, str(status)).inc()

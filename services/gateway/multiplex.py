@@ -7,13 +7,12 @@ starves the seventh; one multiplexed stream per tab does not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from jobline.contract.events import encoder
-
-from . import sse
 from jobline.contract.job_state import JobState
 
+from . import sse
 from .core import Core, _kind_decoder, parse_cursor, recent_log_lines
 from .hub import Listener, WideFilter
 from .timeline import StoredEvent, read_events
@@ -44,7 +43,7 @@ def _job_of(subject: str, names_prefix: str) -> str:
 
 
 async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None, logs: bool,
-                      cursor: str | None) -> AsyncIterator[bytes | Listener]:
+                      cursor: str | None) -> AsyncGenerator[bytes | Listener, None]:
     settings = core.settings
     names = settings.names
     prefix = names.all_job_events[:-1]  # "jobs." or "ns.jobs."
@@ -75,8 +74,9 @@ async def multiplexed(core: Core, jobs: frozenset[str], wide: WideFilter | None,
                 if job_id in jobs:
                     send = logs or kind != "logged"
                 else:
-                    state = core.read_model.get(job_id)
-                    send = wide is not None and kind != "logged" and state is not None and wide.matches(state.type, state.status)
+                    other = core.read_model.get(job_id)
+                    send = wide is not None and kind != "logged" and other is not None \
+                        and wide.matches(other.type, other.status)
                 if send:
                     yield sse.frame(kind, stored.data, stored.seq)
         yield listener  # then live

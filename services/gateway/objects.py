@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 import msgspec
 from nats.js import JetStreamContext
@@ -101,7 +103,8 @@ async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator
         spool.seek(0)
         meta = ObjectMeta(name=upload_id, description=json.dumps({"filename": filename, "content_type": content_type}))
         try:
-            await stores.uploads.put(upload_id, spool, meta=meta)
+            # (nats-py reads it with read(): a spooled file is as good as the BufferedIOBase it names)
+            await stores.uploads.put(upload_id, cast(io.BufferedIOBase, spool), meta=meta)
         except BaseException:
             try:
                 await stores.uploads.delete(upload_id)

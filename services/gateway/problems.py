@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -21,6 +23,19 @@ class Problem(HTTPException):
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.title = title
         self.extensions = extensions
+
+
+async def send_problem(send: Send, status: int, title: str, detail: str,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A problem sent straight through ASGI, by middleware that answers before any route does."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                    *(headers or [])]}
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 def problem_response(status: int, title: str, detail: str, instance: str, **extensions: Any) -> Response[dict[str, Any]]:
@@ -48,7 +63,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if isinstance(exc, ValidationException) and exc.extra:
         errors = exc.extra if isinstance(exc.extra, list) else [exc.extra]
         extensions["errors"] = errors
-        messages = [e.get("message", "") + (f" (field: {e['key']})" if e.get("key") else "") for e in errors if isinstance(e, dict)]
+        messages = [e.get("message", "") + (f" (field: {e['key']})" if e.get("key") else "")
+                    for e in errors if isinstance(e, dict)]
         detail = "; ".join(m for m in messages if m) or detail
     response = problem_response(exc.status_code, _title(exc.status_code), detail, request.url.path, **extensions)
     if exc.headers:
@@ -66,7 +82,8 @@ def handle_malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Re
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "unexpected error; see the gateway log", request.url.path)
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error",
+                            "unexpected error; see the gateway log", request.url.path)
 
 
 exception_handlers = {HTTPException: handle_http_exception, RecursionError: handle_malformed_body,

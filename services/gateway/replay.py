@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 
 import msgspec
 
 from jobline.contract.events import TERMINAL_KINDS, JobCreated, JobEvent, encoder, job_event_decoder, kind_of
+from jobline.contract.job_state import JobState, apply, new_state
 
 from . import sse
-from jobline.contract.job_state import JobState, apply, new_state
 from .timeline import StoredEvent
 
 MAX_GAP_S = 10.0  # a replay never waits longer than this between two events, whatever the speed
@@ -69,7 +69,7 @@ def parse_at(raw: str) -> tuple[int | None, float | None]:
 
 
 async def replay(events: list[tuple[StoredEvent, JobEvent]], *, speed: float, offset_s: float,
-                 retry_ms: int) -> AsyncIterator[bytes]:
+                 retry_ms: int) -> AsyncGenerator[bytes, None]:
     """A `snapshot` of the job as it was `offset_s` after its creation, then each later event at its
     recorded cadence divided by `speed`, then `replay_end`. Event ids are the stream sequences."""
     if not events:

@@ -16,10 +16,12 @@ Answers are RFC 9457 problems (a refused WebSocket handshake is closed before it
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
+
+from .problems import send_problem
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -51,13 +53,6 @@ def same_origin(origin: str, scheme: str, host: str) -> bool:
     return origin.lower() == f"{expected}://{host.lower()}"
 
 
-async def _problem(send: Send, status: int, title: str, detail: str) -> None:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
@@ -69,7 +64,7 @@ def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
             kind = scope["type"]
-            if kind not in ("http", "websocket"):
+            if kind not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
                 await app(scope, receive, send)
                 return
             headers: dict[bytes, bytes] = {}
@@ -83,11 +78,11 @@ def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -
                                                     "(JOBLINE_ALLOWED_HOSTS)")
             method = scope.get("method", "GET")
             origin = headers.get(b"origin", b"").decode("latin-1")
-            if refused is None and origin and (kind == "websocket" or method in STATE_CHANGING) \
+            if refused is None and origin and (kind == ScopeType.WEBSOCKET or method in STATE_CHANGING) \
                     and origin.lower() not in origins and not same_origin(origin, scope.get("scheme", "http"), host):
                 refused = (403, "Cross-origin request refused", f"requests from {origin!r} may not change anything "
                                                                 "here (JOBLINE_CORS_ORIGINS)")
-            if refused is None and kind == "http" and method in STATE_CHANGING:
+            if refused is None and kind == ScopeType.HTTP and method in STATE_CHANGING:
                 has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
                 content_type = headers.get(b"content-type", b"").decode("latin-1")
                 if scope["path"].startswith(RAW_BODY_PATHS):
@@ -98,10 +93,11 @@ def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -
                     refused = (415, "Unsupported Media Type", "the body must be JSON (Content-Type: application/json)")
             if refused is None:
                 await app(scope, receive, send)
-            elif kind == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": refused[1]})
+            elif kind == ScopeType.WEBSOCKET:
+                close: WebSocketCloseEvent = {"type": "websocket.close", "code": 1008, "reason": refused[1]}
+                await send(close)
             else:
-                await _problem(send, *refused)
+                await send_problem(send, *refused)
 
         return guard
 

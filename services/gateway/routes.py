@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jobline.contract.events import JobTypeInfo, LogQuery, encoder
 from jobline.contract.names import SERVICE_NAME_RE
+from jobline.contract.vocabulary import as_javascript
 
 from . import core as jobs
 from . import search
@@ -21,9 +22,7 @@ from .auth import SESSION_COOKIE, Auth
 from .event_stream import EventStream
 from .hub import WideFilter
 from .logs import LEVELS, follow_job_logs, service_logs
-from jobline.contract.job_state import JobState
 from .multiplex import multiplexed
-from .search import JobPage
 from .objects import (
     INLINE_TYPES,
     Upload,
@@ -38,9 +37,11 @@ from .objects import (
 from .problems import Problem
 from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
+from .search import JobPage
 from .sent_json import SentJSON
 from .websocket import ws_endpoint
 
+VOCABULARY_JS = as_javascript()
 
 # A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
 MAX_SUBMIT_BYTES = 256 * 1024
@@ -172,7 +173,8 @@ async def job_state_at(request: Request[Any, Any, Any], job_id: FromPath[str], a
     try:
         seq, ts = parse_at(at)
     except ValueError as exc:
-        raise Problem(400, "Bad at", f"{at!r} is neither a sequence nor a time", errors=[{"key": "at", "source": "query"}]) from exc
+        raise Problem(400, "Bad at", f"{at!r} is neither a sequence nor a time",
+                      errors=[{"key": "at", "source": "query"}]) from exc
     events = decoded(await jobs.stored_events(core, job))
     folded = fold(events, upto_seq=seq, upto_ts=ts)
     if folded is None:
@@ -345,6 +347,15 @@ async def artifact(request: Request[Any, Any, Any], job_id: FromPath[str], name:
     })
 
 
+@get("/vocabulary.js", summary="The words the web UI shares with the services", include_in_schema=False,
+     media_type="text/javascript")
+async def vocabulary() -> Response[str]:
+    """Job statuses, event kinds and failure reasons as an ES module, built from the contract
+    (services/contract/vocabulary.py): the UI imports them instead of copying them."""
+    return Response(VOCABULARY_JS, media_type="text/javascript; charset=utf-8",
+                    headers={"Cache-Control": "no-cache"})
+
+
 @get("/api/types", summary="Job types served by the running processors")
 async def list_types(request: Request[Any, Any, Any]) -> list[JobTypeInfo]:
     types = _core(request).catalogue.types
@@ -407,4 +418,8 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ready else 503)
 
 
-route_handlers = [ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job, list_jobs, cancel_job, upload, upload_metadata, artifact, job_counts, job_activity, get_job, job_timeline, job_state_at, job_events, job_logs, list_types, healthz, readyz]
+route_handlers = [
+    ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job,
+    list_jobs, cancel_job, upload, upload_metadata, artifact, job_counts, job_activity, get_job, job_timeline,
+    job_state_at, job_events, job_logs, list_types, vocabulary, healthz, readyz,
+]

@@ -11,7 +11,7 @@ from collections.abc import Generator
 import uvicorn
 
 from . import http10
-from .app import SERVICE, create_app  # noqa: F401  (SERVICE is used by __main__)
+from .app import create_app
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)

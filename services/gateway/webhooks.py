@@ -23,12 +23,11 @@ import httpx
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from jobline.contract.events import WebhookAttempted, encoder, job_event_decoder, kind_of
 from jobline.contract.publishing import subject_of
+from jobline.runtime.consume import ConsumeLoop, ensure_durable
 from jobline.runtime.publishing import publish_reliably
-from jobline.runtime.pull import CreditedPull
 
 from .core import Core, lookup_job
 from .history import HistoryUnavailable
@@ -51,7 +50,7 @@ class WebhookDispatcher:
         self._core = core
         self._settings = core.settings
         self._task: asyncio.Task[None] | None = None
-        self._pull: CreditedPull | None = None
+        self._consume: ConsumeLoop | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(follow_redirects=False, timeout=self._settings.webhook_timeout_s)
 
@@ -62,49 +61,38 @@ class WebhookDispatcher:
             ack_wait=self._settings.webhook_timeout_s * 3, max_deliver=-1, filter_subject=names.all_job_ends,
             description="gateway: webhook deliveries",
         )
-        try:
-            await self._core.js.consumer_info(names.jobs_stream, names.webhooks_durable)
-        except NotFoundError:
-            await self._core.js.add_consumer(names.jobs_stream, config)
-        self._pull = CreditedPull(self._core.nc, names.jobs_stream, names.webhooks_durable, self._on_message)
-        await self._pull.start()
-        self._task = asyncio.create_task(self._run())
+
+        async def open_durable() -> str:
+            await ensure_durable(self._core.js, names.jobs_stream, config)
+            return names.webhooks_durable
+
+        # At most 16 deliveries in flight; a break (a restarted server, silence) asks again.
+        self._consume = ConsumeLoop(self._core.nc, names.jobs_stream, self._on_message, open=open_durable,
+                                    wanted=lambda: (max(16 - len(self._inflight), 0), None), name="webhook dispatcher")
+        await self._consume.start()
+        self._task = asyncio.create_task(self._consume.run())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._pull is not None:
-            await self._pull.stop()
+        if self._consume is not None:
+            await self._consume.stop()
         for task in list(self._inflight):
             task.cancel()
         await self._http.aclose()
 
-    async def _run(self) -> None:
-        assert self._pull is not None
-        while True:
-            try:
-                await self._pull.want(max(16 - len(self._inflight), 0))
-                self._pull.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._pull.heartbeat_s):
-                        await self._pull.changed.wait()
-                if self._pull.credit and self._pull.silent_for() > self._pull.heartbeat_s * 2.5:
-                    self._pull.reset()
-                if self._pull.error is not None:
-                    self._pull.error = None
-                    await asyncio.sleep(0.5)  # paces retries while JetStream recovers
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("webhook dispatcher: %s", exc)
-                await asyncio.sleep(0.5)
-
     def _on_message(self, msg: Msg) -> None:
         task = asyncio.create_task(self._deliver(msg))
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._inflight.discard(finished)
+            if self._consume is not None:
+                self._consume.wake()  # room for one more
+
+        task.add_done_callback(done)
 
     async def _deliver(self, msg: Msg) -> None:
         try:

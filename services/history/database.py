@@ -109,7 +109,7 @@ class Database:
         selected = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
         # %b: binary parameters (the text format escapes every array element with a regex, in Python).
         conn.execute(f"INSERT INTO {table} ({names}) SELECT {selected} FROM unnest({arrays}) AS u({names}) {tail}",
-                     [list(column) for column in zip(*rows)])
+                     [list(column) for column in zip(*rows, strict=True)])
 
     def executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many rows (psycopg pipelines them: one round trip, not one per row)."""

@@ -23,6 +23,8 @@ import msgspec
 
 from jobline.contract.events import JobCreated, JobEvent, encoder, job_event_decoder, kind_of
 from jobline.contract.job_state import JobState, apply, new_state
+from jobline.contract.vocabulary import JobStatus
+from jobline.runtime.stream_writer import Delivered
 
 from . import activity, fields
 from .database import Database
@@ -31,16 +33,6 @@ log = logging.getLogger(__name__)
 _state_decoder = msgspec.json.Decoder(JobState)
 # JSON's \u0000 escape: PostgreSQL's jsonb cannot hold that character (text columns neither).
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """One job-stream message as the consumer received it."""
-
-    seq: int
-    subject: str
-    data: bytes
-    stored_at: float
 
 
 @dataclass
@@ -176,7 +168,7 @@ class Projection:
             roots = []
             if old is None:
                 roots.append(("params", state.params))
-            if state.status == "completed" and (old is None or old[1] != "completed"):
+            if state.status == JobStatus.COMPLETED and (old is None or old[1] != JobStatus.COMPLETED):
                 roots.append(("result", state.result))
             for root, value in roots:
                 leaves, cut = fields.leaves(root, value)

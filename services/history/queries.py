@@ -41,12 +41,12 @@ from jobline.contract.history import (
     WindowRequest,
 )
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
+from jobline.contract.vocabulary import JobStatus
 
 from . import activity, fields
 from .database import Database
 
 _SEGMENT = re.compile(FIELD_SEGMENT_PATTERN)
-ENDED = ("completed", "failed", "cancelled", "expired")
 
 
 class BadQuery(ValueError):
@@ -89,7 +89,8 @@ def check_filter(f: JobFilter) -> None:
             raise BadQuery(f"invalid job type {job_type!r}")
     for match in f.fields:
         path = match.path
-        if not 2 <= len(path) <= MAX_FIELD_DEPTH + 1 or path[0] not in FIELD_ROOTS or not all(_SEGMENT.match(p) for p in path[1:]):
+        if not 2 <= len(path) <= MAX_FIELD_DEPTH + 1 or path[0] not in FIELD_ROOTS \
+                or not all(_SEGMENT.match(p) for p in path[1:]):
             raise BadQuery(f"invalid field {'.'.join(path)!r}: params.<name> or result.<name>, names of letters, "
                            f"digits, '_' and '-', at most {MAX_FIELD_DEPTH} deep")
     if f.error_contains is not None and not 0 < len(f.error_contains) <= 200:
@@ -285,7 +286,7 @@ def activity_since(db: Database, conn: Any, request: ActivityRequest) -> Activit
         start = int(minute) // request.bucket_s * request.bucket_s
         ended = buckets.setdefault(start, {})
         ended[status] = ended.get(status, 0) + int(n)
-        if status in ("completed", "failed"):
+        if status in (JobStatus.COMPLETED, JobStatus.FAILED):  # they ran: their run time counts
             runs.setdefault(job_type, []).append((json.loads(bins), max_s))
     durations = []
     for job_type in sorted(runs):

@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from jobline.runtime.stream_writer import Delivered
+
 from . import migrations, retention
 from .database import Database, DatabaseUnavailable, ThreadConnections
-from .projection import Delivered, Projection
+from .projection import Projection
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

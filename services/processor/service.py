@@ -12,11 +12,11 @@ from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
 
+from .metrics import ProcessorMetrics
+from .objects import Objects
 from .registry import Registry, TaskModuleError, default_registry, load_task_modules
 from .settings import ProcessorSettings
 from .type_catalogue import advertise
-from .metrics import ProcessorMetrics
-from .objects import Objects
 from .worker import Worker
 
 log = logging.getLogger(__name__)

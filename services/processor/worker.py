@@ -9,7 +9,6 @@ import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
 
 import msgspec
 from nats.aio.client import Client
@@ -33,8 +32,9 @@ from jobline.contract.events import (
     kind_of,
 )
 from jobline.contract.names import CANCEL, Names
+from jobline.contract.vocabulary import FailureReason
+from jobline.runtime.consume import ConsumeLoop, ensure_durable
 from jobline.runtime.consuming import delivery_of
-from jobline.runtime.pull import CreditedPull
 
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
@@ -62,43 +62,6 @@ def consumer_config(settings: ProcessorSettings, names: Names, job_types: list[s
     )
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, wanted: ConsumerConfig) -> datetime | None:
-    """Create the pool's durable, or update it when the settings changed; returns its creation time."""
-    durable = wanted.durable_name
-    assert durable
-    try:
-        info = await js.consumer_info(stream, durable)
-    except NotFoundError:
-        info = await js.add_consumer(stream, wanted)
-        log.info("created consumer %s on %s", durable, stream)
-        return _created_at(info)
-    have = info.config
-    have_filters = sorted(have.filter_subjects or ([have.filter_subject] if have.filter_subject else []))
-    drift = {
-        key: (old, new)
-        for key, old, new in (
-            ("filter_subjects", have_filters, sorted(wanted.filter_subjects or [])),
-            ("ack_wait", round(have.ack_wait or 0, 3), round(wanted.ack_wait or 0, 3)),
-            ("max_deliver", have.max_deliver, wanted.max_deliver),
-            ("max_ack_pending", have.max_ack_pending, wanted.max_ack_pending),
-        )
-        if old != new
-    }
-    if drift:
-        log.warning("consumer %s differs from the settings (%s); updating it", durable,
-                    ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in drift.items()))
-        info = await js.add_consumer(stream, wanted)
-    return _created_at(info)
-
-
-def _created_at(info: object) -> datetime | None:
-    created = getattr(info, "created", None)
-    if isinstance(created, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00")
-    return created if isinstance(created, datetime) else None
-
-
 @dataclass
 class RunningJob:
     ctx: JobContext
@@ -122,9 +85,7 @@ class Worker:
         # Cancel requests for jobs not running here (yet): a request that arrives while this
         # worker is between appending `started` and registering the job must not be lost.
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
-        # Wakes the consume loop: a delivery or a pull status (CreditedPull sets it), a freed slot, the stop.
-        self._wake = asyncio.Event()
-        self._pull: CreditedPull | None = None
+        self._consume: ConsumeLoop | None = None
         self._draining = False
         self.jobs_done = 0
 
@@ -140,40 +101,28 @@ class Worker:
         stream = self._names.jobs_stream
         config = consumer_config(self._settings, self._names, self.served_types())
         assert config.durable_name
-        await ensure_consumer(self._js, stream, config)
+        name = config.durable_name
+
+        async def open_durable() -> str:
+            await ensure_durable(self._js, stream, config)
+            return name
+
         cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
-        pull = CreditedPull(self._nc, stream, config.durable_name, self._start,
-                            heartbeat_s=min(5.0, max(self._settings.ack_wait_s / 2, 0.5)))
-        await pull.start()
-        self._pull, self._wake = pull, pull.changed
-        log.info("processing %s from %s as %s", ", ".join(self.served_types()), config.durable_name, self._instance)
-        stop_wait = asyncio.create_task(stop.wait())
-        stop_wait.add_done_callback(lambda _: self._wake.set())
-        reconnects = self._nc.stats["reconnects"]
+        # Exactly as many jobs requested as there are free slots: never more in hand. A break (a
+        # restarted server, silence) forgets the requests and asks again: the durable is still there.
+        self._consume = ConsumeLoop(self._nc, stream, self._start, open=open_durable,
+                                    wanted=lambda: (self._settings.concurrency - len(self._tasks), None),
+                                    heartbeat_s=min(5.0, max(self._settings.ack_wait_s / 2, 0.5)),
+                                    name=f"processor consumer {name}")
+        await self._consume.start()
+        log.info("processing %s from %s as %s", ", ".join(self.served_types()), name, self._instance)
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                if self._nc.stats["reconnects"] != reconnects:
-                    reconnects = self._nc.stats["reconnects"]
-                    pull.reset()  # requests held by a server that restarted are gone
-                if self._nc.is_connected:
-                    # Ask for exactly as many jobs as there are free slots: never more in hand.
-                    await pull.want(self._settings.concurrency - len(self._tasks))
-                with contextlib.suppress(TimeoutError):  # one event and one timer per turn, no tasks
-                    async with asyncio.timeout(pull.heartbeat_s):
-                        await self._wake.wait()
-                if pull.credit and pull.silent_for() > pull.heartbeat_s * 2.5:
-                    pull.reset()  # the server lost our requests (restart, reconnect): ask again
-                if pull.error is not None:
-                    # e.g. JetStream still recovering after a restart: back off before asking again
-                    pull.error = None
-                    await asyncio.wait({stop_wait}, timeout=0.5)
+            await self._consume.run(stop)
         finally:
-            stop_wait.cancel()
             # Withdraw first: the server drops pull requests nobody listens to, so the jobs
             # handed back below go to other processors instead of back to us.
             self._draining = True  # anything already on its way is handed straight back
-            await pull.stop()
+            await self._consume.stop()
             await self._drain()
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
@@ -188,7 +137,8 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.pop(key, None)
-            self._wake.set()
+            if self._consume is not None:
+                self._consume.wake()  # a slot is free
             if not t.cancelled() and t.exception() is not None:
                 log.error("job task failed", exc_info=t.exception())
 
@@ -260,7 +210,7 @@ class Worker:
                 if attempt > max_attempts and isinstance(last, JobStarted):
                     # The worker died each time (a job that crashes its process): stop trying.
                     await self._end(msg, chain, JobFailed(
-                        ts=time.time(), job_id=job_id, attempt=attempt - 1, reason="attempts_exhausted",
+                        ts=time.time(), job_id=job_id, attempt=attempt - 1, reason=FailureReason.ATTEMPTS_EXHAUSTED,
                         error=f"gave up after {max_attempts} attempt(s): the worker stopped responding each time"), attempt)
                     return
             waited = time.time() - created.ts
@@ -272,7 +222,7 @@ class Worker:
             if spec is None:  # the consumer's filter makes this a configuration error, not user input
                 await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
                                                       error=f"no handler for job type {created.type!r}",
-                                                      reason="unknown_type"), attempt)
+                                                      reason=FailureReason.UNKNOWN_TYPE), attempt)
                 return
             await self._attempt(msg, chain, spec, created, attempt, max_attempts)
         except Fenced as exc:
@@ -307,7 +257,7 @@ class Worker:
             params = spec.parse_params(created.params)
         except msgspec.ValidationError as exc:
             await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
-                                                  error=f"invalid params: {exc}", reason="invalid_params"), attempt)
+                                                  error=f"invalid params: {exc}", reason=FailureReason.INVALID_PARAMS), attempt)
             return
         started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
         started_seq = await self._start_attempt(msg, chain, started)
@@ -380,7 +330,7 @@ class Worker:
         job_id, now = created.job_id, time.time()
         handler = running.handler
         if running.stop_reason == "timeout":
-            return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason="timeout",
+            return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason=FailureReason.TIMEOUT,
                              error=f"timed out after {timeout:g}s; the work was stopped")
         if running.stop_reason == "cancelled":
             return JobCancelled(ts=now, job_id=job_id, attempt=attempt, reason="cancel requested")
@@ -392,10 +342,10 @@ class Worker:
             try:
                 encoder.encode(result)
             except TypeError as bad:  # a result that cannot be stored is the handler's failure
-                return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason="error", error=f"TypeError: {bad}")
+                return JobFailed(ts=now, job_id=job_id, attempt=attempt, reason=FailureReason.ERROR, error=f"TypeError: {bad}")
             return JobCompleted(ts=now, job_id=job_id, attempt=attempt, result=result)
         if isinstance(exc, PermanentError):
-            return JobFailed(ts=now, job_id=job_id, attempt=attempt, error=str(exc), reason="permanent")
+            return JobFailed(ts=now, job_id=job_id, attempt=attempt, error=str(exc), reason=FailureReason.PERMANENT)
         log.warning("job %s (%s) attempt %d failed: %s: %s", job_id, created.type, attempt, type(exc).__name__, exc)
         return JobFailed(ts=now, job_id=job_id, attempt=attempt, error=f"{type(exc).__name__}: {exc}")
 
@@ -409,10 +359,11 @@ class Worker:
 
     async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
-        if self._pull is not None and not self._draining and self._nc.is_connected:
+        pull = self._consume.pull if self._consume is not None else None
+        if pull is not None and not self._draining and self._nc.is_connected:
             # This job's slot is free once it returns: the ack asks for the next job itself (one
             # message instead of an ack and a pull request per job).
-            await self._pull.ack_and_ask(msg, 1)
+            await pull.ack_and_ask(msg, 1)
         else:
             await msg.ack()
         self.jobs_done += 1

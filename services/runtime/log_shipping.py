@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
@@ -63,9 +62,12 @@ async def ship_logs(nc: Client, names: Names, service: str, instance: str, level
     async def pump() -> None:
         while True:
             entry = await queue.get()
-            # Core publish: the stream stores it; waiting for an ack per record would make
-            # logging slow down the service it describes.
-            await nc.publish(names.service_log(service, entry.level), encoder.encode(entry))
+            try:
+                # Core publish: the stream stores it; waiting for an ack per record would make
+                # logging slow down the service it describes.
+                await nc.publish(names.service_log(service, entry.level), encoder.encode(entry))
+            finally:
+                queue.task_done()
 
     root = logging.getLogger()
     root.addHandler(handler)
@@ -75,9 +77,10 @@ async def ship_logs(nc: Client, names: Names, service: str, instance: str, level
     finally:
         root.removeHandler(handler)
         # Give records logged during shutdown a chance to leave, bounded.
-        deadline = time.monotonic() + 1.0
-        while not queue.empty() and time.monotonic() < deadline and not task.done():
-            await asyncio.sleep(0.01)
+        if not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await queue.join()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

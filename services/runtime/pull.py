@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 class CreditedPull:
     def __init__(self, nc: Client, stream: str, durable: str, on_message: Callable[[Msg], None], *,
-                 expires_s: float = 30.0, heartbeat_s: float = 5.0, api_prefix: str = "$JS.API"):
+                 expires_s: float = 30.0, heartbeat_s: float = 5.0, api_prefix: str = "$JS.API",
+                 changed: asyncio.Event | None = None):
         self._nc = nc
         self._subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._on_message = on_message
@@ -36,7 +37,9 @@ class CreditedPull:
         self.credit = 0  # messages asked for and neither delivered nor given up by the server
         self.error: str | None = None  # set by an abnormal answer (no consumer, no JetStream, …)
         self.last_heard = time.monotonic()
-        self.changed = asyncio.Event()  # set whenever credit drops (a message or a status arrived)
+        # Set whenever credit drops (a message or a status arrived); may be shared with the user's
+        # own wake-ups, so its loop waits on one event.
+        self.changed = changed or asyncio.Event()
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox()
@@ -79,10 +82,9 @@ class CreditedPull:
         return time.monotonic() - self.last_heard
 
     def reset(self) -> None:
-        """Forget requests the server no longer holds (e.g. it restarted)."""
-        if self.credit:
-            log.warning("no word from the consumer for %.1fs; asking again", self.silent_for())
+        """Forget requests the server no longer holds (e.g. it restarted), and the error that ended them."""
         self.credit = 0
+        self.error = None
         self.last_heard = time.monotonic()
 
     async def _receive(self, msg: Msg) -> None:
