@@ -164,3 +164,16 @@ async def test_options_lists_every_method_of_a_path(client: httpx.AsyncClient) -
     response = await client.options("/api/jobs")
     allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
     assert {"GET", "POST", "OPTIONS"} <= allowed, response.headers
+
+
+async def test_query_values_out_of_bounds_are_400_naming_the_field(client: httpx.AsyncClient) -> None:
+    for path, key in [("/api/jobs?before=-1", "before"), ("/api/jobs?status=running,", "status"),
+                      ("/api/jobs/x1/state?at=seq:1.5", "at"), ("/api/jobs/x1/state?at=nan", "at"),
+                      ("/api/jobs/x1/events?from=-1", "from")]:
+        response = await client.get(path)
+        assert is_problem(response, 400), (path, response.status_code, response.text[:200])
+        assert response.json()["errors"][0]["key"] == key, (path, response.json())
+
+
+async def test_a_stream_token_without_tokens_configured_is_a_409(client: httpx.AsyncClient) -> None:
+    assert is_problem(await client.post("/api/stream-tokens"), 409)

@@ -76,7 +76,9 @@ async def test_a_replay_from_an_offset_starts_from_the_job_as_it_was_then(client
     assert snapshot["job"]["status"] == "running" and 0 < snapshot["job"]["progress"] < 1
     assert snapshot["logs"], "log lines up to the offset come with the snapshot"
     assert events[-2].event == "completed"
-    assert (await client.get(f"/api/jobs/{finished}/events?replay=0")).status_code == 400
+    for bad in ("replay=0", "replay=1001", "replay=nan", "from=-1", "replay=2&from=-1", "from=inf"):
+        answer = await client.get(f"/api/jobs/{finished}/events?{bad}")
+        assert answer.status_code == 400 and answer.json()["errors"][0]["source"] == "query", bad
 
 
 async def test_etag_and_304_make_polling_cheap(client: httpx.AsyncClient, finished: str) -> None:

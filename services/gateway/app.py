@@ -30,6 +30,7 @@ from .hub import Hub
 from .idempotency import open_bucket as open_idempotency
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
+from .openapi import DescribedJson
 from .problems import exception_handlers
 from .read_model import ReadModel
 from .request_guard import allowed_hosts, request_guard
@@ -185,6 +186,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
                                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
                                expose_headers=["Location", "ETag"]) if settings.cors_origins else None,
-        openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema"),
+        # JSON only (the HTML viewers load their scripts from CDNs), completed by openapi.describe.
+        openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema", render_plugins=[DescribedJson()]),
         logging_config=None,  # the process configures logging (runtime.lifecycle)
     )

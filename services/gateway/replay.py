@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -62,10 +63,13 @@ def parse_at(raw: str) -> tuple[int | None, float | None]:
     if raw.isdigit() and len(raw) < 10:
         return int(raw), None
     try:
-        return None, float(raw)
+        value = float(raw)
     except ValueError:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))  # RFC 3339 allows t and z
         return None, moment.timestamp()
+    if not math.isfinite(value):
+        raise ValueError(f"not a moment: {raw!r}")
+    return None, value
 
 
 async def replay(events: list[tuple[StoredEvent, JobEvent]], *, speed: float, offset_s: float,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import msgspec
@@ -101,6 +102,9 @@ async def list_jobs(
     finished_before: FromQuery[float | None] = None,
     error: FromQuery[str | None] = None,
 ) -> Response[bytes]:
+    if before is not None and before < 0:
+        raise Problem(400, "Bad cursor", "before is a cursor from next_before (>= 0)",
+                      errors=[{"key": "before", "source": "query"}])
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=finished_after,
                                      finished_before=finished_before, error=error)
@@ -169,12 +173,12 @@ async def job_timeline(request: Request[Any, Any, Any], job_id: FromPath[str]) -
      description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
 async def job_state_at(request: Request[Any, Any, Any], job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
     core = _core(request)
-    job = await jobs.find_job(core, job_id)
     try:
         seq, ts = parse_at(at)
     except ValueError as exc:
         raise Problem(400, "Bad at", f"{at!r} is neither a sequence nor a time",
                       errors=[{"key": "at", "source": "query"}]) from exc
+    job = await jobs.find_job(core, job_id)
     events = decoded(await jobs.stored_events(core, job))
     folded = fold(events, upto_seq=seq, upto_ts=ts)
     if folded is None:
@@ -201,11 +205,12 @@ async def job_events(
     from_: Annotated[float, QueryParameter(name="from")] = 0.0,
 ) -> Response[Any]:
     core = _core(request)
+    if (replay is not None and not 0 < replay <= 1000) or not (math.isfinite(from_) and from_ >= 0):
+        raise Problem(400, "Bad replay", "replay is a speed from >0 to 1000; from is seconds since creation, >= 0",
+                      errors=[{"key": "replay" if replay is not None and not 0 < replay <= 1000 else "from",
+                               "source": "query"}])
     job = await jobs.find_job(core, job_id)
     if replay is not None:
-        if not 0 < replay <= 1000 or from_ < 0:
-            raise Problem(400, "Bad replay", "replay is a speed from >0 to 1000; from is seconds since creation, >= 0",
-                          errors=[{"key": "replay", "source": "query"}])
         events = decoded(await jobs.stored_events(core, job))
         return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=core.settings.sse_retry_ms),
                            core.watchdog)
@@ -387,7 +392,7 @@ async def create_stream_token(request: Request[Any, Any, Any]) -> dict[str, Any]
     auth: Auth = request.app.state.auth
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
-        raise Problem(400, "No tokens", "this gateway has no API tokens; streams need no token")
+        raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
     return {"token": auth.stream_token(identity), "expires_in": int(auth.stream_token_ttl_s)}
 
 

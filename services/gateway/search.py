@@ -48,8 +48,13 @@ def _bad(key: str, message: str) -> Problem:
     return Problem(400, "Bad filter", message, errors=[{"key": key, "source": "query", "message": message}])
 
 
-def _csv(raw: str | None) -> list[str]:
-    return [part.strip() for part in raw.split(",") if part.strip()] if raw else []
+def _csv(raw: str | None, key: str) -> list[str]:
+    if raw is None:
+        return []
+    parts = [part.strip() for part in raw.split(",")]
+    if not all(parts):
+        raise _bad(key, f"{key} is a comma-separated list of names, without empty ones")
+    return parts
 
 
 def _json_or_text(raw: str) -> Any:
@@ -63,7 +68,7 @@ def _json_or_text(raw: str) -> Any:
 def parse_filter(query: Mapping[str, str], *, status: str | None, job_type: str | None, created_after: float | None,
                  created_before: float | None, finished_after: float | None, finished_before: float | None,
                  error: str | None) -> JobFilter:
-    statuses, types = _csv(status), _csv(job_type)
+    statuses, types = _csv(status, "status"), _csv(job_type, "type")
     for value in statuses:
         if value not in ALL_STATUSES:
             raise _bad("status", f"unknown status {value!r} (one of {', '.join(ALL_STATUSES)})")
