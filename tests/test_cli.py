@@ -86,11 +86,17 @@ async def test_tail_prints_raw_events_with_subject_and_sequence(stack: Stack, na
     assert '"kind":"created"' in lines[0]
 
 
+def watched_job_id(out: str) -> str:
+    """The job id in `submit --wait --json` output: its first event is the snapshot (a job that
+    ended before the stream opened has nothing else)."""
+    return str(json.loads(out.strip().splitlines()[0])["data"]["job"]["id"])
+
+
 async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path: Path) -> None:
     code, out, _ = await jobline(stack, "submit", "demo", *FAST, "--param", "fail_at_step=B", "--wait", "--json")
-    failed = json.loads(out.strip().splitlines()[-1])["data"]["job_id"]
+    failed = watched_job_id(out)
     code, out, _ = await jobline(stack, "submit", "noop", "--param", "height=720", "--wait", "--json")
-    tall = json.loads(out.strip().splitlines()[-1])["data"]["job_id"]
+    tall = watched_job_id(out)
     code, out, _ = await jobline(stack, "jobs", "--param", "height=720", "--json")
     assert [j["id"] for j in json.loads(out)] == [tall]
     code, out, _ = await jobline(stack, "jobs", "--error", "fail_at_step", "--since", "10m", "--json")

@@ -146,8 +146,11 @@ async def test_the_store_down_for_a_minute_under_load_catches_up_and_loses_nothi
                 job_ids = await submit_for(client, 2)
                 history.send(signal.SIGKILL)
                 await history.process.wait()
+                ends = await js._nc.subscribe(names.all_job_ends, max_msgs=3)
                 down = asyncio.create_task(submit_for(client, 60))
-                await asyncio.sleep(1)  # some jobs end while it is away
+                async with asyncio.timeout(30):  # some jobs end while it is away
+                    for _ in range(3):
+                        await ends.next_msg(timeout=30)
                 page = (await client.get("/api/jobs?limit=5")).json()
                 assert page["partial"] is True  # listed from memory meanwhile
                 job_ids += await down

@@ -177,20 +177,6 @@ async def _check_webhook(core: Core, url: str) -> None:
                       errors=[{"key": "webhook_url", "source": "body", "message": str(exc)}]) from exc
 
 
-def history_problem(exc: HistoryUnavailable | HistoryRefused) -> Problem:
-    if isinstance(exc, HistoryRefused):
-        return Problem(400, "Bad history query", str(exc))
-    return Problem(503, "History unavailable", f"the history service could not answer: {exc}")
-
-
-async def _from_history(core: Core, job_id: str) -> tuple[JobState | None, bool]:
-    """(the job as the history service has it, whether the history service was unavailable)."""
-    try:
-        return await core.history.job(job_id, min_seq=core.read_model.last_seq), False
-    except HistoryUnavailable:
-        return None, True
-
-
 async def find_job(core: Core, job_id: str) -> JobState:
     """The job's state: from memory when it is live or recent, else from the history service.
     An id not in memory first waits (bounded) for the job feed to reach the stream's end, so a job
@@ -205,13 +191,10 @@ async def find_job(core: Core, job_id: str) -> JobState:
     state = core.read_model.get(job_id)  # (also when the feed got there during the stream_info call)
     if state is not None:
         return state
-    state, history_down = await _from_history(core, job_id)
-    if state is not None:
-        return state
-    if history_down:
-        raise Problem(503, "History unavailable", f"job {job_id!r} is not live here and the history service did not "
-                      "answer; try again shortly")
-    raise Problem(404, "Job not found", f"there is no job {job_id!r}")
+    state = await core.history.job(job_id, min_seq=core.read_model.last_seq)  # away: 503 (problems.py)
+    if state is None:
+        raise Problem(404, "Job not found", f"there is no job {job_id!r}")
+    return state
 
 
 async def lookup_job(core: Core, job_id: str) -> JobState | None:
@@ -222,8 +205,6 @@ async def lookup_job(core: Core, job_id: str) -> JobState | None:
     except Problem as problem:
         if problem.status_code == 404:
             return None
-        if problem.status_code == 503:
-            raise HistoryUnavailable(problem.detail) from problem
         raise
 
 
@@ -239,11 +220,8 @@ async def stored_events(core: Core, state: JobState, *, after_seq: int = 0, upto
         return await read_events(core.js, names, state.id, after_seq=after_seq, upto_seq=upto_seq, only_logs=only_logs,
                                  limit=last, timeout=30)
     wanted = state.seq if upto_seq is None else min(upto_seq, state.seq)
-    try:
-        records, applied = await core.history.events(state.id, after_seq=after_seq, upto_seq=upto_seq,
-                                                     only_logs=only_logs, last=last, min_seq=wanted)
-    except (HistoryUnavailable, HistoryRefused) as exc:
-        raise history_problem(exc) from exc
+    records, applied = await core.history.events(state.id, after_seq=after_seq, upto_seq=upto_seq,
+                                                 only_logs=only_logs, last=last, min_seq=wanted)
     events = [StoredEvent(r.seq, r.subject, bytes(r.data), r.stored_at) for r in records]
     if applied < wanted:
         events += await read_events(core.js, names, state.id, after_seq=max(applied, after_seq), upto_seq=upto_seq,
@@ -260,7 +238,7 @@ async def recent_log_lines(core: Core, state: JobState, *, upto_seq: int) -> lis
         return []
     try:
         events = await stored_events(core, state, upto_seq=upto_seq, only_logs=True, last=keep)
-    except (TimeoutError, Problem):
+    except (TimeoutError, HistoryUnavailable, HistoryRefused):
         return []  # a snapshot without its log lines beats none; /logs has them
     return [e.data for e in events]
 
@@ -340,7 +318,7 @@ async def job_events(core: Core, state: JobState, cursor: str | None = None) -> 
         if after is not None and after <= upto:
             try:
                 replay = await stored_events(core, state, after_seq=after, upto_seq=upto)
-            except Problem:
+            except (HistoryUnavailable, HistoryRefused):
                 replay = None  # neither the stream nor the history service can serve it now: reset
         if replay is None:
             lines = await recent_log_lines(core, state, upto_seq=upto)

@@ -11,6 +11,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
+from .history import HistoryRefused, HistoryUnavailable
+
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 
@@ -80,6 +82,15 @@ def handle_malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Re
                             errors=[{"key": "body", "source": "body", "message": why}])
 
 
+def handle_history_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """The history service refused a query (the client's filter) or could not answer (503: nothing
+    was changed, try again)."""
+    if isinstance(exc, HistoryRefused):
+        return problem_response(400, "Bad history query", str(exc), request.url.path)
+    return problem_response(503, "History unavailable", f"the history service could not answer: {exc}",
+                            request.url.path)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error",
@@ -87,4 +98,5 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 exception_handlers = {HTTPException: handle_http_exception, RecursionError: handle_malformed_body,
-                      UnicodeDecodeError: handle_malformed_body, Exception: handle_unexpected}
+                      UnicodeDecodeError: handle_malformed_body, HistoryUnavailable: handle_history_error,
+                      HistoryRefused: handle_history_error, Exception: handle_unexpected}

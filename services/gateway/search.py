@@ -25,8 +25,8 @@ from jobline.contract.history import (
 from jobline.contract.job_state import JobState
 from jobline.contract.names import is_valid_job_type
 
-from .core import Core, history_problem
-from .history import HistoryRefused, HistoryUnavailable, state_decoder
+from .core import Core
+from .history import HistoryUnavailable, state_decoder
 from .problems import Problem
 
 _SEGMENT = re.compile(FIELD_SEGMENT_PATTERN)
@@ -102,8 +102,6 @@ async def list_jobs(core: Core, job_filter: JobFilter, *, before: int | None, li
     seen = core.read_model.last_seq
     try:
         page = await core.history.search(job_filter, before=before, limit=limit, min_seq=seen)
-    except HistoryRefused as exc:
-        raise history_problem(exc) from exc
     except HistoryUnavailable as exc:
         return _from_memory(core, job_filter, before=before, limit=limit, cause=exc)
     jobs = [bytes(raw) for raw in page.jobs]
@@ -136,10 +134,7 @@ def _from_memory(core: Core, job_filter: JobFilter, *, before: int | None, limit
 
 async def counts(core: Core) -> dict[str, Any]:
     """Jobs per status and per type over all history kept."""
-    try:
-        reply = await core.history.counts()
-    except (HistoryUnavailable, HistoryRefused) as exc:
-        raise history_problem(exc) from exc
+    reply = await core.history.counts()
     by_status: dict[str, int] = {status: 0 for status in ALL_STATUSES}
     by_type: dict[str, dict[str, int]] = {}
     for row in reply.counts:
@@ -156,10 +151,7 @@ async def activity(core: Core, window: str, job_type: str | None) -> dict[str, A
     if job_type is not None and not is_valid_job_type(job_type):
         raise _bad("type", f"{job_type!r} is not a job type name")
     span, bucket = WINDOWS[window]
-    try:
-        reply = await core.history.activity(time.time() - span, bucket, job_type)
-    except (HistoryUnavailable, HistoryRefused) as exc:
-        raise history_problem(exc) from exc
+    reply = await core.history.activity(time.time() - span, bucket, job_type)
     return {
         "window": window, "bucket_s": bucket,
         "buckets": [{"start": b.start, **{s: b.ended.get(s, 0) for s in ENDED_STATUSES}} for b in reply.buckets],

@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from jobline.runtime.connection import close_connection, connect, instance_name
+from jobline.runtime.consume import consumer_lag
 from jobline.runtime.lifecycle import Stopped, until_stopped
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
@@ -75,8 +76,7 @@ async def run(settings: HistorySettings, stop: asyncio.Event) -> None:
             watermark = Watermark()
 
             async def measure_lag() -> None:
-                info = await js.consumer_info(settings.names.jobs_stream, settings.names.history_durable)
-                metrics.lag.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+                metrics.lag.set(await consumer_lag(js, settings.names.jobs_stream, settings.names.history_durable))
 
             await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
             if not await _migrate(store, stop):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from jobline.runtime.connection import close_connection, connect, instance_name
+from jobline.runtime.consume import consumer_lag
 from jobline.runtime.lifecycle import Stopped, until_stopped
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
@@ -36,8 +37,7 @@ async def run(settings: LogsinkSettings, stop: asyncio.Event) -> None:
             metrics = LogsinkMetrics()
 
             async def measure_lag() -> None:
-                info = await js.consumer_info(settings.names.logs_stream, settings.names.logsink_durable)
-                metrics.lag.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+                metrics.lag.set(await consumer_lag(js, settings.names.logs_stream, settings.names.logsink_durable))
 
             await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
             sub = await serve_history(nc, settings.names, store)

@@ -71,6 +71,12 @@ async def ensure_durable(js: JetStreamContext, stream: str, wanted: ConsumerConf
     return info
 
 
+async def consumer_lag(js: JetStreamContext, stream: str, durable: str) -> int:
+    """Messages the durable has yet to see or to have acked (a writer's lag, for /metrics)."""
+    info = await js.consumer_info(stream, durable)
+    return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+
 async def recreate_durable(js: JetStreamContext, stream: str, wanted: ConsumerConfig) -> ConsumerInfo:
     """The durable consumer, deleted and created again as `wanted` says (its start position
     included): for a user whose own store, not the consumer, knows how far it got."""
