@@ -6,16 +6,20 @@ import argparse
 import json
 import mimetypes
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from .client import Gateway
+from jobline.client import Client
+from jobline.contract.vocabulary import TERMINAL_KINDS
+
 from .exit_codes import EXIT_BY_STATUS, EXIT_ERROR, EXIT_OK, TERMINAL
 
 console = Console(highlight=False)
@@ -41,18 +45,20 @@ def _log_line(line: dict[str, Any]) -> Text:
     return text
 
 
-def watch(gateway: Gateway, job_id: str, as_json: bool) -> int:
+def watch(client: Client, job_id: str, as_json: bool) -> int:
     status = "pending"
+    events = client.events(f"/api/jobs/{job_id}/events", until=TERMINAL_KINDS)
     if as_json:
-        for event in gateway.stream(f"/api/jobs/{job_id}/events"):
-            _print_json({"id": event.id, "event": event.kind, "data": event.data})
-            status = _status_after(event.kind, event.data, status)
+        for event in events:
+            data = event.json()
+            _print_json({"id": str(event.id) if event.id is not None else None, "event": event.kind, "data": data})
+            status = _status_after(event.kind, data, status)
         return EXIT_BY_STATUS.get(status, EXIT_ERROR)
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[eta]}"))
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(job_id, total=100, eta="")
-        for event in gateway.stream(f"/api/jobs/{job_id}/events"):
-            data = event.data
+        for event in events:
+            data = event.json()
             if event.kind in ("snapshot", "reset"):
                 job = data["job"]
                 status = job["status"]
@@ -77,18 +83,14 @@ def watch(gateway: Gateway, job_id: str, as_json: bool) -> int:
             if status in TERMINAL:
                 progress.update(task, description=status, eta="",
                                 completed=100 if status == "completed" else progress.tasks[0].completed)
-    job = gateway.job(job_id)
+    job = client.get_json(f"/api/jobs/{job_id}")
     if job["status"] == "completed":
         console.print(Text(f"completed: {json.dumps(job['result'])}", style="green"))
     else:
         console.print(Text(f"{job['status']}: {job.get('error') or ''}", style="red"))
     for artifact in job.get("artifacts", []):
-        console.print(Text(f"artifact {artifact['name']}: {gateway_url(gateway)}{artifact['url']}"))
+        console.print(Text(f"artifact {artifact['name']}: {client.url}{artifact['url']}"))
     return EXIT_BY_STATUS.get(job["status"], EXIT_ERROR)
-
-
-def gateway_url(gateway: Gateway) -> str:
-    return str(gateway._http.base_url).rstrip("/")  # noqa: SLF001 - the client's own base URL
 
 
 def _status_after(kind: str, data: dict[str, Any], status: str) -> str:
@@ -119,17 +121,27 @@ def job_filters(args: argparse.Namespace) -> dict[str, Any]:
     return filters
 
 
-def export(gateway: Gateway, args: argparse.Namespace) -> int:
+def job_rows(client: Client, filters: dict[str, Any], page_size: int = 500) -> Iterator[dict[str, Any]]:
+    """Every matching job as the API sends it (JSON objects), newest first, over a stable cursor."""
+    query = {k: v for k, v in filters.items() if v is not None}
+    while True:
+        page = client.get_json("/api/jobs", **query, limit=page_size)
+        yield from page["jobs"]
+        if page["next_before"] is None:
+            return
+        query["before"] = page["next_before"]
+
+
+def export(client: Client, args: argparse.Namespace) -> int:
     """Every matching job as one JSON line (with `events` when asked), newest first."""
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     try:
-        for page in gateway.job_pages(job_filters(args)):
-            for job in page:
-                if args.events:
-                    job["events"] = gateway.timeline(job["id"])
-                out.write(json.dumps(job, separators=(",", ":")) + "\n")
-                count += 1
+        for job in job_rows(client, job_filters(args)):
+            if args.events:
+                job["events"] = client.get_json(f"/api/jobs/{job['id']}/timeline")["events"]
+            out.write(json.dumps(job, separators=(",", ":")) + "\n")
+            count += 1
     finally:
         if args.output:
             out.close()
@@ -137,9 +149,9 @@ def export(gateway: Gateway, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def stats(gateway: Gateway, window: str) -> int:
-    counts = gateway.get("/api/stats/counts")
-    activity = gateway.get("/api/stats/activity", window=window)
+def stats(client: Client, window: str) -> int:
+    counts = client.get_json("/api/stats/counts")
+    activity = client.get_json("/api/stats/activity", window=window)
     table = Table("type", *counts["by_status"], "total", title=f"{counts['total']} job(s) in the history")
     for job_type, by_status in sorted(counts["by_type"].items()):
         table.add_row(job_type, *(str(by_status.get(s, 0)) for s in counts["by_status"]), str(sum(by_status.values())))
@@ -156,25 +168,26 @@ def stats(gateway: Gateway, window: str) -> int:
     return EXIT_OK
 
 
-def run_command(gateway: Gateway, args: argparse.Namespace) -> int:
+def run_command(client: Client, args: argparse.Namespace) -> int:
     match args.command:
         case "submit":
             params = dict(args.param)
             if args.file is not None:
-                stored = gateway.upload(args.file, guess_type(args.file))
-                params["upload"] = stored["id"]
-            accepted = gateway.submit(args.type, params, args.idempotency_key)
+                stored = client.upload(args.file, content_type=guess_type(args.file))
+                params["upload"] = stored.id
+            job = client.submit(args.type, params, idempotency_key=args.idempotency_key)
             if args.json and not args.wait:
-                _print_json(accepted)
+                _print_json(msgspec.to_builtins(job.aio.accepted))
             elif not args.json:
-                console.print(f"submitted {accepted['id']}")
+                console.print(f"submitted {job.id}")
             else:
-                print(accepted["id"], file=sys.stderr)
-            return watch(gateway, accepted["id"], args.json) if args.wait else EXIT_OK
+                print(job.id, file=sys.stderr)
+            return watch(client, job.id, args.json) if args.wait else EXIT_OK
         case "watch":
-            return watch(gateway, args.id, args.json)
+            return watch(client, args.id, args.json)
         case "jobs":
-            rows = gateway.jobs(job_filters(args), args.limit)
+            query = {k: v for k, v in job_filters(args).items() if v is not None}
+            rows = client.get_json("/api/jobs", **query, limit=args.limit)["jobs"]
             if args.json:
                 _print_json(rows)
                 return EXIT_OK
@@ -185,34 +198,34 @@ def run_command(gateway: Gateway, args: argparse.Namespace) -> int:
             console.print(table)
             return EXIT_OK
         case "export":
-            return export(gateway, args)
+            return export(client, args)
         case "stats":
-            return stats(gateway, args.window)
+            return stats(client, args.window)
         case "logs":
             if args.follow:
-                for event in gateway.stream(f"/api/jobs/{args.id}/logs?follow=1"):
+                for event in client.events(f"/api/jobs/{args.id}/logs?follow=1", until=TERMINAL_KINDS):
                     if event.kind == "logged":
-                        _print_json(event.data) if args.json else console.print(_log_line(event.data))
+                        _print_json(event.json()) if args.json else console.print(_log_line(event.json()))
                 return EXIT_OK
-            rows = gateway.logs(args.id)
-            for row in rows:
+            for row in map(msgspec.to_builtins, client.logs(args.id)):
                 _print_json(row) if args.json else console.print(_log_line(row))
             return EXIT_OK
         case "replay":
             path = f"/api/jobs/{args.id}/events?replay={args.speed}&from={args.offset}"
-            for event in gateway.stream(path):
+            for event in client.events(path, until=frozenset({"replay_end"})):
+                data = event.json()
                 if args.json:
-                    _print_json({"id": event.id, "event": event.kind, "data": event.data})
+                    _print_json({"id": str(event.id) if event.id is not None else None, "event": event.kind, "data": data})
                 elif event.kind == "logged":
-                    console.print(_log_line(event.data))
-                elif event.kind == "progressed" and event.data.get("fraction") is not None:
-                    console.print(Text(f"{_clock(event.data['ts'])} progress {event.data['fraction'] * 100:.0f}%", style="dim"))
+                    console.print(_log_line(data))
+                elif event.kind == "progressed" and data.get("fraction") is not None:
+                    console.print(Text(f"{_clock(data['ts'])} progress {data['fraction'] * 100:.0f}%", style="dim"))
                 elif event.kind not in ("snapshot", "replay_end"):
-                    detail = event.data.get("name") or event.data.get("error") or ""
-                    console.print(Text(f"{_clock(event.data['ts'])} {event.kind} {detail}".rstrip()))
+                    detail = data.get("name") or data.get("error") or ""
+                    console.print(Text(f"{_clock(data['ts'])} {event.kind} {detail}".rstrip()))
             return EXIT_OK
         case "cancel":
-            answer = gateway.cancel(args.id)
-            _print_json(answer) if args.json else console.print(f"{args.id}: {answer['status']}")
+            status = client.cancel(args.id)
+            _print_json({"id": args.id, "status": status}) if args.json else console.print(f"{args.id}: {status}")
             return EXIT_OK
     return EXIT_ERROR

@@ -132,19 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         from .tail import tail
 
         return asyncio.run(tail(args.nats_url, args.namespace, args.subject, args.all, args.count))
-    from .client import ApiError, Gateway
+    from jobline.client import ApiError, Client, Unreachable
+
     from .commands import run_command
 
-    gateway = Gateway(args.url, args.token)
+    client = Client(args.url, token=args.token)
     try:
-        return run_command(gateway, args)
+        return run_command(client, args)
     except ApiError as exc:
-        print(f"error: {exc.detail} ({exc.status})", file=sys.stderr)
+        print(f"error: {exc.detail or exc.title} ({exc.status})", file=sys.stderr)
+        return EXIT_ERROR
+    except Unreachable as exc:
+        print(f"error: the gateway did not answer: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     finally:
-        gateway.close()
+        client.close()
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ class JobTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
     steps: list[str] = []
     params: dict[str, Any] = {}  # example/default params, shown by clients
+    params_schema: dict[str, Any] = {}  # JSON Schema of the params (forms are drawn from it); {}: none given
 
 
 class LogQuery(msgspec.Struct, frozen=True, kw_only=True):

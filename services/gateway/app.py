@@ -25,6 +25,7 @@ from .catalogue import Catalogue
 from .core import Core
 from .event_stream import StreamWatchdog
 from .feed import JobFeed
+from .forms import route_forms
 from .history import HistoryClient, HistoryUnavailable
 from .hub import Hub
 from .idempotency import open_bucket as open_idempotency
@@ -124,7 +125,7 @@ async def load_live_window(core: Core) -> None:
 def create_app(settings: GatewaySettings) -> Litestar:
     metrics = GatewayMetrics()
     auth = Auth(tokens=settings.api_tokens, max_streams=settings.max_streams_per_client,
-                submit_rate=settings.submit_rate)
+                submit_rate=settings.submit_rate, form_token_ttl_s=settings.form_token_ttl_s)
     if not auth.enabled:
         exposed = settings.host not in ("127.0.0.1", "localhost", "::1")
         (log.warning if exposed else log.info)(
@@ -176,7 +177,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                                                    include_in_schema=False))
     else:
         log.warning("web UI folder %s not found; serving the API only", settings.web_dir)
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
@@ -190,3 +191,5 @@ def create_app(settings: GatewaySettings) -> Litestar:
         openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema", render_plugins=[DescribedJson()]),
         logging_config=None,  # the process configures logging (runtime.lifecycle)
     )
+    app.asgi_handler = route_forms(app.asgi_handler)
+    return app

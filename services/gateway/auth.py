@@ -6,7 +6,9 @@ default (it says so at start). With tokens set, every `/api/*` route needs one o
 - the `jobline_session` cookie set by `POST /api/session` (the web UI: EventSource sends cookies,
   it cannot send headers);
 - `?access_token=<stream token>` from `POST /api/stream-tokens`: signed, expiring in minutes, good
-  for GET only (for clients that can neither set headers nor keep cookies). Access logging is off,
+  for GET only (for clients that can neither set headers nor keep cookies);
+- `?access_token=<form token>` from `POST /api/form-tokens`: signed, expiring in an hour, good only
+  for submitting a job form (a plain HTML form on another app's page cannot send a header). Access logging is off,
   so it is not written anywhere.
 Answers are `401` (no or bad credentials) and `403` (a stream token on a write) as problem details.
 """
@@ -29,6 +31,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 from .problems import send_problem
 
 SESSION_COOKIE = "jobline_session"
+FORM_PATH = "/api/jobs/form"  # where a multipart POST /api/jobs is routed (forms.py)
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/schema")
 
 
@@ -40,6 +43,7 @@ def _b64(data: bytes) -> str:
 class Auth:
     tokens: tuple[str, ...]
     stream_token_ttl_s: float = 300.0
+    form_token_ttl_s: float = 3600.0
     session_ttl_s: float = 7 * 24 * 3600.0
     max_streams: int = 100  # concurrent streams per client (429 beyond)
     submit_rate: float = 0.0  # jobs per second per client (0: unlimited); bursts up to 10x the rate
@@ -86,8 +90,11 @@ class Auth:
     def stream_token(self, token_id: str) -> str:
         return self._sign("stream", token_id, self.stream_token_ttl_s)
 
+    def form_token(self, token_id: str) -> str:
+        return self._sign("form", token_id, self.form_token_ttl_s)
+
     def identify(self, scope: Scope) -> tuple[str | None, str]:
-        """(identity, how): how is bearer, cookie, stream or none."""
+        """(identity, how): how is bearer, cookie, stream, form or none."""
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
@@ -98,7 +105,9 @@ class Auth:
                 return self._verify(value, "session"), "cookie"
         query = parse_qs(scope.get("query_string", b"").decode())
         if "access_token" in query:
-            return self._verify(query["access_token"][0], "stream"), "stream"
+            token = query["access_token"][0]
+            form = self._verify(token, "form")
+            return (form, "form") if form is not None else (self._verify(token, "stream"), "stream")
         return None, "none"
 
     # --- caps -----------------------------------------------------------------------------
@@ -166,12 +175,15 @@ def auth_middleware(auth: Auth) -> Any:
                 if how == "stream" and method != "GET":
                     await send_problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
                     return
+                if how == "form" and not (method == "POST" and path == FORM_PATH):
+                    await send_problem(send, 403, "Forbidden", "a form token only submits a job form (POST /api/jobs)")
+                    return
                 state["identity"] = identity
             client = client_of(scope)
             if scope["type"] == ScopeType.WEBSOCKET:
                 await app(scope, receive, send)
                 return
-            if method == "POST" and path == "/api/jobs":
+            if method == "POST" and path in ("/api/jobs", FORM_PATH):
                 wait = auth.allow_submit(client)
                 if wait:
                     await send_problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",

@@ -94,9 +94,8 @@ def check_job_id(job_id: str) -> None:
                       errors=[{"key": "id", "source": "path", "message": "invalid job id"}])
 
 
-async def submit(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> tuple[JobCreated, bool]:
-    """Publish the job's created event; returns it and whether it is new (False: an earlier
-    request with the same Idempotency-Key created it)."""
+async def validate(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> None:
+    """Every check a submission must pass before anything is stored (a Problem when one fails)."""
     if not is_valid_job_type(submission.type) or submission.type not in core.catalogue.types:
         known = ", ".join(sorted(core.catalogue.types)) or "none yet: is a processor running?"
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
@@ -107,6 +106,12 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
                       errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+
+
+async def submit(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> tuple[JobCreated, bool]:
+    """Publish the job's created event; returns it and whether it is new (False: an earlier
+    request with the same Idempotency-Key created it)."""
+    await validate(core, submission, idempotency_key)
     info = core.catalogue.types[submission.type]
     job_id = new_job_id()
     fresh = True

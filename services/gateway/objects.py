@@ -70,7 +70,7 @@ def safe_type(content_type: str | None) -> str:
     return base if base in SAFE_TYPES else "application/octet-stream"
 
 
-async def _within(body: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+async def within(body: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
     """The body's chunks, each within `idle_s` of the last: a client that stops sending does not
     hold the connection (and a spool file) for ever."""
     chunks = aiter(body)
@@ -85,33 +85,62 @@ async def _within(body: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[by
         yield chunk
 
 
-async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator[bytes], *, limit: int,
-                       filename: str, content_type: str, idle_timeout_s: float = 30.0) -> Upload:
-    """Spool the body to a temporary file (never all of it in memory), enforcing the limit as it
-    arrives, then put it in the object store; a failed put leaves no partial object."""
-    digest = hashlib.sha256()
-    size = 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-        async for chunk in _within(body, idle_timeout_s):
-            size += len(chunk)
-            if size > limit:
-                raise UploadTooLarge(f"the upload exceeds {limit} bytes")
-            digest.update(chunk)
-            spool.write(chunk)
-        if size == 0:
-            raise UploadEmpty("the upload is empty: send the file as the request body")
-        spool.seek(0)
-        meta = ObjectMeta(name=upload_id, description=json.dumps({"filename": filename, "content_type": content_type}))
+class SpooledUpload:
+    """A file being received: spooled to a temporary file (never all of it in memory), its size
+    held to the limit and its checksum computed as it arrives; stored only when `store` is called."""
+
+    def __init__(self, filename: str, content_type: str, limit: int):
+        self.filename = filename
+        self.content_type = content_type
+        self.limit = limit
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise UploadTooLarge(f"the upload exceeds {self.limit} bytes")
+        self._digest.update(chunk)
+        self._spool.write(chunk)
+
+    async def store(self, stores: ObjectStores, upload_id: str) -> Upload:
+        """Put it in the object store; a failed put leaves no partial object."""
+        self._spool.seek(0)
+        meta = ObjectMeta(name=upload_id, description=json.dumps({"filename": self.filename,
+                                                                  "content_type": self.content_type}))
         try:
             # (nats-py reads it with read(): a spooled file is as good as the BufferedIOBase it names)
-            await stores.uploads.put(upload_id, cast(io.BufferedIOBase, spool), meta=meta)
+            await stores.uploads.put(upload_id, cast(io.BufferedIOBase, self._spool), meta=meta)
         except BaseException:
-            try:
-                await stores.uploads.delete(upload_id)
-            except Exception:  # nothing stored, nothing to remove
-                pass
+            await delete_upload(stores, upload_id)
             raise
-    return Upload(id=upload_id, size=size, sha256=digest.hexdigest(), filename=filename, content_type=content_type)
+        return Upload(id=upload_id, size=self.size, sha256=self._digest.hexdigest(), filename=self.filename,
+                      content_type=self.content_type)
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+async def delete_upload(stores: ObjectStores, upload_id: str) -> None:
+    try:
+        await stores.uploads.delete(upload_id)
+    except Exception:  # nothing stored, nothing to remove
+        pass
+
+
+async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator[bytes], *, limit: int,
+                       filename: str, content_type: str, idle_timeout_s: float = 30.0) -> Upload:
+    """The body as one upload, stored once it has all arrived within the limit."""
+    spooled = SpooledUpload(filename, content_type, limit)
+    try:
+        async for chunk in within(body, idle_timeout_s):
+            spooled.write(chunk)
+        if spooled.size == 0:
+            raise UploadEmpty("the upload is empty: send the file as the request body")
+        return await spooled.store(stores, upload_id)
+    finally:
+        spooled.close()
 
 
 async def upload_info(stores: ObjectStores, upload_id: str) -> Upload | None:

@@ -9,7 +9,9 @@
   a backend) and pass.
 - Such a request with a body must say it is JSON (`415` otherwise): a cross-site form or a
   `text/plain` "simple request" needs no preflight, so content types are the browser's own guard.
-  `/api/uploads` takes any type but `multipart/form-data` (a form's envelope is not the file).
+  `/api/uploads` takes any type but `multipart/form-data` (a form's envelope is not the file);
+  `POST /api/jobs` also takes `multipart/form-data` (a job form with its files, forms.py) — from
+  this origin or an allowed one only, like any write.
 
 Answers are RFC 9457 problems (a refused WebSocket handshake is closed before it is accepted).
 """
@@ -26,6 +28,7 @@ from .problems import send_problem
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RAW_BODY_PATHS = ("/api/uploads",)  # the body is the file, whatever its type
+FORM_PATH = "/api/jobs/form"  # a multipart POST /api/jobs is routed here (forms.py)
 
 
 def allowed_hosts(bind_host: str, configured: tuple[str, ...]) -> frozenset[str] | None:
@@ -89,6 +92,9 @@ def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -
                     if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
                         refused = (415, "Unsupported Media Type", "send the file itself as the body (its own type), "
                                                                   "not a multipart form")
+                elif scope["path"] == FORM_PATH:
+                    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
+                        refused = (415, "Unsupported Media Type", "a job form is multipart/form-data")
                 elif has_body and not _is_json(content_type):
                     refused = (415, "Unsupported Media Type", "the body must be JSON (Content-Type: application/json)")
             if refused is None:

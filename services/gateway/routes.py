@@ -21,6 +21,7 @@ from . import core as jobs
 from . import search
 from .auth import SESSION_COOKIE, Auth
 from .event_stream import EventStream
+from .forms import read_form, redirect_target, submission_of, wants_html
 from .hub import WideFilter
 from .logs import LEVELS, follow_job_logs, service_logs
 from .multiplex import multiplexed
@@ -30,6 +31,7 @@ from .objects import (
     UploadEmpty,
     UploadStalled,
     UploadTooLarge,
+    delete_upload,
     open_artifact,
     safe_type,
     store_upload,
@@ -81,6 +83,74 @@ async def submit_job(
         status = current.status if current else status
     accepted = Accepted(id=event.job_id, status=status, links=job_links)
     return SentJSON(202, encoder.encode(accepted), headers)
+
+class FormAccepted(msgspec.Struct):
+    id: str
+    status: str
+    links: dict[str, str]
+    uploads: list[Upload]
+
+
+@post("/api/jobs/form", status_code=202, summary="Submit a job with its files: a multipart form",
+      request_max_body_size=None,
+      description="What `POST /api/jobs` does with a `multipart/form-data` body (it is routed here). Fields: `type` "
+      "(required), `params` (a JSON object, optional), any other text field is the param of its name (converted "
+      "by the type's params schema: `height=720` is a number), `timeout_s`, `max_attempts`, `queue_timeout_s`, "
+      "`webhook_url` as in JSON, `idempotency_key` (or the header), `redirect` (where a browser goes next: a path "
+      "here or a page on an origin in JOBLINE_CORS_ORIGINS; `{id}` is the job id). Each file part is streamed "
+      "into the object store as an upload whose id becomes the param of its field name. Nothing is stored "
+      "unless the whole form is good (400, 413 beyond JOBLINE_MAX_UPLOAD_BYTES per file, 408 when the client "
+      "stops sending). A browser navigating (Accept: text/html) is redirected (303) to `redirect` or the job's "
+      "page; others get the JSON answer with the uploads. With API tokens, a page without script authenticates "
+      "with `?access_token=` from `POST /api/form-tokens`.",
+      responses={202: ResponseSpec(FormAccepted, description="Stored, with its uploads", generate_examples=False)})
+async def submit_form(
+    request: Request[Any, Any, Any],
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+) -> Response[Any]:
+    core = _core(request)
+    settings = core.settings
+    try:
+        form = await read_form(request.stream(), request.headers.get("content-type", ""),
+                               file_limit=settings.max_upload_bytes, idle_timeout_s=settings.upload_idle_timeout_s)
+    except UploadTooLarge as exc:
+        raise Problem(413, "Upload too large", str(exc), headers={"Connection": "close"}) from exc
+    except UploadStalled as exc:
+        raise Problem(408, "Upload stalled", str(exc), headers={"Connection": "close"}) from exc
+    stored: list[Upload] = []
+    try:
+        job_type = (form.first("type") or "").strip()
+        submission = submission_of(form, core.catalogue.types.get(job_type))
+        key = idempotency_key or form.first("idempotency_key") or None
+        await jobs.validate(core, submission, key)
+        redirect = form.first("redirect")
+        origins = frozenset(o.lower() for o in settings.cors_origins)
+        if redirect:
+            redirect_target(redirect, "x", origins)  # refused before anything is stored
+        for name, spooled in form.files:
+            upload_item = await spooled.store(core.objects, jobs.new_job_id())
+            stored.append(upload_item)
+            current = submission.params.get(name)
+            submission.params[name] = upload_item.id if current is None else \
+                [*(current if isinstance(current, list) else [current]), upload_item.id]
+        event, fresh = await jobs.submit(core, submission, key)
+    except BaseException:
+        for item in stored:
+            await delete_upload(core.objects, item.id)
+        raise
+    finally:
+        form.close()
+    if not fresh:  # the key's job exists (with its own files): these are not needed
+        for item in stored:
+            await delete_upload(core.objects, item.id)
+        stored = []
+    job_links = jobs.links(event.job_id)
+    if wants_html(request.headers.get("accept", "")):
+        target = redirect_target(redirect, event.job_id, origins) if redirect else f"/#/jobs/{event.job_id}"
+        return Response(None, status_code=303, headers={"Location": target})
+    accepted = FormAccepted(id=event.job_id, status="pending", links=job_links, uploads=stored)
+    return Response(accepted, status_code=202, headers={"Location": job_links["self"]})
+
 
 @get("/api/jobs", summary="List and search jobs over all history, newest first",
      description="Filters (all optional, combined with AND): `status` and `type` (comma lists), `created_after`/"
@@ -396,6 +466,18 @@ async def create_stream_token(request: Request[Any, Any, Any]) -> dict[str, Any]
     return {"token": auth.stream_token(identity), "expires_in": int(auth.stream_token_ttl_s)}
 
 
+@post("/api/form-tokens", status_code=201, summary="A token that lets a page's plain HTML form submit one kind of request",
+      description="For `<form action=\".../api/jobs?access_token=...\">` on a page that has no script or must not "
+      "hold the API token: good only for POST /api/jobs (a form), for JOBLINE_FORM_TOKEN_TTL_S (an hour). "
+      "409 when the gateway has no API tokens (forms need none).")
+async def create_form_token(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    auth: Auth = request.app.state.auth
+    identity = request.scope.get("state", {}).get("identity")
+    if not auth.enabled or identity is None:
+        raise Problem(409, "No tokens", "this gateway has no API tokens; forms need no token")
+    return {"token": auth.form_token(identity), "expires_in": int(auth.form_token_ttl_s)}
+
+
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     core = _core(request)
@@ -424,7 +506,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 
 route_handlers = [
-    ws_endpoint, create_session, create_stream_token, metrics, events_stream, service_log_stream, submit_job,
-    list_jobs, cancel_job, upload, upload_metadata, artifact, job_counts, job_activity, get_job, job_timeline,
-    job_state_at, job_events, job_logs, list_types, vocabulary, healthz, readyz,
+    ws_endpoint, create_session, create_stream_token, create_form_token, metrics, events_stream, service_log_stream,
+    submit_job, submit_form, list_jobs, cancel_job, upload, upload_metadata, artifact, job_counts, job_activity,
+    get_job, job_timeline, job_state_at, job_events, job_logs, list_types, vocabulary, healthz, readyz,
 ]

@@ -40,6 +40,7 @@ class GatewaySettings:
     max_upload_bytes: int = 2 << 30  # POST /api/uploads limit (413 beyond)
     upload_idle_timeout_s: float = 30.0  # an upload whose client sends nothing this long gets 408
     api_tokens: tuple[str, ...] = ()  # none: no authentication (and loopback by default)
+    form_token_ttl_s: float = 3600.0  # how long a token from POST /api/form-tokens lets a form submit
     cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser (never "*")
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback and JOBLINE_HOST ("*": any)
     max_streams_per_client: int = 100  # concurrent live streams per token or address (429 beyond)
@@ -80,6 +81,7 @@ class GatewaySettings:
             max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             upload_idle_timeout_s=env.env_float("JOBLINE_UPLOAD_IDLE_TIMEOUT_S", d.upload_idle_timeout_s),
             api_tokens=env.env_list("JOBLINE_API_TOKENS"),
+            form_token_ttl_s=env.env_float("JOBLINE_FORM_TOKEN_TTL_S", d.form_token_ttl_s),
             cors_origins=env.env_list("JOBLINE_CORS_ORIGINS"),
             allowed_hosts=env.env_list("JOBLINE_ALLOWED_HOSTS"),
             max_streams_per_client=env.env_int("JOBLINE_MAX_STREAMS_PER_CLIENT", d.max_streams_per_client),

@@ -65,7 +65,9 @@ class TaskSpec:
                 default_steps = self.plan(self.params_type())
             except (TypeError, msgspec.ValidationError):
                 default_steps = []
-        return JobTypeInfo(name=self.name, description=self.description, steps=list(default_steps), params=example)
+        schema = msgspec.json.schema(self.params_type) if self.params_type is not None else {}
+        return JobTypeInfo(name=self.name, description=self.description, steps=list(default_steps), params=example,
+                           params_schema=schema)
 
 
 class Registry:

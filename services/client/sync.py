@@ -1,0 +1,206 @@
+"""`Client`: the same API as `AsyncClient`, for code that is not async (scripts, Django views, the CLI).
+
+    with Client() as jobline:
+        job = jobline.submit("transcode", {"upload": upload.id})
+        final = job.wait(timeout=600)
+
+It runs one `AsyncClient` on an event loop of its own in a background thread, so there is one
+implementation of retries and resumable watching, not two that drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+
+from jobline.contract.events import JobEvent, LogRow
+from jobline.contract.job_state import ArtifactInfo, JobState
+
+from .aio import AsyncClient, AsyncJob, Upload
+from .stream import RawEvent, StreamEvent
+
+T = TypeVar("T")
+
+
+# (aliases: the clients' `list` method hides the builtin inside their class bodies)
+LogRows = list[LogRow]
+Artifacts = list[ArtifactInfo]
+Timeline = list[tuple[int, JobEvent]]
+TypeList = list[dict[str, Any]]
+Jobs = list["Job"]
+
+class _Portal:
+    """An event loop in a daemon thread; `call` runs a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="jobline-client", daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C (or any interruption) stops the work in the loop too
+            raise
+
+    def iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.call(anext(source))  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None and not self.loop.is_closed():
+                self.call(aclose())
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+class Client:
+    def __init__(self, url: str | None = None, *, token: str | None = None, timeout_s: float | None = None,
+                 retries: int | None = None, transport: httpx.AsyncBaseTransport | None = None):
+        self._portal = _Portal()
+
+        async def make() -> AsyncClient:
+            return AsyncClient(url, token=token, timeout_s=timeout_s, retries=retries, transport=transport)
+
+        self.aio = self._portal.call(make())
+
+    @property
+    def url(self) -> str:
+        return self.aio.url
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._portal.loop.is_closed():
+            self._portal.call(self.aio.aclose())
+        self._portal.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._portal.call(coro)
+
+    # --- the same methods as AsyncClient ----------------------------------------------------
+    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        return self._run(self.aio.request(method, path, **options))
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        return self._run(self.aio.get_json(path, **params))
+
+    def events(self, path: str, *, last_event_id: int | None = None,
+               until: frozenset[str] | None = None) -> Iterator[RawEvent]:
+        return self._portal.iterate(self.aio.events(path, last_event_id=last_event_id, until=until))
+
+    def submit(self, type: str, params: Mapping[str, Any] | None = None, **options: Any) -> Job:
+        return Job(self, self._run(self.aio.submit(type, params, **options)))
+
+    def submit_many(self, specs: Iterable[Mapping[str, Any]], *, concurrency: int = 16) -> Jobs:
+        return [Job(self, job) for job in self._run(self.aio.submit_many(specs, concurrency=concurrency))]
+
+    def job(self, job_id: str) -> Job:
+        return Job(self, self.aio.job(job_id))
+
+    def get(self, job_id: str) -> JobState:
+        return self._run(self.aio.get(job_id))
+
+    def list(self, **filters: Any) -> Iterator[JobState]:
+        return self._portal.iterate(self.aio.list(**filters))
+
+    def cancel(self, job_id: str) -> str:
+        return self._run(self.aio.cancel(job_id))
+
+    def timeline(self, job_id: str) -> Timeline:
+        return self._run(self.aio.timeline(job_id))
+
+    def logs(self, job_id: str) -> LogRows:
+        return self._run(self.aio.logs(job_id))
+
+    def artifacts(self, job_id: str) -> Artifacts:
+        return self._run(self.aio.artifacts(job_id))
+
+    def download(self, job_id: str, name: str, dest: str | os.PathLike[str]) -> Path:
+        return self._run(self.aio.download(job_id, name, dest))
+
+    def upload(self, file: str | os.PathLike[str] | IO[bytes], *, filename: str | None = None,
+               content_type: str | None = None, progress: Callable[[int, int | None], None] | None = None) -> Upload:
+        return self._run(self.aio.upload(file, filename=filename, content_type=content_type, progress=progress))
+
+    def types(self) -> TypeList:
+        return self._run(self.aio.types())
+
+    def watch(self, job_id: str) -> Iterator[StreamEvent]:
+        return self.job(job_id).watch()
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobState:
+        return self.job(job_id).wait(timeout)
+
+    def replay(self, job_id: str, speed: float = 10.0, from_s: float = 0.0) -> Iterator[StreamEvent]:
+        return self._portal.iterate(self.aio.replay(job_id, speed, from_s))
+
+
+class Job:
+    """The synchronous twin of `AsyncJob`."""
+
+    def __init__(self, client: Client, job: AsyncJob):
+        self._client = client
+        self.aio = job
+
+    def __repr__(self) -> str:
+        return repr(self.aio)
+
+    @property
+    def id(self) -> str:
+        return self.aio.id
+
+    @property
+    def state(self) -> JobState | None:
+        return self.aio.state
+
+    def refresh(self) -> JobState:
+        return self._client._run(self.aio.refresh())
+
+    def watch(self) -> Iterator[StreamEvent]:
+        return self._client._portal.iterate(self.aio.watch())
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        return self._client._run(self.aio.wait(timeout))
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._client._run(self.aio.result(timeout))
+
+    def cancel(self) -> str:
+        return self._client._run(self.aio.cancel())
+
+    def logs(self) -> LogRows:
+        return self._client._run(self.aio.logs())
+
+    def timeline(self) -> Timeline:
+        return self._client._run(self.aio.timeline())
+
+    def artifacts(self) -> Artifacts:
+        return self._client._run(self.aio.artifacts())
+
+    def download(self, name: str, dest: str | os.PathLike[str]) -> Path:
+        return self._client._run(self.aio.download(name, dest))
+
+    def replay(self, speed: float = 10.0, from_s: float = 0.0) -> Iterator[StreamEvent]:
+        return self._client._portal.iterate(self.aio.replay(speed, from_s))
