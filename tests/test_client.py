@@ -1,0 +1,150 @@
+"""The Python client (`jobline.client`) against the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from jobline.client import AsyncClient, Client, JobCancelled, JobFailed, Snapshot, Unreachable
+from jobline.client.events import JobCompleted, LogLineWritten, ProgressReported
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import EmbeddedNats
+
+from .helpers import Stack, wait_for_job_type
+from .processes import System, free_port
+
+FAST = {"step_seconds": 0.05, "ticks_per_step": 2}
+STACK: dict[str, Any] = dict(with_logsink=True)
+
+
+@pytest.fixture
+async def jobline(stack: Stack, js: JetStreamContext) -> Any:
+    await wait_for_job_type(js, stack.names, "demo")
+    async with AsyncClient(stack.url, retries=3) as client:
+        yield client
+
+
+async def test_submit_watch_and_wait_with_typed_events(jobline: AsyncClient, tmp_path: Path) -> None:
+    job = await jobline.submit("demo", {**FAST, "steps": ["A", "B"]})
+    events = [event async for event in job.watch()]
+    assert isinstance(events[0], Snapshot)
+    assert isinstance(events[-1], JobCompleted) and events[-1].result == {"steps": 2, "ok": True}
+    assert any(isinstance(e, ProgressReported) for e in events) and any(isinstance(e, LogLineWritten) for e in events)
+    assert job.state is not None and job.state.status == "completed" and job.state.progress == 1
+    assert [s.status for s in job.state.steps] == ["done", "done"]
+    final = await jobline.wait(job.id, timeout=10)
+    assert final.result == {"steps": 2, "ok": True}
+    # What watch folded equals what the gateway says, and the timeline holds what watch saw.
+    assert (await jobline.get(job.id)).status == "completed"
+    timeline = await job.timeline()
+    assert isinstance(timeline[0][1], type(timeline[0][1])) and timeline[-1][1] == events[-1]
+    assert [line.message for line in await job.logs()] == ["A: started", "A: finished", "B: started", "B: finished"]
+    assert job.id in [state.id async for state in jobline.list(status="completed", type="demo", page_size=1)]
+
+
+async def test_typed_errors_for_failed_cancelled_and_timed_out(jobline: AsyncClient) -> None:
+    failing = await jobline.submit("demo", {**FAST, "fail_at_step": "Processing"}, max_attempts=1)
+    with pytest.raises(JobFailed) as failed:
+        await failing.wait(timeout=20)
+    assert failed.value.state.status == "failed" and "Processing" in (failed.value.state.error or "")
+    slow = await jobline.submit("demo", {"step_seconds": 30})
+    with pytest.raises(TimeoutError):
+        await slow.wait(timeout=0.5)  # the job goes on
+    assert slow.state is not None and slow.state.status in ("pending", "running")  # what the watch saw so far
+    await slow.cancel()
+    with pytest.raises(JobCancelled):
+        await slow.wait(timeout=20)
+    timed_out = await jobline.submit("demo", {"step_seconds": 30}, timeout_s=0.5, max_attempts=1)
+    with pytest.raises(JobFailed) as failed:
+        await timed_out.wait(timeout=20)
+    assert failed.value.state.error_reason == "timeout"
+
+
+class CutAfterSubmit(httpx.AsyncBaseTransport):
+    """Delivers the first submission to the gateway, then loses its answer (a cut connection)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.cut = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path == "/api/jobs" and not self.cut:
+            self.cut += 1
+            await response.aread()
+            raise httpx.ReadError("connection cut before the answer arrived", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:
+    await wait_for_job_type(js, stack.names, "demo")
+    transport = CutAfterSubmit()
+    async with AsyncClient(stack.url, transport=transport) as jobline:
+        job = await jobline.submit("demo", {**FAST, "steps": ["only-once"]})
+        assert transport.cut == 1
+        await job.wait(timeout=20)
+        matching = [s async for s in jobline.list(type="demo", params={"steps": ["only-once"]})]
+    assert [s.id for s in matching] == [job.id]
+
+
+async def test_the_sync_client_and_refused_connections(stack: Stack, js: JetStreamContext) -> None:
+    await wait_for_job_type(js, stack.names, "demo")
+
+    def use() -> tuple[str, Any]:
+        with Client(stack.url) as client:
+            job = client.submit("demo", FAST)
+            kinds = [type(e).__name__ for e in job.watch()]
+            return kinds[-1], job.wait(5).result
+
+    assert await asyncio.to_thread(use) == ("JobCompleted", {"steps": 3, "ok": True})
+    nobody = f"http://127.0.0.1:{free_port()}"
+
+    def refused() -> None:
+        with Client(nobody, retries=2) as client:
+            client.submit("demo")
+
+    with pytest.raises(Unreachable):
+        await asyncio.to_thread(refused)
+
+
+@pytest.mark.slow
+async def test_watch_survives_a_gateway_restart_and_yields_exactly_the_timeline(
+        nats_server: EmbeddedNats, names: Names, tmp_path: Path) -> None:
+    port = free_port()
+    system = System(nats_server.url, names, tmp_path, settings={"JOBLINE_PORT": str(port)})
+    try:
+        await system.start_all(history=True)
+        async with AsyncClient(system.url) as jobline:
+            await jobline.request("GET", "/readyz")
+            # Submitted while no gateway answers: the client waits for it and submits once.
+            await system.processes["gateway"].stop()
+            submitting = asyncio.create_task(jobline.submit("demo", {"step_seconds": 0.6, "ticks_per_step": 3}))
+            await asyncio.sleep(0.5)  # (the refused attempts happen meanwhile)
+            await system.start("gateway")
+            job = await submitting
+            seen: list[tuple[int | None, str]] = []
+            restarted = False
+            async for event in job.watch():
+                seen.append((job.last_event_id, type(event).__name__))
+                if not restarted and isinstance(event, ProgressReported):
+                    restarted = True
+                    await system.processes["gateway"].stop(signal.SIGTERM)
+                    await system.start("gateway")
+            assert restarted and seen[-1][1] == "JobCompleted"
+            timeline = await job.timeline()
+            snapshot_seq = seen[0][0]
+            assert snapshot_seq is not None
+            # After the snapshot: every stored event exactly once, in order, across the restart.
+            assert [seq for seq, _ in seen[1:]] == [seq for seq, _ in timeline if seq > snapshot_seq]
+            assert len([s async for s in jobline.list(type="demo")]) == 1
+    finally:
+        await system.stop()
