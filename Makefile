@@ -49,7 +49,7 @@ system-packages:
 # Lint and import order (ruff), types (mypy: strict on the contract and the runtime, checked
 # elsewhere; the package is `jobline` but its folder is services/, so mypy sees it through a link).
 lint: $(VENV)/.synced
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench examples
 	@mkdir -p .mypy && ln -sfn ../services .mypy/jobline
 	$(VENV)/bin/mypy -p jobline
 

@@ -45,6 +45,16 @@ def test_the_shared_packages_import_no_service() -> None:
         assert imported_jobline_packages(path) <= {"contract"}, path
 
 
+def test_the_client_library_stands_on_the_contract_alone() -> None:
+    """`jobline.client` is what other apps install and import: it speaks HTTP to a gateway and
+    knows only the wire contract; the CLI uses it (one client in the code base)."""
+    for path in (SERVICES_DIR / "client").rglob("*.py"):
+        assert imported_jobline_packages(path) <= {"client", "contract"}, path
+    for path in (SERVICES_DIR / "cli").rglob("*.py"):
+        assert "gateway" not in imported_jobline_packages(path), path
+    assert not (SERVICES_DIR / "cli" / "client.py").exists()
+
+
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from jobline.processor.worker import Worker\nimport jobline.logsink.store\nfrom ..gateway import x\n")

@@ -66,7 +66,8 @@ async def index() -> Response[str]:
   <button type="submit">Transcode</button>
 </form>
 <h2>With the element: an upload bar, then the job</h2>
-<jobline-upload id="upload" type="video-transcode" field="upload" params='{{"height": 120}}' accept="video/*"></jobline-upload>""")
+<jobline-upload id="upload" type="video-transcode" field="upload" params='{{"height": 120}}'
+                accept="video/*"></jobline-upload>""")
 
 
 @get("/jobs/{job_id:str}")

@@ -65,6 +65,8 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/jobs/{job_id}/logs"): (404, 503),
     ("get", "/api/jobs/{job_id}/artifacts/{name}"): (404,),
     ("post", "/api/uploads"): (408, 413),
+    ("post", "/api/jobs/form"): (400, 408, 413, 415, 422, 503),
+    ("post", "/api/form-tokens"): (409,),
     ("get", "/api/uploads/{upload_id}"): (404,),
     ("get", "/api/stats/counts"): (503,),
     ("get", "/api/stats/activity"): (503,),
@@ -77,6 +79,7 @@ NO_CONTENT = {  # answers without a body
     ("get", "/api/jobs/{job_id}/events"): {204: "The job has ended and the client saw its end: EventSource stops"},
     ("get", "/api/jobs/{job_id}/logs"): {204: "(follow=1) the job has ended and the client saw its end"},
     ("post", "/api/session"): {204: "Signed in: the session cookie is set"},
+    ("post", "/api/jobs/form"): {303: "(Accept: text/html) see the job's page, or the form's `redirect`"},
 }
 
 
@@ -162,6 +165,15 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
         upload["requestBody"] = {"required": True, "description": "The file itself (its own Content-Type is kept)",
                                  "content": {"application/octet-stream": {
                                      "schema": {"type": "string", "format": "binary", "minLength": 1}}}}
+    form = doc.get("paths", {}).get("/api/jobs/form", {}).get("post")
+    if form is not None:
+        # Any other field is a param (text, converted by the type's schema); `params` (a JSON object as
+        # text) and the options are in the description (free text there would be "valid" yet refused).
+        form["requestBody"] = {"required": True, "description": "The job form (also accepted at POST /api/jobs)",
+                               "content": {"multipart/form-data": {"schema": {
+                                   "type": "object", "required": ["type"], "additionalProperties": {"type": "string"},
+                                   "properties": {"type": {"type": "string", "enum": sorted(job_types)},
+                                                  "upload": {"type": "string", "format": "binary"}}}}}}
     return doc
 
 

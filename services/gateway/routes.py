@@ -121,7 +121,7 @@ async def submit_form(
     try:
         job_type = (form.first("type") or "").strip()
         submission = submission_of(form, core.catalogue.types.get(job_type))
-        key = idempotency_key or form.first("idempotency_key") or None
+        key = idempotency_key if idempotency_key is not None else (form.first("idempotency_key") or None)
         await jobs.validate(core, submission, key)
         redirect = form.first("redirect")
         origins = frozenset(o.lower() for o in settings.cors_origins)
