@@ -80,6 +80,8 @@ async def page(stack: Stack) -> AsyncIterator[Page]:
 async def submit_from_form(page: Page, job_type: str, params: dict[str, object]) -> str:
     await expect(page.locator("#job-type option", has_text=job_type)).to_have_count(1)
     await page.select_option("#job-type", job_type)
+    if not await page.locator("#raw-params").evaluate("d => d.open"):
+        await page.click("#raw-params summary")  # the raw JSON is the advanced option
     await page.fill("#job-params", json.dumps(params))
     await page.click("#submit")
     await expect(page).to_have_url(re.compile(r"#/jobs/"), timeout=30_000)
@@ -151,9 +153,15 @@ async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp
     await page.select_option("#job-type", "video-transcode")
     await expect(page.locator("#file-field")).to_be_visible()
     await page.set_input_files("#job-file", str(clip))
-    params = json.loads(await page.input_value("#job-params"))
-    params["height"] = 120
-    await page.fill("#job-params", json.dumps(params))
+    # The form is drawn from the type's params schema: a number field per numeric param.
+    height = page.get_by_label("height")
+    await expect(height).to_have_attribute("type", "number")
+    await expect(height).to_have_value("360")
+    await height.fill("120")
+    assert json.loads(await page.input_value("#job-params")) == {"height": 120}  # the fields write the JSON
+    await page.click("#raw-params summary")
+    await page.fill("#job-params", json.dumps({"height": 120, "thumbnail_at_s": 0.5}))
+    await expect(page.get_by_label("thumbnail_at_s")).to_have_value("0.5")  # and the JSON moves the fields
     await page.click("#submit")
     await expect(page.get_by_role("progressbar", name="Upload progress")).to_have_attribute("aria-valuenow", "100")
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)

@@ -6,6 +6,7 @@ import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { openHistory } from "/history.js";
 import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
+import { drawParamFields, paramsFromFields, setFields } from "/paramform.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
 import { STATUSES } from "/vocabulary.js";
 
@@ -274,8 +275,31 @@ async function loadTypes() {
 function showTypeDefaults() {
   const info = types.find((t) => t.name === $("job-type").value);
   $("type-description").textContent = info?.description || "";
-  $("job-params").value = JSON.stringify(info?.params || {}, null, 2);
+  const defaults = { ...(info?.params || {}) };
+  if (typeof defaults.upload === "string" && defaults.upload.startsWith("<")) delete defaults.upload; // the file fills it
+  $("job-params").value = JSON.stringify(defaults, null, 2);
   $("file-field").hidden = !(info && "upload" in (info.params || {}));
+  drawParamFields($("param-fields"), info, defaults, fieldsChanged);
+  // A type that advertises no schema (older processors) is edited as JSON.
+  $("raw-params").open = $("param-fields").hidden;
+}
+
+function fieldsChanged() {
+  try {
+    const params = paramsFromFields($("param-fields"), JSON.parse($("job-params").value || "{}"));
+    $("job-params").value = JSON.stringify(params, null, 2);
+    $("form-error").textContent = "";
+  } catch (error) {
+    $("form-error").textContent = error.message;
+  }
+}
+
+function jsonChanged() {
+  try {
+    setFields($("param-fields"), JSON.parse($("job-params").value || "{}"));
+  } catch {
+    /* still being typed: the fields follow once it parses */
+  }
 }
 
 function uploadFile(file) {
@@ -464,6 +488,7 @@ $("login").addEventListener("submit", async (event) => {
   }
 });
 $("job-type").addEventListener("change", showTypeDefaults);
+$("job-params").addEventListener("input", jsonChanged);
 $("new-job").addEventListener("submit", submitJob);
 $("filter-status").addEventListener("change", renderJobs);
 $("filter-type").addEventListener("change", renderJobs);
