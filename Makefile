@@ -64,6 +64,7 @@ bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.streams
 	$(VENV)/bin/python -m bench.flood
 	$(VENV)/bin/python -m bench.http_ceiling
+	$(VENV)/bin/python -m bench.clients
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

@@ -6,7 +6,7 @@ Run by tests/test_examples.py. The three lines that matter:
 
     job = jobline.submit("video-transcode", {"upload": jobline.upload(path).id, "height": 360})
     for event in job.watch(): ...
-    job.download("video.mp4", out)
+    job.artifacts(out)                       # the result files, downloaded
 """
 
 from __future__ import annotations
@@ -44,13 +44,12 @@ def main() -> int:
                 case LogLineWritten(message=message):
                     bars.console.print(message, markup=False, highlight=False)
         try:
-            final = job.wait()
+            job.wait()
         except JobError as exc:
             print(f"the job did not complete: {exc}", file=sys.stderr)
             return 1
-        for artifact in final.artifacts:
-            saved = job.download(artifact.name, args.out)
-            print(f"saved {artifact.name} ({artifact.size} bytes) to {saved}")
+        for artifact in job.artifacts(args.out):  # downloaded into the folder
+            print(f"saved {artifact.name} ({artifact.size} bytes) to {args.out / artifact.name}")
     return 0
 
 

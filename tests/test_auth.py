@@ -120,7 +120,8 @@ async def test_the_web_ui_signs_in_and_streams_with_its_cookie(stack: Stack) -> 
         await page.click("#login button")
         await expect(page.locator("#job-type option", has_text="demo")).to_have_count(1)
         await expect(page.locator("#login")).to_be_hidden()
-        await page.fill("#job-params", '{"step_seconds": 0.05, "ticks_per_step": 2}')
+        await page.get_by_label("step_seconds").fill("0.05")  # the form's fields, drawn from the params schema
+        await page.get_by_label("ticks_per_step").fill("2")
         await page.click("#submit")
         await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
         await expect(page.locator("#connection")).to_have_text("live")

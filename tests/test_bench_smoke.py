@@ -65,3 +65,10 @@ def test_the_version_comparison_runs_end_to_end() -> None:
         assert all(f"'{name}': " in row for name in ("gateway", "processor", "logsink", "nats-server", "load generator"))
     assert lines[-1].startswith("{'jobs_per_s_ratio_B_over_A': [")
     assert worktrees() == before  # the revision's checkout is removed again
+
+
+def test_the_client_benchmark_runs_end_to_end() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.clients", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| raw httpx + httpx-sse |" in result.stdout and "| jobline.client (submit + wait) |" in result.stdout

@@ -159,3 +159,25 @@ async def test_the_upload_element_sends_the_file_with_the_job_in_one_request(sys
         await expect(page.locator("jobline-progress video")).to_have_count(1)
         assert problems == []
     await asyncio.sleep(0)
+
+
+async def test_elements_on_one_page_share_one_connection(system: tuple[System, str]) -> None:
+    running, web_origin = system
+    async with AsyncClient(running.url, token=TOKEN) as jobline:
+        first, second, third = [await jobline.submit("chatty", {"tick": 0.05}) for _ in range(3)]
+        async for page, problems in open_page(f"{web_origin}/jobs/{first.id}"):
+            streams: list[str] = []
+            page.on("request", lambda request: streams.append(request.url) if "/api/events" in request.url else None)
+            await wait_for_status(page, "completed")
+            streams.clear()  # (the first job's stream, closed at its end)
+            # Two more elements at once (as a page of uploads would add them): one stream for all.
+            await page.evaluate("""ids => { for (const id of ids) {
+                const element = document.createElement('jobline-progress');
+                element.setAttribute('job', id);
+                document.body.append(element); } }""", [second.id, third.id])
+            for index in (1, 2):
+                await expect(page.locator("jobline-progress").nth(index)).to_have_attribute("status", "completed",
+                                                                                           timeout=30_000)
+            # (The first job had ended: the new stream follows only the two others.)
+            assert len(streams) == 1 and problems == []
+            assert second.id in streams[0] and third.id in streams[0] and "access_token=" in streams[0]

@@ -11,6 +11,15 @@
 import { KINDS, TERMINAL } from "./vocabulary.js";
 import { applyEvent } from "./jobstate.js";
 
+// The first connection waits for the page's own module scripts (they run before DOMContentLoaded),
+// so a page that calls configure() is never first connected without its token.
+const pageReady = new Promise((resolve) => {
+  const navigation = performance.getEntriesByType("navigation")[0];
+  if (document.readyState === "loading" || (navigation && !navigation.domContentLoadedEventStart)) {
+    document.addEventListener("DOMContentLoaded", () => resolve(), { once: true });
+  } else resolve();
+});
+
 const settings = {
   gateway: new URL(import.meta.url).origin, // where this module was loaded from
   token: null, // async (purpose: "stream" | "form") => token, for a gateway with API tokens
@@ -40,6 +49,7 @@ class Connection {
     this.status = "idle";
     this.pending = false;
     this.retry = 0;
+    this.generation = 0;
   }
 
   watch(jobId, handlers) {
@@ -83,6 +93,8 @@ class Connection {
   }
 
   async open(after) {
+    const generation = ++this.generation; // a later open() or close() supersedes this one
+    await pageReady;
     const params = new URLSearchParams({ jobs: this.key, firehose: "0", logs: "1" });
     if (after !== null) params.set("after", after);
     let url;
@@ -92,7 +104,7 @@ class Connection {
       this.setStatus("error");
       return this.later(after);
     }
-    if (params.get("jobs") !== this.key) return; // the set changed while the token came
+    if (generation !== this.generation) return; // superseded while the token came
     const source = (this.source = new EventSource(url));
     this.setStatus("connecting");
     source.onopen = () => { this.retry = 0; this.setStatus("live"); };
@@ -114,10 +126,13 @@ class Connection {
 
   later(after) {
     this.retry = Math.min(this.retry + 1, 6);
-    setTimeout(() => { if (!this.source && this.key) this.open(after); }, 500 * 2 ** this.retry);
+    const generation = this.generation;
+    setTimeout(() => { if (generation === this.generation && !this.source && this.key) this.open(after); },
+      500 * 2 ** this.retry);
   }
 
   close() {
+    this.generation++;
     if (this.source) this.source.close();
     this.source = null;
   }

@@ -275,8 +275,14 @@ class AsyncClient:
                 return rows
             after = page["last_seq"]
 
-    async def artifacts(self, job_id: str) -> Artifacts:
-        return (await self.get(job_id)).artifacts
+    async def artifacts(self, job_id: str, dest: str | os.PathLike[str] | None = None) -> Artifacts:
+        """The job's result files; with `dest` (a folder), each is downloaded into it too."""
+        artifacts = (await self.get(job_id)).artifacts
+        if dest is not None:
+            Path(dest).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local mkdir
+            for artifact in artifacts:
+                await self.download(job_id, artifact.name, dest)
+        return artifacts
 
     async def download(self, job_id: str, name: str, dest: str | os.PathLike[str]) -> Path:
         """Save an artifact to `dest` (a file, or a folder to put it in under its own name)."""
@@ -409,6 +415,8 @@ class AsyncJob:
             elif self.state is not None and raw.id is not None:
                 apply(self.state, event, raw.id)
             yield event
+            if isinstance(event, Snapshot) and event.job.is_terminal:
+                return  # it had ended before the stream opened: nothing follows (no reconnect for a 204)
         if self.state is None or not self.state.is_terminal:
             await self.refresh()  # the stream ended at once (204): the job had ended before
 
@@ -437,8 +445,8 @@ class AsyncJob:
     async def timeline(self) -> Timeline:
         return await self.client.timeline(self.id)
 
-    async def artifacts(self) -> Artifacts:
-        return (await self.refresh()).artifacts
+    async def artifacts(self, dest: str | os.PathLike[str] | None = None) -> Artifacts:
+        return await self.client.artifacts(self.id, dest)
 
     async def download(self, name: str, dest: str | os.PathLike[str]) -> Path:
         return await self.client.download(self.id, name, dest)

@@ -134,8 +134,8 @@ class Client:
     def logs(self, job_id: str) -> LogRows:
         return self._run(self.aio.logs(job_id))
 
-    def artifacts(self, job_id: str) -> Artifacts:
-        return self._run(self.aio.artifacts(job_id))
+    def artifacts(self, job_id: str, dest: str | os.PathLike[str] | None = None) -> Artifacts:
+        return self._run(self.aio.artifacts(job_id, dest))
 
     def download(self, job_id: str, name: str, dest: str | os.PathLike[str]) -> Path:
         return self._run(self.aio.download(job_id, name, dest))
@@ -196,8 +196,8 @@ class Job:
     def timeline(self) -> Timeline:
         return self._client._run(self.aio.timeline())
 
-    def artifacts(self) -> Artifacts:
-        return self._client._run(self.aio.artifacts())
+    def artifacts(self, dest: str | os.PathLike[str] | None = None) -> Artifacts:
+        return self._client._run(self.aio.artifacts(dest))
 
     def download(self, name: str, dest: str | os.PathLike[str]) -> Path:
         return self._client._run(self.aio.download(name, dest))
