@@ -211,7 +211,8 @@ sheet.replaceSync(`
     margin: .5em 0 0; padding: .4em .6em; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 10em; overflow: auto; }
   [part~="error"] { color: var(--jobline-error, #c62828); }
   [part~="result"] { overflow-wrap: anywhere; }
-  video { max-width: 100%; margin-top: .5em; }
+  [part~="artifact-row"] { margin: .35em 0; }
+  video, img { display: block; max-width: 100%; margin-top: .35em; border-radius: var(--jobline-radius, 5px); }
   [hidden] { display: none !important; }
 `);
 
@@ -345,15 +346,17 @@ export class JoblineProgress extends HTMLElement {
     for (const artifact of job.artifacts || []) {
       const link = make("a", "artifact");
       link.textContent = artifact.name;
+      const kind = artifact.content_type.split("/")[0];
+      const media = kind === "video" ? make("video", "video") : kind === "image" ? make("img", "image") : null;
+      if (media && kind === "video") media.controls = true;
+      if (media && kind === "image") media.alt = artifact.name;
       withToken(artifact.url, "stream").then((href) => {
         link.href = href;
-        if (video) video.src = href;
+        if (media) media.src = href;
       });
-      const video = artifact.content_type.startsWith("video/") ? make("video", "video") : null;
-      if (video) video.controls = true;
       const row = make("div", "artifact-row");
       row.append(link);
-      if (video) row.append(video);
+      if (media) row.append(media);
       parts.push(row);
     }
     this.$result.replaceChildren(...parts);
