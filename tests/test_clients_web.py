@@ -165,8 +165,8 @@ async def test_elements_on_one_page_share_one_connection(system: tuple[System, s
     running, web_origin = system
     async with AsyncClient(running.url, token=TOKEN) as jobline:
         first, second, third = [await jobline.submit("chatty", {"tick": 0.05}) for _ in range(3)]
+        streams: list[str] = []
         async for page, problems in open_page(f"{web_origin}/jobs/{first.id}"):
-            streams: list[str] = []
             page.on("request", lambda request: streams.append(request.url) if "/api/events" in request.url else None)
             await wait_for_status(page, "completed")
             streams.clear()  # (the first job's stream, closed at its end)
