@@ -26,6 +26,7 @@ class Recorded:
     seq: int
     subject: str
     event: JobEvent
+    stored_at: float = 0.0  # when the stream stored it (unix seconds)
 
     @property
     def kind(self) -> str:
@@ -44,7 +45,8 @@ async def read_timeline(js: JetStreamContext, names: Names, job_id: str, timeout
         async with asyncio.timeout(timeout):
             while True:
                 msg = await sub.next_msg(timeout=timeout)
-                out.append(Recorded(msg.metadata.sequence.stream, msg.subject, job_event_decoder.decode(msg.data)))
+                out.append(Recorded(msg.metadata.sequence.stream, msg.subject, job_event_decoder.decode(msg.data),
+                                    msg.metadata.timestamp.timestamp()))
                 if msg.metadata.num_pending == 0:
                     break
     finally:
@@ -56,7 +58,10 @@ def check_timeline(timeline: list[Recorded]) -> None:
     """Exactly one terminal event, and it is last; attempts numbered without gaps; progress never
     goes back within an attempt; steps start and finish in order."""
     assert timeline, "empty timeline"
-    assert timeline[0].kind == "created", f"first event is {timeline[0].kind}"
+    first = 1 if timeline[0].kind == "scheduled" else 0  # a delayed job: scheduled, then created when it fired
+    allowed = {"created", "cancel_requested", "cancelled"} if first else {"created"}  # (cancelled while scheduled)
+    assert timeline[first].kind in allowed, f"first event is {timeline[first].kind}"
+    assert [r.kind for r in timeline].count("created") <= 1, "created more than once"
     seqs = [r.seq for r in timeline]
     assert seqs == sorted(set(seqs)), "sequences not strictly increasing"
     terminals = [r for r in timeline if r.kind in TERMINAL_KINDS]

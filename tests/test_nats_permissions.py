@@ -111,11 +111,18 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             slow = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 5}})).json()["id"]
             assert (await client.post(f"/api/jobs/{slow}/cancel")).status_code == 202
             assert outcome(await read_sse(client, f"/api/jobs/{slow}/events")) == "cancelled"
+            # A delayed job (a message schedule the gateway may publish, and replace to cancel).
+            later = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05},
+                                                          "delay_s": 1.5})).json()
+            assert later["status"] == "scheduled"
+            assert outcome(await read_sse(client, f"/api/jobs/{later['id']}/events")) == "completed"
+            unwanted = (await client.post("/api/jobs", json={"type": "demo", "delay_s": 600})).json()["id"]
+            assert (await client.post(f"/api/jobs/{unwanted}/cancel")).json()["status"] == "cancelled"
             logs = (await client.get(f"/api/jobs/{demo}/logs")).json()["rows"]
             assert [row["message"] for row in logs][:1] == ["Upload: started"]
             searched = (await client.get("/api/jobs", params={"status": "cancelled"})).json()  # the history service
-            assert searched["partial"] is False and [job["id"] for job in searched["jobs"]] == [slow]
-            assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 2
+            assert searched["partial"] is False and {job["id"] for job in searched["jobs"]} == {slow, unwanted}
+            assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 3
             assert (await client.get("/readyz")).status_code == 200
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]

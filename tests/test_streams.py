@@ -34,7 +34,7 @@ async def test_streams_are_created_once_and_left_alone_when_unchanged(js: JetStr
         await ensure_streams(js, names, retention)
     assert caplog.records == []
     jobs = await js.stream_info(names.jobs_stream)
-    assert jobs.config.subjects == [names.all_job_events]
+    assert jobs.config.subjects == [names.all_job_events, names.all_schedules] and jobs.config.allow_msg_schedules
     assert StorageType(jobs.config.storage) == StorageType.FILE
     assert jobs.config.max_age == 3600
 

@@ -4,7 +4,7 @@
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { openHistory } from "/history.js";
-import { applyEvent, newJobFromCreated, TERMINAL } from "/jobstate.js";
+import { applyEvent, startJob, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
 import { drawParamFields, paramsFromFields, setFields } from "/paramform.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
@@ -70,9 +70,10 @@ function onEvent(event, seq) {
     if (event.kind === "logged" && event.job_id === watched) appendLog(event, n);
     return;
   }
-  if (event.kind === "created") {
-    if (!job) jobs.set(event.job_id, (job = newJobFromCreated(event, n)));
-  } else if (job) {
+  if (!job) {
+    job = startJob(event, n);
+    if (job) jobs.set(event.job_id, job);
+  } else {
     applyEvent(job, event, n);
   }
   if (event.job_id === watched) {
@@ -153,6 +154,9 @@ function renderDetail() {
   const end = job.finished_at || now();
   const elapsed = job.started_at ? end - job.started_at : null;
   const parts = [];
+  if (job.status === "scheduled" && job.run_at) {
+    parts.push(`starts at ${formatClock(job.run_at)} (in ${formatSeconds(Math.max(0, job.run_at - now()))})`);
+  }
   if (elapsed != null) parts.push(`elapsed ${formatSeconds(elapsed)}`);
   if (job.status === "running" && job.eta_s != null) parts.push(`about ${formatSeconds(job.eta_s)} left`);
   $("job-times").textContent = parts.join(" · ");
@@ -239,8 +243,8 @@ async function watch(jobId) {
     if (watched !== jobId) return;
     let job = null;
     for (const { seq, event } of body.events) {
-      if (event.kind === "created") job = newJobFromCreated(event, seq);
-      else if (job) applyEvent(job, event, seq);
+      if (!job) job = startJob(event, seq);
+      else applyEvent(job, event, seq);
       if (event.kind === "logged") appendLog(event, seq);
       else appendTimeline(event, seq);
       since = seq;
@@ -343,7 +347,8 @@ async function submitJob(event) {
       $("upload-text").textContent = `Uploaded ${stored.filename} (${Math.ceil(stored.size / 1024)} KB)`;
       params.upload = stored.id;
     }
-    await submit($("job-type").value, params);
+    const delay = $("job-delay").value;
+    await submit($("job-type").value, params, delay === "" ? undefined : Number(delay));
   } catch (error) {
     $("form-error").textContent = error.message;
   } finally {
@@ -351,8 +356,8 @@ async function submitJob(event) {
   }
 }
 
-async function submit(type, params) {
-  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params }) });
+async function submit(type, params, delay_s) {
+  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params, delay_s }) });
   location.hash = `#/jobs/${accepted.id}`;
 }
 
@@ -379,8 +384,8 @@ function seek(position) {
   const lines = [];
   for (const { seq, event } of player.events) {
     if (event.ts > at) break;
-    if (event.kind === "created") job = newJobFromCreated(event, seq);
-    else if (job) applyEvent(job, event, seq);
+    if (!job) job = startJob(event, seq);
+    else applyEvent(job, event, seq);
     if (event.kind === "logged") lines.push(event);
   }
   const percent = job ? Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100) : 0;

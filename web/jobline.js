@@ -304,7 +304,7 @@ export class JoblineProgress extends HTMLElement {
     this.$fill.style.width = `${percent}%`; // CSSOM, allowed under a strict CSP
     this.$bar.setAttribute("aria-valuenow", String(percent));
     this.$bar.setAttribute("aria-label", `${job.type} progress`);
-    const words = { pending: "waiting to start", running: job.step || "running", retrying: "retrying",
+    const words = { scheduled: "scheduled", pending: "waiting to start", running: job.step || "running", retrying: "retrying",
       completed: "done", failed: "failed", cancelled: "cancelled", expired: "expired" };
     this.$status.textContent = `${words[job.status] || job.status} · ${percent}%`;
     this.$steps.replaceChildren(...job.steps.map((step) => {
@@ -326,7 +326,8 @@ export class JoblineProgress extends HTMLElement {
     const elapsed = job.created_at ? end - job.created_at : null;
     const ended = TERMINAL.includes(job.status);
     const eta = !ended && job.eta_s != null ? ` · about ${seconds(job.eta_s)} left` : "";
-    this.$time.textContent = elapsed == null ? "" : `${seconds(elapsed)}${eta}`;
+    this.$time.textContent = job.status === "scheduled" && job.run_at
+      ? `starts in ${seconds(job.run_at - Date.now() / 1000)}` : elapsed == null ? "" : `${seconds(elapsed)}${eta}`;
     const expected = Number(this.getAttribute("expected-s")) || job.timeout_s;
     this.$late.hidden = ended || !expected || elapsed < expected;
     this.$late.textContent = "This takes longer than expected.";

@@ -5,9 +5,17 @@ import { TERMINAL } from "/vocabulary.js";
 
 export { TERMINAL };
 
+// A job's first event starts its state: `created`, or `scheduled` for a delayed job (null otherwise).
+export function startJob(event, seq) {
+  if (event.kind !== "created" && event.kind !== "scheduled") return null;
+  const job = newJobFromCreated(event, seq);
+  if (event.kind === "scheduled") Object.assign(job, { status: "scheduled", run_at: event.run_at });
+  return job;
+}
+
 export function newJobFromCreated(event, seq) {
   return {
-    id: event.job_id, type: event.type, status: "pending", params: event.params || {},
+    id: event.job_id, type: event.type, status: "pending", params: event.params || {}, run_at: null,
     progress: null, message: null, eta_s: null, step: null,
     steps: (event.steps || []).map((name) => ({ name, status: "pending" })),
     attempt: 0, created_at: event.ts, started_at: null, finished_at: null, result: null, error: null,
@@ -30,6 +38,10 @@ export function applyEvent(job, e, seq) {
   if (e.attempt && e.attempt < job.attempt) return false; // a superseded attempt
   job.seq = seq;
   switch (e.kind) {
+    case "created": // a delayed job's time came
+      if (job.status !== "scheduled") return false;
+      job.status = "pending";
+      break;
     case "started":
       Object.assign(job, { status: "running", attempt: e.attempt, worker: e.worker, started_at: e.ts, progress: null,
         eta_s: null, message: null, step: null, error: null });

@@ -175,11 +175,13 @@ def run_command(client: Client, args: argparse.Namespace) -> int:
             if args.file is not None:
                 stored = client.upload(args.file, content_type=guess_type(args.file))
                 params["upload"] = stored.id
-            job = client.submit(args.type, params, idempotency_key=args.idempotency_key)
+            job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
+                                run_at=args.at)
             if args.json and not args.wait:
                 _print_json(msgspec.to_builtins(job.aio.accepted))
             elif not args.json:
-                console.print(f"submitted {job.id}")
+                console.print(f"submitted {job.id}" + (" (scheduled)" if job.aio.accepted and
+                                                       job.aio.accepted.status == "scheduled" else ""))
             else:
                 print(job.id, file=sys.stderr)
             return watch(client, job.id, args.json) if args.wait else EXIT_OK

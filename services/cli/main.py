@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
                         help="a job parameter (VALUE is JSON if it parses, else a string); repeatable")
     submit.add_argument("--file", type=Path, help="upload this file first; its id goes into the `upload` param")
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument("--delay", type=float, metavar="SECONDS", help="run it this many seconds from now (scheduled until then)")
+    later.add_argument("--at", metavar="TIME", help="run it at this RFC 3339 time, e.g. 2026-12-01T08:00:00Z")
     submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends (exit code as `watch`)")
     submit.add_argument("--json", action="store_true", help="print JSON")

@@ -35,6 +35,20 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks)
 
 
+class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
+    """A job submitted to run later: it is `scheduled` until `run_at`, when the broker itself
+    publishes its created event (a JetStream message schedule held on `scheduler.<id>`)."""
+
+    type: str
+    run_at: float  # unix time at which it becomes pending (whole seconds: the broker's resolution)
+    params: dict[str, Any] = {}
+    steps: list[str] = []
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    queue_timeout_s: float | None = None
+    webhook_url: str | None = None
+
+
 class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):
     attempt: int
     worker: str
@@ -129,7 +143,8 @@ class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
 
 
 JobEvent = (
-    JobCreated
+    JobScheduled
+    | JobCreated
     | JobStarted
     | StepStarted
     | StepFinished

@@ -21,6 +21,7 @@ from .events import (
     JobExpired,
     JobFailed,
     JobRetrying,
+    JobScheduled,
     JobStarted,
     LogLineWritten,
     ProgressReported,
@@ -70,6 +71,7 @@ class JobState(msgspec.Struct, kw_only=True):
     attempt: int = 0
     worker: str | None = None
     created_at: float = 0.0
+    run_at: float | None = None  # a delayed job: when it becomes (or became) pending
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
@@ -92,12 +94,21 @@ class JobState(msgspec.Struct, kw_only=True):
         return self.status in TERMINAL_STATUSES
 
 
-def new_state(event: JobCreated, seq: int) -> JobState:
-    return JobState(
+def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
+    state = JobState(
         id=event.job_id, type=event.type, params=event.params, created_at=event.ts,
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
+    if isinstance(event, JobScheduled):
+        state.status, state.run_at = JobStatus.SCHEDULED, event.run_at
+    return state
+
+
+def start_state(event: JobEvent, seq: int) -> JobState | None:
+    """The state a job's first event starts (its created event, or its scheduled one for a
+    delayed job); None for any other event."""
+    return new_state(event, seq) if isinstance(event, (JobCreated, JobScheduled)) else None
 
 
 def _step(state: JobState, name: str) -> StepState:
@@ -186,5 +197,9 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             state.error = f"expired after waiting {event.waited_s:g}s (queue timeout {event.queue_timeout_s:g}s)"
             state.error_reason = FailureReason.EXPIRED
         case JobCreated():
+            if state.status != JobStatus.SCHEDULED:
+                return False  # (the state started from it)
+            state.status = JobStatus.PENDING  # a delayed job's time came: the broker published it
+        case JobScheduled():
             return False
     return True

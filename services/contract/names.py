@@ -18,6 +18,7 @@ _NAMESPACE_RE = re.compile(r"^[a-z0-9_-]{0,32}$")
 SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 # The tokens after `jobs.<id>.` of each job event subject.
+SCHEDULED = "scheduled"
 CREATED = "created"
 STEP = "step"
 PROGRESS = "progress"
@@ -96,6 +97,17 @@ class Names:
     def all_service_logs(self) -> str:
         """Filter for the services' own log records: `logs.>`."""
         return self._subject("logs", ">")
+
+    @property
+    def all_schedules(self) -> str:
+        """`scheduler.>`: the broker-held message schedules of delayed jobs. In the job stream (a
+        schedule's target must be in its own stream) but outside `jobs.>`, so no reader of job
+        events ever sees one: what they see is the created event it produces when it fires."""
+        return self._subject("scheduler", ">")
+
+    def schedule(self, job_id: str) -> str:
+        """`scheduler.<id>`: the one message schedule of a delayed job (purged once it fired)."""
+        return self._subject("scheduler", _checked_job_id(job_id))
 
     @property
     def all_job_ends(self) -> str:

@@ -14,6 +14,7 @@ from .events import (
     JobExpired,
     JobFailed,
     JobRetrying,
+    JobScheduled,
     JobStarted,
     LogLineWritten,
     ProgressReported,
@@ -21,7 +22,7 @@ from .events import (
     StepStarted,
     WebhookAttempted,
 )
-from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, STARTED, STEP, WEBHOOK, Names
+from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, SCHEDULED, STARTED, STEP, WEBHOOK, Names
 
 # JetStream's error code for a failed expected-last-subject-sequence check.
 WRONG_LAST_SEQUENCE_ERR: Final = 10071
@@ -38,6 +39,8 @@ def fenced(names: Names, job_id: str, last_seq: int) -> dict[str, str]:
 
 def subject_of(names: Names, event: JobEvent) -> str:
     match event:
+        case JobScheduled():
+            return names.job_event(event.job_id, SCHEDULED)
         case JobCreated(job_id=job_id, type=job_type):
             return names.job_created(job_id, job_type)
         case JobStarted():

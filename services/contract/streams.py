@@ -34,7 +34,7 @@ def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
     return StreamConfig(
         name=names.jobs_stream,
         description="Every job's timeline: created, started, steps, progress, log lines, end.",
-        subjects=[names.all_job_events],
+        subjects=[names.all_job_events, names.all_schedules],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
@@ -43,6 +43,7 @@ def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         num_replicas=retention.replicas,
         duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
         allow_direct=True,
+        allow_msg_schedules=True,  # delayed jobs: the broker publishes their created events on time
     )
 
 

@@ -10,6 +10,7 @@ from typing import Final
 
 
 class JobStatus(StrEnum):
+    SCHEDULED = "scheduled"  # submitted with run_at/delay_s: waiting for its time (the broker holds it)
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -22,6 +23,7 @@ class JobStatus(StrEnum):
 class EventKind(StrEnum):
     """The `kind` tag of every event (events.py: each type's `tag`)."""
 
+    SCHEDULED = "scheduled"
     CREATED = "created"
     STARTED = "started"
     STEP_STARTED = "step_started"

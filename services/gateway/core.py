@@ -18,7 +18,16 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
-from jobline.contract.events import TERMINAL_KINDS, CancelRequested, JobCancelled, JobCreated, LogPage, LogQuery, encoder
+from jobline.contract.events import (
+    TERMINAL_KINDS,
+    CancelRequested,
+    JobCancelled,
+    JobCreated,
+    JobScheduled,
+    LogPage,
+    LogQuery,
+    encoder,
+)
 from jobline.contract.job_state import JobState
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
@@ -26,6 +35,7 @@ from jobline.runtime.publishing import publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
+from .delays import run_time, schedule_headers, schedule_payload, scheduled_event, unschedule
 from .event_stream import StreamWatchdog
 from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .hub import Hub, Listener
@@ -35,7 +45,7 @@ from .objects import ObjectStores
 from .problems import Problem
 from .read_model import ReadModel
 from .settings import GatewaySettings
-from .timeline import StoredEvent, read_events
+from .timeline import StoredEvent, last_event_seq, read_events
 from .webhook_targets import WebhookTargetRefused, check_target
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -66,6 +76,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     max_attempts: int | None = None
     queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
     webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks, signed)
+    run_at: str | None = None  # RFC 3339: stays `scheduled` until then (delays.py)
+    delay_s: float | None = None  # or: this many seconds from now
 
 
 def _check_limits(core: Core, submission: JobSubmission) -> None:
@@ -103,15 +115,20 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
     _check_limits(core, submission)
     if submission.webhook_url is not None:
         await _check_webhook(core, submission.webhook_url)
+    run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
                       errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
 
 
-async def submit(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> tuple[JobCreated, bool]:
-    """Publish the job's created event; returns it and whether it is new (False: an earlier
-    request with the same Idempotency-Key created it)."""
+async def submit(core: Core, submission: JobSubmission,
+                 idempotency_key: str | None = None) -> tuple[JobCreated | JobScheduled, bool]:
+    """Publish the job's created event (or, for a delayed job, its schedule and its scheduled
+    event); returns it and whether it is new (False: an earlier request with the same
+    Idempotency-Key created it)."""
     await validate(core, submission, idempotency_key)
+    submitted_at = time.time()
+    run_at = run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s, submitted_at)
     info = core.catalogue.types[submission.type]
     job_id = new_job_id()
     fresh = True
@@ -119,7 +136,7 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
         claimed = await claim(core.idempotency, idempotency_key, job_id)
         fresh = claimed == job_id
         job_id = claimed
-    event = JobCreated(ts=time.time(), job_id=job_id, type=submission.type, params=submission.params,
+    event = JobCreated(ts=run_at or submitted_at, job_id=job_id, type=submission.type, params=submission.params,
                        steps=list(info.steps), timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
                        queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url)
     if not fresh:
@@ -136,8 +153,19 @@ async def submit(core: Core, submission: JobSubmission, idempotency_key: str | N
         # created event's Nats-Msg-Id makes a race between the two a single message).
     names = core.settings.names
     try:
-        await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
-                               msg_id=created_msg_id(job_id), give_up_after=10.0)
+        if run_at is None:
+            await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
+                                   msg_id=created_msg_id(job_id), give_up_after=10.0)
+        else:
+            # The schedule first: if this gateway dies between the two, the job still runs (it shows
+            # up when it fires) instead of showing `scheduled` for ever.
+            await publish_reliably(core.js, names.schedule(job_id), schedule_payload(event), msg_id=f"{job_id}:schedule",
+                                   headers=schedule_headers(names, event), give_up_after=10.0)
+            scheduled = scheduled_event(event, submitted_at)
+            await publish_reliably(core.js, subject_of(names, scheduled), encoder.encode(scheduled),
+                                   msg_id=f"{job_id}:scheduled", give_up_after=10.0)
+            core.metrics.count_submitted(submission.type)
+            return scheduled, fresh
     except (NatsTimeout, NoRespondersError) as exc:
         raise Problem(503, "Event store unavailable",
                       f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
@@ -154,9 +182,11 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> str:
         raise Problem(409, "Job already ended", f"job {job_id} ended {state.status}; there is nothing to cancel",
                       status_now=state.status)
     names = core.settings.names
+    if state.status == "scheduled":
+        await unschedule(core.js, names, job_id)  # it will not fire (if it has not yet)
     request = CancelRequested(ts=time.time(), job_id=job_id, reason=reason)
     await publish_reliably(core.js, subject_of(names, request), encoder.encode(request), msg_id=f"{job_id}:cancel")
-    if state.status not in ("pending", "retrying"):
+    if state.status not in ("scheduled", "pending", "retrying"):
         return "cancelling"
     cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
     try:
@@ -191,7 +221,7 @@ async def find_job(core: Core, job_id: str) -> JobState:
     state = core.read_model.get(job_id)
     if state is not None:
         return state
-    last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+    last = await last_event_seq(core.js, core.settings.names)
     await core.read_model.wait_for(last, core.settings.catch_up_timeout_s)
     state = core.read_model.get(job_id)  # (also when the feed got there during the stream_info call)
     if state is not None:

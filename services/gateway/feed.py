@@ -29,6 +29,7 @@ from jobline.runtime.consuming import stream_position
 from .hub import Hub
 from .read_model import ReadModel
 from .sse import frame
+from .timeline import last_event_seq
 
 log = logging.getLogger(__name__)
 BATCH = 2000
@@ -61,7 +62,7 @@ class JobFeed:
             self._read_model.advance(info.last_seq)
         await self._loop.start()
         self._task = asyncio.create_task(self._loop.run())
-        target = info.last_seq
+        target = await last_event_seq(self._js, self._names) if info.messages else info.last_seq
         deadline = began + catch_up_timeout
         while not await self._read_model.wait_for(target, 1.0):
             if time.monotonic() > deadline:

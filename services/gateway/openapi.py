@@ -144,12 +144,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: float, max_attempts: int,
-             tokens: bool, webhooks: bool) -> dict[str, Any]:
+             tokens: bool, webhooks: bool, max_delay_s: float = 366 * 86400.0) -> dict[str, Any]:
     """The document Litestar generated, completed (a copy: the one given is Litestar's cache)."""
     doc = copy.deepcopy(document)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
-    _bodies(schemas, job_types=job_types, max_timeout_s=max_timeout_s, max_attempts=max_attempts, webhooks=webhooks)
+    _bodies(schemas, job_types=job_types, max_timeout_s=max_timeout_s, max_attempts=max_attempts, webhooks=webhooks,
+            max_delay_s=max_delay_s)
     if tokens:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, item in doc.get("paths", {}).items():
@@ -178,7 +179,7 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
 
 
 def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: float, max_attempts: int,
-            webhooks: bool) -> None:
+            webhooks: bool, max_delay_s: float) -> None:
     submission = schemas.get("JobSubmission")
     if submission is not None:
         submission["additionalProperties"] = False  # unknown fields are refused (400)
@@ -192,6 +193,14 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
                                                 {"type": "null"}]}
         if not webhooks:
             properties.pop("webhook_url", None)  # refused (422) until JOBLINE_WEBHOOK_SECRETS is set
+        properties["delay_s"] = {"oneOf": [{"type": "number", "minimum": 0, "maximum": max_delay_s}, {"type": "null"}],
+                                 "description": "run it this many seconds from now (`scheduled` until then)"}
+        # Which times are valid depends on the clock (the future, within JOBLINE_MAX_DELAY_S), which
+        # no schema can say: documented in words, so that a fuzzer does not take a past time for a
+        # valid one (it would be refused with 422).
+        properties["run_at"] = {"oneOf": [{"type": "null"}], "description": (
+            "an RFC 3339 time with its zone (e.g. 2026-12-01T08:00:00Z), in the future and at most "
+            f"{max_delay_s:g} s ahead: the job is `scheduled` until then; not with delay_s (422 otherwise)")}
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False
@@ -254,5 +263,6 @@ class DescribedJson(JsonRenderPlugin):
         document = describe(openapi_schema, job_types=sorted(core.catalogue.types) if core else [],
                             max_timeout_s=settings.max_timeout_s if settings else 86400.0,
                             max_attempts=settings.max_attempts if settings else 100,
+                            max_delay_s=settings.max_delay_s if settings else 366 * 86400.0,
                             tokens=bool(auth and auth.enabled), webhooks=bool(settings and settings.webhook_secrets))
         return self.render_json(request, document)

@@ -13,8 +13,8 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from jobline.contract.events import JobCreated, JobEvent
-from jobline.contract.job_state import JobState, apply, new_state
+from jobline.contract.events import JobEvent
+from jobline.contract.job_state import JobState, apply, start_state
 from jobline.runtime.watermark import Watermark
 
 
@@ -52,16 +52,15 @@ class ReadModel:
         job, stale attempt, after the end, already folded in) — such events are not worth sending
         to clients either."""
         state: JobState | None = None
-        if isinstance(event, JobCreated):
-            if event.job_id not in self._jobs:
-                state = new_state(event, seq)
+        known = self._jobs.get(event.job_id)
+        if known is None:
+            state = start_state(event, seq)
+            if state is not None:
                 self._admit(state)
-        else:
-            known = self._jobs.get(event.job_id)
-            if known is not None and apply(known, event, seq):
-                state = known
-                if state.is_terminal and state.id in self._older:
-                    self._drop(state)  # it ended outside the recent window
+        elif apply(known, event, seq):
+            state = known
+            if state.is_terminal and state.id in self._older:
+                self._drop(state)  # it ended outside the recent window
         self._watermark.advance(seq)
         return state
 

@@ -9,8 +9,8 @@ from datetime import datetime
 
 import msgspec
 
-from jobline.contract.events import TERMINAL_KINDS, JobCreated, JobEvent, encoder, job_event_decoder, kind_of
-from jobline.contract.job_state import JobState, apply, new_state
+from jobline.contract.events import TERMINAL_KINDS, JobEvent, encoder, job_event_decoder, kind_of
+from jobline.contract.job_state import JobState, apply, start_state
 
 from . import sse
 from .timeline import StoredEvent
@@ -47,8 +47,9 @@ def fold(events: list[tuple[StoredEvent, JobEvent]], *, upto_seq: int | None = N
             break
         if upto_ts is not None and event.ts > upto_ts:
             break
-        if isinstance(event, JobCreated):
-            state = state or new_state(event, stored.seq)
+        started = start_state(event, stored.seq)
+        if started is not None:
+            state = state or started
         elif state is not None:
             apply(state, event, stored.seq)
     return state

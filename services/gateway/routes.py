@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from jobline.contract.events import JobTypeInfo, LogQuery, encoder
+from jobline.contract.events import JobScheduled, JobTypeInfo, LogQuery, encoder
 from jobline.contract.names import SERVICE_NAME_RE
 from jobline.contract.vocabulary import as_javascript
 
@@ -42,6 +42,7 @@ from .replay import decoded, fold, parse_at, timeline_json
 from .replay import replay as replay_stream
 from .search import JobPage
 from .sent_json import SentJSON
+from .timeline import last_event_seq
 from .websocket import ws_endpoint
 
 VOCABULARY_JS = as_javascript()
@@ -76,7 +77,8 @@ async def submit_job(
     event, fresh = await jobs.submit(core, data, idempotency_key)
     job_links = jobs.links(event.job_id)
     headers = [(b"location", job_links["self"].encode())]
-    status = "pending"  # what a new job is when accepted (a processor may have taken it by now: GET says)
+    # What a new job is when accepted (a processor may have taken it by now: GET says).
+    status = "scheduled" if isinstance(event, JobScheduled) else "pending"
     if not fresh:
         headers.append((b"idempotent-replayed", b"true"))
         current = core.read_model.get(event.job_id)
@@ -148,7 +150,8 @@ async def submit_form(
     if wants_html(request.headers.get("accept", "")):
         target = redirect_target(redirect, event.job_id, origins) if redirect else f"/#/jobs/{event.job_id}"
         return Response(None, status_code=303, headers={"Location": target})
-    accepted = FormAccepted(id=event.job_id, status="pending", links=job_links, uploads=stored)
+    accepted = FormAccepted(id=event.job_id, status="scheduled" if isinstance(event, JobScheduled) else "pending",
+                            links=job_links, uploads=stored)
     return Response(accepted, status_code=202, headers={"Location": job_links["self"]})
 
 
@@ -485,7 +488,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     core.metrics.count_frames(core.hub.frames_queued)
     core.metrics.jobs.set(len(core.read_model))
     try:
-        last = (await core.js.stream_info(core.settings.names.jobs_stream)).state.last_seq
+        last = await last_event_seq(core.js, core.settings.names)
         core.metrics.stream_lag.set(max(last - core.read_model.last_seq, 0))
     except Exception:  # NATS away: report what is known
         pass

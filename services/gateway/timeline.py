@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from jobline.contract.names import LOG, Names
 from jobline.runtime.consuming import stream_position
@@ -60,3 +61,13 @@ async def read_events(js: JetStreamContext, names: Names, job_id: str | None, *,
         await sub.unsubscribe()
     return list(out)
 
+
+
+async def last_event_seq(js: JetStreamContext, names: Names) -> int:
+    """The sequence of the job stream's last job event (`jobs.>`): the end a reader of job events
+    can reach. The stream's own last sequence may be a delayed job's schedule (`scheduler.<id>`),
+    which no such reader ever sees."""
+    try:
+        return int((await js.get_last_msg(names.jobs_stream, names.all_job_events, direct=True)).seq or 0)
+    except NotFoundError:
+        return 0

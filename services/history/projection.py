@@ -21,8 +21,8 @@ from typing import Any
 
 import msgspec
 
-from jobline.contract.events import JobCreated, JobEvent, encoder, job_event_decoder, kind_of
-from jobline.contract.job_state import JobState, apply, new_state
+from jobline.contract.events import JobEvent, encoder, job_event_decoder, kind_of
+from jobline.contract.job_state import JobState, apply, start_state
 from jobline.contract.vocabulary import JobStatus
 from jobline.runtime.stream_writer import Delivered
 
@@ -122,8 +122,9 @@ class Projection:
                                _text(message.data.decode(), self._pg)))
             state = states.get(job_id)
             if state is None:
-                if isinstance(event, JobCreated):
-                    states[job_id] = touched[job_id] = new_state(event, message.seq)
+                started = start_state(event, message.seq)
+                if started is not None:
+                    states[job_id] = touched[job_id] = started
                     before[job_id] = None
                 continue  # an event of a job created before the stream's oldest event: kept, no row
             if job_id not in before:

@@ -34,3 +34,14 @@ def delivery_of(msg: Msg) -> tuple[int, int]:
         return int(fields[3]), int(fields[2])
     meta = msg.metadata
     return meta.sequence.stream, meta.num_delivered or 1
+
+
+def subject_matches(subject: str, pattern: str) -> bool:
+    """NATS subject matching: `*` is one token, `>` one or more trailing tokens."""
+    tokens, wanted = subject.split("."), pattern.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (token != "*" and token != tokens[i]):
+            return False
+    return len(tokens) == len(wanted)

@@ -32,9 +32,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
 
 from .consume import ConsumeLoop, recreate_durable
-from .consuming import stream_position
+from .consuming import stream_position, subject_matches
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class StreamWriter:
         self._keep_going = keep_going
         self._buffer: deque[tuple[Delivered, str]] = deque()  # (message, its ack subject), in stream order
         self._next = 0  # the sequence the next message must have to be taken
+        self._filters: tuple[str, ...] = ()  # the consumer's filter subjects (none: every message)
         self._arrived = asyncio.Event()
         self._loop = ConsumeLoop(nc, stream, self._on_message, open=self._open, wanted=self._wanted, reopen=True,
                                  heartbeat_s=heartbeat_s, name=name)
@@ -95,6 +97,7 @@ class StreamWriter:
         self._buffer.clear()
         self._next = self._position() + 1
         config = self._consumer(self._next)
+        self._filters = tuple(config.filter_subjects or ([config.filter_subject] if config.filter_subject else []))
         await recreate_durable(self._js, self._stream, config)
         assert config.durable_name
         return config.durable_name
@@ -152,6 +155,20 @@ class StreamWriter:
                 await intake
             await self._loop.stop()
 
+    async def _none_for_us(self, first: int, last: int, most: int = 1000) -> bool:
+        """Whether none of first..last is a message this consumer should have had: each is gone
+        (purged, deleted) or on a subject outside its filter."""
+        if last - first >= most:
+            return False
+        for seq in range(first, last + 1):
+            try:
+                msg = await self._js.get_msg(self._stream, seq, direct=True)
+            except NotFoundError:
+                continue
+            if not self._filters or any(subject_matches(msg.subject or "", f) for f in self._filters):
+                return False
+        return True
+
     async def _unbroken(self, batch: list[tuple[Delivered, str]]) -> tuple[list[tuple[Delivered, str]], bool]:
         """The batch without what the store has, up to its first break in the run of sequences;
         and whether there was a break that calls for opening the consumer again."""
@@ -167,6 +184,8 @@ class StreamWriter:
                     log.warning("%s: the stream dropped %d..%d (its retention) before they were stored", self.name,
                                 expected, seq - 1)
                     self._on_missed(expected, seq - 1)
+                elif await self._none_for_us(expected, seq - 1):
+                    pass  # messages outside the filter (a delayed job's schedule), or removed (fired)
                 else:
                     log.warning("%s: sequence %d missing (lost in flight); opening the consumer there again",
                                 self.name, expected)
