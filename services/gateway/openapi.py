@@ -124,7 +124,7 @@ ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/events", "type"): {"type": "string", "pattern": _type_list()},
     ("/api/events", "status"): {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     ("/api/events", "jobs"): {"type": "string", "pattern": f"^{_ID}(,{_ID})*$"},
-    ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0},
+    ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
 }
 # One event of a stream, as an SSE client parses it (schemathesis checks each).
 SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"},

@@ -47,6 +47,8 @@ from .websocket import ws_endpoint
 
 VOCABULARY_JS = as_javascript()
 
+MAX_SEQ = (1 << 63) - 1  # the largest stream sequence (and SQLite integer) there can be
+
 # A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
 MAX_SUBMIT_BYTES = 256 * 1024
 
@@ -347,8 +349,9 @@ async def job_logs(
         if jobs.finished_before(job, last_event_id, core.read_model.last_seq):
             return Response(None, status_code=204)  # it saw the end: EventSource stops
         return EventStream(follow_job_logs(core, job, last_event_id), core.watchdog)
-    if not 1 <= limit <= 5000 or after < 0:
-        raise Problem(400, "Bad page", "limit is 1 to 5000, after >= 0", errors=[{"key": "limit", "source": "query"}])
+    if not 1 <= limit <= 5000 or not 0 <= after <= MAX_SEQ:
+        raise Problem(400, "Bad page", "limit is 1 to 5000, after a sequence from 0",
+                      errors=[{"key": "limit" if not 1 <= limit <= 5000 else "after", "source": "query"}])
     page = await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
     return Response(page)
 

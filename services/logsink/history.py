@@ -28,7 +28,11 @@ async def serve_history(nc: Client, names: Names, store: LogStore) -> Subscripti
         except msgspec.DecodeError as exc:
             await msg.respond(encoder.encode(LogPage(rows=[], last_seq=0, error=f"bad query: {exc}")))
             return
-        rows = await loop.run_in_executor(store.reader, store.query, query)
+        try:
+            rows = await loop.run_in_executor(store.reader, store.query, query)
+        except (OverflowError, ValueError) as exc:  # e.g. a position beyond SQLite's integers: say so, do not go silent
+            await msg.respond(encoder.encode(LogPage(rows=[], last_seq=0, error=f"bad query: {exc}")))
+            return
         await msg.respond(encoder.encode(LogPage(rows=rows, last_seq=rows[-1].seq if rows else query.after_seq)))
 
     # A queue group: several logsinks sharing one database could answer in turn.
