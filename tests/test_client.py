@@ -16,7 +16,7 @@ from jobline.client.events import JobCompleted, LogLineWritten, ProgressReported
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, wait_for_job_type
+from .helpers import Stack, eventually, wait_for_job_type
 from .processes import System, free_port
 
 FAST = {"step_seconds": 0.05, "ticks_per_step": 2}
@@ -44,7 +44,12 @@ async def test_submit_watch_and_wait_with_typed_events(jobline: AsyncClient, tmp
     assert (await jobline.get(job.id)).status == "completed"
     timeline = await job.timeline()
     assert isinstance(timeline[0][1], type(timeline[0][1])) and timeline[-1][1] == events[-1]
-    assert [line.message for line in await job.logs()] == ["A: started", "A: finished", "B: started", "B: finished"]
+    expected = ["A: started", "A: finished", "B: started", "B: finished"]
+
+    async def stored() -> bool:  # the logsink's store follows the stream: it may be a moment behind
+        return [line.message for line in await job.logs()] == expected
+
+    await eventually(stored, what="the job's log lines in the logsink's store")
     assert job.id in [state.id async for state in jobline.list(status="completed", type="demo", page_size=1)]
 
 
