@@ -4,7 +4,7 @@
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { openHistory } from "/history.js";
-import { applyEvent, startJob, TERMINAL } from "/jobstate.js";
+import { applyEvent, longJobNotice, startJob, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
 import { drawParamFields, paramsFromFields, setFields } from "/paramform.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
@@ -178,19 +178,6 @@ function renderDetail() {
   renderArtifacts(job);
 }
 
-function longJobNotice(job, elapsed) {
-  if (job.status === "failed" && job.error_reason === "timeout") return `This job was stopped: ${job.error}.`;
-  if (job.status !== "running" || elapsed == null) return null;
-  const timeout = job.timeout_s;
-  if (timeout && elapsed > timeout * 0.8) {
-    return `This job is close to its time limit (${formatSeconds(timeout)}); it will be stopped at the limit.`;
-  }
-  const expected = job.progress ? elapsed / job.progress : null;
-  if ((job.eta_s != null && elapsed > 10 && job.eta_s > elapsed * 2) || (expected && elapsed > 30 && expected > elapsed * 3)) {
-    return "This takes longer than expected. It is still running; you can leave this page and come back.";
-  }
-  return null;
-}
 
 let renderedArtifacts = "";
 function renderArtifacts(job) {

@@ -9,7 +9,7 @@
 // sheets, so it works under a strict Content-Security-Policy. docs/clients.md has the details.
 
 import { KINDS, TERMINAL } from "./vocabulary.js";
-import { applyEvent } from "./jobstate.js";
+import { applyEvent, longJobNotice } from "./jobstate.js";
 
 // The first connection waits for the page's own module scripts (they run before DOMContentLoaded),
 // so a page that calls configure() is never first connected without its token.
@@ -328,9 +328,12 @@ export class JoblineProgress extends HTMLElement {
     const eta = !ended && job.eta_s != null ? ` · about ${seconds(job.eta_s)} left` : "";
     this.$time.textContent = job.status === "scheduled" && job.run_at
       ? `starts in ${seconds(job.run_at - Date.now() / 1000)}` : elapsed == null ? "" : `${seconds(elapsed)}${eta}`;
-    const expected = Number(this.getAttribute("expected-s")) || job.timeout_s;
-    this.$late.hidden = ended || !expected || elapsed < expected;
-    this.$late.textContent = "This takes longer than expected.";
+    const expected = Number(this.getAttribute("expected-s"));
+    const ran = job.started_at ? end - job.started_at : null;
+    const notice = expected && !ended && elapsed > expected
+      ? "This takes longer than expected." : ended ? null : longJobNotice(job, ran);
+    this.$late.hidden = !notice;
+    this.$late.textContent = notice || "";
   }
 
   renderResult(job) {

@@ -1,6 +1,7 @@
 // Folding a job's events into its state, in the browser: the same rules as the services' one fold
 // (services/contract/job_state.py), used for live updates and for replays.
 
+import { formatSeconds } from "/ui.js";
 import { TERMINAL } from "/vocabulary.js";
 
 export { TERMINAL };
@@ -88,4 +89,20 @@ export function applyEvent(job, e, seq) {
       break;
   }
   return true;
+}
+
+// What a person watching a job should be told about its time: stopped at its limit, close to it,
+// or slower than its own progress says (the dashboard and <jobline-progress> both show it).
+export function longJobNotice(job, elapsed) {
+  if (job.status === "failed" && job.error_reason === "timeout") return `This job was stopped: ${job.error}.`;
+  if (job.status !== "running" || elapsed == null) return null;
+  const timeout = job.timeout_s;
+  if (timeout && elapsed > timeout * 0.8) {
+    return `This job is close to its time limit (${formatSeconds(timeout)}); it will be stopped at the limit.`;
+  }
+  const expected = job.progress ? elapsed / job.progress : null;
+  if ((job.eta_s != null && elapsed > 10 && job.eta_s > elapsed * 2) || (expected && elapsed > 30 && expected > elapsed * 3)) {
+    return "This takes longer than expected. It is still running; you can leave this page and come back.";
+  }
+  return null;
 }
