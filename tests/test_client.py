@@ -12,7 +12,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from jobline.client import AsyncClient, Client, JobCancelled, JobFailed, Snapshot, Unreachable
-from jobline.client.events import JobCompleted, LogLineWritten, ProgressReported
+from jobline.client.events import JobCompleted, JobCreated, LogLineWritten, ProgressReported
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
@@ -43,7 +43,7 @@ async def test_submit_watch_and_wait_with_typed_events(jobline: AsyncClient, tmp
     # What watch folded equals what the gateway says, and the timeline holds what watch saw.
     assert (await jobline.get(job.id)).status == "completed"
     timeline = await job.timeline()
-    assert isinstance(timeline[0][1], type(timeline[0][1])) and timeline[-1][1] == events[-1]
+    assert isinstance(timeline[0][1], JobCreated) and timeline[-1][1] == events[-1]
     expected = ["A: started", "A: finished", "B: started", "B: finished"]
 
     async def stored() -> bool:  # the logsink's store follows the stream: it may be a moment behind
@@ -90,6 +90,24 @@ class CutAfterSubmit(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class CountRefused(httpx.AsyncBaseTransport):
+    """Counts the requests that found no gateway listening."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.ConnectError:
+            self.refused += 1
+            raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:
     await wait_for_job_type(js, stack.names, "demo")
     transport = CutAfterSubmit()
@@ -128,12 +146,17 @@ async def test_watch_survives_a_gateway_restart_and_yields_exactly_the_timeline(
     system = System(nats_server.url, names, tmp_path, settings={"JOBLINE_PORT": str(port)})
     try:
         await system.start_all(history=True)
-        async with AsyncClient(system.url) as jobline:
+        transport = CountRefused()
+        async with AsyncClient(system.url, transport=transport) as jobline:
             await jobline.request("GET", "/readyz")
             # Submitted while no gateway answers: the client waits for it and submits once.
             await system.processes["gateway"].stop()
             submitting = asyncio.create_task(jobline.submit("demo", {"step_seconds": 0.6, "ticks_per_step": 3}))
-            await asyncio.sleep(0.5)  # (the refused attempts happen meanwhile)
+
+            async def refused() -> bool:
+                return transport.refused > 0
+
+            await eventually(refused, what="a submission refused while no gateway listens")
             await system.start("gateway")
             job = await submitting
             seen: list[tuple[int | None, str]] = []

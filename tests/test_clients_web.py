@@ -158,7 +158,6 @@ async def test_the_upload_element_sends_the_file_with_the_job_in_one_request(sys
         assert done["bar"] == "100" and all(s == "step done" for s in done["steps"])
         await expect(page.locator("jobline-progress video")).to_have_count(1)
         assert problems == []
-    await asyncio.sleep(0)
 
 
 async def test_elements_on_one_page_share_one_connection(system: tuple[System, str]) -> None:

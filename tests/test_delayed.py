@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -111,4 +110,3 @@ async def test_it_fires_once_on_time_across_restarts_of_the_server_and_the_proce
         await system.stop()
         await nc.close()
         server.stop()
-    await asyncio.sleep(0)

@@ -35,7 +35,7 @@ from jobline.runtime.publishing import publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
-from .delays import run_time, schedule_headers, schedule_payload, scheduled_event, unschedule
+from .delays import run_time, schedule_headers, scheduled_event, unschedule
 from .event_stream import StreamWatchdog
 from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .hub import Hub, Listener
@@ -106,8 +106,9 @@ def check_job_id(job_id: str) -> None:
                       errors=[{"key": "id", "source": "path", "message": "invalid job id"}])
 
 
-async def validate(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> None:
-    """Every check a submission must pass before anything is stored (a Problem when one fails)."""
+async def validate(core: Core, submission: JobSubmission, idempotency_key: str | None = None) -> float | None:
+    """Every check a submission must pass before anything is stored (a Problem when one fails);
+    returns when it is to run (None: now)."""
     if not is_valid_job_type(submission.type) or submission.type not in core.catalogue.types:
         known = ", ".join(sorted(core.catalogue.types)) or "none yet: is a processor running?"
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
@@ -115,10 +116,10 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
     _check_limits(core, submission)
     if submission.webhook_url is not None:
         await _check_webhook(core, submission.webhook_url)
-    run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
                       errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+    return run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s)
 
 
 async def submit(core: Core, submission: JobSubmission,
@@ -126,9 +127,8 @@ async def submit(core: Core, submission: JobSubmission,
     """Publish the job's created event (or, for a delayed job, its schedule and its scheduled
     event); returns it and whether it is new (False: an earlier request with the same
     Idempotency-Key created it)."""
-    await validate(core, submission, idempotency_key)
+    run_at = await validate(core, submission, idempotency_key)
     submitted_at = time.time()
-    run_at = run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s, submitted_at)
     info = core.catalogue.types[submission.type]
     job_id = new_job_id()
     fresh = True
@@ -159,7 +159,7 @@ async def submit(core: Core, submission: JobSubmission,
         else:
             # The schedule first: if this gateway dies between the two, the job still runs (it shows
             # up when it fires) instead of showing `scheduled` for ever.
-            await publish_reliably(core.js, names.schedule(job_id), schedule_payload(event), msg_id=f"{job_id}:schedule",
+            await publish_reliably(core.js, names.schedule(job_id), encoder.encode(event), msg_id=f"{job_id}:schedule",
                                    headers=schedule_headers(names, event), give_up_after=10.0)
             scheduled = scheduled_event(event, submitted_at)
             await publish_reliably(core.js, subject_of(names, scheduled), encoder.encode(scheduled),

@@ -67,10 +67,6 @@ def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
                         webhook_url=created.webhook_url)
 
 
-def schedule_payload(created: JobCreated) -> bytes:
-    return encoder.encode(created)
-
-
 async def unschedule(js: JetStreamContext, names: Names, job_id: str) -> None:
     """Stop the job's schedule from firing: the broker fires only the latest message of a schedule
     subject, so a plain message there replaces it (no purge right needed: no service may purge
