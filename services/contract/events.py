@@ -33,6 +33,8 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     max_attempts: int | None = None  # None: the type's, else the processor's default
     queue_timeout_s: float | None = None  # pending longer than this: ends `expired` without running
     webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks)
+    schedule: str | None = None  # made by this recurring schedule …
+    tick: float | None = None  # … for this fire time (unix seconds)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):

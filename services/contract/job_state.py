@@ -72,6 +72,8 @@ class JobState(msgspec.Struct, kw_only=True):
     worker: str | None = None
     created_at: float = 0.0
     run_at: float | None = None  # a delayed job: when it becomes (or became) pending
+    schedule: str | None = None  # the recurring schedule that made it …
+    tick: float | None = None  # … and the fire time it was made for
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
@@ -100,6 +102,8 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
+    if isinstance(event, JobCreated):
+        state.schedule, state.tick = event.schedule, event.tick
     if isinstance(event, JobScheduled):
         state.status, state.run_at = JobStatus.SCHEDULED, event.run_at
     return state

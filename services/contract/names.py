@@ -36,6 +36,11 @@ RETRYING = "retrying"
 ENDED = "ended"
 
 
+# Recurring schedules: names are lowercase (a job id is `<name>-<tick as YYYYMMDDTHHMMSS>`, so the
+# `T` keeps two schedules' job ids apart).
+SCHEDULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+_SCHEDULE_NAME_RE = re.compile(SCHEDULE_NAME_PATTERN)
+
 # The history service's request/reply endpoints (contract/history.py has their messages).
 HISTORY_ENDPOINTS = ("window", "job", "search", "events", "counts", "activity", "status")
 
@@ -50,6 +55,16 @@ def is_valid_job_id(job_id: str) -> bool:
 
 def is_valid_job_type(job_type: str) -> bool:
     return bool(_JOB_TYPE_RE.match(job_type))
+
+
+def is_valid_schedule_name(name: str) -> bool:
+    return bool(_SCHEDULE_NAME_RE.match(name))
+
+
+def _checked_schedule_name(name: str) -> str:
+    if not is_valid_schedule_name(name):
+        raise InvalidName(f"invalid schedule name {name!r}")
+    return name
 
 
 def _checked_job_id(job_id: str) -> str:
@@ -108,6 +123,33 @@ class Names:
     def schedule(self, job_id: str) -> str:
         """`scheduler.<id>`: the one message schedule of a delayed job (purged once it fired)."""
         return self._subject("scheduler", _checked_job_id(job_id))
+
+    @property
+    def schedules_stream(self) -> str:
+        """Recurring schedules' wake-ups: kept without an age limit (a yearly schedule's next
+        wake-up must outlive the job stream's retention)."""
+        return self._stream("SCHEDULES")
+
+    @property
+    def all_schedule_subjects(self) -> str:
+        return self._subject("schedules", ">")
+
+    def schedule_wake(self, name: str) -> str:
+        """`schedules.<name>.wake`: the broker-held `@at` message schedule of the next tick."""
+        return self._subject("schedules", _checked_schedule_name(name), "wake")
+
+    def schedule_due(self, name: str) -> str:
+        """`schedules.<name>.due`: where the broker publishes the wake-up when its time comes."""
+        return self._subject("schedules", _checked_schedule_name(name), "due")
+
+    @property
+    def all_schedules_due(self) -> str:
+        return self._subject("schedules", "*", "due")
+
+    @property
+    def schedule_ticks_durable(self) -> str:
+        """The gateways' shared durable on `schedules.*.due`: each wake-up goes to one gateway."""
+        return "schedule-ticks"
 
     @property
     def all_job_ends(self) -> str:
@@ -170,6 +212,11 @@ class Names:
     def types_bucket(self) -> str:
         """KV bucket where processors advertise the job types they serve."""
         return self._stream("JOB_TYPES").lower()
+
+    @property
+    def schedules_bucket(self) -> str:
+        """KV bucket: schedule name → its definition and what it last did (gateway/schedules.py)."""
+        return self._stream("SCHEDULES").lower()
 
     @property
     def uploads_bucket(self) -> str:

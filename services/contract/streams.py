@@ -66,6 +66,28 @@ def logs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
     )
 
 
+def schedules_stream_config(names: Names, replicas: int) -> StreamConfig:
+    """Recurring schedules' wake-ups (gateway/schedules.py): no age limit, since the next wake-up of
+    a yearly schedule waits a year; a few messages per subject (one armed wake-up, its due copy)."""
+    return StreamConfig(
+        name=names.schedules_stream,
+        description="Recurring schedules: the broker-held wake-up of each schedule's next tick.",
+        subjects=[names.all_schedule_subjects],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_msgs_per_subject=4,
+        num_replicas=replicas,
+        allow_direct=True,
+        allow_msg_schedules=True,
+    )
+
+
+def schedules_bucket_config(names: Names, replicas: int) -> KeyValueConfig:
+    """Recurring schedules' definitions and what each last did, by name (kept until deleted)."""
+    return KeyValueConfig(bucket=names.schedules_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+
+
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
     # Order matters: the log stream sources from the job stream.
     return [jobs_stream_config(names, retention), logs_stream_config(names, retention)]

@@ -36,6 +36,9 @@ from .problems import exception_handlers
 from .read_model import ReadModel
 from .request_guard import allowed_hosts, request_guard
 from .routes import route_handlers
+from .schedule_routes import schedule_handlers
+from .schedule_runner import ScheduleRunner
+from .schedules import ScheduleStore
 from .settings import GatewaySettings
 from .webhooks import WebhookDispatcher
 
@@ -163,6 +166,11 @@ def create_app(settings: GatewaySettings) -> Litestar:
             feed = JobFeed(nc, js, settings.names, core.read_model, core.hub)
             stack.push_async_callback(feed.stop)
             await feed.start(catch_up_timeout=600.0)
+            core.schedules = await ScheduleStore.open(js, settings.names, settings.retention.replicas,
+                                                      settings.schedule_catchup_s)
+            runner = ScheduleRunner(core, core.schedules)
+            stack.push_async_callback(runner.stop)
+            await runner.start()
             if settings.webhook_secrets:
                 webhooks = WebhookDispatcher(core)
                 stack.push_async_callback(webhooks.stop)
@@ -171,7 +179,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             stack.callback(setattr, core, "ready", False)
             yield
 
-    handlers: list[Any] = list(route_handlers)
+    handlers: list[Any] = [*route_handlers, *schedule_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

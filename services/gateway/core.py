@@ -44,6 +44,7 @@ from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .problems import Problem
 from .read_model import ReadModel
+from .schedules import ScheduleStore
 from .settings import GatewaySettings
 from .timeline import StoredEvent, last_event_seq, read_events
 from .webhook_targets import WebhookTargetRefused, check_target
@@ -66,6 +67,7 @@ class Core:
     metrics: GatewayMetrics
     watchdog: StreamWatchdog
     history: HistoryClient
+    schedules: ScheduleStore | None = None  # recurring schedules (opened at start)
     ready: bool = False
 
 
@@ -119,7 +121,15 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
                       errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
-    return run_time(submission.run_at, submission.delay_s, core.settings.max_delay_s)
+    return run_time(submission.run_at, submission.delay_s, core.settings.effective_max_delay_s)
+
+
+def created_event(submission: JobSubmission, job_id: str, ts: float, steps: list[str], *,
+                  schedule: str | None = None, tick: float | None = None) -> JobCreated:
+    return JobCreated(ts=ts, job_id=job_id, type=submission.type, params=submission.params, steps=steps,
+                      timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
+                      queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url,
+                      schedule=schedule, tick=tick)
 
 
 async def submit(core: Core, submission: JobSubmission,
@@ -136,9 +146,7 @@ async def submit(core: Core, submission: JobSubmission,
         claimed = await claim(core.idempotency, idempotency_key, job_id)
         fresh = claimed == job_id
         job_id = claimed
-    event = JobCreated(ts=run_at or submitted_at, job_id=job_id, type=submission.type, params=submission.params,
-                       steps=list(info.steps), timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
-                       queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url)
+    event = created_event(submission, job_id, run_at or submitted_at, list(info.steps))
     if not fresh:
         existing = core.read_model.get(job_id)
         if existing is None:

@@ -51,7 +51,8 @@ def run_time(run_at: str | None, delay_s: float | None, max_delay_s: float, now:
         if when < now - MIN_DELAY_S:
             raise _refused("run_at", f"run_at {run_at} is in the past")
     if when - now > max_delay_s:
-        raise _refused(key, f"that is more than {max_delay_s:g} seconds ahead (JOBLINE_MAX_DELAY_S)")
+        raise _refused(key, f"that is more than {max_delay_s:g} seconds ahead (JOBLINE_MAX_DELAY_S, and within the "
+                            "job stream's retention JOBLINE_JOBS_MAX_AGE_S: the schedule is kept there)")
     return None if when - now < MIN_DELAY_S else float(math.ceil(when))
 
 

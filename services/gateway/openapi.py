@@ -263,6 +263,6 @@ class DescribedJson(JsonRenderPlugin):
         document = describe(openapi_schema, job_types=sorted(core.catalogue.types) if core else [],
                             max_timeout_s=settings.max_timeout_s if settings else 86400.0,
                             max_attempts=settings.max_attempts if settings else 100,
-                            max_delay_s=settings.max_delay_s if settings else 366 * 86400.0,
+                            max_delay_s=settings.effective_max_delay_s if settings else 366 * 86400.0,
                             tokens=bool(auth and auth.enabled), webhooks=bool(settings and settings.webhook_secrets))
         return self.render_json(request, document)

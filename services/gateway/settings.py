@@ -54,6 +54,14 @@ class GatewaySettings:
     webhook_max_response_bytes: int = 64 * 1024
     log_level: str = "INFO"
 
+    schedule_catchup_s: float = 3600.0  # a recurring schedule's ticks missed longer ago than this are skipped
+
+    @property
+    def effective_max_delay_s(self) -> float:
+        """A delayed job's schedule lives in the job stream: it must not age out before it fires."""
+        keep = self.retention.jobs_max_age_s
+        return min(self.max_delay_s, max(keep - 3600.0, keep / 2)) if keep > 0 else self.max_delay_s
+
     @classmethod
     def from_env(cls) -> GatewaySettings:
         d = cls()
@@ -79,6 +87,7 @@ class GatewaySettings:
             max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             max_delay_s=env.env_float("JOBLINE_MAX_DELAY_S", d.max_delay_s),
+            schedule_catchup_s=env.env_float("JOBLINE_SCHEDULE_CATCHUP_S", d.schedule_catchup_s),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
             max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             upload_idle_timeout_s=env.env_float("JOBLINE_UPLOAD_IDLE_TIMEOUT_S", d.upload_idle_timeout_s),

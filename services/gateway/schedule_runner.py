@@ -1,0 +1,213 @@
+"""Turns recurring schedules' due wake-ups into jobs, and checks a schedule before it is stored.
+
+Every gateway runs one `ScheduleRunner` on the shared durable `schedule-ticks` (filter
+`schedules.*.due`), so each wake-up is handled by one of them and an unacknowledged one (its
+gateway died) is redelivered to another. Handling a wake-up for tick T of a live generation:
+
+1. every fire time from T up to now is due: those older than the catch-up window are skipped and
+   recorded, with overlap `skip` a tick whose previous run has not ended is skipped and recorded;
+2. each remaining tick's job is published with `Nats-Expected-Last-Subject-Sequence: 0` on
+   `jobs.<id>.>` (its id is `<name>-<tick>`): stored only if the job does not exist, so a
+   redelivered or raced wake-up never makes a tick's job twice, however late;
+3. the next wake-up is armed and the schedule's record updated; only then is the wake-up acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from jobline.contract.events import encoder
+from jobline.contract.names import ENDED
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id
+from jobline.runtime.consume import ConsumeLoop, ensure_durable
+from jobline.runtime.publishing import publish_reliably
+
+from .core import Core, JobSubmission, created_event, validate
+from .cron import Cron
+from .problems import Problem
+from .schedules import (
+    RECENT_KEPT,
+    MissedTicks,
+    Schedule,
+    ScheduleSpec,
+    ScheduleStore,
+    check_name,
+    parse_cron,
+    tick_job_id,
+    wake_decoder,
+)
+
+log = logging.getLogger(__name__)
+MAX_TICKS_PER_WAKE = 10_000  # a catch-up window this full runs its latest ticks; the rest are recorded missed
+_submission_decoder = msgspec.json.Decoder(JobSubmission)
+
+
+async def checked_spec(core: Core, spec: ScheduleSpec) -> ScheduleSpec:
+    """Every check a schedule must pass before it is stored (a 422 Problem naming the field)."""
+    check_name(spec.name)
+    parse_cron(spec.cron, spec.timezone)
+    if spec.catchup_window_s is not None and not 0 < spec.catchup_window_s <= 366 * 86400:
+        raise Problem(422, "Invalid schedule", "catchup_window_s must be above 0 and at most a year",
+                      errors=[{"key": "catchup_window_s", "source": "body", "message": "out of range"}])
+    try:
+        submission = _submission_decoder.decode(encoder.encode(spec.job))
+    except msgspec.ValidationError as exc:
+        raise Problem(422, "Invalid schedule", f"job: {exc}",
+                      errors=[{"key": "job", "source": "body", "message": str(exc)}]) from None
+    if submission.run_at is not None or submission.delay_s is not None:
+        raise Problem(422, "Invalid schedule", "a schedule's job runs at its ticks: no run_at or delay_s",
+                      errors=[{"key": "job", "source": "body", "message": "run_at/delay_s not allowed"}])
+    await validate(core, submission)
+    return spec
+
+
+class ScheduleRunner:
+    def __init__(self, core: Core, store: ScheduleStore):
+        self._core = core
+        self._store = store
+        self._names = core.settings.names
+        self._consume: ConsumeLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        names = self._names
+        config = ConsumerConfig(
+            durable_name=names.schedule_ticks_durable, deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_deliver=-1, filter_subject=names.all_schedules_due,
+            description="gateways: recurring schedules' due wake-ups become jobs",
+        )
+
+        async def open_durable() -> str:
+            await ensure_durable(self._core.js, names.schedules_stream, config)
+            return names.schedule_ticks_durable
+
+        self._consume = ConsumeLoop(self._core.nc, names.schedules_stream, self._on_message, open=open_durable,
+                                    wanted=lambda: (max(8 - len(self._inflight), 0), None), name="schedule runner")
+        await self._consume.start()
+        self._task = asyncio.create_task(self._consume.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consume is not None:
+            await self._consume.stop()
+        for task in list(self._inflight):
+            task.cancel()  # unacked: another gateway gets the wake-up
+
+    def _on_message(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._handle(msg))
+        self._inflight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._inflight.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("a schedule wake-up failed; it will be redelivered", exc_info=finished.exception())
+            if self._consume is not None:
+                self._consume.wake()
+
+        task.add_done_callback(done)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            wake = wake_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            await msg.term()
+            return
+        found = await self._store.get(wake.name)
+        if found is None or found[0].paused or found[0].generation != wake.generation:
+            await msg.ack()  # deleted, paused, or re-armed since: this wake-up is stale
+            return
+        schedule = found[0]
+        cron = Cron.parse(schedule.cron, schedule.timezone)
+        now = max(time.time(), wake.tick)  # the broker fired it: its time has come, whatever our clock says
+        made, missed = await self._run_ticks(schedule, cron, wake.tick, now)
+        tick = await self._store.arm(schedule, max(now, made[-1][0] if made else now))
+
+        def record(s: Schedule) -> None:
+            if made:
+                s.last_tick, s.last_job_id = made[-1]
+                s.recent_jobs = (s.recent_jobs + [job_id for _, job_id in made])[-RECENT_KEPT:]
+                s.jobs_created += len(made)
+            if missed:
+                s.missed = (s.missed + missed)[-RECENT_KEPT:]
+                s.missed_total += sum(m.count for m in missed)
+
+        if made or missed:
+            with contextlib.suppress(Problem):  # deleted meanwhile: nothing to record
+                await self._store.update(wake.name, record)
+        current = await self._store.get(wake.name)
+        if current is None or current[0].paused or current[0].generation != wake.generation:
+            await self._store.disarm(wake.name)  # paused or deleted while we armed it
+        log.debug("schedule %s: %d job(s), %d missed, next tick %s", wake.name, len(made), len(missed), tick)
+        await msg.ack()
+
+    async def _run_ticks(self, schedule: Schedule, cron: Cron, first: float, now: float
+                         ) -> tuple[list[tuple[float, str]], list[MissedTicks]]:
+        window = self._store.catchup_s(schedule)
+        due = [first, *cron.between(first, now, MAX_TICKS_PER_WAKE)]
+        missed: list[MissedTicks] = []
+        late = [t for t in due if now - t > window]
+        if late:
+            missed.append(MissedTicks(tick=late[0], count=len(late), recorded_at=now,
+                                      reason=f"missed by more than the catch-up window ({window:g}s)"))
+            log.warning("schedule %s: %d tick(s) from %s missed by more than %gs; skipped", schedule.name,
+                        len(late), late[0], window)
+        made: list[tuple[float, str]] = []
+        previous = schedule.last_job_id
+        for tick in (t for t in due if now - t <= window):
+            if schedule.last_tick is not None and tick <= schedule.last_tick:
+                continue  # already made (a redelivered wake-up)
+            if schedule.overlap == "skip" and previous is not None and await self._still_running(previous):
+                missed.append(MissedTicks(tick=tick, recorded_at=now, reason=f"previous run {previous} still going"))
+                continue
+            job_id = tick_job_id(schedule.name, tick)
+            await self._create(schedule, job_id, tick)
+            made.append((tick, job_id))
+            previous = job_id
+        return made, missed
+
+    async def _create(self, schedule: Schedule, job_id: str, tick: float) -> None:
+        submission = _submission_decoder.decode(encoder.encode(schedule.job))
+        info = self._core.catalogue.types.get(submission.type)
+        event = created_event(submission, job_id, time.time(), list(info.steps) if info else [],
+                              schedule=schedule.name, tick=tick)
+        names = self._names
+        try:
+            # Stored only if the job has no event at all: once per tick, also long after the
+            # duplicate window (a wake-up redelivered an hour later).
+            await publish_reliably(self._core.js, names.job_created(job_id, submission.type), encoder.encode(event),
+                                   msg_id=created_msg_id(job_id), give_up_after=10.0,
+                                   headers={"Nats-Expected-Last-Subject-Sequence": "0",
+                                            "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)})
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+                raise
+            return  # made by an earlier delivery of this wake-up
+        self._core.metrics.count_submitted(submission.type)
+
+    async def _still_running(self, job_id: str) -> bool:
+        state = self._core.read_model.get(job_id)
+        if state is not None:
+            return not state.is_terminal
+        names, js = self._names, self._core.js
+        try:
+            await js.get_last_msg(names.jobs_stream, names.run_event(job_id, ENDED), direct=True)
+            return False
+        except NotFoundError:
+            pass
+        try:  # not ended: does it still exist at all (a job older than the stream's retention ended long ago)?
+            await js.get_last_msg(names.jobs_stream, names.job_timeline(job_id), direct=True)
+            return True
+        except NotFoundError:
+            return False
