@@ -78,6 +78,7 @@ def schedules_stream_config(names: Names, replicas: int) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         max_msgs_per_subject=4,
         num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
         allow_msg_schedules=True,
     )

@@ -39,6 +39,7 @@ from .schedules import (
     Schedule,
     ScheduleSpec,
     ScheduleStore,
+    Wake,
     check_name,
     parse_cron,
     tick_job_id,
@@ -46,6 +47,7 @@ from .schedules import (
 )
 
 log = logging.getLogger(__name__)
+ACK_WAIT_S = 5.0  # a gateway that dies holding a wake-up delays its schedule this long (then catch-up)
 MAX_TICKS_PER_WAKE = 10_000  # a catch-up window this full runs its latest ticks; the rest are recorded missed
 _submission_decoder = msgspec.json.Decoder(JobSubmission)
 
@@ -77,12 +79,15 @@ class ScheduleRunner:
         self._consume: ConsumeLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        # One wake-up per schedule at a time here (a redelivered one and its successor can arrive
+        # together): the second sees what the first recorded.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         names = self._names
         config = ConsumerConfig(
             durable_name=names.schedule_ticks_durable, deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_deliver=-1, filter_subject=names.all_schedules_due,
+            ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1, filter_subject=names.all_schedules_due,
             description="gateways: recurring schedules' due wake-ups become jobs",
         )
 
@@ -119,11 +124,29 @@ class ScheduleRunner:
         task.add_done_callback(done)
 
     async def _handle(self, msg: Msg) -> None:
+        # Kept ours while it takes (a long catch-up): the ack wait is short so that a gateway that
+        # dies holding a wake-up delays its schedule by seconds, not by half a minute.
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(ACK_WAIT_S / 3)
+                await msg.in_progress()
+
+        keeper = asyncio.create_task(keep())
+        try:
+            await self._handle_wake(msg)
+        finally:
+            keeper.cancel()
+
+    async def _handle_wake(self, msg: Msg) -> None:
         try:
             wake = wake_decoder.decode(msg.data)
         except msgspec.DecodeError:
             await msg.term()
             return
+        async with self._locks.setdefault(wake.name, asyncio.Lock()):  # (one per schedule name: few)
+            await self._handle_live(msg, wake)
+
+    async def _handle_live(self, msg: Msg, wake: Wake) -> None:
         found = await self._store.get(wake.name)
         if found is None or found[0].paused or found[0].generation != wake.generation:
             await msg.ack()  # deleted, paused, or re-armed since: this wake-up is stale
@@ -131,10 +154,11 @@ class ScheduleRunner:
         schedule = found[0]
         cron = Cron.parse(schedule.cron, schedule.timezone)
         now = max(time.time(), wake.tick)  # the broker fired it: its time has come, whatever our clock says
-        made, missed = await self._run_ticks(schedule, cron, wake.tick, now)
+        made, missed, handled = await self._run_ticks(schedule, cron, wake.tick, now)
         tick = await self._store.arm(schedule, max(now, made[-1][0] if made else now))
 
         def record(s: Schedule) -> None:
+            s.handled_until = max(s.handled_until or 0.0, handled)
             if made:
                 s.last_tick, s.last_job_id = made[-1]
                 s.recent_jobs = (s.recent_jobs + [job_id for _, job_id in made])[-RECENT_KEPT:]
@@ -143,7 +167,7 @@ class ScheduleRunner:
                 s.missed = (s.missed + missed)[-RECENT_KEPT:]
                 s.missed_total += sum(m.count for m in missed)
 
-        if made or missed:
+        if handled:
             with contextlib.suppress(Problem):  # deleted meanwhile: nothing to record
                 await self._store.update(wake.name, record)
         current = await self._store.get(wake.name)
@@ -153,9 +177,10 @@ class ScheduleRunner:
         await msg.ack()
 
     async def _run_ticks(self, schedule: Schedule, cron: Cron, first: float, now: float
-                         ) -> tuple[list[tuple[float, str]], list[MissedTicks]]:
+                         ) -> tuple[list[tuple[float, str]], list[MissedTicks], float]:
         window = self._store.catchup_s(schedule)
-        due = [first, *cron.between(first, now, MAX_TICKS_PER_WAKE)]
+        due = [t for t in [first, *cron.between(first, now, MAX_TICKS_PER_WAKE)]
+               if schedule.handled_until is None or t > schedule.handled_until]  # (a redelivered wake-up)
         missed: list[MissedTicks] = []
         late = [t for t in due if now - t > window]
         if late:
@@ -166,8 +191,6 @@ class ScheduleRunner:
         made: list[tuple[float, str]] = []
         previous = schedule.last_job_id
         for tick in (t for t in due if now - t <= window):
-            if schedule.last_tick is not None and tick <= schedule.last_tick:
-                continue  # already made (a redelivered wake-up)
             if schedule.overlap == "skip" and previous is not None and await self._still_running(previous):
                 missed.append(MissedTicks(tick=tick, recorded_at=now, reason=f"previous run {previous} still going"))
                 continue
@@ -175,7 +198,7 @@ class ScheduleRunner:
             await self._create(schedule, job_id, tick)
             made.append((tick, job_id))
             previous = job_id
-        return made, missed
+        return made, missed, max(due, default=0.0)
 
     async def _create(self, schedule: Schedule, job_id: str, tick: float) -> None:
         submission = _submission_decoder.decode(encoder.encode(schedule.job))

@@ -69,8 +69,9 @@ class Schedule(msgspec.Struct, kw_only=True):
     created_at: float
     updated_at: float
     generation: str  # new on create and resume: a wake-up of an older generation does nothing
-    last_tick: float | None = None
+    last_tick: float | None = None  # the tick of the last job made
     last_job_id: str | None = None
+    handled_until: float | None = None  # every tick up to this one made its job or was recorded missed
     recent_jobs: list[str] = []
     jobs_created: int = 0
     missed: list[MissedTicks] = []
