@@ -17,7 +17,7 @@ from nats.js.errors import NoStreamResponseError
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
-from .helpers import outcome, read_sse
+from .helpers import eventually, outcome, read_sse
 from .oracle import check_timeline, read_timeline
 from .processes import ServiceProcess, gateway_url, service_env, stop_all
 
@@ -124,6 +124,20 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert searched["partial"] is False and {job["id"] for job in searched["jobs"]} == {slow, unwanted}
             assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 3
             assert (await client.get("/readyz")).status_code == 200
+            # A recurring schedule: its definition in the schedules bucket, its wake-up a message schedule.
+            made = await client.post("/api/schedules", json={"name": "perm", "cron": "* * * * * *",
+                                                             "job": {"type": "demo", "params": {"step_seconds": 0.05}}})
+            assert made.status_code == 201, made.text
+
+            async def ticked() -> bool:
+                return bool((await client.get("/api/schedules/perm")).json()["jobs_created"] >= 2)
+
+            await eventually(ticked, timeout=15, what="two ticks of the schedule")
+            paused = (await client.post("/api/schedules/perm/pause")).json()
+            assert paused["paused"] is True
+            assert (await client.delete("/api/schedules/perm")).status_code == 204
+            for job_id in paused["recent_jobs"]:  # all of them ended before the stream is counted below
+                assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)
