@@ -117,3 +117,32 @@ async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path:
     code, out, err = await jobline(stack, "stats", "--window", "hour")
     assert code == 0, err
     assert "2 job(s) in the history" in out and "demo" in out and "noop" in out
+
+
+async def test_schedules_create_list_show_pause_resume_and_delete(stack: Stack) -> None:
+    code, out, err = await jobline(stack, "schedules", "create", "ticker", "--cron", "* * * * * *", "--type", "noop",
+                                   "-p", "n=1", "--tz", "Europe/Berlin", "--overlap", "skip", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["job"] == {"type": "noop", "params": {"n": 1}} and made["timezone"] == "Europe/Berlin"
+    assert made["overlap"] == "skip" and len(made["next_runs"]) == 5
+
+    async def made_jobs() -> int:
+        return int(json.loads((await jobline(stack, "schedules", "show", "ticker", "--json"))[1])["jobs_created"])
+
+    async with asyncio.timeout(20):
+        while await made_jobs() < 1:
+            pass  # each `show` is a whole process start: its own pace
+    code, out, _ = await jobline(stack, "schedules", "list", "--json")
+    assert code == 0 and [s["name"] for s in json.loads(out)] == ["ticker"]
+    code, out, _ = await jobline(stack, "schedules", "pause", "ticker", "--json")
+    assert code == 0 and json.loads(out)["paused"] is True
+    code, out, _ = await jobline(stack, "schedules", "resume", "ticker")
+    assert code == 0 and "active" in out
+    assert (await jobline(stack, "schedules", "delete", "ticker"))[0] == 0
+    code, _, err = await jobline(stack, "schedules", "show", "ticker")
+    assert code != 0 and "no schedule" in err
+    code, _, err = await jobline(stack, "schedules", "create", "bad", "--cron", "* *", "--type", "noop")
+    assert code != 0 and "fields" in err
+    code, _, err = await jobline(stack, "schedules", "create", "bad")
+    assert code == 2 and "--cron and --type" in err

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.client import AsyncClient, Client, JobCancelled, JobFailed, Snapshot, Unreachable
+from jobline.client import ApiError, AsyncClient, Client, JobCancelled, JobFailed, ScheduleView, Snapshot, Unreachable
 from jobline.client.events import JobCompleted, JobCreated, LogLineWritten, ProgressReported
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
@@ -106,6 +106,28 @@ class CountRefused(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def test_schedules_through_the_client(jobline: AsyncClient) -> None:
+    made = await jobline.create_schedule("client-ticks", "* * * * * *", "demo", FAST, timeout_s=30)
+    assert isinstance(made, ScheduleView) and made.job["timeout_s"] == 30 and made.next_runs
+    with pytest.raises(ApiError) as taken:
+        await jobline.create_schedule("client-ticks", "@daily", "demo")
+    assert taken.value.status == 409
+
+    async def ticked() -> bool:
+        return (await jobline.schedule("client-ticks")).jobs_created >= 1
+
+    await eventually(ticked, timeout=15, what="the schedule's first job")
+    first = (await jobline.schedule("client-ticks")).recent_jobs[0]
+    state = await jobline.wait(first, timeout=20)
+    assert state.schedule == "client-ticks" and state.tick is not None
+    assert (await jobline.pause_schedule("client-ticks")).paused
+    assert [s.name for s in await jobline.schedules()] == ["client-ticks"]
+    await jobline.delete_schedule("client-ticks")
+    with pytest.raises(ApiError) as gone:
+        await jobline.schedule("client-ticks")
+    assert gone.value.status == 404
 
 
 async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:

@@ -155,6 +155,32 @@ async def test_a_delayed_job_counts_down_then_runs(page: Page) -> None:
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
 
 
+async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page) -> None:
+    await page.click("#nav-schedules")
+    await expect(page.locator("#schedule-type option", has_text="demo")).to_have_count(1)
+    await page.fill("#schedule-name", "every-second")
+    await page.fill("#schedule-cron", "* * * * * *")
+    await page.select_option("#schedule-type", "demo")
+    await page.fill("#schedule-params", '{"tick": 0.01}')
+    await page.click("#schedule-create")
+    row = page.locator('tr[data-schedule="every-second"]')
+    await expect(row).to_have_count(1)
+    await expect(row.locator(".made")).not_to_have_text("0", timeout=10_000)  # refreshed as ticks make jobs
+    await row.locator("summary").click()
+    await row.locator("details a").first.click()  # a job it made opens on its own page
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+    await page.go_back()
+    await row.locator('button[data-action="pause"]').click()
+    await expect(row.locator(".next-run")).to_have_text("paused")
+    await row.locator('button[data-action="delete"]').click()
+    await row.locator('button[data-action="confirm-delete"]').click()
+    await expect(row).to_have_count(0)
+    await page.fill("#schedule-name", "bad")
+    await page.fill("#schedule-cron", "not cron")
+    await page.click("#schedule-create")
+    await expect(page.locator("#schedule-form-error")).to_contain_text("fields")
+
+
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     ffmpeg = await asyncio.create_subprocess_exec(

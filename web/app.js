@@ -4,6 +4,7 @@
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { openHistory } from "/history.js";
+import { closeSchedules, openSchedules } from "/schedules.js";
 import { applyEvent, longJobNotice, startJob, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
 import { drawParamFields, paramsFromFields, setFields } from "/paramform.js";
@@ -431,8 +432,10 @@ function tailServiceLogs() {
 
 // ---- routing ------------------------------------------------------------------------------
 function show(page) {
-  for (const name of ["jobs", "replay", "logs", "history"]) $(`page-${name}`).hidden = name !== page;
-  for (const [name, link] of [["jobs", $("nav-jobs")], ["history", $("nav-history")], ["logs", $("nav-logs")]]) {
+  for (const name of ["jobs", "replay", "logs", "history", "schedules"]) $(`page-${name}`).hidden = name !== page;
+  if (page !== "schedules") closeSchedules();
+  for (const [name, link] of [["jobs", $("nav-jobs")], ["history", $("nav-history")], ["logs", $("nav-logs")],
+                              ["schedules", $("nav-schedules")]]) {
     if (name === page) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
 }
@@ -454,6 +457,11 @@ function route() {
     stopPlaying();
     show("logs");
     tailServiceLogs();
+  } else if (hash === "#/schedules") {
+    stopPlaying();
+    stopServiceLogs();
+    show("schedules");
+    openSchedules();
   } else if (hash === "#/history") {
     stopPlaying();
     stopServiceLogs();

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import schedules
 from .exit_codes import EXIT_ERROR
 
 
@@ -115,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.add_argument("--json", action="store_true")
 
+    schedules.add_parser(command, _param)
+
     tail = commands.add_parser("tail", help="print raw events from NATS with their subject and sequence "
                                             "(for when the nats CLI is not at hand)")
     tail.add_argument("subject", nargs="?", default=None, help="default: every job event (jobs.>)")
@@ -126,7 +129,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "schedules":
+        schedules.check(parser, args)
     if args.command == "up":
         from .launcher import up
 
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = Client(args.url, token=args.token)
     try:
-        return run_command(client, args)
+        return schedules.run(client, args) if args.command == "schedules" else run_command(client, args)
     except ApiError as exc:
         print(f"error: {exc.detail or exc.title} ({exc.status})", file=sys.stderr)
         return EXIT_ERROR

@@ -28,6 +28,7 @@ from httpx_sse import aconnect_sse
 
 from jobline.contract.events import TERMINAL_KINDS, JobEvent, LogRow, job_event_decoder
 from jobline.contract.job_state import ArtifactInfo, JobState, apply
+from jobline.contract.schedules import Overlap, ScheduleView
 
 from .errors import ApiError, Unreachable, error_for
 from .settings import ClientSettings
@@ -47,6 +48,7 @@ LogRows = list[LogRow]
 Artifacts = list[ArtifactInfo]
 Timeline = list[tuple[int, JobEvent]]
 TypeList = list[dict[str, Any]]
+Schedules = list[ScheduleView]
 AsyncJobs = list["AsyncJob"]
 
 class Upload(msgspec.Struct, frozen=True):
@@ -69,6 +71,8 @@ _state_decoder = msgspec.json.Decoder(JobState)
 _upload_decoder = msgspec.json.Decoder(Upload)
 _accepted_decoder = msgspec.json.Decoder(Accepted)
 _log_rows_decoder = msgspec.json.Decoder(list[LogRow])
+_schedule_decoder = msgspec.json.Decoder(ScheduleView)
+_schedules_decoder = msgspec.json.Decoder(list[ScheduleView])
 
 
 def _problem(response: httpx.Response) -> ApiError:
@@ -370,6 +374,33 @@ class AsyncClient:
         """The job types the processors serve, with their steps and params schema."""
         answer = await self.get_json("/api/types")
         return answer["types"] if isinstance(answer, dict) else answer  # type: ignore[no-any-return]
+
+    # --- recurring schedules ----------------------------------------------------------------
+    async def create_schedule(self, name: str, cron: str, type: str, params: Mapping[str, Any] | None = None, *,
+                              timezone: str = "UTC", overlap: Overlap = "allow", catchup_window_s: float | None = None,
+                              paused: bool = False, **job_options: Any) -> ScheduleView:
+        """A job of `type` at each fire time of `cron` (5 fields, or 6 with seconds first) in
+        `timezone`; `job_options` as for `submit` (timeout_s, max_attempts, …). 409: name taken."""
+        body = {"name": name, "cron": cron, "timezone": timezone, "overlap": overlap, "paused": paused,
+                "catchup_window_s": catchup_window_s, "job": submission_body(type, params, **job_options)}
+        response = await self.request("POST", "/api/schedules", json=body, retry="not_sent")
+        return _schedule_decoder.decode(response.content)
+
+    async def schedules(self) -> Schedules:
+        return _schedules_decoder.decode((await self.request("GET", "/api/schedules")).content)
+
+    async def schedule(self, name: str) -> ScheduleView:
+        """The schedule with its next fire times and what it last did (jobs made, ticks missed)."""
+        return _schedule_decoder.decode((await self.request("GET", f"/api/schedules/{name}")).content)
+
+    async def pause_schedule(self, name: str) -> ScheduleView:
+        return _schedule_decoder.decode((await self.request("POST", f"/api/schedules/{name}/pause")).content)
+
+    async def resume_schedule(self, name: str) -> ScheduleView:
+        return _schedule_decoder.decode((await self.request("POST", f"/api/schedules/{name}/resume")).content)
+
+    async def delete_schedule(self, name: str) -> None:
+        await self.request("DELETE", f"/api/schedules/{name}", retry="not_sent")
 
     # --- watching -------------------------------------------------------------------------
     def watch(self, job_id: str) -> AsyncIterator[StreamEvent]:

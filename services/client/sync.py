@@ -21,8 +21,9 @@ import httpx
 
 from jobline.contract.events import JobEvent, LogRow
 from jobline.contract.job_state import ArtifactInfo, JobState
+from jobline.contract.schedules import ScheduleView
 
-from .aio import AsyncClient, AsyncJob, Upload
+from .aio import AsyncClient, AsyncJob, Schedules, Upload
 from .stream import RawEvent, StreamEvent
 
 T = TypeVar("T")
@@ -146,6 +147,25 @@ class Client:
 
     def types(self) -> TypeList:
         return self._run(self.aio.types())
+
+    def create_schedule(self, name: str, cron: str, type: str, params: Mapping[str, Any] | None = None,
+                        **options: Any) -> ScheduleView:
+        return self._run(self.aio.create_schedule(name, cron, type, params, **options))
+
+    def schedules(self) -> Schedules:
+        return self._run(self.aio.schedules())
+
+    def schedule(self, name: str) -> ScheduleView:
+        return self._run(self.aio.schedule(name))
+
+    def pause_schedule(self, name: str) -> ScheduleView:
+        return self._run(self.aio.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> ScheduleView:
+        return self._run(self.aio.resume_schedule(name))
+
+    def delete_schedule(self, name: str) -> None:
+        self._run(self.aio.delete_schedule(name))
 
     def watch(self, job_id: str) -> Iterator[StreamEvent]:
         return self.job(job_id).watch()

@@ -19,7 +19,7 @@ from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from jobline.contract.history import MAX_PAGE
-from jobline.contract.names import JOB_ID_PATTERN, JOB_TYPE_PATTERN, SERVICE_NAME_RE
+from jobline.contract.names import JOB_ID_PATTERN, JOB_TYPE_PATTERN, SCHEDULE_NAME_PATTERN, SERVICE_NAME_RE
 from jobline.contract.vocabulary import ALL_STATUSES
 
 PROBLEM = "application/problem+json"
@@ -72,6 +72,12 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/stats/activity"): (503,),
     ("post", "/api/session"): (401,),
     ("post", "/api/stream-tokens"): (409,),
+    ("post", "/api/schedules"): (409, 422, 503),
+    ("get", "/api/schedules"): (503,),
+    ("get", "/api/schedules/{name}"): (404, 503),
+    ("post", "/api/schedules/{name}/pause"): (404, 503),
+    ("post", "/api/schedules/{name}/resume"): (404, 503),
+    ("delete", "/api/schedules/{name}"): (404, 503),
 }
 STREAMS = {("get", "/api/jobs/{job_id}/events"), ("get", "/api/events"), ("get", "/api/logs/stream")}
 NO_CONTENT = {  # answers without a body
@@ -125,7 +131,13 @@ ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/events", "status"): {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     ("/api/events", "jobs"): {"type": "string", "pattern": f"^{_ID}(,{_ID})*$"},
     ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
+    **{(path, "name"): {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}
+       for path in ("/api/schedules/{name}", "/api/schedules/{name}/pause", "/api/schedules/{name}/resume")},
 }
+# A few of the values a schedule accepts: the rest (any valid cron expression, any IANA zone) only
+# the server can check, so they are documented in words (a fuzzer would take "0" for a valid cron).
+CRON_EXAMPLES = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "0 3 * * *", "*/15 * * * *"]
+ZONE_EXAMPLES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
 # One event of a stream, as an SSE client parses it (schemathesis checks each).
 SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"},
                                               "id": {"type": "string", "pattern": "^[0-9]+$"},
@@ -201,6 +213,22 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
         properties["run_at"] = {"oneOf": [{"type": "null"}], "description": (
             "an RFC 3339 time with its zone (e.g. 2026-12-01T08:00:00Z), in the future and at most "
             f"{max_delay_s:g} s ahead: the job is `scheduled` until then; not with delay_s (422 otherwise)")}
+    spec = schemas.get("ScheduleSpec")
+    if spec is not None and submission is not None:
+        spec["additionalProperties"] = False
+        job = copy.deepcopy(submission)
+        for name in ("run_at", "delay_s"):
+            job["properties"].pop(name, None)
+        props = spec.setdefault("properties", {})
+        props["job"] = {**job, "description": "a job as POST /api/jobs takes it, without run_at/delay_s"}
+        props["name"] = {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}
+        props["cron"] = {"type": "string", "enum": CRON_EXAMPLES, "description": (
+            "any cron expression: 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, "
+            "or @hourly/@daily/@weekly/@monthly/@yearly (422 when it is not one or never fires)")}
+        props["timezone"] = {"type": "string", "enum": ZONE_EXAMPLES, "default": "UTC",
+                             "description": "any IANA time zone name (422 for one the server does not know)"}
+        props["catchup_window_s"] = {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+                                               {"type": "null"}]}
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False

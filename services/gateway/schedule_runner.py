@@ -27,6 +27,7 @@ from nats.js.errors import APIError, NotFoundError
 from jobline.contract.events import encoder
 from jobline.contract.names import ENDED
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id
+from jobline.contract.schedules import MissedTicks
 from jobline.runtime.consume import ConsumeLoop, ensure_durable
 from jobline.runtime.publishing import publish_reliably
 
@@ -35,7 +36,6 @@ from .cron import Cron
 from .problems import Problem
 from .schedules import (
     RECENT_KEPT,
-    MissedTicks,
     Schedule,
     ScheduleSpec,
     ScheduleStore,

@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
 
 import msgspec
 from nats.js import JetStreamContext
@@ -25,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from jobline.contract.events import encoder
 from jobline.contract.names import SCHEDULE_NAME_PATTERN, Names, is_valid_schedule_name
+from jobline.contract.schedules import MissedTicks, Overlap, ScheduleView
 from jobline.contract.streams import schedules_bucket_config, schedules_stream_config
 from jobline.runtime.buckets import key_value
 from jobline.runtime.publishing import publish_reliably
@@ -34,7 +34,6 @@ from .cron import Cron, InvalidCron
 from .problems import Problem
 
 RECENT_KEPT = 20  # job ids and missed ticks a schedule remembers (older: the job list / the log)
-Overlap = Literal["allow", "skip"]
 
 
 class ScheduleSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,13 +46,6 @@ class ScheduleSpec(msgspec.Struct, forbid_unknown_fields=True):
     overlap: Overlap = "allow"  # skip: no new run while the previous one has not ended
     catchup_window_s: float | None = None  # missed ticks younger than this still run (default JOBLINE_SCHEDULE_CATCHUP_S)
     paused: bool = False
-
-
-class MissedTicks(msgspec.Struct, kw_only=True):
-    tick: float  # the (first) missed fire time
-    count: int = 1  # ticks missed in a row from it
-    reason: str
-    recorded_at: float
 
 
 class Schedule(msgspec.Struct, kw_only=True):
@@ -76,26 +68,6 @@ class Schedule(msgspec.Struct, kw_only=True):
     jobs_created: int = 0
     missed: list[MissedTicks] = []
     missed_total: int = 0
-
-
-class ScheduleView(msgspec.Struct, kw_only=True):
-    name: str
-    cron: str
-    timezone: str
-    job: dict[str, object]
-    overlap: Overlap
-    catchup_window_s: float
-    paused: bool
-    created_at: float
-    updated_at: float
-    next_runs: list[str]  # the next fire times, RFC 3339 in the schedule's time zone (none while paused)
-    last_tick: float | None
-    last_job_id: str | None
-    recent_jobs: list[str]
-    jobs_created: int
-    missed: list[MissedTicks]
-    missed_total: int
-    links: dict[str, str]
 
 
 class Wake(msgspec.Struct, kw_only=True):
