@@ -196,8 +196,25 @@ class Names:
         return self._subject("logs", service, level.lower())
 
     # --- consumers, buckets, request/reply ----------------------------------------------------
-    def processor_durable(self, pool: str) -> str:
-        return f"processor-{pool}"
+    def queue_durable(self, job_type: str) -> str:
+        """`queue-<type>`: a job type's queue, the durable consumer of `jobs.*.created.<type>` every
+        processor serving the type shares. Its pause and `max_ack_pending` are the type's pause and
+        cluster-wide concurrency limit (queue controls, docs/architecture.md)."""
+        return f"queue-{_checked_job_type(job_type)}"
+
+    @property
+    def queue_controls_bucket(self) -> str:
+        """KV bucket: job type → its queue controls (paused, concurrency, rate limit)."""
+        return self._stream("QUEUE_CONTROLS").lower()
+
+    def rate_stream(self, job_type: str) -> str:
+        """A rate-limited type's token window: at most N messages younger than the window, new ones
+        refused (discard new), so the broker itself counts starts across every processor."""
+        return self._stream(f"RATE_{_checked_job_type(job_type)}")
+
+    def rate_tokens(self, job_type: str) -> str:
+        """`rates.<type>`: one message per job start of a rate-limited type."""
+        return self._subject("rates", _checked_job_type(job_type))
 
     @property
     def logsink_durable(self) -> str:

@@ -17,7 +17,7 @@ class ProcessorSettings:
     names: Names = field(default_factory=Names)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
-    pool: str = "default"  # processors of one pool share one durable consumer
+    pool: str = "default"  # a name for this group of processors (shown in logs); queues are per type
     job_types: tuple[str, ...] = ()  # served types; empty = every registered type
     task_modules: tuple[str, ...] = ()  # user modules that register job types on import
     concurrency: int = 16  # jobs run at once by this process

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -14,7 +15,6 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.events import (
@@ -31,9 +31,9 @@ from jobline.contract.events import (
     job_event_decoder,
     kind_of,
 )
-from jobline.contract.names import CANCEL, Names
+from jobline.contract.names import CANCEL
 from jobline.contract.vocabulary import FailureReason
-from jobline.runtime.consume import ConsumeLoop, ensure_durable
+from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import delivery_of
 
 from .context import JobContext, Outbox
@@ -41,25 +41,14 @@ from .fence import Fenced, RunChain
 from .lease import Lease
 from .metrics import ProcessorMetrics
 from .objects import Objects
+from .queues import Queues
 from .registry import PermanentError, Registry, TaskSpec
 from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 UNCLAIMED_CANCELS_KEPT = 10_000
+OVERFLOW_NAK_S = 0.2  # a job that arrived with every slot taken goes back this long (to anyone)
 _cancel_decoder = msgspec.json.Decoder(CancelRequested)
-
-
-def consumer_config(settings: ProcessorSettings, names: Names, job_types: list[str]) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=names.processor_durable(settings.pool),
-        description=f"processor pool {settings.pool!r}: {', '.join(job_types)}",
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=-1,  # attempts are counted by the processor, which ends the job when they run out
-        max_ack_pending=max(1000, settings.concurrency * 64),
-        filter_subjects=[names.created_filter(t) for t in job_types],
-    )
 
 
 @dataclass
@@ -85,7 +74,8 @@ class Worker:
         # Cancel requests for jobs not running here (yet): a request that arrives while this
         # worker is between appending `started` and registering the job must not be lost.
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
-        self._consume: ConsumeLoop | None = None
+        self._queues: dict[str, ConsumeLoop] = {}  # by job type: one shared queue each
+        self.controls = Queues(js, settings)
         self._draining = False
         self.jobs_done = 0
 
@@ -99,37 +89,51 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         stream = self._names.jobs_stream
-        config = consumer_config(self._settings, self._names, self.served_types())
-        assert config.durable_name
-        name = config.durable_name
-
-        async def open_durable() -> str:
-            await ensure_durable(self._js, stream, config)
-            return name
-
+        served = self.served_types()
+        await self.controls.start()
         cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
-        # Exactly as many jobs requested as there are free slots: never more in hand. A break (a
-        # restarted server, silence) forgets the requests and asks again: the durable is still there.
-        self._consume = ConsumeLoop(self._nc, stream, self._start, open=open_durable,
-                                    wanted=lambda: (self._settings.concurrency - len(self._tasks), None),
-                                    heartbeat_s=min(5.0, max(self._settings.ack_wait_s / 2, 0.5)),
-                                    name=f"processor consumer {name}")
-        await self._consume.start()
-        log.info("processing %s from %s as %s", ", ".join(self.served_types()), name, self._instance)
+        # One queue per type, shared with every processor serving it (its pause and concurrency are
+        # the broker's). Each asks for as many jobs as there are free slots here: several queues may
+        # together deliver more than that, and a job beyond them goes straight back (`_start`). A
+        # break (a restarted server, silence) forgets the requests and asks again.
+        heartbeat_s = min(5.0, max(self._settings.ack_wait_s / 2, 0.5))
+        for job_type in served:
+            self._queues[job_type] = ConsumeLoop(
+                self._nc, stream, self._start, open=functools.partial(self.controls.open, job_type),
+                wanted=functools.partial(self._wanted, job_type),
+                heartbeat_s=heartbeat_s, name=f"queue {job_type}")
         try:
-            await self._consume.run(stop)
+            for queue in self._queues.values():
+                await queue.start()
+            log.info("processing %s as %s", ", ".join(served), self._instance)
+            await asyncio.gather(*(queue.run(stop) for queue in self._queues.values()))
         finally:
             # Withdraw first: the server drops pull requests nobody listens to, so the jobs
             # handed back below go to other processors instead of back to us.
             self._draining = True  # anything already on its way is handed straight back
-            await self._consume.stop()
+            for queue in self._queues.values():
+                await queue.stop()
             await self._drain()
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
+            await self.controls.stop()
+
+    def _wanted(self, job_type: str) -> tuple[int, int | None]:
+        return self.controls.credit(job_type, self._free()), None
+
+    def _free(self) -> int:
+        return max(self._settings.concurrency - len(self._tasks), 0)
+
+    def _wake_all(self) -> None:
+        for queue in self._queues.values():
+            queue.wake()  # a slot is free
 
     def _start(self, msg: Msg) -> None:
         if self._draining:
             asyncio.create_task(msg.nak())
+            return
+        if not self._free():  # more queues delivered than there were slots: hand it to someone else
+            asyncio.create_task(msg.nak(delay=OVERFLOW_NAK_S))
             return
         key, delivered = delivery_of(msg)
         task = asyncio.create_task(self._process(msg, key, delivered), name=f"job-{key}")
@@ -137,8 +141,7 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.pop(key, None)
-            if self._consume is not None:
-                self._consume.wake()  # a slot is free
+            self._wake_all()
             if not t.cancelled() and t.exception() is not None:
                 log.error("job task failed", exc_info=t.exception())
 
@@ -259,6 +262,7 @@ class Worker:
             await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
                                                   error=f"invalid params: {exc}", reason=FailureReason.INVALID_PARAMS), attempt)
             return
+        await self._take_token(msg, created.type)
         started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
         started_seq = await self._start_attempt(msg, chain, started)
         if started_seq is None:
@@ -319,6 +323,20 @@ class Worker:
             return
         await self._end(msg, chain, outcome, attempt)
 
+    async def _take_token(self, msg: Msg, job_type: str) -> None:
+        """A rate-limited type's start token; the delivery is kept ours while it waits."""
+        if self.controls.controls(job_type).rate_max is None:
+            return
+        waiting = asyncio.create_task(self.controls.take_token(job_type))
+        try:
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=self._settings.ack_wait_s / 3)
+                if not waiting.done():
+                    await msg.in_progress()
+            waiting.result()
+        finally:
+            waiting.cancel()
+
     async def _call(self, spec: TaskSpec, ctx: JobContext) -> object:
         if spec.is_async:
             return await spec.handler(ctx)
@@ -359,7 +377,8 @@ class Worker:
 
     async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
-        pull = self._consume.pull if self._consume is not None else None
+        queue = self._queues.get(msg.subject.rsplit(".", 1)[-1])  # (`…created.<type>`)
+        pull = queue.pull if queue is not None else None
         if pull is not None and not self._draining and self._nc.is_connected:
             # This job's slot is free once it returns: the ack asks for the next job itself (one
             # message instead of an ack and a pull request per job).
