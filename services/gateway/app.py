@@ -33,6 +33,8 @@ from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .openapi import DescribedJson
 from .problems import exception_handlers
+from .queue_routes import queue_handlers
+from .queues import QueueStore
 from .read_model import ReadModel
 from .request_guard import allowed_hosts, request_guard
 from .routes import route_handlers
@@ -168,6 +170,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             await feed.start(catch_up_timeout=600.0)
             core.schedules = await ScheduleStore.open(js, settings.names, settings.retention.replicas,
                                                       settings.schedule_catchup_s)
+            core.queues = await QueueStore.open(js, settings.names, catalogue, settings.retention.replicas)
             runner = ScheduleRunner(core, core.schedules)
             stack.push_async_callback(runner.stop)
             await runner.start()
@@ -179,7 +182,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             stack.callback(setattr, core, "ready", False)
             yield
 
-    handlers: list[Any] = [*route_handlers, *schedule_handlers]
+    handlers: list[Any] = [*route_handlers, *schedule_handlers, *queue_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

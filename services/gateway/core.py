@@ -43,6 +43,7 @@ from .idempotency import MAX_KEY_LENGTH, claim
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .problems import Problem
+from .queues import QueueStore
 from .read_model import ReadModel
 from .schedules import ScheduleStore
 from .settings import GatewaySettings
@@ -68,6 +69,7 @@ class Core:
     watchdog: StreamWatchdog
     history: HistoryClient
     schedules: ScheduleStore | None = None  # recurring schedules (opened at start)
+    queues: QueueStore | None = None  # queue controls of the job types (opened at start)
     ready: bool = False
 
 

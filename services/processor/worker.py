@@ -96,7 +96,9 @@ class Worker:
         # the broker's). Each asks for as many jobs as there are free slots here: several queues may
         # together deliver more than that, and a job beyond them goes straight back (`_start`). A
         # break (a restarted server, silence) forgets the requests and asks again.
-        heartbeat_s = min(5.0, max(self._settings.ack_wait_s / 2, 0.5))
+        # A resumed queue hands its waiting pull requests jobs only at their next idle heartbeat
+        # (nats-server 2.15): a one-second heartbeat is what makes resume take effect within a second.
+        heartbeat_s = min(1.0, max(self._settings.ack_wait_s / 2, 0.5))
         for job_type in served:
             self._queues[job_type] = ConsumeLoop(
                 self._nc, stream, self._start, open=functools.partial(self.controls.open, job_type),

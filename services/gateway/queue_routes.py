@@ -1,0 +1,63 @@
+"""HTTP routes of queue controls: thin handlers over queues.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, get, post, put
+from litestar.params import FromPath, JSONBody
+
+from jobline.contract.queues import QueueView
+
+from .core import Core
+from .problems import Problem
+from .queues import QueueLimits, QueueStore
+
+_strict_limits = msgspec.json.Decoder(QueueLimits)
+
+
+def _store(request: Request[Any, Any, Any]) -> QueueStore:
+    core: Core = request.app.state.core
+    if core.queues is None:
+        raise Problem(503, "Queues unavailable", "this gateway has not opened the queue controls yet")
+    return core.queues
+
+
+@get("/api/queues", summary="Every job type's queue: its controls, jobs waiting and running")
+async def list_queues(request: Request[Any, Any, Any]) -> list[QueueView]:
+    return await _store(request).all()
+
+
+@get("/api/queues/{job_type:str}", summary="A job type's queue: paused or not, its limits, jobs waiting and running")
+async def get_queue(request: Request[Any, Any, Any], job_type: FromPath[str]) -> QueueView:
+    return await _store(request).view(job_type)
+
+
+@put("/api/queues/{job_type:str}", summary="Set a job type's concurrency and rate limits",
+     description="`concurrency`: at most this many jobs of the type run at once on the whole cluster (the "
+     "queue's max_ack_pending: a slot held by a killed processor comes back after its ack wait); "
+     "`rate_max` per `rate_window_s` (default 1 s): at most that many starts in any such window, counted by "
+     "the broker across every processor. A field left out keeps its value; null lifts the limit. 422 for a "
+     "limit ≤ 0.")
+async def set_queue_limits(request: Request[Any, Any, Any], job_type: FromPath[str],
+                           data: JSONBody[QueueLimits]) -> QueueView:  # (`data`: the documented body)
+    try:  # strictly, as documented: Litestar's own decoding would take `"concurrency": "2"` for 2
+        limits = _strict_limits.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        raise Problem(400, "Bad Request", str(exc)) from None
+    return await _store(request).set_limits(job_type, limits)
+
+
+@post("/api/queues/{job_type:str}/pause", status_code=200,
+      summary="Pause a job type: nothing new starts, running jobs finish, submissions still wait in the queue")
+async def pause_queue(request: Request[Any, Any, Any], job_type: FromPath[str]) -> QueueView:
+    return await _store(request).pause(job_type, True)
+
+
+@post("/api/queues/{job_type:str}/resume", status_code=200, summary="Resume a paused job type: its backlog drains")
+async def resume_queue(request: Request[Any, Any, Any], job_type: FromPath[str]) -> QueueView:
+    return await _store(request).pause(job_type, False)
+
+
+queue_handlers = [list_queues, get_queue, set_queue_limits, pause_queue, resume_queue]
