@@ -146,3 +146,20 @@ async def test_schedules_create_list_show_pause_resume_and_delete(stack: Stack) 
     assert code != 0 and "fields" in err
     code, _, err = await jobline(stack, "schedules", "create", "bad")
     assert code == 2 and "--cron and --type" in err
+
+
+async def test_queues_pause_resume_and_limit(stack: Stack) -> None:
+    code, out, err = await jobline(stack, "queues", "pause", "demo", "--json")
+    assert code == 0 and json.loads(out)["paused"] is True, err
+    code, out, _ = await jobline(stack, "queues", "limit", "demo", "--concurrency", "2", "--rate", "10", "--per", "2",
+                                 "--json")
+    limited = json.loads(out)
+    assert (limited["concurrency"], limited["rate_max"], limited["rate_window_s"]) == (2, 10, 2.0)
+    code, out, _ = await jobline(stack, "queues", "--json")
+    assert code == 0 and {q["type"]: q["paused"] for q in json.loads(out)}["demo"] is True
+    code, out, _ = await jobline(stack, "queues", "resume", "demo")
+    assert code == 0 and "active" in out
+    code, out, _ = await jobline(stack, "queues", "limit", "demo", "--concurrency", "none", "--json")
+    assert json.loads(out)["concurrency"] is None and json.loads(out)["rate_max"] == 10
+    code, _, err = await jobline(stack, "queues", "pause", "no-such-type")
+    assert code != 0 and "no processor serves" in err

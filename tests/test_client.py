@@ -11,7 +11,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.client import ApiError, AsyncClient, Client, JobCancelled, JobFailed, ScheduleView, Snapshot, Unreachable
+from jobline.client import ApiError, AsyncClient, Client, JobCancelled, JobFailed, QueueView, ScheduleView, Snapshot, Unreachable
 from jobline.client.events import JobCompleted, JobCreated, LogLineWritten, ProgressReported
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
@@ -128,6 +128,24 @@ async def test_schedules_through_the_client(jobline: AsyncClient) -> None:
     with pytest.raises(ApiError) as gone:
         await jobline.schedule("client-ticks")
     assert gone.value.status == 404
+
+
+async def test_queue_controls_through_the_client(jobline: AsyncClient) -> None:
+    paused = await jobline.pause_queue("demo")
+    assert isinstance(paused, QueueView) and paused.paused
+    job = await jobline.submit("demo", FAST)
+    assert (await jobline.queue("demo")).waiting == 1
+    assert not (await jobline.resume_queue("demo")).paused
+    assert (await job.wait(timeout=20)).status == "completed"
+    limited = await jobline.set_queue_limits("demo", concurrency=3, rate_max=50)
+    assert (limited.concurrency, limited.rate_max, limited.rate_window_s) == (3, 50, 1.0)
+    assert (await jobline.set_queue_limits("demo", rate_max=None)).concurrency == 3  # the rest kept
+    assert {q.type for q in await jobline.queues()} >= {"demo", "noop"}
+    with pytest.raises(ApiError) as refused:
+        await jobline.set_queue_limits("demo", concurrency=0)
+    assert refused.value.status == 422
+    with pytest.raises(TypeError):
+        await jobline.set_queue_limits("demo", speed=1)
 
 
 async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:

@@ -181,6 +181,19 @@ async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page
     await expect(page.locator("#schedule-form-error")).to_contain_text("fields")
 
 
+async def test_pause_a_type_from_the_dashboard_and_resume_it(page: Page) -> None:
+    queue = page.locator('tr[data-queue="demo"]')
+    await queue.locator('button[data-action="pause"]').click()
+    await expect(queue.locator(".state")).to_have_text("paused")
+    job_id = await submit_from_form(page, "demo", {"tick": 0.01})
+    await page.goto(page.url.split("#")[0] + "#/")
+    await expect(queue.locator(".waiting")).to_have_text("1", timeout=5_000)  # accepted, waiting
+    await queue.locator('button[data-action="resume"]').click()
+    await expect(queue.locator(".state")).to_have_text("active")
+    await page.goto(page.url.split("#")[0] + f"#/jobs/{job_id}")
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+
+
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     ffmpeg = await asyncio.create_subprocess_exec(

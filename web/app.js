@@ -4,6 +4,7 @@
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { openHistory } from "/history.js";
+import { startQueues } from "/queues.js";
 import { closeSchedules, openSchedules } from "/schedules.js";
 import { applyEvent, longJobNotice, startJob, TERMINAL } from "/jobstate.js";
 import { StreamHub } from "/stream-hub.js";
@@ -511,4 +512,5 @@ setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages a
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });
 loadRecentJobs().catch(() => {});
 startActivity();
+startQueues();
 route();

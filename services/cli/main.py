@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import schedules
+from . import queues, schedules
 from .exit_codes import EXIT_ERROR
 
 
@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--json", action="store_true")
 
     schedules.add_parser(command, _param)
+    queues.add_parser(command)
 
     tail = commands.add_parser("tail", help="print raw events from NATS with their subject and sequence "
                                             "(for when the nats CLI is not at hand)")
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "schedules":
         schedules.check(parser, args)
+    if args.command == "queues":
+        queues.check(parser, args)
     if args.command == "up":
         from .launcher import up
 
@@ -147,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
     client = Client(args.url, token=args.token)
     try:
-        return schedules.run(client, args) if args.command == "schedules" else run_command(client, args)
+        if args.command == "schedules":
+            return schedules.run(client, args)
+        if args.command == "queues":
+            return queues.run(client, args)
+        return run_command(client, args)
     except ApiError as exc:
         print(f"error: {exc.detail or exc.title} ({exc.status})", file=sys.stderr)
         return EXIT_ERROR

@@ -11,6 +11,7 @@
 
 from jobline.contract.events import LogRow
 from jobline.contract.job_state import ArtifactInfo, JobState, StepState
+from jobline.contract.queues import QueueView
 from jobline.contract.schedules import MissedTicks, ScheduleView
 
 from . import events
@@ -21,6 +22,6 @@ from .sync import Client, Job
 
 __all__ = [
     "Accepted", "ApiError", "ArtifactInfo", "AsyncClient", "AsyncJob", "Client", "Job", "JobCancelled", "JobError",
-    "JobExpired", "JobFailed", "JobState", "JoblineError", "LogRow", "MissedTicks", "RawEvent", "ReplayEnded",
+    "JobExpired", "JobFailed", "JobState", "JoblineError", "LogRow", "MissedTicks", "QueueView", "RawEvent", "ReplayEnded",
     "ScheduleView", "Snapshot", "StepState", "StreamEvent", "Unreachable", "Upload", "events",
 ]

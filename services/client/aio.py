@@ -28,6 +28,7 @@ from httpx_sse import aconnect_sse
 
 from jobline.contract.events import TERMINAL_KINDS, JobEvent, LogRow, job_event_decoder
 from jobline.contract.job_state import ArtifactInfo, JobState, apply
+from jobline.contract.queues import QueueView
 from jobline.contract.schedules import Overlap, ScheduleView
 
 from .errors import ApiError, Unreachable, error_for
@@ -49,6 +50,7 @@ Artifacts = list[ArtifactInfo]
 Timeline = list[tuple[int, JobEvent]]
 TypeList = list[dict[str, Any]]
 Schedules = list[ScheduleView]
+Queues = list[QueueView]
 AsyncJobs = list["AsyncJob"]
 
 class Upload(msgspec.Struct, frozen=True):
@@ -73,6 +75,8 @@ _accepted_decoder = msgspec.json.Decoder(Accepted)
 _log_rows_decoder = msgspec.json.Decoder(list[LogRow])
 _schedule_decoder = msgspec.json.Decoder(ScheduleView)
 _schedules_decoder = msgspec.json.Decoder(list[ScheduleView])
+_queue_decoder = msgspec.json.Decoder(QueueView)
+_queues_decoder = msgspec.json.Decoder(list[QueueView])
 
 
 def _problem(response: httpx.Response) -> ApiError:
@@ -401,6 +405,29 @@ class AsyncClient:
 
     async def delete_schedule(self, name: str) -> None:
         await self.request("DELETE", f"/api/schedules/{name}", retry="not_sent")
+
+    # --- queue controls ----------------------------------------------------------------------
+    async def queues(self) -> Queues:
+        """Every job type's queue: paused or not, its limits, jobs waiting and running."""
+        return _queues_decoder.decode((await self.request("GET", "/api/queues")).content)
+
+    async def queue(self, job_type: str) -> QueueView:
+        return _queue_decoder.decode((await self.request("GET", f"/api/queues/{job_type}")).content)
+
+    async def pause_queue(self, job_type: str) -> QueueView:
+        """Nothing new of the type starts (running jobs finish, submissions wait) until resumed."""
+        return _queue_decoder.decode((await self.request("POST", f"/api/queues/{job_type}/pause")).content)
+
+    async def resume_queue(self, job_type: str) -> QueueView:
+        return _queue_decoder.decode((await self.request("POST", f"/api/queues/{job_type}/resume")).content)
+
+    async def set_queue_limits(self, job_type: str, **limits: int | float | None) -> QueueView:
+        """`concurrency=` (at once on the whole cluster), `rate_max=` starts per `rate_window_s=`
+        (default 1 s); None lifts a limit, a limit not given keeps its value."""
+        unknown = set(limits) - {"concurrency", "rate_max", "rate_window_s"}
+        if unknown:
+            raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
+        return _queue_decoder.decode((await self.request("PUT", f"/api/queues/{job_type}", json=limits)).content)
 
     # --- watching -------------------------------------------------------------------------
     def watch(self, job_id: str) -> AsyncIterator[StreamEvent]:

@@ -21,9 +21,10 @@ import httpx
 
 from jobline.contract.events import JobEvent, LogRow
 from jobline.contract.job_state import ArtifactInfo, JobState
+from jobline.contract.queues import QueueView
 from jobline.contract.schedules import ScheduleView
 
-from .aio import AsyncClient, AsyncJob, Schedules, Upload
+from .aio import AsyncClient, AsyncJob, Queues, Schedules, Upload
 from .stream import RawEvent, StreamEvent
 
 T = TypeVar("T")
@@ -166,6 +167,21 @@ class Client:
 
     def delete_schedule(self, name: str) -> None:
         self._run(self.aio.delete_schedule(name))
+
+    def queues(self) -> Queues:
+        return self._run(self.aio.queues())
+
+    def queue(self, job_type: str) -> QueueView:
+        return self._run(self.aio.queue(job_type))
+
+    def pause_queue(self, job_type: str) -> QueueView:
+        return self._run(self.aio.pause_queue(job_type))
+
+    def resume_queue(self, job_type: str) -> QueueView:
+        return self._run(self.aio.resume_queue(job_type))
+
+    def set_queue_limits(self, job_type: str, **limits: int | float | None) -> QueueView:
+        return self._run(self.aio.set_queue_limits(job_type, **limits))
 
     def watch(self, job_id: str) -> Iterator[StreamEvent]:
         return self.job(job_id).watch()

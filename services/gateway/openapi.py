@@ -78,6 +78,11 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/schedules/{name}/pause"): (404, 503),
     ("post", "/api/schedules/{name}/resume"): (404, 503),
     ("delete", "/api/schedules/{name}"): (404, 503),
+    ("get", "/api/queues"): (503,),
+    ("get", "/api/queues/{job_type}"): (404, 503),
+    ("put", "/api/queues/{job_type}"): (404, 422, 503),
+    ("post", "/api/queues/{job_type}/pause"): (404, 503),
+    ("post", "/api/queues/{job_type}/resume"): (404, 503),
 }
 STREAMS = {("get", "/api/jobs/{job_id}/events"), ("get", "/api/events"), ("get", "/api/logs/stream")}
 NO_CONTENT = {  # answers without a body
@@ -106,6 +111,7 @@ def _type_list() -> str:
 PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "upload_id": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
     "name": {"type": "string", "pattern": "^[^/]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
@@ -229,6 +235,13 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
                              "description": "any IANA time zone name (422 for one the server does not know)"}
         props["catchup_window_s"] = {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
                                                {"type": "null"}]}
+    limits = schemas.get("QueueLimits")
+    if limits is not None:
+        limits["additionalProperties"] = False
+        limits["properties"] = {
+            "concurrency": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"type": "null"}]},
+            "rate_max": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 1_000_000}, {"type": "null"}]},
+            "rate_window_s": {"type": "number", "minimum": 0.1, "maximum": 86400}}
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False
