@@ -138,6 +138,14 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert (await client.delete("/api/schedules/perm")).status_code == 204
             for job_id in paused["recent_jobs"]:  # all of them ended before the stream is counted below
                 assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+            # Queue controls: the gateway pauses and limits a queue, the processor takes start tokens.
+            assert (await client.post("/api/queues/demo/pause")).json()["paused"] is True
+            assert (await client.post("/api/queues/demo/resume")).json()["paused"] is False
+            limited = await client.put("/api/queues/demo", json={"concurrency": 4, "rate_max": 100})
+            assert limited.status_code == 200, limited.text
+            tokened = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05}})).json()
+            assert outcome(await read_sse(client, f"/api/jobs/{tokened['id']}/events")) == "completed"
+            assert (await client.put("/api/queues/demo", json={"concurrency": None, "rate_max": None})).status_code == 200
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)

@@ -17,7 +17,6 @@ class ProcessorSettings:
     names: Names = field(default_factory=Names)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
-    pool: str = "default"  # a name for this group of processors (shown in logs); queues are per type
     job_types: tuple[str, ...] = ()  # served types; empty = every registered type
     task_modules: tuple[str, ...] = ()  # user modules that register job types on import
     concurrency: int = 16  # jobs run at once by this process
@@ -43,7 +42,6 @@ class ProcessorSettings:
             names=env.names(),
             retention=env.retention(),
             data_dir=env.data_dir(),
-            pool=env.env_str("JOBLINE_PROCESSOR_POOL", d.pool),
             job_types=env.env_list("JOBLINE_PROCESSOR_TYPES"),
             task_modules=env.env_list("JOBLINE_TASK_MODULES"),
             concurrency=env.env_int("JOBLINE_PROCESSOR_CONCURRENCY", d.concurrency),
