@@ -65,6 +65,7 @@ bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.flood
 	$(VENV)/bin/python -m bench.http_ceiling
 	$(VENV)/bin/python -m bench.clients
+	$(VENV)/bin/python -m bench.queue_controls
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

@@ -72,3 +72,11 @@ def test_the_client_benchmark_runs_end_to_end() -> None:
                             text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| raw httpx + httpx-sse |" in result.stdout and "| jobline.client (submit + wait) |" in result.stdout
+
+
+def test_the_queue_controls_benchmark_runs_end_to_end() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.queue_controls", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "jobs/s" not in line]
+    assert len(rows) == 3 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), result.stdout

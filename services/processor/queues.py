@@ -7,15 +7,15 @@ import asyncio
 import logging
 import random
 
-from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, ServiceUnavailableError
+from nats.js.errors import KeyNotFoundError, NoStreamResponseError, ServiceUnavailableError
 
 from jobline.contract.names import Names
 from jobline.contract.queues import QueueControls, controls_decoder, queue_controls_bucket_config
 from jobline.runtime.consume import ensure_durable
 from jobline.runtime.kv_mirror import KvMirror
+from jobline.runtime.publishing import publish_acked
 from jobline.runtime.queue_controls import FOREVER, apply_controls
 
 from .settings import ProcessorSettings
@@ -87,20 +87,26 @@ class Queues:
         controls = self.controls(job_type)
         if controls.rate_max is None:
             return
+        # Unlocked while tokens are to be had (publishes in flight together); once the window is
+        # full, one taker here retries and the others queue behind it.
+        if await self._try_token(job_type):
+            return
         async with self._waiting.setdefault(job_type, asyncio.Lock()):
-            pause = controls.rate_window_s / controls.rate_max / 4
-            while True:
-                try:
-                    await self._js.publish(self._names.rate_tokens(job_type), b"", timeout=5.0)
-                    return
-                except ServiceUnavailableError as exc:
-                    if exc.err_code != MAX_MSGS_ERR:
-                        raise
-                except NoRespondersError:
-                    log.warning("%s has a rate limit but no token stream; starting without a token", job_type)
-                    return
+            while not await self._try_token(job_type):
                 # Backoff for the window to move on; the broker, not this loop, is what limits.
-                await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+                await asyncio.sleep(controls.rate_window_s / controls.rate_max / 4 * random.uniform(0.5, 1.5))
                 controls = self.controls(job_type)
                 if controls.rate_max is None:
                     return  # the limit was lifted meanwhile
+
+    async def _try_token(self, job_type: str) -> bool:
+        try:
+            await publish_acked(self._js, self._names.rate_tokens(job_type), b"", {}, timeout=5.0)
+            return True
+        except ServiceUnavailableError as exc:
+            if exc.err_code != MAX_MSGS_ERR:
+                raise
+            return False
+        except NoStreamResponseError:
+            log.warning("%s has a rate limit but no token stream; starting without a token", job_type)
+            return True
