@@ -19,11 +19,11 @@ from nats.js import JetStreamContext
 
 from jobline.contract.events import JobCreated, job_event_decoder
 from jobline.contract.names import Names
-from jobline.runtime.embedded_nats import EmbeddedNats
+from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 from .helpers import Stack, eventually, read_sse, wait_for_job_type
 from .oracle import read_timeline
-from .processes import System
+from .processes import System, free_port
 from .test_history import another_gateway
 
 STACK: dict[str, Any] = dict(with_logsink=False)
@@ -209,6 +209,49 @@ async def test_ticks_missed_while_no_gateway_ran_are_caught_up_within_the_window
     finally:
         await system.stop()
         await nc.close()
+
+
+@pytest.mark.slow
+async def test_ticks_missed_while_nats_server_was_down_are_made_once_when_it_is_back(names: Names,
+                                                                                  tmp_path: Path) -> None:
+    server = start_nats_server(tmp_path / "store", port=free_port())
+    system = System(server.url, names, tmp_path)
+    try:
+        await system.start_all(processors=1, logsink=False, history=False)
+        async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+            await create(client, name="through-restart", catchup_window_s=60)
+
+            async def made(count: int) -> bool:
+                return bool((await client.get("/api/schedules/through-restart")).json()["jobs_created"] >= count)
+
+            await eventually(lambda: made(2), timeout=15, what="two ticks before the restart")
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(10)
+            down_at = time.time()
+            await until_clock(down_at + 4)  # four ticks pass with no broker at all
+            server = start_nats_server(server.store_dir, port=int(server.url.rsplit(":", 1)[1]))
+            await system.processes["gateway"].wait_for_line(r"reconnected to nats", timeout=30)
+
+            async def ticked_after_restart() -> bool:
+                view = (await client.get("/api/schedules/through-restart")).json()
+                return bool((view["last_tick"] or 0) > down_at + 5)
+
+            await eventually(ticked_after_restart, timeout=30, what="a tick after the restart")
+            await client.post("/api/schedules/through-restart/pause")
+        nc = await nats.connect(server.url)
+        try:
+            async with watching_created(nc, names) as created:
+                await eventually(lambda: _has_tick_after(created.of("through-restart"), down_at + 5), timeout=10,
+                                 what="the stored jobs")
+                ticks = sorted(j.tick or 0 for j in created.of("through-restart"))
+        finally:
+            await nc.close()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        assert all(g == 1.0 for g in gaps), f"a tick was lost or made twice: {ticks}"
+        assert ticks[0] < down_at < down_at + 4 < ticks[-1]
+    finally:
+        await system.stop()
+        server.stop()
 
 
 async def _has_tick_after(jobs: list[JobCreated], moment: float) -> bool:
