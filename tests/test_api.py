@@ -190,6 +190,8 @@ async def test_job_log_lines_are_persisted_by_the_logsink(client: httpx.AsyncCli
 async def test_types_health_readiness_openapi_and_ui(client: httpx.AsyncClient) -> None:
     types = (await client.get("/api/types")).json()
     assert {"demo", "noop"} <= {t["name"] for t in types}
+    by_name = {t["name"]: t for t in types}
+    assert by_name["noop"]["timeout_s"] == 300.0  # the processor's default, for jobs that set no limit
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
     schema = (await client.get("/schema/openapi.json")).json()

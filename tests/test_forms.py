@@ -67,6 +67,7 @@ async def test_a_browser_is_redirected_only_where_it_may_go(client: httpx.AsyncC
     response = await client.post("/api/jobs", headers=html, files={"x": ("", b"", "application/octet-stream")},
                                  data={"type": "noop", "redirect": "https://evil.example/{id}"})
     assert response.status_code == 400 and response.json()["errors"][0]["key"] == "redirect"
+    assert response.json()["instance"] == "/api/jobs"  # the path the client posted to, not the routed one
     assert await job_count(client) == before
 
 

@@ -162,7 +162,7 @@ function renderDetail() {
   if (elapsed != null) parts.push(`elapsed ${formatSeconds(elapsed)}`);
   if (job.status === "running" && job.eta_s != null) parts.push(`about ${formatSeconds(job.eta_s)} left`);
   $("job-times").textContent = parts.join(" · ");
-  const notice = longJobNotice(job, elapsed);
+  const notice = longJobNotice(job, elapsed, types.find((t) => t.name === job.type)?.timeout_s);
   $("job-notice").hidden = !notice;
   $("job-notice").textContent = notice || "";
   $("steps").replaceChildren(...job.steps.map((step) =>

@@ -93,10 +93,11 @@ export function applyEvent(job, e, seq) {
 
 // What a person watching a job should be told about its time: stopped at its limit, close to it,
 // or slower than its own progress says (the dashboard and <jobline-progress> both show it).
-export function longJobNotice(job, elapsed) {
+// `typeTimeout`: the type's advertised limit (GET /api/types), for a job that set none itself.
+export function longJobNotice(job, elapsed, typeTimeout = null) {
   if (job.status === "failed" && job.error_reason === "timeout") return `This job was stopped: ${job.error}.`;
   if (job.status !== "running" || elapsed == null) return null;
-  const timeout = job.timeout_s;
+  const timeout = job.timeout_s ?? typeTimeout;
   if (timeout && elapsed > timeout * 0.8) {
     return `This job is close to its time limit (${formatSeconds(timeout)}); it will be stopped at the limit.`;
   }

@@ -189,6 +189,7 @@ class JobTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
     steps: list[str] = []
     params: dict[str, Any] = {}  # example/default params, shown by clients
     params_schema: dict[str, Any] = {}  # JSON Schema of the params (forms are drawn from it); {}: none given
+    timeout_s: float | None = None  # a job's run time limit when it sets none (the type's, else the processor's)
 
 
 class LogQuery(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -34,7 +34,7 @@ from jobline.contract.events import JobTypeInfo
 from .auth import FORM_PATH
 from .core import JobSubmission
 from .objects import SpooledUpload, within
-from .problems import Problem
+from .problems import ROUTED_FROM, Problem
 
 MAX_FIELD_BYTES = 256 * 1024  # all text fields together (the JSON path's body limit)
 MAX_PARTS = 64
@@ -52,7 +52,9 @@ def route_forms(app: ASGIApp) -> ASGIApp:
         if scope["type"] == ScopeType.HTTP and scope.get("method") == "POST" and scope["path"] == "/api/jobs":
             for key, value in scope.get("headers", []):
                 if key == b"content-type" and value[:19].lower() == b"multipart/form-data":
-                    scope = {**scope, "path": FORM_PATH, "raw_path": FORM_PATH.encode()}
+                    routed: dict[str, Any] = {**scope, "path": FORM_PATH, "raw_path": FORM_PATH.encode(),
+                                              ROUTED_FROM: scope["path"]}
+                    scope = cast(Scope, routed)
                     break
         await app(scope, receive, send)
 

@@ -15,6 +15,7 @@ from .history import HistoryRefused, HistoryUnavailable
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
+ROUTED_FROM = "jobline.routed_from"  # scope key: the path a request had before the gateway re-routed it
 
 
 class Problem(HTTPException):
@@ -45,6 +46,11 @@ def problem_response(status: int, title: str, detail: str, instance: str, **exte
     return Response(body, status_code=status, media_type=MEDIA_TYPE)
 
 
+def _instance(request: Request[Any, Any, Any]) -> str:
+    """The path the client asked for (a multipart POST /api/jobs is routed to /api/jobs/form)."""
+    return str(request.scope.get(ROUTED_FROM) or request.url.path)
+
+
 def _title(status: int) -> str:
     from http import HTTPStatus
 
@@ -56,7 +62,7 @@ def _title(status: int) -> str:
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, Problem):
-        response = problem_response(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extensions)
+        response = problem_response(exc.status_code, exc.title, exc.detail, _instance(request), **exc.extensions)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -68,7 +74,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         messages = [e.get("message", "") + (f" (field: {e['key']})" if e.get("key") else "")
                     for e in errors if isinstance(e, dict)]
         detail = "; ".join(m for m in messages if m) or detail
-    response = problem_response(exc.status_code, _title(exc.status_code), detail, request.url.path, **extensions)
+    response = problem_response(exc.status_code, _title(exc.status_code), detail, _instance(request), **extensions)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
@@ -78,7 +84,7 @@ def handle_malformed_body(request: Request[Any, Any, Any], exc: Exception) -> Re
     """A body the JSON decoder gives up on in a way Litestar does not turn into a 400 itself:
     nested deeper than it can follow (RecursionError), or not UTF-8 at all."""
     why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid UTF-8"
-    return problem_response(400, "Malformed body", f"the request body could not be read: it is {why}", request.url.path,
+    return problem_response(400, "Malformed body", f"the request body could not be read: it is {why}", _instance(request),
                             errors=[{"key": "body", "source": "body", "message": why}])
 
 
@@ -86,15 +92,15 @@ def handle_history_error(request: Request[Any, Any, Any], exc: Exception) -> Res
     """The history service refused a query (the client's filter) or could not answer (503: nothing
     was changed, try again)."""
     if isinstance(exc, HistoryRefused):
-        return problem_response(400, "Bad history query", str(exc), request.url.path)
+        return problem_response(400, "Bad history query", str(exc), _instance(request))
     return problem_response(503, "History unavailable", f"the history service could not answer: {exc}",
-                            request.url.path)
+                            _instance(request))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", request.method, _instance(request))
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error",
-                            "unexpected error; see the gateway log", request.url.path)
+                            "unexpected error; see the gateway log", _instance(request))
 
 
 exception_handlers = {HTTPException: handle_http_exception, RecursionError: handle_malformed_body,

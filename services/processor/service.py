@@ -43,7 +43,7 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
             objects = await until_stopped(stop, Objects.open(js, settings.names, settings.retention.replicas))
             worker = Worker(nc, js, settings, registry, instance, objects, metrics)
             await until_stopped(stop, advertise(js, settings.names, registry, worker.served_types(),
-                                                settings.retention.replicas))
+                                                settings.retention.replicas, settings.default_timeout_s))
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
                                                       ready=lambda: nc.is_connected and not stop.is_set()))
             await worker.run(stop)
