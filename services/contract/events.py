@@ -35,6 +35,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks)
     schedule: str | None = None  # made by this recurring schedule …
     tick: float | None = None  # … for this fire time (unix seconds)
+    batch: str | None = None  # submitted as part of this batch (POST /api/batches)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -49,6 +50,7 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     max_attempts: int | None = None
     queue_timeout_s: float | None = None
     webhook_url: str | None = None
+    batch: str | None = None
 
 
 class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):

@@ -74,6 +74,7 @@ class JobState(msgspec.Struct, kw_only=True):
     run_at: float | None = None  # a delayed job: when it becomes (or became) pending
     schedule: str | None = None  # the recurring schedule that made it …
     tick: float | None = None  # … and the fire time it was made for
+    batch: str | None = None  # the batch it was submitted in
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
@@ -102,6 +103,7 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
+    state.batch = event.batch
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
     if isinstance(event, JobScheduled):

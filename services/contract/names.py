@@ -231,6 +231,11 @@ class Names:
         return self._stream("JOB_TYPES").lower()
 
     @property
+    def batches_bucket(self) -> str:
+        """KV bucket: batch id → its record (when, which jobs: gateway/batches.py)."""
+        return self._stream("BATCHES").lower()
+
+    @property
     def schedules_bucket(self) -> str:
         """KV bucket: schedule name → its definition and what it last did (gateway/schedules.py)."""
         return self._stream("SCHEDULES").lower()

@@ -21,6 +21,8 @@ from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
 from .auth import Auth, auth_middleware
+from .batch_routes import batch_handlers
+from .batches import open_bucket as open_batches
 from .catalogue import Catalogue
 from .core import Core
 from .event_stream import StreamWatchdog
@@ -171,6 +173,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             core.schedules = await ScheduleStore.open(js, settings.names, settings.retention.replicas,
                                                       settings.schedule_catchup_s)
             core.queues = await QueueStore.open(js, settings.names, catalogue, settings.retention.replicas)
+            core.batches = await open_batches(js, settings.names, settings.retention.replicas)
             runner = ScheduleRunner(core, core.schedules)
             stack.push_async_callback(runner.stop)
             await runner.start()
@@ -182,7 +185,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             stack.callback(setattr, core, "ready", False)
             yield
 
-    handlers: list[Any] = [*route_handlers, *schedule_handlers, *queue_handlers]
+    handlers: list[Any] = [*route_handlers, *schedule_handlers, *queue_handlers, *batch_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

@@ -70,6 +70,7 @@ class Core:
     history: HistoryClient
     schedules: ScheduleStore | None = None  # recurring schedules (opened at start)
     queues: QueueStore | None = None  # queue controls of the job types (opened at start)
+    batches: KeyValue | None = None  # batch records (opened at start)
     ready: bool = False
 
 
@@ -127,11 +128,11 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
 
 
 def created_event(submission: JobSubmission, job_id: str, ts: float, steps: list[str], *,
-                  schedule: str | None = None, tick: float | None = None) -> JobCreated:
+                  schedule: str | None = None, tick: float | None = None, batch: str | None = None) -> JobCreated:
     return JobCreated(ts=ts, job_id=job_id, type=submission.type, params=submission.params, steps=steps,
                       timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
                       queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url,
-                      schedule=schedule, tick=tick)
+                      schedule=schedule, tick=tick, batch=batch)
 
 
 async def submit(core: Core, submission: JobSubmission,
@@ -161,11 +162,22 @@ async def submit(core: Core, submission: JobSubmission,
             return JobCreated(ts=existing.created_at, job_id=job_id, type=existing.type, params=existing.params), False
         # The first request claimed the key but may have died before publishing: publish (the
         # created event's Nats-Msg-Id makes a race between the two a single message).
+    return await publish_job(core, event, run_at, submitted_at), fresh
+
+
+async def publish_job(core: Core, event: JobCreated, run_at: float | None, submitted_at: float, *,
+                      only_if_new: bool = False) -> JobCreated | JobScheduled:
+    """Store a new job: its created event, or for a delayed job its schedule and its scheduled
+    event. `only_if_new`: stored only if the job has no event yet (a job id made deterministically,
+    whose creation may be retried after the duplicate window)."""
     names = core.settings.names
+    job_id = event.job_id
+    headers = {"Nats-Expected-Last-Subject-Sequence": "0",
+               "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)} if only_if_new else None
     try:
         if run_at is None:
-            await publish_reliably(core.js, names.job_created(job_id, submission.type), encoder.encode(event),
-                                   msg_id=created_msg_id(job_id), give_up_after=10.0)
+            await publish_reliably(core.js, names.job_created(job_id, event.type), encoder.encode(event),
+                                   msg_id=created_msg_id(job_id), headers=headers, give_up_after=10.0)
         else:
             # The schedule first: if this gateway dies between the two, the job still runs (it shows
             # up when it fires) instead of showing `scheduled` for ever.
@@ -173,14 +185,18 @@ async def submit(core: Core, submission: JobSubmission,
                                    headers=schedule_headers(names, event), give_up_after=10.0)
             scheduled = scheduled_event(event, submitted_at)
             await publish_reliably(core.js, subject_of(names, scheduled), encoder.encode(scheduled),
-                                   msg_id=f"{job_id}:scheduled", give_up_after=10.0)
-            core.metrics.count_submitted(submission.type)
-            return scheduled, fresh
+                                   msg_id=f"{job_id}:scheduled", headers=headers, give_up_after=10.0)
+            core.metrics.count_submitted(event.type)
+            return scheduled
+    except APIError as exc:
+        if not (only_if_new and exc.err_code == WRONG_LAST_SEQUENCE_ERR):
+            raise
+        return event  # stored by an earlier try
     except (NatsTimeout, NoRespondersError) as exc:
         raise Problem(503, "Event store unavailable",
                       f"the job could not be stored ({type(exc).__name__}); nothing was created") from exc
-    core.metrics.count_submitted(submission.type)
-    return event, fresh
+    core.metrics.count_submitted(event.type)
+    return event
 
 
 async def cancel(core: Core, job_id: str, reason: str = "") -> str:

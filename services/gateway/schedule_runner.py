@@ -22,16 +22,14 @@ import time
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from jobline.contract.events import encoder
 from jobline.contract.names import ENDED
-from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id
 from jobline.contract.schedules import MissedTicks
 from jobline.runtime.consume import ConsumeLoop, ensure_durable
-from jobline.runtime.publishing import publish_reliably
 
-from .core import Core, JobSubmission, created_event, validate
+from .core import Core, JobSubmission, created_event, publish_job, validate
 from .cron import Cron
 from .problems import Problem
 from .schedules import (
@@ -205,19 +203,9 @@ class ScheduleRunner:
         info = self._core.catalogue.types.get(submission.type)
         event = created_event(submission, job_id, time.time(), list(info.steps) if info else [],
                               schedule=schedule.name, tick=tick)
-        names = self._names
-        try:
-            # Stored only if the job has no event at all: once per tick, also long after the
-            # duplicate window (a wake-up redelivered an hour later).
-            await publish_reliably(self._core.js, names.job_created(job_id, submission.type), encoder.encode(event),
-                                   msg_id=created_msg_id(job_id), give_up_after=10.0,
-                                   headers={"Nats-Expected-Last-Subject-Sequence": "0",
-                                            "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)})
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise
-            return  # made by an earlier delivery of this wake-up
-        self._core.metrics.count_submitted(submission.type)
+        # Stored only if the job has no event at all: once per tick, also long after the duplicate
+        # window (a wake-up redelivered an hour later).
+        await publish_job(self._core, event, None, event.ts, only_if_new=True)
 
     async def _still_running(self, job_id: str) -> bool:
         state = self._core.read_model.get(job_id)
