@@ -163,3 +163,20 @@ async def test_queues_pause_resume_and_limit(stack: Stack) -> None:
     assert json.loads(out)["concurrency"] is None and json.loads(out)["rate_max"] == 10
     code, _, err = await jobline(stack, "queues", "pause", "no-such-type")
     assert code != 0 and "no processor serves" in err
+
+
+async def test_submit_a_batch_from_a_jsonl_file_and_wait_with_one_bar(stack: Stack, tmp_path: Path) -> None:
+    specs = tmp_path / "specs.jsonl"
+    good = {"type": "demo", "params": {"steps": ["A"], "step_seconds": 0.05, "ticks_per_step": 1}}
+    bad = {"type": "demo", "params": {"steps": ["A"], "step_seconds": 0.01, "fail_at_step": "A"}, "max_attempts": 1}
+    specs.write_text("\n".join(json.dumps(s) for s in [good] * 12 + [bad]) + "\n")
+    code, out, err = await jobline(stack, "submit", "--batch", str(specs), "--wait")
+    assert code == 1, out + err  # one job failed
+    assert "13/13 ended" in out and "12 completed, 1 failed" in out
+    specs.write_text(json.dumps(good) + "\n")
+    code, out, _ = await jobline(stack, "submit", "--batch", str(specs), "--wait", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[0]["event"] == "snapshot" and lines[-1]["event"] == "batch_completed"
+    specs.write_text(json.dumps(good) + "\n" + json.dumps({"type": "no-such-type"}) + "\n")
+    code, _, err = await jobline(stack, "submit", "--batch", str(specs))
+    assert code != 0 and "job 1" in err

@@ -148,6 +148,18 @@ async def test_queue_controls_through_the_client(jobline: AsyncClient) -> None:
         await jobline.set_queue_limits("demo", speed=1)
 
 
+async def test_batches_through_the_client(jobline: AsyncClient) -> None:
+    accepted = await jobline.submit_batch([{"type": "demo", "params": FAST}] * 5, idempotency_key="client-batch")
+    again = await jobline.submit_batch([{"type": "demo", "params": FAST}] * 5, idempotency_key="client-batch")
+    assert again["id"] == accepted["id"] and len(accepted["jobs"]) == 5
+    kinds = [event.kind async for event in jobline.watch_batch(accepted["id"])]
+    assert kinds[0] == "snapshot" and kinds[-1] == "batch_completed"
+    assert (await jobline.batch(accepted["id"]))["counts"] == {"completed": 5}
+    with pytest.raises(ApiError) as refused:
+        await jobline.submit_batch([{"type": "demo"}, {"type": "no-such-type"}])
+    assert refused.value.status == 422 and refused.value.problem["index"] == 1
+
+
 async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:
     await wait_for_job_type(js, stack.names, "demo")
     transport = CutAfterSubmit()

@@ -45,6 +45,50 @@ def _log_line(line: dict[str, Any]) -> Text:
     return text
 
 
+def read_specs(path: Path) -> list[dict[str, Any]]:
+    lines = sys.stdin.read().splitlines() if str(path) == "-" else path.read_text().splitlines()
+    specs = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                specs.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"error: {path}:{number} is not JSON: {exc}") from None
+    return specs
+
+
+def submit_batch(client: Client, args: argparse.Namespace) -> int:
+    accepted = client.submit_batch(read_specs(args.batch))
+    batch_id, total = accepted["id"], len(accepted["jobs"])
+    if not args.wait:
+        _print_json(accepted) if args.json else console.print(f"submitted batch {batch_id} ({total} jobs)")
+        return EXIT_OK
+    counts: dict[str, int] = {}
+    events = client.watch_batch(batch_id)
+    if args.json:
+        for event in events:
+            data = event.json()
+            _print_json({"event": event.kind, "data": data})
+            counts = data.get("counts", counts)
+    else:
+        console.print(f"batch {batch_id}: {total} jobs")
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[eta]}"))
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(f"0/{total} ended", total=total, eta="")
+            for event in events:
+                data = event.json()
+                counts = data.get("counts", counts)
+                ended = data.get("ended", 0)
+                eta = data.get("eta_s")
+                progress.update(task, completed=data.get("progress", 0) * total, description=f"{ended}/{total} ended",
+                                eta=f"ETA {eta:.0f}s" if eta else "")
+                if event.kind == "job_ended" and data["status"] != "completed":
+                    progress.console.print(Text(f"{data['job_id']} {data['status']}: {data.get('error') or ''}",
+                                                style="red"))
+        console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return EXIT_OK if set(counts) <= {"completed"} else EXIT_BY_STATUS["failed"]
+
+
 def watch(client: Client, job_id: str, as_json: bool) -> int:
     status = "pending"
     events = client.events(f"/api/jobs/{job_id}/events", until=TERMINAL_KINDS)
@@ -170,6 +214,8 @@ def stats(client: Client, window: str) -> int:
 
 def run_command(client: Client, args: argparse.Namespace) -> int:
     match args.command:
+        case "submit" if args.batch is not None:
+            return submit_batch(client, args)
         case "submit":
             params = dict(args.param)
             if args.file is not None:

@@ -56,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("up", help="run the whole system here: embedded NATS (unless NATS_URL is set), "
                                    "gateway, processor, logsink and the web UI")
-    submit = command("submit", "submit a job")
-    submit.add_argument("type")
+    submit = command("submit", "submit a job (or a batch of them: --batch)")
+    submit.add_argument("type", nargs="?", help="the job type (not with --batch)")
+    submit.add_argument("--batch", type=Path, metavar="FILE",
+                        help="submit every job of this JSON-lines file (one job per line, as POST /api/jobs takes "
+                             "it; - for standard input) as one batch; --wait shows one bar for all of them")
     submit.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
                         help="a job parameter (VALUE is JSON if it parses, else a string); repeatable")
     submit.add_argument("--file", type=Path, help="upload this file first; its id goes into the `upload` param")
@@ -132,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "submit" and (args.type is None) == (args.batch is None):
+        parser.error("submit needs a job TYPE or --batch FILE (not both)")
     if args.command == "schedules":
         schedules.check(parser, args)
     if args.command == "queues":

@@ -379,6 +379,29 @@ class AsyncClient:
         answer = await self.get_json("/api/types")
         return answer["types"] if isinstance(answer, dict) else answer  # type: ignore[no-any-return]
 
+    # --- batches ---------------------------------------------------------------------------
+    async def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
+                           ) -> dict[str, Any]:
+        """Submit up to 10,000 jobs in one request (each a mapping as `submit` takes: `type`,
+        `params`, options, and its own `idempotency_key`); `{"id", "jobs", "links"}`. All or
+        nothing: a bad job raises ApiError naming its index. Retried safely (an Idempotency-Key
+        is made when not given)."""
+        key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
+        response = await self.request("POST", "/api/batches", json={"jobs": [dict(s) for s in specs]},
+                                      headers={"Idempotency-Key": key})
+        return response.json()  # type: ignore[no-any-return]
+
+    async def batch(self, batch_id: str) -> dict[str, Any]:
+        """The batch's counts by status, progress, ETA, failures and jobs."""
+        return await self.get_json(f"/api/batches/{batch_id}")  # type: ignore[no-any-return]
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, int]:
+        return (await self.request("POST", f"/api/batches/{batch_id}/cancel", retry="not_sent")).json()  # type: ignore[no-any-return]
+
+    def watch_batch(self, batch_id: str) -> AsyncIterator[RawEvent]:
+        """The batch's live stream (snapshot, job_ended, progress, batch_completed), resumed after a cut."""
+        return self.events(f"/api/batches/{batch_id}/events", until=frozenset({"batch_completed"}))
+
     # --- recurring schedules ----------------------------------------------------------------
     async def create_schedule(self, name: str, cron: str, type: str, params: Mapping[str, Any] | None = None, *,
                               timezone: str = "UTC", overlap: Overlap = "allow", catchup_window_s: float | None = None,

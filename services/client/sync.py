@@ -149,6 +149,19 @@ class Client:
     def types(self) -> TypeList:
         return self._run(self.aio.types())
 
+    def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
+                     ) -> dict[str, Any]:
+        return self._run(self.aio.submit_batch(specs, idempotency_key=idempotency_key))
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._run(self.aio.batch(batch_id))
+
+    def cancel_batch(self, batch_id: str) -> dict[str, int]:
+        return self._run(self.aio.cancel_batch(batch_id))
+
+    def watch_batch(self, batch_id: str) -> Iterator[RawEvent]:
+        return self._portal.iterate(self.aio.watch_batch(batch_id))
+
     def create_schedule(self, name: str, cron: str, type: str, params: Mapping[str, Any] | None = None,
                         **options: Any) -> ScheduleView:
         return self._run(self.aio.create_schedule(name, cron, type, params, **options))
