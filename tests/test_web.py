@@ -51,6 +51,11 @@ async def hostile(ctx: JobContext) -> None:
     ctx.log(HOSTILE, level="error")
 
 
+@registry.task("broken", max_attempts=1)
+async def broken(ctx: JobContext) -> None:
+    raise RuntimeError("broken on purpose")
+
+
 registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
 
 
@@ -179,6 +184,29 @@ async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page
     await page.fill("#schedule-cron", "not cron")
     await page.click("#schedule-create")
     await expect(page.locator("#schedule-form-error")).to_contain_text("fields")
+
+
+async def test_a_batch_page_follows_the_batch_live_and_retries_its_failures(page: Page, stack: Stack) -> None:
+    jobs = [{"type": "demo", "params": {"tick": 0.1}}] * 6 + [{"type": "broken"}] * 2
+    batch = await page.evaluate("""async (jobs) => (await (await fetch("/api/batches", {method: "POST",
+        headers: {"content-type": "application/json"}, body: JSON.stringify({jobs})})).json()).id""", jobs)
+    await page.goto(f"{stack.url}/#/batches/{batch}")
+    await expect(page.locator("#batch-grid .cell")).to_have_count(8)
+    await expect(page.locator("#batch-status")).to_have_text("completed", timeout=20_000)
+    bar = page.get_by_role("progressbar", name="Batch progress")
+    await expect(bar).to_have_attribute("aria-valuenow", "100")
+    await expect(page.locator("#batch-counts")).to_contain_text("8 of 8 ended")
+    await expect(page.locator('#batch-grid .cell[data-status="failed"]')).to_have_count(2)
+    await expect(page.locator("#batch-failures li")).to_have_count(2)
+    await expect(page.locator("#batch-failures")).to_contain_text("broken on purpose")
+    await page.check("#batch-only-failures")
+    await expect(page.locator('#batch-grid .cell[data-status="completed"]').first).to_be_hidden()
+    await page.click("#batch-retry")
+    await expect(page).not_to_have_url(re.compile(batch), timeout=10_000)
+    await expect(page.locator("#batch-grid .cell")).to_have_count(2)  # a new batch of the two failed jobs
+    await expect(page.locator("#batch-status")).to_have_text("completed", timeout=20_000)
+    await page.click("#nav-batches")
+    await expect(page.locator("#batch-rows tr")).to_have_count(2)
 
 
 async def test_pause_a_type_from_the_dashboard_and_resume_it(page: Page) -> None:

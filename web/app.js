@@ -3,6 +3,7 @@
 // being watched and its log lines all come over one multiplexed EventSource (/api/events).
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
+import { closeBatches, openBatches } from "/batches.js";
 import { openHistory } from "/history.js";
 import { startQueues } from "/queues.js";
 import { closeSchedules, openSchedules } from "/schedules.js";
@@ -433,10 +434,11 @@ function tailServiceLogs() {
 
 // ---- routing ------------------------------------------------------------------------------
 function show(page) {
-  for (const name of ["jobs", "replay", "logs", "history", "schedules"]) $(`page-${name}`).hidden = name !== page;
+  for (const name of ["jobs", "replay", "logs", "history", "schedules", "batches"]) $(`page-${name}`).hidden = name !== page;
   if (page !== "schedules") closeSchedules();
+  if (page !== "batches") closeBatches();
   for (const [name, link] of [["jobs", $("nav-jobs")], ["history", $("nav-history")], ["logs", $("nav-logs")],
-                              ["schedules", $("nav-schedules")]]) {
+                              ["schedules", $("nav-schedules")], ["batches", $("nav-batches")]]) {
     if (name === page) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
 }
@@ -458,6 +460,11 @@ function route() {
     stopPlaying();
     show("logs");
     tailServiceLogs();
+  } else if ((match = hash.match(/^#\/batches(?:\/([A-Za-z0-9_-]{1,64}))?$/))) {
+    stopPlaying();
+    stopServiceLogs();
+    show("batches");
+    openBatches(match[1]).catch((error) => { $("batch-error").textContent = error.message; });
   } else if (hash === "#/schedules") {
     stopPlaying();
     stopServiceLogs();
