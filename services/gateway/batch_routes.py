@@ -36,10 +36,9 @@ def _batches(request: Request[Any, Any, Any]) -> tuple[Core, KeyValue]:
       responses={202: ResponseSpec(batches.BatchAccepted, description="Stored", generate_examples=False)})
 async def submit_batch(request: Request[Any, Any, Any], data: JSONBody[batches.BatchSubmission],
                        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
-                       ) -> Response[batches.BatchAccepted]:  # (`data`: the documented body)
+                       ) -> Response[batches.BatchAccepted]:
     core, kv = _batches(request)
-    submission = batches.decode(await request.body())  # strictly, naming a bad job's index
-    record, fresh = await batches.create(core, kv, submission, idempotency_key)
+    record, fresh = await batches.create(core, kv, data, idempotency_key)
     headers = {"Location": f"/api/batches/{record.id}"}
     if not fresh:
         headers["Idempotent-Replayed"] = "true"

@@ -21,18 +21,18 @@ from typing import Any, TypeVar
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import encoder
 from jobline.contract.job_state import JobState
-from jobline.contract.names import Names
+from jobline.contract.names import Names, is_valid_job_id
 from jobline.contract.vocabulary import JobStatus
 from jobline.runtime.buckets import key_value
 
 from .core import Core, JobSubmission, created_event, new_job_id, publish_job, validate
 from .history import HistoryUnavailable
-from .idempotency import claim
+from .idempotency import MAX_KEY_LENGTH, claim
 from .problems import Problem
 
 MAX_JOBS = 10_000
@@ -90,7 +90,6 @@ class BatchState(msgspec.Struct, kw_only=True):
     links: dict[str, str]
 
 
-_submission_decoder = msgspec.json.Decoder(BatchSubmission)
 _record_decoder = msgspec.json.Decoder(BatchRecord)
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 
@@ -118,17 +117,10 @@ async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = IN_F
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-def decode(body: bytes) -> BatchSubmission:
-    try:
-        submission = _submission_decoder.decode(body)
-    except msgspec.ValidationError as exc:  # e.g. "Expected `str`, got `int` - at `$.jobs[3].type`"
-        raise Problem(400, "Invalid batch", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed body", f"the body is not JSON: {exc}") from None
+def check_size(submission: BatchSubmission) -> None:
     if not 1 <= len(submission.jobs) <= MAX_JOBS:
         raise Problem(422, "Invalid batch", f"a batch has 1 to {MAX_JOBS} jobs, not {len(submission.jobs)}",
                       errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_JOBS} jobs"}])
-    return submission
 
 
 async def _validated(core: Core, submission: BatchSubmission) -> list[float | None]:
@@ -149,6 +141,10 @@ async def create(core: Core, kv: KeyValue, submission: BatchSubmission,
                  idempotency_key: str | None) -> tuple[BatchRecord, bool]:
     """Validate every job, then store the batch and its jobs; returns the record and whether it is
     new (False: an earlier request with the same Idempotency-Key made it)."""
+    check_size(submission)
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
+                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
     run_times = await _validated(core, submission)
     batch_id = new_job_id()
     if idempotency_key is not None:
@@ -199,13 +195,13 @@ async def _wait_for_record(kv: KeyValue, batch_id: str, timeout: float = 10.0) -
 async def get_record(kv: KeyValue, batch_id: str) -> BatchRecord | None:
     try:
         entry = await kv.get(batch_id)
-    except (KeyNotFoundError, ValueError):  # (nats-py refuses some keys outright)
+    except (KeyNotFoundError, InvalidKeyError):
         return None
     return _record_decoder.decode(entry.value) if entry.value else None
 
 
 async def require(kv: KeyValue, batch_id: str) -> BatchRecord:
-    record = await get_record(kv, batch_id) if batch_id.replace("-", "").replace("_", "").isalnum() else None
+    record = await get_record(kv, batch_id) if is_valid_job_id(batch_id) else None
     if record is None:
         raise Problem(404, "Batch not found", f"there is no batch {batch_id!r}")
     return record

@@ -78,13 +78,19 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/schedules/{name}/pause"): (404, 503),
     ("post", "/api/schedules/{name}/resume"): (404, 503),
     ("delete", "/api/schedules/{name}"): (404, 503),
+    ("post", "/api/batches"): (400, 413, 422, 503),
+    ("get", "/api/batches"): (503,),
+    ("get", "/api/batches/{batch_id}"): (404, 503),
+    ("post", "/api/batches/{batch_id}/cancel"): (404, 503),
+    ("get", "/api/batches/{batch_id}/events"): (404, 503),
     ("get", "/api/queues"): (503,),
     ("get", "/api/queues/{job_type}"): (404, 503),
     ("put", "/api/queues/{job_type}"): (404, 422, 503),
     ("post", "/api/queues/{job_type}/pause"): (404, 503),
     ("post", "/api/queues/{job_type}/resume"): (404, 503),
 }
-STREAMS = {("get", "/api/jobs/{job_id}/events"), ("get", "/api/events"), ("get", "/api/logs/stream")}
+STREAMS = {("get", "/api/jobs/{job_id}/events"), ("get", "/api/events"), ("get", "/api/logs/stream"),
+           ("get", "/api/batches/{batch_id}/events")}
 NO_CONTENT = {  # answers without a body
     ("get", "/api/jobs/{job_id}"): {304: "Not modified since the ETag in If-None-Match"},
     ("get", "/api/jobs/{job_id}/events"): {204: "The job has ended and the client saw its end: EventSource stops"},
@@ -112,6 +118,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "upload_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
+    "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "name": {"type": "string", "pattern": "^[^/]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
@@ -235,6 +242,14 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
                              "description": "any IANA time zone name (422 for one the server does not know)"}
         props["catchup_window_s"] = {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
                                                {"type": "null"}]}
+    batch = schemas.get("BatchSubmission")
+    if batch is not None and submission is not None:
+        batch["additionalProperties"] = False
+        job = copy.deepcopy(submission)
+        job["properties"]["idempotency_key"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 255},
+                                                          {"type": "null"}]}
+        batch["properties"] = {"jobs": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": job}}
+        batch["required"] = ["jobs"]
     limits = schemas.get("QueueLimits")
     if limits is not None:
         limits["additionalProperties"] = False
