@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 
 from jobline.contract.events import JobCreated, job_event_decoder
 
-from .helpers import Stack, wait_for_job_type
+from .helpers import Stack, outcome, read_sse, wait_for_job_type
 
 STACK: dict[str, Any] = dict(with_logsink=False)
 FAST = {"type": "demo", "params": {"steps": ["A"], "step_seconds": 0.01, "ticks_per_step": 1}}
@@ -130,6 +130,7 @@ async def test_a_bad_batch_creates_nothing_and_says_why(client: httpx.AsyncClien
 
 async def test_cancel_a_batch_and_keys_that_name_existing_jobs(client: httpx.AsyncClient) -> None:
     earlier = (await client.post("/api/jobs", json=FAST, headers={"Idempotency-Key": "k-earlier"})).json()["id"]
+    assert outcome(await read_sse(client, f"/api/jobs/{earlier}/events")) == "completed"  # ended: not cancelled below
     slow = {"type": "demo", "params": {"steps": ["A", "B"], "step_seconds": 5}}
     answer = await client.post("/api/batches", json={"jobs": [slow] * 5 + [{**FAST, "idempotency_key": "k-earlier"}]})
     batch_id, job_ids = answer.json()["id"], answer.json()["jobs"]
