@@ -66,6 +66,7 @@ bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.http_ceiling
 	$(VENV)/bin/python -m bench.clients
 	$(VENV)/bin/python -m bench.queue_controls
+	$(VENV)/bin/python -m bench.batches
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache

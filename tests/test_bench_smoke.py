@@ -80,3 +80,10 @@ def test_the_queue_controls_benchmark_runs_end_to_end() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "jobs/s" not in line]
     assert len(rows) == 3 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), result.stdout
+
+
+def test_the_batch_benchmark_runs_end_to_end() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.batches", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| jobline, POST /api/batches of 1,000 |" in result.stdout and "| raw nats-py |" in result.stdout

@@ -1,0 +1,161 @@
+"""Batches against single submissions and the raw nats-py pipeline, end to end, side by side.
+
+    python -m bench.batches            # ~1 minute; results in docs/benchmarks.md ("Batches")
+    python -m bench.batches --smoke    # seconds (the test suite runs it so it cannot rot)
+
+Each round runs, alternating: the raw nats-py pipeline (bench.run's: publish, a bare worker, a done
+message), Jobline with one `POST /api/jobs` per job (64 in flight, bench.http_client), and Jobline
+with `POST /api/batches` of 1,000 jobs each (two requests in flight). Every round is N noop jobs
+timed from the first submission to the last job's end. Jobline runs whole (logsink, processor,
+history, gateway as processes), as `jobline up` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from jobline.contract.names import Names
+from jobline.runtime.embedded_nats import start_nats_server
+
+from . import loop
+from .clients import cpu_s
+from .http_client import Connection
+from .run import ROOT, bench_raw, spawn, start_gateway, stop
+
+BATCH = 1000
+SINGLE, BATCHED, RAW = "jobline, one POST /api/jobs per job", "jobline, POST /api/batches of 1,000", "raw nats-py"
+
+
+async def timed(nc: Client, names: Names, n: int, submit_all, pids: dict[str, int],  # noqa: ANN001
+                cpu: dict[str, list[float]]) -> float:
+    """jobs/s from the first submission to the n-th job end; each process's CPU µs per job into `cpu`."""
+    before = {name: cpu_s(pid) for name, pid in pids.items()}
+    ended = 0
+    done = asyncio.Event()
+
+    async def on_end(_msg: object) -> None:
+        nonlocal ended
+        ended += 1
+        if ended >= n:
+            done.set()
+
+    sub = await nc.subscribe(names.all_job_ends, cb=on_end)
+    t0 = time.perf_counter()
+    try:
+        await submit_all()
+        async with asyncio.timeout(300):
+            await done.wait()
+    finally:
+        await sub.unsubscribe()
+    elapsed = time.perf_counter() - t0
+    for name, pid in pids.items():
+        cpu.setdefault(name, []).append((cpu_s(pid) - before[name]) * 1e6 / n)
+    return n / elapsed
+
+
+async def singles(base: str, n: int, concurrency: int) -> None:
+    connections = [await Connection.open(base) for _ in range(concurrency)]
+
+    async def submitter(connection: Connection, count: int) -> None:
+        for _ in range(count):
+            status, answer = await connection.post_json("/api/jobs", b'{"type":"noop"}')
+            assert status == 202, answer
+
+    try:
+        await asyncio.gather(*(submitter(c, n // concurrency + (i < n % concurrency)) for i, c in enumerate(connections)))
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def batches(base: str, n: int, in_flight: int = 2) -> None:
+    body = json.dumps({"jobs": [{"type": "noop"}] * BATCH}).encode()
+    connections = [await Connection.open(base) for _ in range(in_flight)]
+
+    async def submitter(connection: Connection, count: int) -> None:
+        for _ in range(count):
+            status, answer = await connection.post_json("/api/batches", body)
+            assert status == 202, answer[:300]
+
+    rounds = n // BATCH
+    try:
+        await asyncio.gather(*(submitter(c, rounds // in_flight + (i < rounds % in_flight))
+                               for i, c in enumerate(connections)))
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def main(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    rates: dict[str, list[float]] = {RAW: [], SINGLE: [], BATCHED: []}
+    cpu: dict[str, dict[str, list[float]]] = {SINGLE: {}, BATCHED: {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_nats_server(Path(tmp) / "nats")
+        names = Names("bbatch")
+        env = dict(os.environ, NATS_URL=server.url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=tmp,
+                   JOBLINE_PORT="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+        procs = [await spawn([sys.executable, "-m", "jobline.logsink"], env, b"logsink consuming"),
+                 await spawn([sys.executable, "-m", "jobline.processor"], env, b"processing"),
+                 await spawn([sys.executable, "-m", "jobline.history"], env, b"history consuming")]
+        gateway, base = await start_gateway(env)
+        procs.append(gateway)
+        nc = await nats.connect(server.url)
+        pids = {name: p.pid for name, p in zip(("logsink", "processor", "history", "gateway"), procs, strict=True)}
+        pids["nats-server"] = server.process.pid
+        try:
+            await timed(nc, names, 100, lambda: singles(base, 100, 8), pids, {})  # warm-up
+            for rnd in range(args.rounds):
+                raw = await bench_raw(nc, server.url, args.jobs, 64, None, f"raw{rnd}")
+                rates[RAW].append(raw.jobs_per_s)
+                rates[SINGLE].append(await timed(nc, names, args.jobs, lambda: singles(base, args.jobs, 64), pids,
+                                                 cpu[SINGLE]))
+                rates[BATCHED].append(await timed(nc, names, args.jobs, lambda: batches(base, args.jobs), pids,
+                                                  cpu[BATCHED]))
+        finally:
+            await nc.close()
+            for process in procs:
+                await stop(process)
+            server.stop()
+    return rates, cpu
+
+
+def table(rates: dict[str, list[float]], cpu: dict[str, dict[str, list[float]]]) -> str:
+    raw = statistics.median(rates[RAW])
+    lines = ["| system | jobs/s (median) | of raw | rounds |", "|---|---:|---:|---|"]
+    for name, values in rates.items():
+        median = statistics.median(values)
+        lines.append(f"| {name} | {median:,.0f} | {median / raw:.0%} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    processes = list(next(iter(cpu.values())))
+    lines += ["", "| CPU µs per job | " + " | ".join(processes) + " | total |", "|---|" + "---:|" * (len(processes) + 1)]
+    for name, per in cpu.items():
+        medians = [statistics.median(per[p]) for p in processes]
+        lines.append(f"| {name} | " + " | ".join(f"{m:,.0f}" for m in medians) + f" | {sum(medians):,.0f} |")
+    return "\n".join(lines)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs per round (a multiple of 1,000)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.smoke:
+        args.jobs, args.rounds = 1000, 1
+    rates, cpu = loop.run(main(args))
+    print(f"{args.jobs} noop jobs per round, end to end, median of {args.rounds} rounds:\n")
+    print(table(rates, cpu))
+
+
+if __name__ == "__main__":
+    cli()
