@@ -59,7 +59,7 @@ test: $(VENV)/.synced system-packages lint
 test-fast: $(VENV)/.synced
 	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.synced system-packages
+bench: $(VENV)/.synced system-packages bench/bullmq/node_modules
 	$(VENV)/bin/python -m bench.run
 	$(VENV)/bin/python -m bench.streams
 	$(VENV)/bin/python -m bench.flood
@@ -67,6 +67,11 @@ bench: $(VENV)/.synced system-packages
 	$(VENV)/bin/python -m bench.clients
 	$(VENV)/bin/python -m bench.queue_controls
 	$(VENV)/bin/python -m bench.batches
+
+# The BullMQ peer of bench.batches (Node and npm are on these machines), in its own folder only.
+bench/bullmq/node_modules: bench/bullmq/package.json bench/bullmq/package-lock.json
+	cd bench/bullmq && npm ci --no-audit --no-fund
+	@touch $@
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .jobline .pytest_cache
