@@ -201,6 +201,11 @@ async def test_a_batch_page_follows_the_batch_live_and_retries_its_failures(page
     await expect(page.locator("#batch-failures")).to_contain_text("broken on purpose")
     await page.check("#batch-only-failures")
     await expect(page.locator('#batch-grid .cell[data-status="completed"]').first).to_be_hidden()
+    await page.locator('#batch-grid .cell[data-status="failed"]').first.click()  # a job links back to its batch
+    await expect(page.locator("#job-origin a")).to_have_text("its batch")
+    await page.click("#job-origin a")
+    await expect(page.locator("#batch-grid .cell")).to_have_count(8)
+    await page.check("#batch-only-failures")
     await page.click("#batch-retry")
     await expect(page).not_to_have_url(re.compile(batch), timeout=10_000)
     await expect(page.locator("#batch-grid .cell")).to_have_count(2)  # a new batch of the two failed jobs

@@ -145,6 +145,10 @@ function renderDetail() {
   if (!job) return;
   $("job-id").textContent = job.id;
   $("job-type-name").textContent = job.type;
+  // Where it came from: its batch (a link to the batch page) or the recurring schedule that made it.
+  const origin = job.batch ? el("a", { href: `#/batches/${job.batch}` }, "its batch")
+    : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
+  $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []));
   const status = $("job-status");
   status.textContent = job.status + (job.attempt > 1 ? ` · attempt ${job.attempt}` : "");
   status.dataset.status = job.status;
