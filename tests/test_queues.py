@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -146,5 +147,59 @@ async def test_a_concurrency_limit_of_2_holds_over_three_processors_and_a_kill_9
                 spans += attempts(timeline)
             assert most_at_once(spans) == 2, spans  # never more, and the limit was reached
             assert len(spans) == 9  # one attempt was killed and run again
+    finally:
+        await system.stop()
+
+
+def span_of(timeline: list[Recorded]) -> tuple[float, float]:
+    [(start, end)] = attempts(timeline)
+    return start, end
+
+
+async def test_a_per_key_limit_lets_key_b_run_while_key_a_waits(client: httpx.AsyncClient, stack: Stack,
+                                                               js: JetStreamContext) -> None:
+    limited = await client.put("/api/queues/demo", json={"key_concurrency": 1})
+    assert limited.status_code == 200 and limited.json()["key_concurrency"] == 1
+    slow = {"type": "demo", "params": {"steps": ["S"], "step_seconds": 0.8, "ticks_per_step": 2}}
+    user_a = [(await client.post("/api/jobs", json={**slow, "concurrency_key": "user 42"})).json()["id"]
+              for _ in range(3)]
+    user_b = (await client.post("/api/jobs", json={**slow, "concurrency_key": "user 7"})).json()["id"]
+    assert set(await ends(client, [*user_a, user_b])) == {"completed"}
+    timelines = {j: await read_timeline(js, stack.names, j) for j in [*user_a, user_b]}
+    a_spans = sorted(span_of(timelines[j]) for j in user_a)
+    assert all(later[0] >= earlier[1] for earlier, later in zip(a_spans, a_spans[1:], strict=False)), a_spans
+    b_start, _ = span_of(timelines[user_b])
+    assert b_start < a_spans[0][1], "key B waited for key A"
+    waits = [r.event for j in user_a for r in timelines[j] if r.kind == "waiting"]
+    assert waits and all(getattr(w, "reason", "") == "waiting for a concurrency slot: user 42" for w in waits)
+    assert "waiting" not in [r.kind for r in timelines[user_b]]
+
+
+@pytest.mark.slow
+async def test_a_killed_holder_gives_its_key_slot_back_within_the_ack_wait(
+        nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext) -> None:
+    system = System(nats_server.url, names, tmp_path, settings={"JOBLINE_ACK_WAIT_S": "2"})
+    try:
+        await system.start_all(processors=2, logsink=False)
+        async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
+            await client.put("/api/queues/demo", json={"key_concurrency": 1})
+            first = (await client.post("/api/jobs", json={**demo(2, 2.0), "concurrency_key": "k"})).json()["id"]
+            victim = await started_worker_pid(client, first)
+            second = (await client.post("/api/jobs", json={**demo(1, 0.2), "concurrency_key": "k"})).json()["id"]
+            killed_at = time.time()
+            os.kill(victim, signal.SIGKILL)
+            system.forget(system.by_pid(victim))
+            assert set(await ends(client, [first, second], timeout=60)) == {"completed"}
+            first_timeline = await read_timeline(js, names, first)
+            second_timeline = await read_timeline(js, names, second)
+            for timeline in (first_timeline, second_timeline):
+                check_timeline(timeline)
+            # The killed attempt held the key's slot until it died; after that the slot's TTL (the ack
+            # wait) gives it back: the other two runs start after the kill and never overlap.
+            live = attempts(first_timeline)[1:] + attempts(second_timeline)
+            assert len(live) == 2 and most_at_once(live) == 1, live
+            assert all(start >= killed_at for start, _ in live)
+            second_start = attempts(second_timeline)[0][0]
+            assert second_start - killed_at < 2 * 2.0 + 3, "the dead holder's slot did not come back within the ack wait"
     finally:
         await system.stop()

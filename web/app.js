@@ -157,7 +157,7 @@ function renderDetail() {
   bar.setAttribute("aria-valuenow", String(percent));
   bar.setAttribute("aria-valuetext", `${percent}%`);
   $("progress-fill").style.width = `${percent}%`;
-  $("job-message").textContent = job.message || "";
+  $("job-message").textContent = job.message || (job.status === "pending" && job.waiting_for) || "";
   const end = job.finished_at || now();
   const elapsed = job.started_at ? end - job.started_at : null;
   const parts = [];

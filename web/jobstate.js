@@ -44,9 +44,13 @@ export function applyEvent(job, e, seq) {
       if (job.status !== "scheduled") return false;
       job.status = "pending";
       break;
+    case "waiting": // no processor could start it yet, and why
+      if (job.status !== "pending" && job.status !== "retrying") return false;
+      job.waiting_for = e.reason;
+      break;
     case "started":
       Object.assign(job, { status: "running", attempt: e.attempt, worker: e.worker, started_at: e.ts, progress: null,
-        eta_s: null, message: null, step: null, error: null });
+        eta_s: null, message: null, step: null, error: null, waiting_for: null });
       job.steps = (e.steps.length ? e.steps : job.steps.map((s) => s.name)).map((name) => ({ name, status: "pending" }));
       break;
     case "step_started":

@@ -21,6 +21,7 @@ async function refresh() {
 function limits(queue) {
   const parts = [];
   if (queue.concurrency != null) parts.push(`${queue.concurrency} at once`);
+  if (queue.key_concurrency != null) parts.push(`${queue.key_concurrency} per key`);
   if (queue.rate_max != null) parts.push(`${queue.rate_max} per ${queue.rate_window_s} s`);
   return parts.join(", ") || "none";
 }

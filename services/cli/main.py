@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     later.add_argument("--delay", type=float, metavar="SECONDS", help="run it this many seconds from now (scheduled until then)")
     later.add_argument("--at", metavar="TIME", help="run it at this RFC 3339 time, e.g. 2026-12-01T08:00:00Z")
     submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    submit.add_argument("--concurrency-key", metavar="KEY",
+                        help="e.g. the user id: with the type's per-key limit (queues limit --per-key) one key's "
+                             "jobs wait while another's run")
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends (exit code as `watch`)")
     submit.add_argument("--json", action="store_true", help="print JSON")
 

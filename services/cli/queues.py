@@ -30,6 +30,8 @@ def add_parser(command: Any) -> None:
     queues.add_argument("type", nargs="?", help="the job type")
     queues.add_argument("--concurrency", type=_limit, default=argparse.SUPPRESS, metavar="N|none",
                         help="limit: at most N of the type running at once on the whole cluster")
+    queues.add_argument("--per-key", type=_limit, default=argparse.SUPPRESS, metavar="N|none",
+                        help="limit: at most N of the type running at once per concurrency_key (e.g. per user)")
     queues.add_argument("--rate", type=_limit, default=argparse.SUPPRESS, metavar="N|none",
                         help="limit: at most N starts per --per seconds")
     queues.add_argument("--per", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
@@ -40,8 +42,8 @@ def add_parser(command: Any) -> None:
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.action != "list" and not args.type:
         parser.error(f"queues {args.action} needs the job TYPE")
-    if args.action == "limit" and not ({"concurrency", "rate", "per"} & set(vars(args))):
-        parser.error("queues limit needs --concurrency, --rate or --per")
+    if args.action == "limit" and not ({"concurrency", "per_key", "rate", "per"} & set(vars(args))):
+        parser.error("queues limit needs --concurrency, --per-key, --rate or --per")
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
@@ -54,8 +56,9 @@ def run(client: Client, args: argparse.Namespace) -> int:
         queues = client.queues()
     elif args.action == "limit":
         given = vars(args)
-        limits = {name: given[option] for option, name in (("concurrency", "concurrency"), ("rate", "rate_max"),
-                                                           ("per", "rate_window_s")) if option in given}
+        limits = {name: given[option] for option, name in (("concurrency", "concurrency"), ("per_key", "key_concurrency"),
+                                                           ("rate", "rate_max"), ("per", "rate_window_s"))
+                  if option in given}
         queues = [client.set_queue_limits(args.type, **limits)]
     else:
         queues = [client.pause_queue(args.type) if args.action == "pause" else client.resume_queue(args.type)]
@@ -63,10 +66,11 @@ def run(client: Client, args: argparse.Namespace) -> int:
         rows = msgspec.to_builtins(queues)
         print(json.dumps(rows if args.action == "list" else rows[0]))
         return EXIT_OK
-    table = Table("type", "state", "waiting", "running", "concurrency", "rate")
+    table = Table("type", "state", "waiting", "running", "concurrency", "per key", "rate")
     for q in queues:
         rate = f"{q.rate_max}/{q.rate_window_s:g}s" if q.rate_max is not None else "-"
         table.add_row(q.type, "paused" if q.paused else "active", str(q.waiting), str(q.running),
-                      str(q.concurrency) if q.concurrency is not None else "-", rate)
+                      str(q.concurrency) if q.concurrency is not None else "-",
+                      str(q.key_concurrency) if q.key_concurrency is not None else "-", rate)
     console.print(table)
     return EXIT_OK

@@ -215,7 +215,8 @@ class AsyncClient:
     async def submit(self, type: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None,
                      timeout_s: float | None = None, max_attempts: int | None = None,
                      queue_timeout_s: float | None = None, webhook_url: str | None = None,
-                     run_at: str | datetime | None = None, delay_s: float | None = None) -> AsyncJob:
+                     run_at: str | datetime | None = None, delay_s: float | None = None,
+                     concurrency_key: str | None = None) -> AsyncJob:
         """Submit a job; returns at once (the job runs on a processor). Retried safely: the
         `Idempotency-Key` (made here when not given) makes every retry find the same job.
         `run_at` (an aware datetime or RFC 3339 text) or `delay_s`: it is `scheduled` until then."""
@@ -226,7 +227,7 @@ class AsyncClient:
         key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
         body = submission_body(type, params, timeout_s=timeout_s, max_attempts=max_attempts,
                                queue_timeout_s=queue_timeout_s, webhook_url=webhook_url, run_at=run_at,
-                               delay_s=delay_s)
+                               delay_s=delay_s, concurrency_key=concurrency_key)
         response = await self.request("POST", "/api/jobs", json=body, headers={"Idempotency-Key": key})
         accepted = _accepted_decoder.decode(response.content)
         return AsyncJob(self, accepted.id, accepted=accepted)
@@ -445,9 +446,10 @@ class AsyncClient:
         return _queue_decoder.decode((await self.request("POST", f"/api/queues/{job_type}/resume")).content)
 
     async def set_queue_limits(self, job_type: str, **limits: int | float | None) -> QueueView:
-        """`concurrency=` (at once on the whole cluster), `rate_max=` starts per `rate_window_s=`
+        """`concurrency=` (at once on the whole cluster), `key_concurrency=` (at once per
+        `concurrency_key` given at submit), `rate_max=` starts per `rate_window_s=`
         (default 1 s); None lifts a limit, a limit not given keeps its value."""
-        unknown = set(limits) - {"concurrency", "rate_max", "rate_window_s"}
+        unknown = set(limits) - {"concurrency", "key_concurrency", "rate_max", "rate_window_s"}
         if unknown:
             raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
         return _queue_decoder.decode((await self.request("PUT", f"/api/queues/{job_type}", json=limits)).content)

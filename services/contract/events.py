@@ -36,6 +36,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     schedule: str | None = None  # made by this recurring schedule …
     tick: float | None = None  # … for this fire time (unix seconds)
     batch: str | None = None  # submitted as part of this batch (POST /api/batches)
+    concurrency_key: str | None = None  # jobs of a type with one key share its per-key limit (queue controls)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -51,6 +52,14 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     queue_timeout_s: float | None = None
     webhook_url: str | None = None
     batch: str | None = None
+    concurrency_key: str | None = None
+
+
+class JobWaiting(_JobEvent, frozen=True, kw_only=True, tag="waiting"):
+    """A pending job a processor could not start yet, and why (e.g. its concurrency key's slots are
+    all taken): it stays pending and is tried again shortly."""
+
+    reason: str
 
 
 class JobStarted(_JobEvent, frozen=True, kw_only=True, tag="started"):
@@ -149,6 +158,7 @@ class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
 JobEvent = (
     JobScheduled
     | JobCreated
+    | JobWaiting
     | JobStarted
     | StepStarted
     | StepFinished

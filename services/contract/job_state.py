@@ -23,6 +23,7 @@ from .events import (
     JobRetrying,
     JobScheduled,
     JobStarted,
+    JobWaiting,
     LogLineWritten,
     ProgressReported,
     StepFinished,
@@ -75,6 +76,8 @@ class JobState(msgspec.Struct, kw_only=True):
     schedule: str | None = None  # the recurring schedule that made it …
     tick: float | None = None  # … and the fire time it was made for
     batch: str | None = None  # the batch it was submitted in
+    concurrency_key: str | None = None
+    waiting_for: str | None = None  # while pending: why no processor could start it yet
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
@@ -103,7 +106,7 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
-    state.batch = event.batch
+    state.batch, state.concurrency_key = event.batch, event.concurrency_key
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
     if isinstance(event, JobScheduled):
@@ -146,9 +149,14 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
         return False
     state.seq = seq
     match event:
+        case JobWaiting():
+            if state.status not in (JobStatus.PENDING, JobStatus.RETRYING):
+                return False
+            state.waiting_for = event.reason
         case JobStarted():
             state.run_seq = seq
             state.status = JobStatus.RUNNING
+            state.waiting_for = None
             state.attempt = event.attempt
             state.next_attempt_in_s = None
             state.worker = event.worker

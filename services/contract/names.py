@@ -20,6 +20,7 @@ SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 # The tokens after `jobs.<id>.` of each job event subject.
 SCHEDULED = "scheduled"
 CREATED = "created"
+WAITING = "waiting"
 STEP = "step"
 PROGRESS = "progress"
 LOG = "log"
@@ -234,6 +235,12 @@ class Names:
     def batches_bucket(self) -> str:
         """KV bucket: batch id → its record (when, which jobs: gateway/batches.py)."""
         return self._stream("BATCHES").lower()
+
+    @property
+    def key_slots_bucket(self) -> str:
+        """KV bucket of per-key concurrency slots: `<type>.<key hash>.<n>` → its holder, expiring
+        unless renewed (a killed holder's slot comes back)."""
+        return self._stream("KEY_SLOTS").lower()
 
     @property
     def schedules_bucket(self) -> str:

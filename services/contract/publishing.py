@@ -16,13 +16,28 @@ from .events import (
     JobRetrying,
     JobScheduled,
     JobStarted,
+    JobWaiting,
     LogLineWritten,
     ProgressReported,
     StepFinished,
     StepStarted,
     WebhookAttempted,
 )
-from .names import ARTIFACT, CANCEL, CREATED, ENDED, LOG, PROGRESS, RETRYING, SCHEDULED, STARTED, STEP, WEBHOOK, Names
+from .names import (
+    ARTIFACT,
+    CANCEL,
+    CREATED,
+    ENDED,
+    LOG,
+    PROGRESS,
+    RETRYING,
+    SCHEDULED,
+    STARTED,
+    STEP,
+    WAITING,
+    WEBHOOK,
+    Names,
+)
 
 # JetStream's error code for a failed expected-last-subject-sequence check.
 WRONG_LAST_SEQUENCE_ERR: Final = 10071
@@ -43,6 +58,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
             return names.job_event(event.job_id, SCHEDULED)
         case JobCreated(job_id=job_id, type=job_type):
             return names.job_created(job_id, job_type)
+        case JobWaiting():
+            return names.job_event(event.job_id, WAITING)
         case JobStarted():
             return names.run_event(event.job_id, STARTED)
         case JobRetrying():

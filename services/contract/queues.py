@@ -20,6 +20,7 @@ UNLIMITED = -1  # max_ack_pending without a limit
 class QueueControls(msgspec.Struct, kw_only=True):
     paused: bool = False
     concurrency: int | None = None  # jobs of the type running at once on the whole cluster
+    key_concurrency: int | None = None  # jobs of the type running at once per concurrency_key
     rate_max: int | None = None  # at most this many starts …
     rate_window_s: float = 1.0  # … in any window this long
     updated_at: float = 0.0
@@ -35,6 +36,7 @@ class QueueView(msgspec.Struct, kw_only=True):
     type: str
     paused: bool
     concurrency: int | None
+    key_concurrency: int | None
     rate_max: int | None
     rate_window_s: float
     waiting: int  # jobs not yet handed to a processor (a retrying job waiting out its backoff included)
@@ -47,6 +49,12 @@ controls_decoder = msgspec.json.Decoder(QueueControls)
 
 def queue_controls_bucket_config(names: Names, replicas: int) -> KeyValueConfig:
     return KeyValueConfig(bucket=names.queue_controls_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+
+
+def key_slots_bucket_config(names: Names, ttl_s: float, replicas: int) -> KeyValueConfig:
+    """Per-key slots: an entry not renewed for `ttl_s` (its holder died) expires, freeing the slot."""
+    return KeyValueConfig(bucket=names.key_slots_bucket, history=1, ttl=ttl_s, storage=StorageType.FILE,
+                          replicas=replicas)
 
 
 def rate_stream_config(names: Names, job_type: str, controls: QueueControls, replicas: int) -> StreamConfig:

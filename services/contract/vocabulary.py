@@ -25,6 +25,7 @@ class EventKind(StrEnum):
 
     SCHEDULED = "scheduled"
     CREATED = "created"
+    WAITING = "waiting"
     STARTED = "started"
     STEP_STARTED = "step_started"
     STEP_FINISHED = "step_finished"

@@ -53,6 +53,7 @@ from .webhook_targets import WebhookTargetRefused, check_target
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _CROCKFORD_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]  # 10 bits → 2 characters
 _log_page_decoder = msgspec.json.Decoder(LogPage)
+MAX_CONCURRENCY_KEY = 256
 
 
 @dataclass
@@ -83,6 +84,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     webhook_url: str | None = None  # POSTed to when the job ends (Standard Webhooks, signed)
     run_at: str | None = None  # RFC 3339: stays `scheduled` until then (delays.py)
     delay_s: float | None = None  # or: this many seconds from now
+    concurrency_key: str | None = None  # with the type's per-key limit: e.g. the user id (queue controls)
 
 
 def _check_limits(core: Core, submission: JobSubmission) -> None:
@@ -119,6 +121,10 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
                       errors=[{"key": "type", "source": "body", "message": "unknown job type"}])
     _check_limits(core, submission)
+    key = submission.concurrency_key
+    if key is not None and not 0 < len(key) <= MAX_CONCURRENCY_KEY:
+        raise Problem(422, "Invalid concurrency key", f"concurrency_key must have 1 to {MAX_CONCURRENCY_KEY} characters",
+                      errors=[{"key": "concurrency_key", "source": "body", "message": "bad length"}])
     if submission.webhook_url is not None:
         await _check_webhook(core, submission.webhook_url)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
@@ -132,7 +138,7 @@ def created_event(submission: JobSubmission, job_id: str, ts: float, steps: list
     return JobCreated(ts=ts, job_id=job_id, type=submission.type, params=submission.params, steps=steps,
                       timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
                       queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url,
-                      schedule=schedule, tick=tick, batch=batch)
+                      schedule=schedule, tick=tick, batch=batch, concurrency_key=submission.concurrency_key)
 
 
 async def submit(core: Core, submission: JobSubmission,

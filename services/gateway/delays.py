@@ -65,7 +65,8 @@ def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
     return JobScheduled(ts=submitted_at, job_id=created.job_id, type=created.type, run_at=created.ts,
                         params=created.params, steps=created.steps, timeout_s=created.timeout_s,
                         max_attempts=created.max_attempts, queue_timeout_s=created.queue_timeout_s,
-                        webhook_url=created.webhook_url, batch=created.batch)
+                        webhook_url=created.webhook_url, batch=created.batch,
+                        concurrency_key=created.concurrency_key)
 
 
 async def unschedule(js: JetStreamContext, names: Names, job_id: str) -> None:

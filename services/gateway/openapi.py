@@ -124,7 +124,6 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "type": {"type": "string", "pattern": _type_list()},
     "error": {"type": "string", "minLength": 1, "maxLength": 200},
     "before": {"type": "integer", "minimum": 0},
-    "wait": {"type": "number", "minimum": 0, "maximum": 60},
     "replay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
     "from": {"type": "number", "minimum": 0},
     "window": {"type": "string", "enum": ["hour", "day", "week"]},
@@ -169,7 +168,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: float, max_attempts: int,
-             tokens: bool, webhooks: bool, max_delay_s: float = 366 * 86400.0) -> dict[str, Any]:
+             tokens: bool, webhooks: bool, max_delay_s: float = 366 * 86400.0, max_wait_s: float = 60.0
+             ) -> dict[str, Any]:
     """The document Litestar generated, completed (a copy: the one given is Litestar's cache)."""
     doc = copy.deepcopy(document)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -182,7 +182,7 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            _parameters(operation, path)
+            _parameters(operation, path, max_wait_s)
             _responses(operation, method, path, tokens=tokens)
             if tokens and path.startswith("/api/"):
                 operation["security"] = [{"bearer": []}]
@@ -216,6 +216,10 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
             properties[name] = {"oneOf": [bounded, {"type": "null"}]}
         properties["max_attempts"] = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": max_attempts},
                                                 {"type": "null"}]}
+        properties["concurrency_key"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+                                                   {"type": "null"}],
+                                         "description": "e.g. the user id: with the type's per-key limit, one key's "
+                                                        "jobs wait while another's run"}
         if not webhooks:
             properties.pop("webhook_url", None)  # refused (422) until JOBLINE_WEBHOOK_SECRETS is set
         properties["delay_s"] = {"oneOf": [{"type": "number", "minimum": 0, "maximum": max_delay_s}, {"type": "null"}],
@@ -255,6 +259,7 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
         limits["additionalProperties"] = False
         limits["properties"] = {
             "concurrency": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"type": "null"}]},
+            "key_concurrency": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"type": "null"}]},
             "rate_max": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 1_000_000}, {"type": "null"}]},
             "rate_window_s": {"type": "number", "minimum": 0.1, "maximum": 86400}}
     session = schemas.get("SessionRequest")
@@ -262,9 +267,12 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
         session["additionalProperties"] = False
 
 
-def _parameters(operation: dict[str, Any], path: str) -> None:
+def _parameters(operation: dict[str, Any], path: str, max_wait_s: float) -> None:
     for parameter in operation.get("parameters", []):
         name = parameter.get("name")
+        if name == "wait":
+            parameter["schema"] = {"type": "number", "minimum": 0, "maximum": max_wait_s}
+            continue
         if name == "limit" and path in LIMITS:
             parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": LIMITS[path], "default": 50}
             continue
@@ -320,5 +328,6 @@ class DescribedJson(JsonRenderPlugin):
                             max_timeout_s=settings.max_timeout_s if settings else 86400.0,
                             max_attempts=settings.max_attempts if settings else 100,
                             max_delay_s=settings.effective_max_delay_s if settings else 366 * 86400.0,
+                            max_wait_s=settings.max_wait_s if settings else 60.0,
                             tokens=bool(auth and auth.enabled), webhooks=bool(settings and settings.webhook_secrets))
         return self.render_json(request, document)

@@ -14,8 +14,6 @@ from .core import Core
 from .problems import Problem
 from .queues import QueueLimits, QueueStore
 
-_strict_limits = msgspec.json.Decoder(QueueLimits)
-
 
 def _store(request: Request[Any, Any, Any]) -> QueueStore:
     core: Core = request.app.state.core
@@ -43,8 +41,12 @@ async def get_queue(request: Request[Any, Any, Any], job_type: FromPath[str]) ->
 async def set_queue_limits(request: Request[Any, Any, Any], job_type: FromPath[str],
                            data: JSONBody[QueueLimits]) -> QueueView:  # (`data`: the documented body)
     try:  # strictly, as documented: Litestar's own decoding would take `"concurrency": "2"` for 2
-        limits = _strict_limits.decode(await request.body())
-    except msgspec.ValidationError as exc:
+        raw = msgspec.json.decode(await request.body())
+        if isinstance(raw, dict):  # (JSON has one number type: 2.0 is the integer 2)
+            raw = {k: int(v) if isinstance(v, float) and v.is_integer() and k != "rate_window_s" else v
+                   for k, v in raw.items()}
+        limits = msgspec.convert(raw, QueueLimits, strict=True)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise Problem(400, "Bad Request", str(exc)) from None
     return await _store(request).set_limits(job_type, limits)
 

@@ -38,6 +38,7 @@ class QueueLimits(msgspec.Struct, forbid_unknown_fields=True):
     """`PUT /api/queues/{type}`: a field left out keeps its value, null lifts the limit."""
 
     concurrency: int | None | msgspec.UnsetType = msgspec.UNSET
+    key_concurrency: int | None | msgspec.UnsetType = msgspec.UNSET
     rate_max: int | None | msgspec.UnsetType = msgspec.UNSET
     rate_window_s: float | msgspec.UnsetType = msgspec.UNSET
 
@@ -49,6 +50,8 @@ def _refused(key: str, detail: str) -> Problem:
 def check_limits(limits: QueueLimits) -> None:
     if isinstance(limits.concurrency, int) and not 1 <= limits.concurrency <= MAX_CONCURRENCY:
         raise _refused("concurrency", f"concurrency must be from 1 to {MAX_CONCURRENCY} (null: no limit)")
+    if isinstance(limits.key_concurrency, int) and not 1 <= limits.key_concurrency <= MAX_CONCURRENCY:
+        raise _refused("key_concurrency", f"key_concurrency must be from 1 to {MAX_CONCURRENCY} (null: no limit)")
     if isinstance(limits.rate_max, int) and not 1 <= limits.rate_max <= 1_000_000:
         raise _refused("rate_max", "rate_max must be from 1 to 1000000 (null: no limit)")
     if isinstance(limits.rate_window_s, float | int) and not 0.1 <= limits.rate_window_s <= 86400:
@@ -88,6 +91,7 @@ class QueueStore:
         except NotFoundError:
             pass  # no processor has opened the queue yet
         return QueueView(type=job_type, paused=controls.paused, concurrency=controls.concurrency,
+                         key_concurrency=controls.key_concurrency,
                          rate_max=controls.rate_max, rate_window_s=controls.rate_window_s, waiting=waiting,
                          running=running, updated_at=controls.updated_at)
 
@@ -120,6 +124,8 @@ class QueueStore:
         def limited(controls: QueueControls) -> None:
             if limits.concurrency is not msgspec.UNSET:
                 controls.concurrency = limits.concurrency
+            if limits.key_concurrency is not msgspec.UNSET:
+                controls.key_concurrency = limits.key_concurrency
             if limits.rate_max is not msgspec.UNSET:
                 controls.rate_max = limits.rate_max
             if not isinstance(limits.rate_window_s, msgspec.UnsetType):

@@ -213,7 +213,7 @@ async def job_activity(request: Request[Any, Any, Any], window: FromQuery[str] =
 
 
 @get("/api/jobs/{job_id:str}", summary="A job's current state",
-     description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most 60) "
+     description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most JOBLINE_MAX_WAIT_S, 60) "
      "holds the request until the job changes from that version (or from now, without the header).")
 async def get_job(
     request: Request[Any, Any, Any],
@@ -223,8 +223,9 @@ async def get_job(
 ) -> Response[Any]:
     core = _core(request)
     job = await jobs.find_job(core, job_id)
-    if not 0 <= wait <= 60:
-        raise Problem(400, "Bad wait", "wait must be from 0 to 60 seconds", errors=[{"key": "wait", "source": "query"}])
+    if not 0 <= wait <= core.settings.max_wait_s:
+        raise Problem(400, "Bad wait", f"wait must be from 0 to {core.settings.max_wait_s:g} seconds",
+                      errors=[{"key": "wait", "source": "query"}])
     version = jobs.etag(job)
     if wait and not job.is_terminal and (if_none_match is None or if_none_match == version):
         await jobs.wait_for_change(core, job, wait)

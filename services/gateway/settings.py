@@ -37,6 +37,7 @@ class GatewaySettings:
     max_timeout_s: float = 86400.0  # the largest timeout_s / queue_timeout_s a submission may ask for
     max_attempts: int = 100  # the largest max_attempts a submission may ask for
     max_delay_s: float = 366 * 86400.0  # how far ahead run_at / delay_s may put a job
+    max_wait_s: float = 60.0  # the longest long-poll GET /api/jobs/{id}?wait= may ask for
     idempotency_ttl_s: float = 86400.0  # how long an Idempotency-Key keeps pointing at its job
     max_upload_bytes: int = 2 << 30  # POST /api/uploads limit (413 beyond)
     upload_idle_timeout_s: float = 30.0  # an upload whose client sends nothing this long gets 408
@@ -87,6 +88,7 @@ class GatewaySettings:
             max_timeout_s=env.env_float("JOBLINE_MAX_TIMEOUT_S", d.max_timeout_s),
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             max_delay_s=env.env_float("JOBLINE_MAX_DELAY_S", d.max_delay_s),
+            max_wait_s=env.env_float("JOBLINE_MAX_WAIT_S", d.max_wait_s),
             schedule_catchup_s=env.env_float("JOBLINE_SCHEDULE_CATCHUP_S", d.schedule_catchup_s),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
             max_upload_bytes=env.env_int("JOBLINE_MAX_UPLOAD_BYTES", d.max_upload_bytes),

@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
 from .fence import Fenced, RunChain
+from .key_slots import SlotLost
 
 log = logging.getLogger(__name__)
 
 
 class Lease:
     def __init__(self, msg: Msg, chain: RunChain, started_seq: int, ack_wait_s: float,
-                 on_lost: Callable[[], None]):
+                 on_lost: Callable[[], None], also_renew: Callable[[], Awaitable[None]] | None = None):
         self._msg = msg
         self._chain = chain
         self._started_seq = started_seq
@@ -32,6 +33,7 @@ class Lease:
         self._trust_s = ack_wait_s * 0.8
         self._renewed = time.monotonic()
         self._on_lost = on_lost
+        self._also_renew = also_renew  # e.g. the job's concurrency-key slot: renewed with the delivery
         self._check: asyncio.Task[None] | None = None
         self.lost = False
         self._closed = False
@@ -82,6 +84,16 @@ class Lease:
             with contextlib.suppress(Exception):
                 await self._msg.in_progress()
                 self._renewed = time.monotonic()
+            if self._also_renew is not None:
+                try:
+                    await self._also_renew()
+                except SlotLost as exc:
+                    if not self.lost:
+                        self.lost = True
+                        log.warning("job %s: %s; stopping", self._chain.job_id, exc)
+                        self._on_lost()
+                except Exception:  # (NATS away for a moment: the slot's TTL outlasts a renewal or two)
+                    log.debug("could not renew a slot", exc_info=True)
         finally:
             if not self.lost and not self._closed:
                 self._timer = self._loop.call_later(self._interval, self._renew_due)

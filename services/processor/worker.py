@@ -26,18 +26,22 @@ from jobline.contract.events import (
     JobFailed,
     JobRetrying,
     JobStarted,
+    JobWaiting,
     TerminalEvent,
     encoder,
     job_event_decoder,
     kind_of,
 )
 from jobline.contract.names import CANCEL
+from jobline.contract.publishing import subject_of
 from jobline.contract.vocabulary import FailureReason
 from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import delivery_of
+from jobline.runtime.publishing import publish_reliably
 
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
+from .key_slots import HeldSlot, KeySlots
 from .lease import Lease
 from .metrics import ProcessorMetrics
 from .objects import Objects
@@ -48,7 +52,12 @@ from .settings import ProcessorSettings
 log = logging.getLogger(__name__)
 UNCLAIMED_CANCELS_KEPT = 10_000
 OVERFLOW_NAK_S = 0.2  # a job that arrived with every slot taken goes back this long (to anyone)
+SLOT_RETRY_S = 1.0  # a job whose concurrency key has no free slot is tried again after about this long
 _cancel_decoder = msgspec.json.Decoder(CancelRequested)
+
+
+class NoFreeSlot(Exception):
+    """Every slot of the job's concurrency key is taken."""
 
 
 @dataclass
@@ -76,6 +85,7 @@ class Worker:
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
         self._queues: dict[str, ConsumeLoop] = {}  # by job type: one shared queue each
         self.controls = Queues(js, settings)
+        self.key_slots = KeySlots(js, settings)
         self._draining = False
         self.jobs_done = 0
 
@@ -91,6 +101,7 @@ class Worker:
         stream = self._names.jobs_stream
         served = self.served_types()
         await self.controls.start()
+        await self.key_slots.start()
         cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
         # One queue per type, shared with every processor serving it (its pause and concurrency are
         # the broker's). Each asks for as many jobs as there are free slots here: several queues may
@@ -264,10 +275,22 @@ class Worker:
             await self._end(msg, chain, JobFailed(ts=time.time(), job_id=job_id, attempt=attempt,
                                                   error=f"invalid params: {exc}", reason=FailureReason.INVALID_PARAMS), attempt)
             return
-        await self._take_token(msg, created.type)
+        try:
+            slot = await self._take_slot(created)
+        except NoFreeSlot:
+            await self._wait_for_slot(msg, created, attempt)
+            return
+        try:
+            await self._take_token(msg, created.type)
+        except BaseException:
+            if slot is not None:
+                await slot.release()
+            raise
         started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
         started_seq = await self._start_attempt(msg, chain, started)
         if started_seq is None:
+            if slot is not None:
+                await slot.release()
             return
         handler: asyncio.Task[object] | None = None
 
@@ -276,7 +299,8 @@ class Worker:
             if handler is not None:
                 handler.cancel()
 
-        lease = Lease(msg, chain, started_seq, self._settings.ack_wait_s, lost)
+        lease = Lease(msg, chain, started_seq, self._settings.ack_wait_s, lost,
+                      also_renew=slot.renew if slot is not None else None)
         outbox = Outbox(self._js, self._names, job_id, attempt, started_seq, guard=lease.guard, on_fenced=lost)
         ctx = JobContext(
             job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
@@ -317,6 +341,8 @@ class Worker:
         finally:
             self._jobs.pop(job_id, None)
             lease.close()
+            if slot is not None:
+                await slot.release()
             ctx.cleanup()
             self._metrics.running.dec()
             self._metrics.attempt_ended(created.type, outcome_name, time.monotonic() - began)
@@ -324,6 +350,25 @@ class Worker:
             await self._retry(msg, chain, spec, outcome, attempt)
             return
         await self._end(msg, chain, outcome, attempt)
+
+    async def _take_slot(self, created: JobCreated) -> HeldSlot | None:
+        """The job's concurrency-key slot (None: it needs none); NoFreeSlot when all are taken."""
+        limit = self.controls.controls(created.type).key_concurrency
+        if limit is None or created.concurrency_key is None:
+            return None
+        slot = await self.key_slots.take(created.type, created.concurrency_key, limit, created.job_id)
+        if slot is None:
+            raise NoFreeSlot(created.concurrency_key)
+        return slot
+
+    async def _wait_for_slot(self, msg: Msg, created: JobCreated, attempt: int) -> None:
+        """Hand the job back for a moment (other keys' jobs go on meanwhile) and say why, once per attempt."""
+        waiting = JobWaiting(ts=time.time(), job_id=created.job_id,
+                             reason=f"waiting for a concurrency slot: {created.concurrency_key}")
+        with contextlib.suppress(Exception):  # (what it says is worth less than handing the job back)
+            await publish_reliably(self._js, subject_of(self._names, waiting), encoder.encode(waiting),
+                                   msg_id=f"{created.job_id}:{attempt}:waiting", give_up_after=5.0)
+        await msg.nak(delay=SLOT_RETRY_S * random.uniform(0.5, 1.5))
 
     async def _take_token(self, msg: Msg, job_type: str) -> None:
         """A rate-limited type's start token; the delivery is kept ours while it waits."""
