@@ -145,7 +145,14 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert limited.status_code == 200, limited.text
             tokened = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.05}})).json()
             assert outcome(await read_sse(client, f"/api/jobs/{tokened['id']}/events")) == "completed"
-            assert (await client.put("/api/queues/demo", json={"concurrency": None, "rate_max": None})).status_code == 200
+            # Per-key slots (the processor's key_slots bucket) and the waiting event of the second job.
+            await client.put("/api/queues/demo", json={"key_concurrency": 1})
+            keyed = [(await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.2},
+                                                           "concurrency_key": "k"})).json()["id"] for _ in range(2)]
+            for job_id in keyed:
+                assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+            assert (await client.put("/api/queues/demo", json={"concurrency": None, "key_concurrency": None,
+                                                               "rate_max": None})).status_code == 200
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)
