@@ -83,6 +83,7 @@ class Worker:
         # Cancel requests for jobs not running here (yet): a request that arrives while this
         # worker is between appending `started` and registering the job must not be lost.
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
+        self._waits_said: OrderedDict[str, None] = OrderedDict()  # "<job>:<attempt>" that said why it waits
         self._queues: dict[str, ConsumeLoop] = {}  # by job type: one shared queue each
         self.controls = Queues(js, settings)
         self.key_slots = KeySlots(js, settings)
@@ -363,11 +364,16 @@ class Worker:
 
     async def _wait_for_slot(self, msg: Msg, created: JobCreated, attempt: int) -> None:
         """Hand the job back for a moment (other keys' jobs go on meanwhile) and say why, once per attempt."""
-        waiting = JobWaiting(ts=time.time(), job_id=created.job_id,
-                             reason=f"waiting for a concurrency slot: {created.concurrency_key}")
-        with contextlib.suppress(Exception):  # (what it says is worth less than handing the job back)
-            await publish_reliably(self._js, subject_of(self._names, waiting), encoder.encode(waiting),
-                                   msg_id=f"{created.job_id}:{attempt}:waiting", give_up_after=5.0)
+        said = f"{created.job_id}:{attempt}"
+        if said not in self._waits_said:  # (it comes back every second or so: say it once)
+            self._waits_said[said] = None
+            while len(self._waits_said) > UNCLAIMED_CANCELS_KEPT:
+                self._waits_said.popitem(last=False)
+            waiting = JobWaiting(ts=time.time(), job_id=created.job_id,
+                                 reason=f"waiting for a concurrency slot: {created.concurrency_key}")
+            with contextlib.suppress(Exception):  # (what it says is worth less than handing the job back)
+                await publish_reliably(self._js, subject_of(self._names, waiting), encoder.encode(waiting),
+                                       msg_id=f"{said}:waiting", give_up_after=5.0)
         await msg.nak(delay=SLOT_RETRY_S * random.uniform(0.5, 1.5))
 
     async def _take_token(self, msg: Msg, job_type: str) -> None:
