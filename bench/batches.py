@@ -35,7 +35,7 @@ from jobline.runtime.embedded_nats import start_nats_server
 from . import loop
 from .celery_peer import redis_server
 from .clients import cpu_s
-from .http_client import Connection
+from .http_client import post_many
 from .run import ROOT, bench_raw, spawn, start_gateway, stop
 
 BATCH = 1000
@@ -95,36 +95,12 @@ async def timed(nc: Client, names: Names, n: int, submit_all, pids: dict[str, in
 
 
 async def singles(base: str, n: int, concurrency: int) -> None:
-    connections = [await Connection.open(base) for _ in range(concurrency)]
-
-    async def submitter(connection: Connection, count: int) -> None:
-        for _ in range(count):
-            status, answer = await connection.post_json("/api/jobs", b'{"type":"noop"}')
-            assert status == 202, answer
-
-    try:
-        await asyncio.gather(*(submitter(c, n // concurrency + (i < n % concurrency)) for i, c in enumerate(connections)))
-    finally:
-        for connection in connections:
-            await connection.close()
+    await post_many(base, "/api/jobs", b'{"type":"noop"}', n, concurrency)
 
 
 async def batches(base: str, n: int, in_flight: int = 2) -> None:
-    body = json.dumps({"jobs": [{"type": "noop"}] * BATCH}).encode()
-    connections = [await Connection.open(base) for _ in range(in_flight)]
-
-    async def submitter(connection: Connection, count: int) -> None:
-        for _ in range(count):
-            status, answer = await connection.post_json("/api/batches", body)
-            assert status == 202, answer[:300]
-
-    rounds = n // BATCH
-    try:
-        await asyncio.gather(*(submitter(c, rounds // in_flight + (i < rounds % in_flight))
-                               for i, c in enumerate(connections)))
-    finally:
-        for connection in connections:
-            await connection.close()
+    await post_many(base, "/api/batches", json.dumps({"jobs": [{"type": "noop"}] * BATCH}).encode(), n // BATCH,
+                    in_flight)
 
 
 async def main(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:

@@ -37,3 +37,21 @@ class Connection:
     async def close(self) -> None:
         self._writer.close()
         await self._writer.wait_closed()
+
+
+async def post_many(base_url: str, path: str, body: bytes, n: int, connections: int) -> None:
+    """POST `body` to `path` n times over `connections` keep-alive connections at once; every
+    answer must be 202."""
+    opened = [await Connection.open(base_url) for _ in range(connections)]
+
+    async def submitter(connection: Connection, count: int) -> None:
+        for _ in range(count):
+            status, answer = await connection.post_json(path, body)
+            if status != 202:
+                raise RuntimeError(f"POST {path} answered {status}: {answer[:300]!r}")
+
+    try:
+        await asyncio.gather(*(submitter(c, n // connections + (i < n % connections)) for i, c in enumerate(opened)))
+    finally:
+        for connection in opened:
+            await connection.close()

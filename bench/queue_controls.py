@@ -33,7 +33,7 @@ from jobline.runtime.embedded_nats import start_nats_server
 
 from . import loop
 from .clients import cpu_s
-from .http_client import Connection
+from .http_client import post_many
 from .run import spawn, start_gateway, stop
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -63,19 +63,9 @@ async def burst(base: str, nc: nats.aio.client.Client, names: Names, n: int, con
             done.set()
 
     sub = await nc.subscribe(names.all_job_ends, cb=on_end)
-    connections = [await Connection.open(base) for _ in range(concurrency)]
-    body = b'{"type":"noop"}'
-
-    async def submitter(connection: Connection, count: int) -> None:
-        for _ in range(count):
-            status, answer = await connection.post_json("/api/jobs", body)
-            assert status == 202, answer
-
     cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
     t0 = time.perf_counter()
-    await asyncio.gather(*(submitter(c, n // concurrency + (i < n % concurrency)) for i, c in enumerate(connections)))
-    for connection in connections:
-        await connection.close()
+    await post_many(base, "/api/jobs", b'{"type":"noop"}', n, concurrency)
     async with asyncio.timeout(300):
         await done.wait()
     elapsed = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 from jobline.contract.events import encoder
 from jobline.contract.names import ENDED
 from jobline.contract.schedules import MissedTicks
-from jobline.runtime.consume import ConsumeLoop, ensure_durable
+from jobline.runtime.consume import DurableTasks
 
 from .core import Core, JobSubmission, created_event, publish_job, validate
 from .cron import Cron
@@ -74,9 +74,7 @@ class ScheduleRunner:
         self._core = core
         self._store = store
         self._names = core.settings.names
-        self._consume: ConsumeLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._tasks: DurableTasks | None = None
         # One wake-up per schedule at a time here (a redelivered one and its successor can arrive
         # together): the second sees what the first recorded.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -88,38 +86,13 @@ class ScheduleRunner:
             ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1, filter_subject=names.all_schedules_due,
             description="gateways: recurring schedules' due wake-ups become jobs",
         )
-
-        async def open_durable() -> str:
-            await ensure_durable(self._core.js, names.schedules_stream, config)
-            return names.schedule_ticks_durable
-
-        self._consume = ConsumeLoop(self._core.nc, names.schedules_stream, self._on_message, open=open_durable,
-                                    wanted=lambda: (max(8 - len(self._inflight), 0), None), name="schedule runner")
-        await self._consume.start()
-        self._task = asyncio.create_task(self._consume.run())
+        self._tasks = DurableTasks(self._core.nc, self._core.js, names.schedules_stream, config, self._handle, limit=8,
+                                   name="schedule runner")
+        await self._tasks.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consume is not None:
-            await self._consume.stop()
-        for task in list(self._inflight):
-            task.cancel()  # unacked: another gateway gets the wake-up
-
-    def _on_message(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._handle(msg))
-        self._inflight.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._inflight.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("a schedule wake-up failed; it will be redelivered", exc_info=finished.exception())
-            if self._consume is not None:
-                self._consume.wake()
-
-        task.add_done_callback(done)
+        if self._tasks is not None:
+            await self._tasks.stop()  # a wake-up being handled is redelivered, to another gateway
 
     async def _handle(self, msg: Msg) -> None:
         # Kept ours while it takes (a long catch-up): the ack wait is short so that a gateway that

@@ -10,9 +10,7 @@ JOBLINE_WEBHOOK_ALLOW admits them; redirects are not followed; a timeout and a r
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -26,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jobline.contract.events import WebhookAttempted, encoder, job_event_decoder, kind_of
 from jobline.contract.publishing import subject_of
-from jobline.runtime.consume import ConsumeLoop, ensure_durable
+from jobline.runtime.consume import DurableTasks
 from jobline.runtime.publishing import publish_reliably
 
 from .core import Core, lookup_job
@@ -49,9 +47,7 @@ class WebhookDispatcher:
     def __init__(self, core: Core):
         self._core = core
         self._settings = core.settings
-        self._task: asyncio.Task[None] | None = None
-        self._consume: ConsumeLoop | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._tasks: DurableTasks | None = None
         self._http = httpx.AsyncClient(follow_redirects=False, timeout=self._settings.webhook_timeout_s)
 
     async def start(self) -> None:
@@ -61,38 +57,15 @@ class WebhookDispatcher:
             ack_wait=self._settings.webhook_timeout_s * 3, max_deliver=-1, filter_subject=names.all_job_ends,
             description="gateway: webhook deliveries",
         )
-
-        async def open_durable() -> str:
-            await ensure_durable(self._core.js, names.jobs_stream, config)
-            return names.webhooks_durable
-
         # At most 16 deliveries in flight; a break (a restarted server, silence) asks again.
-        self._consume = ConsumeLoop(self._core.nc, names.jobs_stream, self._on_message, open=open_durable,
-                                    wanted=lambda: (max(16 - len(self._inflight), 0), None), name="webhook dispatcher")
-        await self._consume.start()
-        self._task = asyncio.create_task(self._consume.run())
+        self._tasks = DurableTasks(self._core.nc, self._core.js, names.jobs_stream, config, self._deliver, limit=16,
+                                   name="webhook dispatcher")
+        await self._tasks.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consume is not None:
-            await self._consume.stop()
-        for task in list(self._inflight):
-            task.cancel()
+        if self._tasks is not None:
+            await self._tasks.stop()
         await self._http.aclose()
-
-    def _on_message(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._deliver(msg))
-        self._inflight.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._inflight.discard(finished)
-            if self._consume is not None:
-                self._consume.wake()  # room for one more
-
-        task.add_done_callback(done)
 
     async def _deliver(self, msg: Msg) -> None:
         try:

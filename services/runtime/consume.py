@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nats.aio.client import Client
@@ -177,3 +177,50 @@ class ConsumeLoop:
         self.pull = CreditedPull(self._nc, self._stream, consumer, self._on_message, heartbeat_s=self.heartbeat_s,
                                  changed=self._woken)
         await self.pull.start()
+
+
+class DurableTasks:
+    """A durable consumer whose every message is handled in a task of its own, at most `limit` at
+    once (the gateways' webhook dispatcher and schedule runner): one consume loop hands them out,
+    a break asks again, and tasks still running at `stop` are cancelled (unacked, their messages
+    are redelivered, to another replica)."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, stream: str, config: ConsumerConfig,
+                 handle: Callable[[Msg], Coroutine[Any, Any, None]], *, limit: int, name: str):
+        assert config.durable_name, "a durable consumer needs a name"
+        self._js, self._stream, self._config, self._handle = js, stream, config, handle
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._consume = ConsumeLoop(nc, stream, self._on_message, open=self._open,
+                                    wanted=lambda: (max(limit - len(self._inflight), 0), None), name=name)
+        self._task: asyncio.Task[None] | None = None
+        self.name = name
+
+    async def _open(self) -> str:
+        await ensure_durable(self._js, self._stream, self._config)
+        return self._config.durable_name  # type: ignore[return-value]
+
+    async def start(self) -> None:
+        await self._consume.start()
+        self._task = asyncio.create_task(self._consume.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consume.stop()
+        for task in list(self._inflight):
+            task.cancel()
+
+    def _on_message(self, msg: Msg) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(self._handle(msg))
+        self._inflight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._inflight.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("%s: a message's task failed; it will be redelivered", self.name,
+                          exc_info=finished.exception())
+            self._consume.wake()  # room for one more
+
+        task.add_done_callback(done)
