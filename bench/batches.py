@@ -23,18 +23,16 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nats
-from nats.aio.client import Client
 
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import start_nats_server
 
 from . import loop
 from .celery_peer import redis_server
-from .clients import cpu_s
+from .end_to_end import timed
 from .http_client import post_many
 from .run import ROOT, bench_raw, spawn, start_gateway, stop
 
@@ -65,33 +63,6 @@ async def bullmq_round(redis_port: int, mode: str, n: int, tag: str) -> float:
         ended = json.loads(await worker.stdout.readline())["ended_ms"]
         await worker.wait()
     return n / ((ended - started) / 1000)
-
-
-async def timed(nc: Client, names: Names, n: int, submit_all, pids: dict[str, int],  # noqa: ANN001
-                cpu: dict[str, list[float]]) -> float:
-    """jobs/s from the first submission to the n-th job end; each process's CPU µs per job into `cpu`."""
-    before = {name: cpu_s(pid) for name, pid in pids.items()}
-    ended = 0
-    done = asyncio.Event()
-
-    async def on_end(_msg: object) -> None:
-        nonlocal ended
-        ended += 1
-        if ended >= n:
-            done.set()
-
-    sub = await nc.subscribe(names.all_job_ends, cb=on_end)
-    t0 = time.perf_counter()
-    try:
-        await submit_all()
-        async with asyncio.timeout(300):
-            await done.wait()
-    finally:
-        await sub.unsubscribe()
-    elapsed = time.perf_counter() - t0
-    for name, pid in pids.items():
-        cpu.setdefault(name, []).append((cpu_s(pid) - before[name]) * 1e6 / n)
-    return n / elapsed
 
 
 async def singles(base: str, n: int, concurrency: int) -> None:

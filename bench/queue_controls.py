@@ -15,12 +15,10 @@ processor's and nats-server's CPU per job (from /proc). Submissions go through b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import start_nats_server
 
 from . import loop
-from .clients import cpu_s
+from .end_to_end import timed
 from .http_client import post_many
 from .run import spawn, start_gateway, stop
 
@@ -53,25 +51,9 @@ class Round:
 
 async def burst(base: str, nc: nats.aio.client.Client, names: Names, n: int, concurrency: int,
                 pids: dict[str, int], setting: str) -> Round:
-    ended = 0
-    done = asyncio.Event()
-
-    async def on_end(_msg: Any) -> None:
-        nonlocal ended
-        ended += 1
-        if ended >= n:
-            done.set()
-
-    sub = await nc.subscribe(names.all_job_ends, cb=on_end)
-    cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
-    t0 = time.perf_counter()
-    await post_many(base, "/api/jobs", b'{"type":"noop"}', n, concurrency)
-    async with asyncio.timeout(300):
-        await done.wait()
-    elapsed = time.perf_counter() - t0
-    await sub.unsubscribe()
-    used = {name: (cpu_s(pid) - cpu0[name]) * 1e6 / n for name, pid in pids.items()}
-    return Round(setting, round(n / elapsed, 1), round(used["processor"]), round(used["nats-server"]))
+    cpu: dict[str, list[float]] = {}
+    rate = await timed(nc, names, n, lambda: post_many(base, "/api/jobs", b'{"type":"noop"}', n, concurrency), pids, cpu)
+    return Round(setting, round(rate, 1), round(cpu["processor"][0]), round(cpu["nats-server"][0]))
 
 
 async def main(args: argparse.Namespace) -> list[Round]:

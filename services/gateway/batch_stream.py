@@ -38,19 +38,6 @@ class _Event(msgspec.Struct):
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
-def _parse(frame: bytes) -> tuple[str, int | None, bytes]:
-    """(event kind, id, data) of one of the hub's frames."""
-    kind, seq, data = "", None, b""
-    for line in frame.split(b"\n"):
-        if line.startswith(b"event: "):
-            kind = line[7:].decode()
-        elif line.startswith(b"id: "):
-            seq = int(line[4:])
-        elif line.startswith(b"data: "):
-            data = line[6:]
-    return kind, seq, data
-
-
 def _aggregate(state: BatchState, ended: int, running: dict[str, float | None], counts: dict[str, int]) -> bytes:
     done = ended + sum(f or 0.0 for f in running.values())
     fraction = done / state.total if state.total else 1.0
@@ -90,7 +77,7 @@ async def batch_events(core: Core, kv: KeyValue, batch_id: str) -> AsyncGenerato
                     continue
                 if frame is END or listener.dropped:
                     return  # too slow for the hub: the client reconnects and gets a fresh snapshot
-                kind, frame_seq, data = _parse(frame)
+                kind, frame_seq, data = sse.parse_frame(frame)
                 event = _event_decoder.decode(data) if data else _Event()
                 if frame_seq is not None:
                     last_seq = max(last_seq, frame_seq)

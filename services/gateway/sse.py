@@ -19,3 +19,17 @@ def frame(event: str, data: bytes, event_id: int | None = None, retry_ms: int | 
     head += f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
     return head.encode() + b"data: " + data + b"\n\n"
 
+
+
+def parse_frame(frame: bytes) -> tuple[str | None, int | None, bytes | None]:
+    """(event, id, data) of one frame built by `frame`; comments and retry lines are skipped."""
+    event = data = None
+    seq = None
+    for line in frame.split(b"\n"):
+        if line.startswith(b"event: "):
+            event = line[7:].decode()
+        elif line.startswith(b"id: "):
+            seq = int(line[4:])
+        elif line.startswith(b"data: "):
+            data = line[6:]
+    return event, seq, data

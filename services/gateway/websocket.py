@@ -23,6 +23,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from jobline.contract.names import is_valid_job_id
 
+from . import sse
 from .core import Core
 from .hub import WideFilter, frames_of
 from .multiplex import multiplexed
@@ -50,20 +51,6 @@ class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
 _decoder = msgspec.json.Decoder(Subscribe)
 
 
-def parse_frame(frame: bytes) -> tuple[str | None, int | None, bytes | None]:
-    """(event, id, data) of one SSE frame we built; comments and retry lines are skipped."""
-    event = data = None
-    seq = None
-    for line in frame.split(b"\n"):
-        if line.startswith(b"event: "):
-            event = line[7:].decode()
-        elif line.startswith(b"id: "):
-            seq = int(line[4:])
-        elif line.startswith(b"data: "):
-            data = line[6:]
-    return event, seq, data
-
-
 @websocket("/ws")
 async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
     core: Core = state.core  # (its Origin and Host were checked before the handshake: request_guard.py)
@@ -73,7 +60,7 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
 
     async def pump(name: str, frames: Any) -> None:
         async for frame in frames:
-            event, seq, data = parse_frame(frame)
+            event, seq, data = sse.parse_frame(frame)
             if event is None or data is None:
                 continue
             kind = "event" if event not in ("snapshot", "reset") else event
