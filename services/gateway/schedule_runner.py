@@ -100,7 +100,8 @@ class ScheduleRunner:
         async def keep() -> None:
             while True:
                 await asyncio.sleep(ACK_WAIT_S / 3)
-                await msg.in_progress()
+                with contextlib.suppress(Exception):  # (NATS away for a moment: the next one may pass)
+                    await msg.in_progress()
 
         keeper = asyncio.create_task(keep())
         try:

@@ -56,6 +56,13 @@ SLOT_RETRY_S = 1.0  # a job whose concurrency key has no free slot is tried agai
 _cancel_decoder = msgspec.json.Decoder(CancelRequested)
 
 
+def _hand_back(msg: Msg, delay: float | None = None) -> None:
+    """Nak a delivery without waiting for it; a nak that cannot be sent (the connection is going)
+    changes nothing: the ack wait hands the job back all the same."""
+    task = asyncio.create_task(msg.nak(delay=delay))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 class NoFreeSlot(Exception):
     """Every slot of the job's concurrency key is taken."""
 
@@ -144,10 +151,10 @@ class Worker:
 
     def _start(self, msg: Msg) -> None:
         if self._draining:
-            asyncio.create_task(msg.nak())
+            _hand_back(msg)
             return
         if not self._free():  # more queues delivered than there were slots: hand it to someone else
-            asyncio.create_task(msg.nak(delay=OVERFLOW_NAK_S))
+            _hand_back(msg, OVERFLOW_NAK_S)
             return
         key, delivered = delivery_of(msg)
         task = asyncio.create_task(self._process(msg, key, delivered), name=f"job-{key}")
@@ -389,6 +396,8 @@ class Worker:
             waiting.result()
         finally:
             waiting.cancel()
+            if waiting.done() and not waiting.cancelled():
+                waiting.exception()  # (retrieved: raised above, or moot when this attempt was cancelled)
 
     async def _call(self, spec: TaskSpec, ctx: JobContext) -> object:
         if spec.is_async:

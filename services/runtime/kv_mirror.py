@@ -57,5 +57,5 @@ class KvMirror(Generic[T]):
                 await cast(Any, self._watcher).stop()  # (untyped in nats-py)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # (a watch the connection ended)
                 await self._task
