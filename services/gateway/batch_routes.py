@@ -48,8 +48,8 @@ async def submit_batch(request: Request[Any, Any, Any], data: JSONBody[batches.B
 
 @get("/api/batches", summary="The newest batches (at most 100), newest first")
 async def list_batches(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    _, kv = _batches(request)
-    return await batches.recent(kv)
+    core, kv = _batches(request)
+    return await batches.recent(core.js, core.settings.names, kv)
 
 
 @get("/api/batches/{batch_id:str}", summary="A batch: counts by status, overall progress, ETA, failures, its jobs")

@@ -28,7 +28,7 @@ from jobline.contract.events import encoder
 from jobline.contract.job_state import JobState
 from jobline.contract.names import Names, is_valid_job_id
 from jobline.contract.vocabulary import JobStatus
-from jobline.runtime.buckets import key_value
+from jobline.runtime.buckets import bucket_keys, key_value
 
 from .core import Core, JobSubmission, created_event, new_job_id, publish_job, validate
 from .history import HistoryUnavailable
@@ -258,14 +258,9 @@ async def state_of(core: Core, kv: KeyValue, batch_id: str) -> BatchState:
     return summarise(record, await job_states(core, record))
 
 
-async def recent(kv: KeyValue, limit: int = 100) -> list[dict[str, Any]]:
+async def recent(js: JetStreamContext, names: Names, kv: KeyValue, limit: int = 100) -> list[dict[str, Any]]:
     """The newest batches (id, when, how many jobs), newest first."""
-    try:
-        keys = await kv.keys()
-    except Exception as exc:  # nats-py raises NoKeysError for an empty bucket
-        if type(exc).__name__ == "NoKeysError":
-            return []
-        raise
+    keys = await bucket_keys(js, names.batches_bucket)
     newest = sorted(keys, reverse=True)[:limit]  # ids are ULIDs: sorted by creation time
     records = await bounded([partial(get_record, kv, k) for k in newest], 32)
     return [{"id": r.id, "created_at": r.created_at, "total": len(r.jobs), "links": links(r.id)}

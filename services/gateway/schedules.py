@@ -26,7 +26,7 @@ from jobline.contract.events import encoder
 from jobline.contract.names import SCHEDULE_NAME_PATTERN, Names, is_valid_schedule_name
 from jobline.contract.schedules import MissedTicks, Overlap, ScheduleView
 from jobline.contract.streams import schedules_bucket_config, schedules_stream_config
-from jobline.runtime.buckets import key_value
+from jobline.runtime.buckets import bucket_keys, key_value
 from jobline.runtime.publishing import publish_reliably
 from jobline.runtime.stream_setup import ensure_stream, when_jetstream_ready
 
@@ -136,13 +136,8 @@ class ScheduleStore:
         return found
 
     async def all(self) -> list[Schedule]:
-        try:
-            keys = await self.kv.keys()
-        except Exception as exc:  # nats-py raises NoKeysError for an empty bucket
-            if type(exc).__name__ == "NoKeysError":
-                return []
-            raise
-        found = [await self.get(k) for k in sorted(keys)]
+        keys = await bucket_keys(self.js, self.names.schedules_bucket)
+        found = [await self.get(k) for k in keys]
         return [s for s, _ in (f for f in found if f is not None)]
 
     def view(self, schedule: Schedule, upcoming: int = 5) -> ScheduleView:

@@ -31,3 +31,14 @@ async def object_store(js: JetStreamContext, bucket: str, replicas: int, ready_t
                 bucket, config=ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=replicas))
 
     return await when_jetstream_ready(open_or_create, f"object store {bucket}", ready_timeout_s)
+
+
+async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """Every key of a KV bucket that has a value or had one (deleted keys included: a `get` tells).
+
+    From the stream's own per-subject counts, taken at one moment by the server: nats-py's
+    `kv.keys()` walks the bucket with a consumer and can miss a key rewritten while it walks (with
+    history 1 the message it was about to deliver is replaced)."""
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject[len(prefix):] for subject in (info.state.subjects or {}))
