@@ -69,7 +69,7 @@ class BatchFailure(msgspec.Struct):
     reason: str | None
 
 
-class BatchJobState(msgspec.Struct, array_like=False):
+class BatchJobState(msgspec.Struct):
     id: str
     status: str
     progress: float | None

@@ -26,7 +26,6 @@ class KvMirror(Generic[T]):
         self._decoder = msgspec.json.Decoder(value_type)
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
-        self.changed = asyncio.Event()  # set on every change (for whoever waits for one)
 
     async def start(self, js: JetStreamContext, config: KeyValueConfig) -> None:
         """Open (or create) the bucket and return once its current values are here."""
@@ -49,7 +48,6 @@ class KvMirror(Generic[T]):
                 except msgspec.DecodeError as exc:
                     log.warning("ignoring bad entry %s: %s", entry.key, exc)
             initial.set()
-            self.changed.set()
 
     async def stop(self) -> None:
         if self._watcher is not None:
