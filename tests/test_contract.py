@@ -45,6 +45,14 @@ def test_subjects_of_one_job_share_one_filter() -> None:
     assert names.job_created("j1", "demo") == "jobs.j1.created.demo"
     assert names.created_filter("demo") == "jobs.*.created.demo"
     assert names.created_filter() == "jobs.*.created.*"
+    assert names.created_filter("demo", 7) == "jobs.*.created.demo.p7"
+    assert names.job_created("abc", "demo", 3) == "jobs.abc.created.demo.p3"
+    assert names.created_type_and_priority("jobs.abc.created.p5") == ("p5", 0)
+    assert names.created_type_and_priority("jobs.abc.created.demo.p5") == ("demo", 5)
+    assert names.band_durable("demo", 0) == "queue-demo"
+    assert names.band_durable("demo", 9) == "queue-demo-P9"
+    with pytest.raises(InvalidName):
+        names.job_created("abc", "demo", 10)
     assert names.all_job_events == "jobs.>"
     assert names.all_service_logs == "logs.>"
     assert not names.log_history_rpc.startswith(("jobs.", "logs.")), "request/reply must stay outside the streams"

@@ -151,6 +151,19 @@ async def test_a_concurrency_limit_of_2_holds_over_three_processors_and_a_kill_9
         await system.stop()
 
 
+async def test_a_concurrency_limit_holds_across_priority_bands(client: httpx.AsyncClient, stack: Stack,
+                                                              js: JetStreamContext) -> None:
+    # One processor with sixteen slots: were each priority band's queue limited on its own, up to
+    # twenty would run.
+    assert (await client.put("/api/queues/demo", json={"concurrency": 2})).status_code == 200
+    slow = {"type": "demo", "params": {"steps": ["S"], "step_seconds": 0.3, "ticks_per_step": 1}}
+    answers = await asyncio.gather(*(client.post("/api/jobs", json={**slow, "priority": i % 10}) for i in range(12)))
+    jobs = [a.json()["id"] for a in answers]
+    assert set(await ends(client, jobs, timeout=90)) == {"completed"}
+    spans = [span for j in jobs for span in attempts(await read_timeline(js, stack.names, j))]
+    assert most_at_once(spans) <= 2, spans
+
+
 def span_of(timeline: list[Recorded]) -> tuple[float, float]:
     [(start, end)] = attempts(timeline)
     return start, end

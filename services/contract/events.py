@@ -37,6 +37,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     tick: float | None = None  # … for this fire time (unix seconds)
     batch: str | None = None  # submitted as part of this batch (POST /api/batches)
     concurrency_key: str | None = None  # jobs of a type with one key share its per-key limit (queue controls)
+    priority: int = 0  # 0..9, higher starts first (names.PRIORITY_MIN/MAX; its subject carries the band)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -53,6 +54,7 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     webhook_url: str | None = None
     batch: str | None = None
     concurrency_key: str | None = None
+    priority: int = 0
 
 
 class JobWaiting(_JobEvent, frozen=True, kw_only=True, tag="waiting"):

@@ -77,6 +77,7 @@ class JobState(msgspec.Struct, kw_only=True):
     tick: float | None = None  # … and the fire time it was made for
     batch: str | None = None  # the batch it was submitted in
     concurrency_key: str | None = None
+    priority: int = 0  # 0..9, higher starts first
     waiting_for: str | None = None  # while pending: why no processor could start it yet
     started_at: float | None = None
     finished_at: float | None = None
@@ -106,7 +107,7 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
-    state.batch, state.concurrency_key = event.batch, event.concurrency_key
+    state.batch, state.concurrency_key, state.priority = event.batch, event.concurrency_key, event.priority
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
     if isinstance(event, JobScheduled):

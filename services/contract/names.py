@@ -42,6 +42,20 @@ ENDED = "ended"
 SCHEDULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 _SCHEDULE_NAME_RE = re.compile(SCHEDULE_NAME_PATTERN)
 
+# Job priorities: 0 (the default, lowest) to 9. A job above 0 is published on its band's own subject
+# (`jobs.<id>.created.<type>.p<N>`) so that each band is a queue of its own (queue controls).
+PRIORITY_MIN = 0
+PRIORITY_MAX = 9
+PRIORITY_BANDS = tuple(range(PRIORITY_MAX, PRIORITY_MIN, -1))  # the bands above the default, highest first
+ALL_PRIORITIES = (*PRIORITY_BANDS, PRIORITY_MIN)
+
+
+def _checked_priority(priority: int) -> int:
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise InvalidName(f"priority {priority!r} is outside {PRIORITY_MIN}..{PRIORITY_MAX}")
+    return priority
+
+
 # The history service's request/reply endpoints (contract/history.py has their messages).
 HISTORY_ENDPOINTS = ("window", "job", "search", "events", "counts", "activity", "status")
 
@@ -182,12 +196,39 @@ class Names:
         """`jobs.<id>.run.*`: the subject set every lifecycle write is checked against."""
         return self._subject("jobs", _checked_job_id(job_id), RUN, "*")
 
-    def job_created(self, job_id: str, job_type: str) -> str:
-        return self._subject("jobs", _checked_job_id(job_id), CREATED, _checked_job_type(job_type))
+    def job_created(self, job_id: str, job_type: str, priority: int = PRIORITY_MIN) -> str:
+        """`jobs.<id>.created.<type>`, or `….<type>.p<N>` for a job of priority N above the default."""
+        tokens = ("jobs", _checked_job_id(job_id), CREATED, _checked_job_type(job_type))
+        if _checked_priority(priority) == PRIORITY_MIN:
+            return self._subject(*tokens)
+        return self._subject(*tokens, f"p{priority}")
 
-    def created_filter(self, job_type: str | None = None) -> str:
-        """What a processor pool consumes: every new job, or only one type's."""
-        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type) if job_type else "*")
+    def created_filter(self, job_type: str | None = None, priority: int = PRIORITY_MIN) -> str:
+        """New jobs of one priority band, of one type (or of every type)."""
+        tokens = ("jobs", "*", CREATED, _checked_job_type(job_type) if job_type else "*")
+        if _checked_priority(priority) == PRIORITY_MIN:
+            return self._subject(*tokens)
+        return self._subject(*tokens, f"p{priority}")
+
+    def created_type_and_priority(self, subject: str) -> tuple[str, int]:
+        """The job type and priority band a created event's subject carries."""
+        tokens = subject.split(".")[1 if self.namespace else 0:]
+        if len(tokens) not in (4, 5) or tokens[2] != CREATED:
+            raise InvalidName(f"not a created event's subject: {subject!r}")
+        if len(tokens) == 4:
+            return tokens[3], PRIORITY_MIN
+        if tokens[4][:1] != "p" or not tokens[4][1:].isdigit():
+            raise InvalidName(f"not a priority band: {tokens[4]!r}")
+        return tokens[3], _checked_priority(int(tokens[4][1:]))
+
+    @property
+    def all_created(self) -> str:
+        """Every new job of every type and band: `jobs.*.created.>`."""
+        return self._subject("jobs", "*", CREATED, ">")
+
+    def prioritized_created(self, job_type: str) -> str:
+        """New jobs of a type above the default priority: `jobs.*.created.<type>.*`."""
+        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type), "*")
 
     @property
     def webhooks_durable(self) -> str:
@@ -202,6 +243,13 @@ class Names:
         processor serving the type shares. Its pause and `max_ack_pending` are the type's pause and
         cluster-wide concurrency limit (queue controls, docs/architecture.md)."""
         return f"queue-{_checked_job_type(job_type)}"
+
+    def band_durable(self, job_type: str, priority: int) -> str:
+        """The queue of a type's jobs of one priority band: `queue-<type>` for the default (0),
+        `queue-<type>-P<N>` above it (upper case: no type name has it, so no type's queue is another's band)."""
+        if _checked_priority(priority) == PRIORITY_MIN:
+            return self.queue_durable(job_type)
+        return f"queue-{_checked_job_type(job_type)}-P{priority}"
 
     @property
     def queue_controls_bucket(self) -> str:

@@ -56,8 +56,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
     match event:
         case JobScheduled():
             return names.job_event(event.job_id, SCHEDULED)
-        case JobCreated(job_id=job_id, type=job_type):
-            return names.job_created(job_id, job_type)
+        case JobCreated(job_id=job_id, type=job_type, priority=priority):
+            return names.job_created(job_id, job_type, priority)
         case JobWaiting():
             return names.job_event(event.job_id, WAITING)
         case JobStarted():

@@ -29,7 +29,7 @@ from jobline.contract.events import (
     encoder,
 )
 from jobline.contract.job_state import JobState
-from jobline.contract.names import is_valid_job_id, is_valid_job_type
+from jobline.contract.names import PRIORITY_MAX, PRIORITY_MIN, is_valid_job_id, is_valid_job_type
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
 
@@ -85,6 +85,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     run_at: str | None = None  # RFC 3339: stays `scheduled` until then (delays.py)
     delay_s: float | None = None  # or: this many seconds from now
     concurrency_key: str | None = None  # with the type's per-key limit: e.g. the user id (queue controls)
+    priority: int = PRIORITY_MIN  # PRIORITY_MIN..PRIORITY_MAX: with a backlog, higher starts first
 
 
 def _check_limits(core: Core, submission: JobSubmission) -> None:
@@ -125,6 +126,9 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
     if key is not None and not 0 < len(key) <= MAX_CONCURRENCY_KEY:
         raise Problem(422, "Invalid concurrency key", f"concurrency_key must have 1 to {MAX_CONCURRENCY_KEY} characters",
                       errors=[{"key": "concurrency_key", "source": "body", "message": "bad length"}])
+    if not PRIORITY_MIN <= submission.priority <= PRIORITY_MAX:
+        raise Problem(422, "Invalid priority", f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX} (higher starts first)",
+                      errors=[{"key": "priority", "source": "body", "message": "out of range"}])
     if submission.webhook_url is not None:
         await _check_webhook(core, submission.webhook_url)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
@@ -138,7 +142,8 @@ def created_event(submission: JobSubmission, job_id: str, ts: float, steps: list
     return JobCreated(ts=ts, job_id=job_id, type=submission.type, params=submission.params, steps=steps,
                       timeout_s=submission.timeout_s, max_attempts=submission.max_attempts,
                       queue_timeout_s=submission.queue_timeout_s, webhook_url=submission.webhook_url,
-                      schedule=schedule, tick=tick, batch=batch, concurrency_key=submission.concurrency_key)
+                      schedule=schedule, tick=tick, batch=batch, concurrency_key=submission.concurrency_key,
+                      priority=submission.priority)
 
 
 async def submit(core: Core, submission: JobSubmission,
@@ -182,7 +187,7 @@ async def publish_job(core: Core, event: JobCreated, run_at: float | None, submi
                "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)} if only_if_new else None
     try:
         if run_at is None:
-            await publish_reliably(core.js, names.job_created(job_id, event.type), encoder.encode(event),
+            await publish_reliably(core.js, names.job_created(job_id, event.type, event.priority), encoder.encode(event),
                                    msg_id=created_msg_id(job_id), headers=headers, give_up_after=10.0)
         else:
             # The schedule first: if this gateway dies between the two, the job still runs (it shows

@@ -58,7 +58,8 @@ def run_time(run_at: str | None, delay_s: float | None, max_delay_s: float, now:
 
 def schedule_headers(names: Names, created: JobCreated) -> dict[str, str]:
     moment = datetime.fromtimestamp(created.ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"Nats-Schedule": f"@at {moment}", "Nats-Schedule-Target": names.job_created(created.job_id, created.type)}
+    target = names.job_created(created.job_id, created.type, created.priority)
+    return {"Nats-Schedule": f"@at {moment}", "Nats-Schedule-Target": target}
 
 
 def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
@@ -66,7 +67,7 @@ def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
                         params=created.params, steps=created.steps, timeout_s=created.timeout_s,
                         max_attempts=created.max_attempts, queue_timeout_s=created.queue_timeout_s,
                         webhook_url=created.webhook_url, batch=created.batch,
-                        concurrency_key=created.concurrency_key)
+                        concurrency_key=created.concurrency_key, priority=created.priority)
 
 
 async def unschedule(js: JetStreamContext, names: Names, job_id: str) -> None:

@@ -40,7 +40,7 @@ MAX_FIELD_BYTES = 256 * 1024  # all text fields together (the JSON path's body l
 MAX_PARTS = 64
 # Fields that are not params: what the JSON body has besides `params`, and the form's own controls.
 OPTIONS = {"timeout_s": float, "queue_timeout_s": float, "max_attempts": int, "webhook_url": str, "run_at": str,
-           "delay_s": float, "concurrency_key": str}
+           "delay_s": float, "concurrency_key": str, "priority": int}
 CONTROLS = frozenset({"type", "params", "redirect", "idempotency_key", "access_token"})
 
 

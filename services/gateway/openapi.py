@@ -19,7 +19,14 @@ from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from jobline.contract.history import MAX_PAGE
-from jobline.contract.names import JOB_ID_PATTERN, JOB_TYPE_PATTERN, SCHEDULE_NAME_PATTERN, SERVICE_NAME_RE
+from jobline.contract.names import (
+    JOB_ID_PATTERN,
+    JOB_TYPE_PATTERN,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    SCHEDULE_NAME_PATTERN,
+    SERVICE_NAME_RE,
+)
 from jobline.contract.vocabulary import ALL_STATUSES
 
 PROBLEM = "application/problem+json"
@@ -220,6 +227,8 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
                                                    {"type": "null"}],
                                          "description": "e.g. the user id: with the type's per-key limit, one key's "
                                                         "jobs wait while another's run"}
+        properties["priority"] = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX,
+                                  "description": "with a backlog, a higher priority starts first (oldest first within one)"}
         if not webhooks:
             properties.pop("webhook_url", None)  # refused (422) until JOBLINE_WEBHOOK_SECRETS is set
         properties["delay_s"] = {"oneOf": [{"type": "number", "minimum": 0, "maximum": max_delay_s}, {"type": "null"}],

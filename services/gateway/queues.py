@@ -16,7 +16,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import encoder
-from jobline.contract.names import Names, is_valid_job_type
+from jobline.contract.names import ALL_PRIORITIES, Names, is_valid_job_type
 from jobline.contract.queues import (
     QueueControls,
     QueueView,
@@ -85,11 +85,12 @@ class QueueStore:
         self._known(job_type)
         controls, _ = await self._read(job_type)
         waiting = running = 0
-        try:
-            info = await self.js.consumer_info(self.names.jobs_stream, self.names.queue_durable(job_type))
-            waiting, running = int(info.num_pending or 0), int(info.num_ack_pending or 0)
-        except NotFoundError:
-            pass  # no processor has opened the queue yet
+        for priority in ALL_PRIORITIES:  # the type's queue of each priority band
+            try:
+                info = await self.js.consumer_info(self.names.jobs_stream, self.names.band_durable(job_type, priority))
+                waiting, running = waiting + int(info.num_pending or 0), running + int(info.num_ack_pending or 0)
+            except NotFoundError:
+                pass  # no processor has opened the queue yet
         return QueueView(type=job_type, paused=controls.paused, concurrency=controls.concurrency,
                          key_concurrency=controls.key_concurrency,
                          rate_max=controls.rate_max, rate_window_s=controls.rate_window_s, waiting=waiting,
@@ -114,7 +115,8 @@ class QueueStore:
                     await self.kv.create(job_type, encoder.encode(controls))
             except KeyWrongLastSequenceError:
                 continue
-            await apply_controls(self.js, self.names.jobs_stream, self.names.queue_durable(job_type), controls)
+            for priority in ALL_PRIORITIES:
+                await apply_controls(self.js, self.names.jobs_stream, self.names.band_durable(job_type, priority), controls)
             return await self.view(job_type)
         raise Problem(503, "Queue busy", f"the controls of {job_type!r} kept changing under this request; try again")
 

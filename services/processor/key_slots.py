@@ -1,10 +1,16 @@
-"""Per-key concurrency: at most `key_concurrency` jobs of a type run at once per concurrency key.
+"""Concurrency slots: at most `concurrency` jobs of a type run at once on the whole cluster, and at
+most `key_concurrency` per concurrency key.
 
-A job with a `concurrency_key` takes one of its key's slots before it starts: a KV entry
-`<type>.<key hash>.<n>` created only if absent (n < the limit), renewed with the attempt's lease,
-deleted at the attempt's end. The bucket's TTL is the ack wait, so the slot of a processor that was
-`kill -9`ed comes back when its job is redelivered, not never. A job that finds every slot of its key
-taken is handed back for a moment (the queue is not blocked: other keys' jobs go on) and says why.
+A job of a limited type takes one of the type's slots before it starts (`<type>.all.<n>`), and a
+job with a `concurrency_key` one of its key's (`<type>.<key hash>.<n>`): a KV entry created only if
+absent (n < the limit), renewed with the attempt's lease, deleted at the attempt's end. The
+bucket's TTL is the ack wait, so the slot of a processor that was `kill -9`ed comes back when its
+job is redelivered, not never. A job that finds every slot taken is handed back for a moment (the
+queue is not blocked: other keys' jobs go on) and says why.
+
+The type's queues' `max_ack_pending` is the same limit: with one priority band in use, no more
+jobs are handed out than there are slots, so the type's slots are never contended then; with
+several bands (each a queue of its own), the slots are what keeps the limit exact.
 """
 
 from __future__ import annotations
@@ -54,8 +60,14 @@ class KeySlots:
 
     async def take(self, job_type: str, concurrency_key: str, limit: int, job_id: str) -> HeldSlot | None:
         """One of the key's `limit` slots, or None when all are taken."""
+        return await self._take(f"{job_type}.{hashlib.sha256(concurrency_key.encode()).hexdigest()[:24]}", limit, job_id)
+
+    async def take_type(self, job_type: str, limit: int, job_id: str) -> HeldSlot | None:
+        """One of the type's `limit` slots (cluster-wide), or None when all are taken."""
+        return await self._take(f"{job_type}.all", limit, job_id)  # (`all` is never a key hash)
+
+    async def _take(self, prefix: str, limit: int, job_id: str) -> HeldSlot | None:
         assert self._kv is not None, "start() first"
-        prefix = f"{job_type}.{hashlib.sha256(concurrency_key.encode()).hexdigest()[:24]}"
         value = job_id.encode()
         for n in range(limit):
             key = f"{prefix}.{n}"
@@ -65,3 +77,19 @@ class KeySlots:
                 continue
             return HeldSlot(self._kv, key, value, revision)
         return None
+
+
+class HeldSlots:
+    """The slots one attempt holds (its type's, its key's): renewed and given back together."""
+
+    def __init__(self) -> None:
+        self.slots: list[HeldSlot] = []
+
+    async def renew(self) -> None:
+        for slot in self.slots:
+            await slot.renew()
+
+    async def release(self) -> None:
+        for slot in self.slots:
+            await slot.release()
+        self.slots.clear()

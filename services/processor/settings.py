@@ -29,6 +29,7 @@ class ProcessorSettings:
     queue_timeout_s: float = 86400.0  # a job pending longer than this ends `expired` unrun
     progress_rate: float = 10.0  # progress events per second per job at most
     drain_grace_s: float = 10.0  # on SIGTERM, how long running jobs may take to finish
+    priority_share_s: float = 30.0  # no priority starves: this often, the band served least recently goes first once
     ops_host: str = "127.0.0.1"
     ops_port: int = 9101  # /metrics, /healthz, /readyz (a free port if taken)
     log_level: str = "INFO"
@@ -54,6 +55,7 @@ class ProcessorSettings:
             queue_timeout_s=env.env_float("JOBLINE_QUEUE_TIMEOUT_S", d.queue_timeout_s),
             progress_rate=env.env_float("JOBLINE_PROGRESS_RATE", d.progress_rate),
             drain_grace_s=env.env_float("JOBLINE_DRAIN_GRACE_S", d.drain_grace_s),
+            priority_share_s=env.env_float("JOBLINE_PRIORITY_SHARE_S", d.priority_share_s),
             ops_host=env.env_str("JOBLINE_OPS_HOST", d.ops_host),
             ops_port=env.env_int("JOBLINE_OPS_PORT", d.ops_port),
             log_level=env.log_level(),

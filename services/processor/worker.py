@@ -32,16 +32,17 @@ from jobline.contract.events import (
     job_event_decoder,
     kind_of,
 )
-from jobline.contract.names import CANCEL
+from jobline.contract.names import CANCEL, PRIORITY_MIN
 from jobline.contract.publishing import subject_of
 from jobline.contract.vocabulary import FailureReason
 from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import delivery_of
 from jobline.runtime.publishing import publish_reliably
 
+from .bands import Bands
 from .context import JobContext, Outbox
 from .fence import Fenced, RunChain
-from .key_slots import HeldSlot, KeySlots
+from .key_slots import HeldSlots, KeySlots
 from .lease import Lease
 from .metrics import ProcessorMetrics
 from .objects import Objects
@@ -52,7 +53,7 @@ from .settings import ProcessorSettings
 log = logging.getLogger(__name__)
 UNCLAIMED_CANCELS_KEPT = 10_000
 OVERFLOW_NAK_S = 0.2  # a job that arrived with every slot taken goes back this long (to anyone)
-SLOT_RETRY_S = 1.0  # a job whose concurrency key has no free slot is tried again after about this long
+SLOT_RETRY_S = 1.0  # a job whose type or key has no free slot is tried again after about this long
 _cancel_decoder = msgspec.json.Decoder(CancelRequested)
 
 
@@ -64,7 +65,7 @@ def _hand_back(msg: Msg, delay: float | None = None) -> None:
 
 
 class NoFreeSlot(Exception):
-    """Every slot of the job's concurrency key is taken."""
+    """Every slot of the job's type, or of its concurrency key, is taken (the message says which)."""
 
 
 @dataclass
@@ -91,7 +92,8 @@ class Worker:
         # worker is between appending `started` and registering the job must not be lost.
         self._unclaimed_cancels: OrderedDict[str, None] = OrderedDict()
         self._waits_said: OrderedDict[str, None] = OrderedDict()  # "<job>:<attempt>" that said why it waits
-        self._queues: dict[str, ConsumeLoop] = {}  # by job type: one shared queue each
+        self._queues: dict[str, ConsumeLoop] = {}  # by job type: its default queue (shared)
+        self._bands: dict[str, Bands] = {}  # by job type: its queues above the default priority
         self.controls = Queues(js, settings)
         self.key_slots = KeySlots(js, settings)
         self._draining = False
@@ -119,27 +121,36 @@ class Worker:
         # (nats-server 2.15): a one-second heartbeat is what makes resume take effect within a second.
         heartbeat_s = min(1.0, max(self._settings.ack_wait_s / 2, 0.5))
         for job_type in served:
-            self._queues[job_type] = ConsumeLoop(
-                self._nc, stream, self._start, open=functools.partial(self.controls.open, job_type),
+            queue = self._queues[job_type] = ConsumeLoop(
+                self._nc, stream, functools.partial(self._from_default_queue, job_type),
+                open=functools.partial(self.controls.open, job_type),
                 wanted=functools.partial(self._wanted, job_type),
                 heartbeat_s=heartbeat_s, name=f"queue {job_type}")
+            self._bands[job_type] = Bands(self._nc, self._js, self._settings, self.controls, job_type,
+                                          start=self._start, free=self._free, default_wake=queue.wake)
         try:
-            for queue in self._queues.values():
+            for job_type, queue in self._queues.items():
                 await queue.start()
+                await self._bands[job_type].open()
             log.info("processing %s as %s", ", ".join(served), self._instance)
-            await asyncio.gather(*(queue.run(stop) for queue in self._queues.values()))
+            await asyncio.gather(*(queue.run(stop) for queue in self._queues.values()),
+                                 *(bands.run(stop) for bands in self._bands.values()))
         finally:
             # Withdraw first: the server drops pull requests nobody listens to, so the jobs
             # handed back below go to other processors instead of back to us.
             self._draining = True  # anything already on its way is handed straight back
             for queue in self._queues.values():
                 await queue.stop()
+            for bands in self._bands.values():
+                await bands.close()
             await self._drain()
             with contextlib.suppress(Exception):
                 await cancels.unsubscribe()
             await self.controls.stop()
 
     def _wanted(self, job_type: str) -> tuple[int, int | None]:
+        if self._bands[job_type].busy:
+            return 0, None  # higher priorities may wait: the bands' pick asks the default queue too
         return self.controls.credit(job_type, self._free()), None
 
     def _free(self) -> int:
@@ -148,6 +159,16 @@ class Worker:
     def _wake_all(self) -> None:
         for queue in self._queues.values():
             queue.wake()  # a slot is free
+        for bands in self._bands.values():
+            if bands.busy:
+                bands.wake()
+
+    def _from_default_queue(self, job_type: str, msg: Msg) -> None:
+        bands = self._bands[job_type]
+        if bands.busy and not self._draining:
+            bands.park(msg)  # a job of a higher priority may be waiting: it starts in its band's turn
+            return
+        self._start(msg)
 
     def _start(self, msg: Msg) -> None:
         if self._draining:
@@ -284,21 +305,19 @@ class Worker:
                                                   error=f"invalid params: {exc}", reason=FailureReason.INVALID_PARAMS), attempt)
             return
         try:
-            slot = await self._take_slot(created)
-        except NoFreeSlot:
-            await self._wait_for_slot(msg, created, attempt)
+            slots = await self._take_slots(created)
+        except NoFreeSlot as waiting_for:
+            await self._wait_for_slot(msg, created, attempt, str(waiting_for))
             return
         try:
             await self._take_token(msg, created.type)
         except BaseException:
-            if slot is not None:
-                await slot.release()
+            await slots.release()
             raise
         started = JobStarted(ts=time.time(), job_id=job_id, attempt=attempt, worker=self._instance, steps=spec.plan(params))
         started_seq = await self._start_attempt(msg, chain, started)
         if started_seq is None:
-            if slot is not None:
-                await slot.release()
+            await slots.release()
             return
         handler: asyncio.Task[object] | None = None
 
@@ -308,7 +327,7 @@ class Worker:
                 handler.cancel()
 
         lease = Lease(msg, chain, started_seq, self._settings.ack_wait_s, lost,
-                      also_renew=slot.renew if slot is not None else None)
+                      also_renew=slots.renew if slots.slots else None)
         outbox = Outbox(self._js, self._names, job_id, attempt, started_seq, guard=lease.guard, on_fenced=lost)
         ctx = JobContext(
             job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
@@ -349,8 +368,7 @@ class Worker:
         finally:
             self._jobs.pop(job_id, None)
             lease.close()
-            if slot is not None:
-                await slot.release()
+            await slots.release()
             ctx.cleanup()
             self._metrics.running.dec()
             self._metrics.attempt_ended(created.type, outcome_name, time.monotonic() - began)
@@ -359,17 +377,27 @@ class Worker:
             return
         await self._end(msg, chain, outcome, attempt)
 
-    async def _take_slot(self, created: JobCreated) -> HeldSlot | None:
-        """The job's concurrency-key slot (None: it needs none); NoFreeSlot when all are taken."""
-        limit = self.controls.controls(created.type).key_concurrency
-        if limit is None or created.concurrency_key is None:
-            return None
-        slot = await self.key_slots.take(created.type, created.concurrency_key, limit, created.job_id)
-        if slot is None:
-            raise NoFreeSlot(created.concurrency_key)
-        return slot
+    async def _take_slots(self, created: JobCreated) -> HeldSlots:
+        """The slots the job needs to start: its type's when the type has a concurrency limit, its
+        key's when it has a concurrency key and the type a per-key limit. NoFreeSlot (holding
+        none) when one is taken."""
+        controls = self.controls.controls(created.type)
+        held = HeldSlots()
+        if controls.concurrency is not None:
+            slot = await self.key_slots.take_type(created.type, controls.concurrency, created.job_id)
+            if slot is None:
+                raise NoFreeSlot(f"waiting for one of the {controls.concurrency} slot(s) of {created.type}")
+            held.slots.append(slot)
+        if controls.key_concurrency is not None and created.concurrency_key is not None:
+            slot = await self.key_slots.take(created.type, created.concurrency_key, controls.key_concurrency,
+                                             created.job_id)
+            if slot is None:
+                await held.release()
+                raise NoFreeSlot(f"waiting for a concurrency slot: {created.concurrency_key}")
+            held.slots.append(slot)
+        return held
 
-    async def _wait_for_slot(self, msg: Msg, created: JobCreated, attempt: int) -> None:
+    async def _wait_for_slot(self, msg: Msg, created: JobCreated, attempt: int, reason: str) -> None:
         """Hand the job back for a moment (other keys' jobs go on meanwhile) and say why, once per attempt."""
         said = f"{created.job_id}:{attempt}"
         if said not in self._waits_said:  # (it comes back every second or so: say it once)
@@ -377,7 +405,7 @@ class Worker:
             while len(self._waits_said) > UNCLAIMED_CANCELS_KEPT:
                 self._waits_said.popitem(last=False)
             waiting = JobWaiting(ts=time.time(), job_id=created.job_id,
-                                 reason=f"waiting for a concurrency slot: {created.concurrency_key}")
+                                 reason=reason)
             with contextlib.suppress(Exception):  # (what it says is worth less than handing the job back)
                 await publish_reliably(self._js, subject_of(self._names, waiting), encoder.encode(waiting),
                                        msg_id=f"{said}:waiting", give_up_after=5.0)
@@ -439,9 +467,10 @@ class Worker:
 
     async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
-        queue = self._queues.get(msg.subject.rsplit(".", 1)[-1])  # (`…created.<type>`)
+        job_type, priority = self._names.created_type_and_priority(msg.subject)
+        queue = self._queues.get(job_type) if priority == PRIORITY_MIN else None
         pull = queue.pull if queue is not None else None
-        if pull is not None and not self._draining and self._nc.is_connected:
+        if pull is not None and not self._bands[job_type].busy and not self._draining and self._nc.is_connected:
             # This job's slot is free once it returns: the ack asks for the next job itself (one
             # message instead of an ack and a pull request per job).
             await pull.ack_and_ask(msg, 1)

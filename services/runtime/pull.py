@@ -10,6 +10,7 @@ server sends on each open request: silence means the requests are gone, so it as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -109,3 +110,51 @@ class CreditedPull:
             self.error = f"{status} {description}".strip()
             log.info("pull request ended: %s", self.error)
         self.changed.set()
+
+
+class PullNow:
+    """Ask a consumer for what it holds now (a no-wait pull: the server answers at once, with up to
+    `n` messages or a "no messages" status) — for picking among several queues without waiting on
+    any. Each request has an inbox of its own (a delivery's subject is the message's, not the
+    inbox: only the subscription tells requests apart); a delivery that comes after its request
+    gave up is handed back (nak)."""
+
+    def __init__(self, nc: Client, stream: str, api_prefix: str = "$JS.API", timeout_s: float = 2.0):
+        self._nc = nc
+        self._prefix = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}."
+        self._timeout_s = timeout_s
+
+    async def pull(self, durable: str, n: int) -> list[Msg]:
+        """Up to `n` messages the consumer can deliver now ([] when it has none, is paused or is
+        away)."""
+        got: list[Msg] = []
+        done = asyncio.Event()
+        gave_up = False
+
+        async def receive(msg: Msg) -> None:
+            status = msg.headers.get("Status") if msg.headers else None
+            if status:
+                if status != "100":
+                    done.set()  # 404 none / 408 / 409: the request is over
+                return
+            if gave_up:
+                with contextlib.suppress(Exception):
+                    await msg.nak()  # someone else may take it
+                return
+            got.append(msg)
+            if len(got) >= n:
+                done.set()
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=receive)
+        try:
+            await self._nc.publish(self._prefix + durable, json.dumps({"batch": n, "no_wait": True}).encode(),
+                                   reply=inbox)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout_s):
+                    await done.wait()
+            gave_up = True
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return got

@@ -1,0 +1,194 @@
+"""Priorities on the processor's side: a type's priority bands and the pick that starts the highest first.
+
+A job of priority N above the default (0) is published on its band's subject and waits in the
+band's own queue, `queue-<type>-P<N>`, shared like the default queue by every processor serving the
+type. While no band above the default holds work, nothing changes: the default queue's consume
+loop hands jobs over as slots free (the fast path). Once a band may hold work ("live"), this
+processor stops asking the default queue for more and, whenever it has free slots, asks the bands
+for what they hold now (a no-wait pull, answered at once), highest band first, down to the default
+queue: with a backlog, a higher priority starts first, and within one the oldest (each band is a
+queue). Jobs the default queue delivered meanwhile are parked and start in the default band's turn.
+
+A band becomes live when a job of it is created (a plain subscription to
+`jobs.*.created.<type>.*`: the processor hears every prioritized job's creation) or when a scan
+of the bands' consumer info finds work (a retry back from its backoff, a backlog found at start);
+it stops being live when it has nothing to give (unless the type is paused: resuming it makes no
+event here, so a paused type's bands stay live and are asked again every second).
+
+No band starves: every `JOBLINE_PRIORITY_SHARE_S` the band served least recently goes first once
+(a share: under a flood of high-priority work, a waiting low-priority job still starts once per
+share period on each processor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from jobline.contract.names import PRIORITY_BANDS, PRIORITY_MIN, InvalidName
+from jobline.runtime.pull import PullNow
+
+from .queues import Queues
+from .settings import ProcessorSettings
+
+log = logging.getLogger(__name__)
+LIVE_TICK_S = 1.0  # while a band is live: look again this often (a paused type, a lost answer)
+RECENT_SCAN_S = 2.0  # bands that had work lately: their consumer info is read this often …
+FULL_SCAN_S = 30.0  # … and every band's this often
+RECENT_FOR_S = 600.0  # how long a band counts as having had work lately (a retry's backoff)
+
+
+class Bands:
+    def __init__(self, nc: Client, js: JetStreamContext, settings: ProcessorSettings, queues: Queues, job_type: str, *,
+                 start: Callable[[Msg], None], free: Callable[[], int], default_wake: Callable[[], None]):
+        self._nc, self._js, self._settings, self._queues = nc, js, settings, queues
+        self.job_type = job_type
+        self._start, self._free, self._default_wake = start, free, default_wake
+        self._names = settings.names
+        self._durables: dict[int, str] = {}
+        self._pull = PullNow(nc, self._names.jobs_stream)
+        self._hints: Subscription | None = None
+        self.live: set[int] = set()
+        self._parked: list[tuple[float, Msg]] = []  # default-queue jobs delivered while bands were live
+        self._served: dict[int, float] = {}  # band → when a job of it last started here
+        self._recent: dict[int, float] = {}  # band → when it last had work
+        self._next_share = time.monotonic() + settings.priority_share_s
+        self._next_full_scan = 0.0
+        self._next_recent_scan = 0.0
+        self._woken = asyncio.Event()
+
+    @property
+    def busy(self) -> bool:
+        """Whether the default queue must wait for the pick (a band may hold higher work)."""
+        return bool(self.live or self._parked)
+
+    async def open(self) -> None:
+        for priority in PRIORITY_BANDS:
+            self._durables[priority] = await self._queues.open(self.job_type, priority)
+        self._durables[PRIORITY_MIN] = self._names.queue_durable(self.job_type)
+        self._hints = await self._nc.subscribe(self._names.prioritized_created(self.job_type), cb=self._on_created)
+        now = time.monotonic()
+        self._served = dict.fromkeys((*PRIORITY_BANDS, PRIORITY_MIN), now)
+
+    async def close(self) -> None:
+        if self._hints is not None:
+            with contextlib.suppress(Exception):
+                await self._hints.unsubscribe()
+        for _, msg in self._parked:  # handed back: someone else takes them
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        self._parked.clear()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def park(self, msg: Msg) -> None:
+        self._parked.append((time.monotonic(), msg))
+        self._woken.set()
+
+    async def _on_created(self, msg: Msg) -> None:
+        try:
+            _, band = self._names.created_type_and_priority(msg.subject)
+        except InvalidName:
+            return
+        if band != PRIORITY_MIN and band not in self.live:
+            self.live.add(band)
+            self._recent[band] = time.monotonic()
+            self._woken.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LIVE_TICK_S if self.busy else RECENT_SCAN_S):
+                    await self._woken.wait()
+            self._woken.clear()
+            if stop.is_set():
+                return
+            try:
+                await self._scan()
+                await self._keep_parked()
+                if self.busy:
+                    await self.pick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away: the next turn tries again
+                log.warning("priority bands of %s: %s", self.job_type, exc or type(exc).__name__)
+
+    async def pick(self) -> None:
+        """Start jobs in the free slots, highest band first (one band first once per share period)."""
+        order = [*sorted(self.live, reverse=True), PRIORITY_MIN]
+        now = time.monotonic()
+        if now >= self._next_share:
+            self._next_share = now + self._settings.priority_share_s
+            candidates = [*self.live, PRIORITY_MIN]
+            neglected = min(candidates, key=lambda band: self._served[band])
+            order.remove(neglected)
+            order.insert(0, neglected)
+        paused = self._queues.controls(self.job_type).paused
+        for band in order:
+            credit = self._queues.credit(self.job_type, self._free())
+            if credit <= 0:
+                return
+            if band == PRIORITY_MIN:
+                while self._parked and credit > 0:
+                    self._started(band, self._parked.pop(0)[1])
+                    credit -= 1
+                if credit <= 0:
+                    return
+            msgs = await self._pull.pull(self._durables[band], credit)
+            for msg in msgs:
+                self._started(band, msg)
+            if not msgs and band != PRIORITY_MIN and not paused:
+                self.live.discard(band)
+        if not self.busy:
+            self._default_wake()  # the default queue's fast path again
+
+    def _started(self, band: int, msg: Msg) -> None:
+        now = time.monotonic()
+        self._served[band] = now
+        if band != PRIORITY_MIN:
+            self._recent[band] = now
+        self._start(msg)
+
+    async def _keep_parked(self) -> None:
+        """A parked job stays ours (not redelivered) while it waits for its turn."""
+        keep_after = self._settings.ack_wait_s / 3
+        now = time.monotonic()
+        for i, (since, msg) in enumerate(self._parked):
+            if now - since > keep_after:
+                await msg.in_progress()
+                self._parked[i] = (now, msg)
+
+    async def _scan(self) -> None:
+        """Find work no creation announced: every band now and then, those that had work lately more often."""
+        now = time.monotonic()
+        if now >= self._next_full_scan:
+            self._next_full_scan = now + FULL_SCAN_S
+            bands = list(PRIORITY_BANDS)
+        elif now >= self._next_recent_scan:
+            bands = [b for b, at in self._recent.items() if now - at < RECENT_FOR_S and b not in self.live]
+        else:
+            return
+        self._next_recent_scan = now + RECENT_SCAN_S
+        for band in bands:
+            try:
+                info = await self._js.consumer_info(self._names.jobs_stream, self._durables[band])
+            except NotFoundError:
+                continue
+            # Pending: never delivered. Ack pending: running, or back from a processor (a retry's
+            # backoff): asked once more to find out.
+            if info.num_pending or info.num_ack_pending:
+                if band not in self.live:
+                    self.live.add(band)
+                    self._woken.set()
+            else:
+                self._recent.pop(band, None)
