@@ -31,12 +31,13 @@ async def jobline(stack: Stack, js: JetStreamContext) -> Any:
 
 
 async def test_submit_watch_and_wait_with_typed_events(jobline: AsyncClient, tmp_path: Path) -> None:
-    job = await jobline.submit("demo", {**FAST, "steps": ["A", "B"]})
+    job = await jobline.submit("demo", {**FAST, "steps": ["A", "B"]}, priority=3)
     events = [event async for event in job.watch()]
     assert isinstance(events[0], Snapshot)
     assert isinstance(events[-1], JobCompleted) and events[-1].result == {"steps": 2, "ok": True}
     assert any(isinstance(e, ProgressReported) for e in events) and any(isinstance(e, LogLineWritten) for e in events)
     assert job.state is not None and job.state.status == "completed" and job.state.progress == 1
+    assert job.state.priority == 3
     assert [s.status for s in job.state.steps] == ["done", "done"]
     final = await jobline.wait(job.id, timeout=10)
     assert final.result == {"steps": 2, "ok": True}

@@ -149,15 +149,16 @@ async def test_replay_a_finished_job_at_16x_and_scrub_through_it(page: Page) -> 
     await expect(page.locator("#replay-log li")).to_have_count(3)
 
 
-async def test_a_delayed_job_counts_down_then_runs(page: Page) -> None:
+async def test_a_delayed_job_of_a_priority_counts_down_then_runs(page: Page) -> None:
     await expect(page.locator("#job-type option", has_text="demo")).to_have_count(1)
     await page.select_option("#job-type", "demo")
     await page.fill("#job-delay", "2")
+    await page.fill("#job-priority", "7")  # (its schedule fires into the priority band's queue)
     await page.click("#submit")
     await expect(page).to_have_url(re.compile(r"#/jobs/"), timeout=30_000)
-    await expect(page.locator("#job-status")).to_have_text("scheduled")
+    await expect(page.locator("#job-status")).to_have_text("scheduled · priority 7")
     await expect(page.locator("#job-times")).to_contain_text("starts at")
-    await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+    await expect(page.locator("#job-status")).to_have_text("completed · priority 7", timeout=15_000)
 
 
 async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page) -> None:

@@ -150,7 +150,8 @@ function renderDetail() {
     : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
   $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []));
   const status = $("job-status");
-  status.textContent = job.status + (job.attempt > 1 ? ` · attempt ${job.attempt}` : "");
+  status.textContent = job.status + (job.attempt > 1 ? ` · attempt ${job.attempt}` : "")
+    + (job.priority ? ` · priority ${job.priority}` : "");
   status.dataset.status = job.status;
   const percent = Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100);
   const bar = $("progress");
@@ -342,7 +343,9 @@ async function submitJob(event) {
       params.upload = stored.id;
     }
     const delay = $("job-delay").value;
-    await submit($("job-type").value, params, delay === "" ? undefined : Number(delay));
+    const priority = $("job-priority").value;
+    await submit($("job-type").value, params, delay === "" ? undefined : Number(delay),
+      priority === "" ? undefined : Number(priority));
   } catch (error) {
     $("form-error").textContent = error.message;
   } finally {
@@ -350,8 +353,8 @@ async function submitJob(event) {
   }
 }
 
-async function submit(type, params, delay_s) {
-  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params, delay_s }) });
+async function submit(type, params, delay_s, priority) {
+  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params, delay_s, priority }) });
   location.hash = `#/jobs/${accepted.id}`;
 }
 

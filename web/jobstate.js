@@ -22,6 +22,7 @@ export function newJobFromCreated(event, seq) {
     attempt: 0, created_at: event.ts, started_at: null, finished_at: null, result: null, error: null,
     error_reason: null, timeout_s: event.timeout_s ?? null, cancel_requested: false, artifacts: [],
     batch: event.batch ?? null, schedule: event.schedule ?? null, tick: event.tick ?? null,
+    priority: event.priority ?? 0,
     created_seq: seq, seq,
   };
 }

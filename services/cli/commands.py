@@ -222,7 +222,7 @@ def run_command(client: Client, args: argparse.Namespace) -> int:
                 stored = client.upload(args.file, content_type=guess_type(args.file))
                 params["upload"] = stored.id
             job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
-                                run_at=args.at, concurrency_key=args.concurrency_key)
+                                run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority)
             if args.json and not args.wait:
                 _print_json(msgspec.to_builtins(job.aio.accepted))
             elif not args.json:

@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--concurrency-key", metavar="KEY",
                         help="e.g. the user id: with the type's per-key limit (queues limit --per-key) one key's "
                              "jobs wait while another's run")
+    submit.add_argument("--priority", type=int, choices=range(0, 10), metavar="0-9",
+                        help="with a backlog, a higher priority starts first (default 0)")
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends (exit code as `watch`)")
     submit.add_argument("--json", action="store_true", help="print JSON")
 

@@ -216,10 +216,11 @@ class AsyncClient:
                      timeout_s: float | None = None, max_attempts: int | None = None,
                      queue_timeout_s: float | None = None, webhook_url: str | None = None,
                      run_at: str | datetime | None = None, delay_s: float | None = None,
-                     concurrency_key: str | None = None) -> AsyncJob:
+                     concurrency_key: str | None = None, priority: int | None = None) -> AsyncJob:
         """Submit a job; returns at once (the job runs on a processor). Retried safely: the
         `Idempotency-Key` (made here when not given) makes every retry find the same job.
-        `run_at` (an aware datetime or RFC 3339 text) or `delay_s`: it is `scheduled` until then."""
+        `run_at` (an aware datetime or RFC 3339 text) or `delay_s`: it is `scheduled` until then.
+        `priority` 0 (the default) to 9: with a backlog, a higher priority starts first."""
         if isinstance(run_at, datetime):
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a time zone (an aware datetime)")
@@ -227,7 +228,7 @@ class AsyncClient:
         key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
         body = submission_body(type, params, timeout_s=timeout_s, max_attempts=max_attempts,
                                queue_timeout_s=queue_timeout_s, webhook_url=webhook_url, run_at=run_at,
-                               delay_s=delay_s, concurrency_key=concurrency_key)
+                               delay_s=delay_s, concurrency_key=concurrency_key, priority=priority)
         response = await self.request("POST", "/api/jobs", json=body, headers={"Idempotency-Key": key})
         accepted = _accepted_decoder.decode(response.content)
         return AsyncJob(self, accepted.id, accepted=accepted)

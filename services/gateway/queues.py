@@ -7,6 +7,7 @@ queue, and watch it for rate limits); after writing it the gateway applies it to
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -84,17 +85,20 @@ class QueueStore:
     async def view(self, job_type: str) -> QueueView:
         self._known(job_type)
         controls, _ = await self._read(job_type)
-        waiting = running = 0
-        for priority in ALL_PRIORITIES:  # the type's queue of each priority band
-            try:
-                info = await self.js.consumer_info(self.names.jobs_stream, self.names.band_durable(job_type, priority))
-                waiting, running = waiting + int(info.num_pending or 0), running + int(info.num_ack_pending or 0)
-            except NotFoundError:
-                pass  # no processor has opened the queue yet
+        counts = await asyncio.gather(*(self._counts(self.names.band_durable(job_type, p)) for p in ALL_PRIORITIES))
+        waiting, running = sum(w for w, _ in counts), sum(r for _, r in counts)
         return QueueView(type=job_type, paused=controls.paused, concurrency=controls.concurrency,
                          key_concurrency=controls.key_concurrency,
                          rate_max=controls.rate_max, rate_window_s=controls.rate_window_s, waiting=waiting,
                          running=running, updated_at=controls.updated_at)
+
+    async def _counts(self, durable: str) -> tuple[int, int]:
+        """(waiting, running) of one queue of the type (one per priority band)."""
+        try:
+            info = await self.js.consumer_info(self.names.jobs_stream, durable)
+        except NotFoundError:
+            return 0, 0  # no processor has opened the queue yet
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def all(self) -> list[QueueView]:
         return [await self.view(t) for t in sorted(self.catalogue.types)]

@@ -9,8 +9,8 @@ for what they hold now (a no-wait pull, answered at once), highest band first, d
 queue: with a backlog, a higher priority starts first, and within one the oldest (each band is a
 queue). Jobs the default queue delivered meanwhile are parked and start in the default band's turn.
 
-A band becomes live when a job of it is created (a plain subscription to
-`jobs.*.created.<type>.*`: the processor hears every prioritized job's creation) or when a scan
+A band becomes live when a job of it is created (an ordered consumer of `jobs.*.created.<type>.*`,
+headers only: the processor hears every prioritized job's creation) or when a scan
 of the bands' consumer info finds work (a retry back from its backoff, a backlog found at start);
 it stops being live when it has nothing to give (unless the type is paused: resuming it makes no
 event here, so a paused type's bands stay live and are asked again every second).
@@ -32,6 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.names import PRIORITY_BANDS, PRIORITY_MIN, InvalidName
@@ -75,7 +76,11 @@ class Bands:
         for priority in PRIORITY_BANDS:
             self._durables[priority] = await self._queues.open(self.job_type, priority)
         self._durables[PRIORITY_MIN] = self._names.queue_durable(self.job_type)
-        self._hints = await self._nc.subscribe(self._names.prioritized_created(self.job_type), cb=self._on_created)
+        # An ordered consumer, not a plain subscription: a delayed job's created event is stored by
+        # the broker's message schedule, never published where a subscriber would hear it.
+        self._hints = await self._js.subscribe(
+            self._names.prioritized_created(self.job_type), stream=self._names.jobs_stream, cb=self._on_created,
+            ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, headers_only=True)
         now = time.monotonic()
         self._served = dict.fromkeys((*PRIORITY_BANDS, PRIORITY_MIN), now)
 
