@@ -8,6 +8,8 @@ Content-Length body.
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 
@@ -39,14 +41,16 @@ class Connection:
         await self._writer.wait_closed()
 
 
-async def post_many(base_url: str, path: str, body: bytes, n: int, connections: int) -> None:
-    """POST `body` to `path` n times over `connections` keep-alive connections at once; every
-    answer must be 202."""
+async def post_many(base_url: str, path: str, body: bytes | Sequence[bytes], n: int, connections: int) -> None:
+    """POST `body` (or the bodies in turn) to `path` n times over `connections` keep-alive
+    connections at once; every answer must be 202."""
     opened = [await Connection.open(base_url) for _ in range(connections)]
+    bodies = [body] if isinstance(body, bytes) else list(body)
+    sent = itertools.count()
 
     async def submitter(connection: Connection, count: int) -> None:
         for _ in range(count):
-            status, answer = await connection.post_json(path, body)
+            status, answer = await connection.post_json(path, bodies[next(sent) % len(bodies)])
             if status != 202:
                 raise RuntimeError(f"POST {path} answered {status}: {answer[:300]!r}")
 

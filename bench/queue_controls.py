@@ -1,6 +1,7 @@
-"""What queue controls cost: the same burst of noop jobs with no controls, a concurrency limit and a
+"""What queue controls cost: the same burst of noop jobs with no controls, a concurrency limit, a
 rate limit on their type — limits set high enough never to bind, so what is measured is the
-mechanism (a `max_ack_pending` the broker counts against; a start token published per job).
+mechanism (a `max_ack_pending` and type slots; a start token published per job) — and with
+priorities 0-9 mixed (the processor picks among ten queues with no-wait pulls).
 
     python -m bench.queue_controls            # ~1 minute; results in docs/benchmarks.md ("Queue controls")
     python -m bench.queue_controls --smoke    # seconds (the test suite runs it so it cannot rot)
@@ -38,7 +39,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "no controls": {"concurrency": None, "rate_max": None},
     "concurrency limit (1,000, never reached)": {"concurrency": 1000, "rate_max": None},
     "rate limit (1,000,000/s, never reached)": {"concurrency": None, "rate_max": 1_000_000},
+    "priorities 0-9, mixed": {"concurrency": None, "rate_max": None},
 }
+PLAIN = [b'{"type":"noop"}']
+BODIES = {"priorities 0-9, mixed": [b'{"type":"noop","priority":%d}' % (i % 10) for i in range(10)]}
 
 
 @dataclass
@@ -52,7 +56,8 @@ class Round:
 async def burst(base: str, nc: nats.aio.client.Client, names: Names, n: int, concurrency: int,
                 pids: dict[str, int], setting: str) -> Round:
     cpu: dict[str, list[float]] = {}
-    rate = await timed(nc, names, n, lambda: post_many(base, "/api/jobs", b'{"type":"noop"}', n, concurrency), pids, cpu)
+    bodies = BODIES.get(setting, PLAIN)
+    rate = await timed(nc, names, n, lambda: post_many(base, "/api/jobs", bodies, n, concurrency), pids, cpu)
     return Round(setting, round(rate, 1), round(cpu["processor"][0]), round(cpu["nats-server"][0]))
 
 

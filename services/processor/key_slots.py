@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from jobline.contract.queues import key_slots_bucket_config
@@ -27,14 +28,20 @@ from jobline.runtime.buckets import key_value
 
 from .settings import ProcessorSettings
 
+MAX_PROBES = 16  # slots tried per take
+
 
 class SlotLost(Exception):
     """Another job holds the slot now: this holder was away longer than the slot's TTL."""
 
 
+FREE = b""  # a slot given back: its entry stays, empty (see KeySlots._take_one)
+
+
 class HeldSlot:
-    def __init__(self, kv: KeyValue, key: str, value: bytes, revision: int):
+    def __init__(self, kv: KeyValue, key: str, value: bytes, revision: int, freed: dict[str, int]):
         self._kv, self.key, self._value, self._revision = kv, key, value, revision
+        self._freed = freed
 
     async def renew(self) -> None:
         try:
@@ -44,7 +51,7 @@ class HeldSlot:
 
     async def release(self) -> None:
         with contextlib.suppress(Exception):  # (expired meanwhile, or NATS away: the TTL frees it)
-            await self._kv.delete(self.key, last=self._revision)
+            self._freed[self.key] = await self._kv.update(self.key, FREE, last=self._revision)
 
 
 class KeySlots:
@@ -52,6 +59,7 @@ class KeySlots:
         self._js = js
         self._settings = settings
         self._kv: KeyValue | None = None
+        self._freed: dict[str, int] = {}  # slot key → revision of the free entry we last saw or wrote
 
     async def start(self) -> None:
         settings = self._settings
@@ -69,14 +77,45 @@ class KeySlots:
     async def _take(self, prefix: str, limit: int, job_id: str) -> HeldSlot | None:
         assert self._kv is not None, "start() first"
         value = job_id.encode()
-        for n in range(limit):
-            key = f"{prefix}.{n}"
-            try:
-                revision = await self._kv.create(key, value)
-            except KeyWrongLastSequenceError:
-                continue
-            return HeldSlot(self._kv, key, value, revision)
+        # From a random slot on: with a high limit mostly free, the first try finds one (from slot 0
+        # on, every start would try each taken slot first). A high limit is probed in part: a job
+        # that finds none of its tries free waits a moment as if all were taken.
+        first = random.randrange(limit)
+        for i in range(min(limit, MAX_PROBES)):
+            held = await self._take_one(f"{prefix}.{(first + i) % limit}", value)
+            if held is not None:
+                return held
         return None
+
+    async def _take_one(self, key: str, value: bytes) -> HeldSlot | None:
+        """A slot is free when its entry is absent (never taken, or expired: its holder died) or
+        empty (given back). Given back is an update to empty, not a delete: re-creating a deleted
+        key takes nats-py three round trips, taking a known free entry one."""
+        assert self._kv is not None
+        kv = self._kv
+        known = self._freed.pop(key, None)
+        try:
+            if known is not None:
+                return HeldSlot(kv, key, value, await kv.update(key, value, last=known), self._freed)
+        except KeyWrongLastSequenceError:
+            pass  # changed since: look again
+        try:
+            return HeldSlot(kv, key, value, await kv.update(key, value, last=0), self._freed)
+        except KeyWrongLastSequenceError:
+            pass  # it exists
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:  # a delete marker (an older release), or expired just now
+            try:
+                return HeldSlot(kv, key, value, await kv.create(key, value), self._freed)
+            except KeyWrongLastSequenceError:
+                return None
+        if entry.value or entry.revision is None:
+            return None  # held
+        try:
+            return HeldSlot(kv, key, value, await kv.update(key, value, last=entry.revision), self._freed)
+        except KeyWrongLastSequenceError:
+            return None  # taken meanwhile
 
 
 class HeldSlots:
