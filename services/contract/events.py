@@ -25,6 +25,14 @@ class _JobEvent(_Tagged, frozen=True, kw_only=True):
     job_id: str
 
 
+class ChildRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A child of a job in a flow: its id, its name among its siblings, its weight in the parent's progress."""
+
+    id: str
+    name: str
+    weight: float = 1.0
+
+
 class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     type: str
     params: dict[str, Any] = {}
@@ -38,6 +46,11 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     batch: str | None = None  # submitted as part of this batch (POST /api/batches)
     concurrency_key: str | None = None  # jobs of a type with one key share its per-key limit (queue controls)
     priority: int = 0  # 0..9, higher starts first (names.PRIORITY_MIN/MAX; its subject carries the band)
+    flow: str | None = None  # part of this flow (its root job's id; POST /api/flows) …
+    parent: str | None = None  # … as a child of this job …
+    name: str | None = None  # … named so among its siblings
+    children: list[ChildRef] = []  # its children: it ran only once they had all ended
+    on_child_failure: str = "fail"  # fail | ignore | continue (contract/flows.py)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -55,6 +68,15 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     batch: str | None = None
     concurrency_key: str | None = None
     priority: int = 0
+
+
+class JobBlocked(_JobEvent, frozen=True, kw_only=True, tag="blocked"):
+    """A job of a flow that waits for other jobs of it (its children, the siblings it depends on):
+    it is `blocked` until they have ended, when the gateways' flow runner publishes `job` (its
+    created event) — or ends it `failed` without running when one failed and its policy says so."""
+
+    blocked_on: list[str]  # job ids
+    job: JobCreated
 
 
 class JobWaiting(_JobEvent, frozen=True, kw_only=True, tag="waiting"):
@@ -159,6 +181,7 @@ class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
 
 JobEvent = (
     JobScheduled
+    | JobBlocked
     | JobCreated
     | JobWaiting
     | JobStarted

@@ -14,6 +14,8 @@ import msgspec
 from .events import (
     ArtifactStored,
     CancelRequested,
+    ChildRef,
+    JobBlocked,
     JobCancelled,
     JobCompleted,
     JobCreated,
@@ -78,6 +80,11 @@ class JobState(msgspec.Struct, kw_only=True):
     batch: str | None = None  # the batch it was submitted in
     concurrency_key: str | None = None
     priority: int = 0  # 0..9, higher starts first
+    flow: str | None = None  # a job of a flow: the flow's id (its root job's) …
+    parent: str | None = None  # … its parent …
+    name: str | None = None  # … its name among its siblings
+    children: list[ChildRef] = []  # its children (it runs once they have all ended)
+    blocked_on: list[str] = []  # while blocked: the jobs it waits for
     waiting_for: str | None = None  # while pending: why no processor could start it yet
     started_at: float | None = None
     finished_at: float | None = None
@@ -101,7 +108,11 @@ class JobState(msgspec.Struct, kw_only=True):
         return self.status in TERMINAL_STATUSES
 
 
-def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
+def new_state(event: JobCreated | JobScheduled | JobBlocked, seq: int) -> JobState:
+    if isinstance(event, JobBlocked):
+        state = new_state(event.job, seq)
+        state.status, state.blocked_on, state.created_at = JobStatus.BLOCKED, list(event.blocked_on), event.ts
+        return state
     state = JobState(
         id=event.job_id, type=event.type, params=event.params, created_at=event.ts,
         steps=[StepState(name=n) for n in event.steps], created_seq=seq, seq=seq,
@@ -110,6 +121,7 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
     state.batch, state.concurrency_key, state.priority = event.batch, event.concurrency_key, event.priority
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
+        state.flow, state.parent, state.name, state.children = event.flow, event.parent, event.name, list(event.children)
     if isinstance(event, JobScheduled):
         state.status, state.run_at = JobStatus.SCHEDULED, event.run_at
     return state
@@ -118,7 +130,7 @@ def new_state(event: JobCreated | JobScheduled, seq: int) -> JobState:
 def start_state(event: JobEvent, seq: int) -> JobState | None:
     """The state a job's first event starts (its created event, or its scheduled one for a
     delayed job); None for any other event."""
-    return new_state(event, seq) if isinstance(event, (JobCreated, JobScheduled)) else None
+    return new_state(event, seq) if isinstance(event, (JobCreated, JobScheduled, JobBlocked)) else None
 
 
 def _step(state: JobState, name: str) -> StepState:
@@ -212,9 +224,10 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             state.error = f"expired after waiting {event.waited_s:g}s (queue timeout {event.queue_timeout_s:g}s)"
             state.error_reason = FailureReason.EXPIRED
         case JobCreated():
-            if state.status != JobStatus.SCHEDULED:
+            if state.status not in (JobStatus.SCHEDULED, JobStatus.BLOCKED):
                 return False  # (the state started from it)
-            state.status = JobStatus.PENDING  # a delayed job's time came: the broker published it
-        case JobScheduled():
+            # A delayed job's time came (the broker published it), or a blocked one was released.
+            state.status, state.blocked_on = JobStatus.PENDING, []
+        case JobScheduled() | JobBlocked():
             return False
     return True

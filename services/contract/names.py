@@ -19,6 +19,7 @@ SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 # The tokens after `jobs.<id>.` of each job event subject.
 SCHEDULED = "scheduled"
+BLOCKED = "blocked"
 CREATED = "created"
 WAITING = "waiting"
 STEP = "step"
@@ -278,6 +279,33 @@ class Names:
     def types_bucket(self) -> str:
         """KV bucket where processors advertise the job types they serve."""
         return self._stream("JOB_TYPES").lower()
+
+    @property
+    def flows_stream(self) -> str:
+        """Flow signals: one message per ended job of a flow, for the gateways' flow runner."""
+        return self._stream("FLOWS")
+
+    def flow_ended(self, flow_id: str) -> str:
+        """`flows.<flow>.ended`: a job of the flow ended (body: contract/flows.FlowSignal)."""
+        return self._subject("flows", _checked_job_id(flow_id), "ended")
+
+    @property
+    def all_flow_signals(self) -> str:
+        return self._subject("flows", ">")
+
+    @property
+    def all_flows_ended(self) -> str:
+        return self._subject("flows", "*", "ended")
+
+    @property
+    def flow_runner_durable(self) -> str:
+        """The gateways' shared durable on `flows.*.ended`: each signal goes to one gateway."""
+        return "flow-runner"
+
+    @property
+    def flows_bucket(self) -> str:
+        """KV bucket: flow id (its root job's id) → the flow's record (gateway/flows.py)."""
+        return self._stream("FLOWS").lower()
 
     @property
     def batches_bucket(self) -> str:

@@ -7,6 +7,7 @@ from typing import Final
 from .events import (
     ArtifactStored,
     CancelRequested,
+    JobBlocked,
     JobCancelled,
     JobCompleted,
     JobCreated,
@@ -25,6 +26,7 @@ from .events import (
 )
 from .names import (
     ARTIFACT,
+    BLOCKED,
     CANCEL,
     CREATED,
     ENDED,
@@ -56,6 +58,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
     match event:
         case JobScheduled():
             return names.job_event(event.job_id, SCHEDULED)
+        case JobBlocked():
+            return names.job_event(event.job_id, BLOCKED)
         case JobCreated(job_id=job_id, type=job_type, priority=priority):
             return names.job_created(job_id, job_type, priority)
         case JobWaiting():

@@ -89,9 +89,25 @@ def schedules_bucket_config(names: Names, replicas: int) -> KeyValueConfig:
     return KeyValueConfig(bucket=names.schedules_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
 
 
+def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    """Flow signals (contract/flows.py): kept as long as the jobs they are about."""
+    return StreamConfig(
+        name=names.flows_stream,
+        description="Flow signals: a job of a flow ended (the gateways' flow runner releases what waited for it).",
+        subjects=[names.all_flow_signals],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=retention.jobs_max_age_s,
+        num_replicas=retention.replicas,
+        duplicate_window=retention.duplicate_window_s,
+    )
+
+
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
     # Order matters: the log stream sources from the job stream.
-    return [jobs_stream_config(names, retention), logs_stream_config(names, retention)]
+    return [jobs_stream_config(names, retention), logs_stream_config(names, retention),
+            flows_stream_config(names, retention)]
 
 
 def types_bucket_config(names: Names, replicas: int) -> KeyValueConfig:

@@ -11,6 +11,7 @@ from typing import Final
 
 class JobStatus(StrEnum):
     SCHEDULED = "scheduled"  # submitted with run_at/delay_s: waiting for its time (the broker holds it)
+    BLOCKED = "blocked"  # a job of a flow waiting for its children or the siblings it depends on
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -24,6 +25,7 @@ class EventKind(StrEnum):
     """The `kind` tag of every event (events.py: each type's `tag`)."""
 
     SCHEDULED = "scheduled"
+    BLOCKED = "blocked"
     CREATED = "created"
     WAITING = "waiting"
     STARTED = "started"
@@ -53,6 +55,7 @@ class FailureReason(StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # its workers died max_attempts times
     CANCELLED = "cancelled"  # error_reason of a cancelled job
     EXPIRED = "expired"  # error_reason of a job that waited past its queue timeout
+    CHILD_FAILED = "child_failed"  # a child (or a sibling it depends on) did not complete: it never ran
 
 
 # A job ends with one terminal event; its status then is that event's kind.

@@ -27,6 +27,9 @@ from .catalogue import Catalogue
 from .core import Core
 from .event_stream import StreamWatchdog
 from .feed import JobFeed
+from .flow_routes import flow_handlers
+from .flow_runner import FlowRunner
+from .flows import open_bucket as open_flows
 from .forms import route_forms
 from .history import HistoryClient, HistoryUnavailable
 from .hub import Hub
@@ -174,6 +177,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
                                                       settings.schedule_catchup_s)
             core.queues = await QueueStore.open(js, settings.names, catalogue, settings.retention.replicas)
             core.batches = await open_batches(js, settings.names, settings.retention.replicas)
+            core.flows = await open_flows(js, settings.names, settings.retention.replicas)
+            flow_runner = FlowRunner(core, core.flows)
+            stack.push_async_callback(flow_runner.stop)
+            await flow_runner.start()
             runner = ScheduleRunner(core, core.schedules)
             stack.push_async_callback(runner.stop)
             await runner.start()
@@ -185,7 +192,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             stack.callback(setattr, core, "ready", False)
             yield
 
-    handlers: list[Any] = [*route_handlers, *schedule_handlers, *queue_handlers, *batch_handlers]
+    handlers: list[Any] = [*route_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

@@ -31,6 +31,7 @@ from jobline.contract.events import (
 from jobline.contract.job_state import JobState
 from jobline.contract.names import PRIORITY_MAX, PRIORITY_MIN, is_valid_job_id, is_valid_job_type
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
+from jobline.runtime.flow_signals import signal_flow
 from jobline.runtime.publishing import publish_reliably
 
 from . import sse
@@ -72,6 +73,7 @@ class Core:
     schedules: ScheduleStore | None = None  # recurring schedules (opened at start)
     queues: QueueStore | None = None  # queue controls of the job types (opened at start)
     batches: KeyValue | None = None  # batch records (opened at start)
+    flows: KeyValue | None = None  # flow records (opened at start)
     ready: bool = False
 
 
@@ -211,19 +213,22 @@ async def publish_job(core: Core, event: JobCreated, run_at: float | None, submi
 
 
 async def cancel(core: Core, job_id: str, reason: str = "") -> str:
-    """Record the request; a job not running anywhere (pending, or waiting to retry) ends
-    `cancelled` at once, a running one when its processor has stopped the work. Returns
-    `cancelled` or `cancelling`."""
+    """Record the request; a job not running anywhere (blocked, pending, or waiting to retry) ends
+    `cancelled` at once, a running one when its processor has stopped the work. A job of a flow
+    takes its unfinished children with it. Returns `cancelled` or `cancelling`."""
     state = await find_job(core, job_id)
     if state.is_terminal:
         raise Problem(409, "Job already ended", f"job {job_id} ended {state.status}; there is nothing to cancel",
                       status_now=state.status)
+    for child in state.children:  # (each child's own children first, and so on down)
+        with contextlib.suppress(Problem):  # (ended already, or gone from history)
+            await cancel(core, child.id, reason or f"its parent {job_id} was cancelled")
     names = core.settings.names
     if state.status == "scheduled":
         await unschedule(core.js, names, job_id)  # it will not fire (if it has not yet)
     request = CancelRequested(ts=time.time(), job_id=job_id, reason=reason)
     await publish_reliably(core.js, subject_of(names, request), encoder.encode(request), msg_id=f"{job_id}:cancel")
-    if state.status not in ("scheduled", "pending", "retrying"):
+    if state.status not in ("scheduled", "blocked", "pending", "retrying"):
         return "cancelling"
     cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
     try:
@@ -233,6 +238,8 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> str:
         if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
             raise
         return "cancelling"  # a processor took it meanwhile: it sees the request and stops the work
+    if state.flow is not None:
+        await signal_flow(core.js, names, state.flow, job_id, "cancelled")
     return "cancelled"
 
 

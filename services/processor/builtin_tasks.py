@@ -1,4 +1,5 @@
-"""Job types that ship with Jobline: `demo` (shows every kind of event) and `noop` (benchmarks)."""
+"""Job types that ship with Jobline: `demo` (shows every kind of event), `noop` (benchmarks) and
+`gather` (a flow parent that returns its children's outcomes)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,9 @@ async def demo(ctx: JobContext) -> dict[str, object]:
 @task("noop", description="Does nothing and completes at once (for benchmarks).")
 async def noop(ctx: JobContext) -> None:
     return None
+
+
+@task("gather", description="A flow's parent that collects its children's outcomes (POST /api/flows).")
+async def gather(ctx: JobContext) -> dict[str, object]:
+    return {name: {"status": child.status, "result": child.result, "error": child.error}
+            for name, child in ctx.children.items()}

@@ -33,6 +33,7 @@ from jobline.contract.events import (
     StepStarted,
     encoder,
 )
+from jobline.contract.flows import ChildOutcome
 from jobline.contract.names import Names
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
@@ -132,8 +133,12 @@ class JobContext:
         loop: asyncio.AbstractEventLoop,
         objects: Objects | None = None,
         work_root: Path | None = None,
+        children: dict[str, ChildOutcome] | None = None,
     ):
         self.job_id = job_id
+        # A parent in a flow: each child's outcome by its name (status, result, error); under the
+        # `ignore` policy only the children that completed.
+        self.children: dict[str, ChildOutcome] = children or {}
         self.job_type = job_type
         self.attempt = attempt
         self.params = params

@@ -22,6 +22,7 @@ from jobline.contract.events import (
     JobCancelled,
     JobCompleted,
     JobCreated,
+    JobEvent,
     JobExpired,
     JobFailed,
     JobRetrying,
@@ -32,11 +33,13 @@ from jobline.contract.events import (
     job_event_decoder,
     kind_of,
 )
-from jobline.contract.names import CANCEL, PRIORITY_MIN
+from jobline.contract.flows import IGNORE, ChildOutcome
+from jobline.contract.names import CANCEL, ENDED, PRIORITY_MIN
 from jobline.contract.publishing import subject_of
 from jobline.contract.vocabulary import FailureReason
 from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import delivery_of
+from jobline.runtime.flow_signals import signal_flow
 from jobline.runtime.publishing import publish_reliably
 
 from .bands import Bands
@@ -234,7 +237,7 @@ class Worker:
             await msg.term()
             return
         job_id = created.job_id
-        chain = RunChain(self._js, self._names, job_id)
+        chain = RunChain(self._js, self._names, job_id, flow=created.flow)
         spec = self._registry.get(created.type)
         max_attempts = created.max_attempts or (spec.max_attempts if spec else None) or self._settings.max_attempts
         try:
@@ -244,6 +247,7 @@ class Worker:
                 # handed back before it started is not an attempt.
                 last = await chain.read_last()
                 if last is not None and isinstance(last, TerminalEvent):
+                    await self._signal_end(chain, last)  # (again: it may have died before it could)
                     await msg.ack()
                     return
                 if isinstance(last, (JobStarted, JobRetrying)):
@@ -290,6 +294,8 @@ class Worker:
         except Fenced:
             last = await chain.read_last()
             if last is None or isinstance(last, TerminalEvent):
+                if last is not None:
+                    await self._signal_end(chain, last)
                 await msg.ack()
                 return None
             # The chain holds an unfinished attempt we did not know of: continue after it.
@@ -332,7 +338,7 @@ class Worker:
         ctx = JobContext(
             job_id=job_id, job_type=created.type, attempt=attempt, params=params, outbox=outbox,
             progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(), objects=self._objects,
-            work_root=self._settings.data_dir / "work",
+            work_root=self._settings.data_dir / "work", children=await self._children_of(created),
         )
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         handler = asyncio.create_task(self._call(spec, ctx))
@@ -376,6 +382,24 @@ class Worker:
             await self._retry(msg, chain, spec, outcome, attempt)
             return
         await self._end(msg, chain, outcome, attempt)
+
+    async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:
+        """A flow parent's children as they ended (each one's terminal event), by name."""
+        outcomes: dict[str, ChildOutcome] = {}
+        for ref in created.children:
+            try:
+                raw = await self._js.get_last_msg(self._names.jobs_stream, self._names.run_event(ref.id, ENDED),
+                                                  direct=True)
+                end = job_event_decoder.decode(raw.data or b"")
+            except (NotFoundError, msgspec.DecodeError):
+                outcomes[ref.name] = ChildOutcome(id=ref.id, name=ref.name, status="unknown")
+                continue
+            status = kind_of(end)
+            if status != "completed" and created.on_child_failure == IGNORE:
+                continue
+            outcomes[ref.name] = ChildOutcome(id=ref.id, name=ref.name, status=status,
+                                              result=getattr(end, "result", None), error=getattr(end, "error", None))
+        return outcomes
 
     async def _take_slots(self, created: JobCreated) -> HeldSlots:
         """The slots the job needs to start: its type's when the type has a concurrency limit, its
@@ -465,8 +489,13 @@ class Worker:
         await chain.append(retrying, f"{failure.job_id}:{attempt}:retrying")
         await msg.nak(delay=delay)
 
+    async def _signal_end(self, chain: RunChain, terminal: JobEvent) -> None:
+        if chain.flow is not None:
+            await signal_flow(self._js, self._names, chain.flow, chain.job_id, kind_of(terminal))
+
     async def _end(self, msg: Msg, chain: RunChain, terminal: TerminalEvent, attempt: int) -> None:
         await chain.append(terminal, f"{terminal.job_id}:{attempt}:end")
+        await self._signal_end(chain, terminal)  # (before the ack: a crash between the two signals on redelivery)
         job_type, priority = self._names.created_type_and_priority(msg.subject)
         queue = self._queues.get(job_type) if priority == PRIORITY_MIN else None
         pull = queue.pull if queue is not None else None
