@@ -58,8 +58,10 @@ def check_timeline(timeline: list[Recorded]) -> None:
     """Exactly one terminal event, and it is last; attempts numbered without gaps; progress never
     goes back within an attempt; steps start and finish in order."""
     assert timeline, "empty timeline"
-    first = 1 if timeline[0].kind == "scheduled" else 0  # a delayed job: scheduled, then created when it fired
-    allowed = {"created", "cancel_requested", "cancelled"} if first else {"created"}  # (cancelled while scheduled)
+    # A delayed job: scheduled, then created when it fired; a job of a flow that waited: blocked, then
+    # created when released (or cancelled while it waited, or failed unrun when what it waited for failed).
+    first = 1 if timeline[0].kind in ("scheduled", "blocked") else 0
+    allowed = {"created", "cancel_requested", "cancelled", "failed"} if first else {"created"}
     assert timeline[first].kind in allowed, f"first event is {timeline[first].kind}"
     assert [r.kind for r in timeline].count("created") <= 1, "created more than once"
     seqs = [r.seq for r in timeline]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import imageio_ffmpeg
 import pytest
 from nats.js import JetStreamContext
@@ -19,6 +20,7 @@ from playwright.async_api import Page, expect
 from jobline.contract.events import LogLineWritten
 from jobline.contract.names import Names
 from jobline.processor import JobContext
+from jobline.processor.builtin_tasks import gather
 from jobline.processor.registry import Registry
 from jobline.processor.video_tasks import STEPS, TranscodeParams, transcode
 from jobline.runtime.embedded_nats import EmbeddedNats
@@ -57,6 +59,7 @@ async def broken(ctx: JobContext) -> None:
 
 
 registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
+registry.task("gather")(gather)
 
 
 # The services this module's tests run against (conftest.py's `stack`).
@@ -159,6 +162,26 @@ async def test_a_delayed_job_of_a_priority_counts_down_then_runs(page: Page) -> 
     await expect(page.locator("#job-status")).to_have_text("scheduled · priority 7")
     await expect(page.locator("#job-times")).to_contain_text("starts at")
     await expect(page.locator("#job-status")).to_have_text("completed · priority 7", timeout=15_000)
+
+
+async def test_a_flow_shows_as_a_tree_on_its_jobs_pages_and_reaches_100_percent(page: Page, stack: Stack) -> None:
+    step = {"type": "demo", "params": {"tick": 0.05}}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        answer = await client.post("/api/flows", json={"job": {"type": "gather"}, "children": [
+            {"name": "first", "job": step}, {"name": "second", "job": step, "depends_on": ["first"]}]})
+    assert answer.status_code == 202, answer.text
+    root, second = answer.json()["id"], answer.json()["jobs"][2]["id"]
+    await page.goto(f"{stack.url}/#/jobs/{root}")
+    tree = page.locator("#flow-tree")
+    await expect(tree.locator("li")).to_have_count(3)
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
+    bars = tree.get_by_role("progressbar")
+    await expect(bars).to_have_count(3)
+    for i in range(3):
+        await expect(bars.nth(i)).to_have_attribute("aria-valuenow", "100", timeout=5_000)
+    await tree.get_by_role("link", name="second").click()
+    await expect(page).to_have_url(re.compile(f"#/jobs/{second}$"))
+    await expect(page.locator("#flow-tree li")).to_have_count(3)  # the same flow, from one of its jobs
 
 
 async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page) -> None:

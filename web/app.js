@@ -4,6 +4,7 @@
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
 import { closeBatches, openBatches } from "/batches.js";
+import { closeFlow, showFlow } from "/flows.js";
 import { openHistory } from "/history.js";
 import { startQueues } from "/queues.js";
 import { closeSchedules, openSchedules } from "/schedules.js";
@@ -142,7 +143,11 @@ function renderDetail() {
   const job = watched && jobs.get(watched);
   $("job").hidden = !job;
   $("page-jobs").classList.toggle("watching", Boolean(job));
-  if (!job) return;
+  if (!job) {
+    closeFlow();
+    return;
+  }
+  showFlow(job);
   $("job-id").textContent = job.id;
   $("job-type-name").textContent = job.type;
   // Where it came from: its batch (a link to the batch page) or the recurring schedule that made it.
@@ -158,7 +163,8 @@ function renderDetail() {
   bar.setAttribute("aria-valuenow", String(percent));
   bar.setAttribute("aria-valuetext", `${percent}%`);
   $("progress-fill").style.width = `${percent}%`;
-  $("job-message").textContent = job.message || (job.status === "pending" && job.waiting_for) || "";
+  $("job-message").textContent = job.message || (job.status === "pending" && job.waiting_for)
+    || (job.status === "blocked" && `waiting for ${job.blocked_on.length} job(s) of its flow`) || "";
   const end = job.finished_at || now();
   const elapsed = job.started_at ? end - job.started_at : null;
   const parts = [];

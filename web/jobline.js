@@ -304,7 +304,7 @@ export class JoblineProgress extends HTMLElement {
     this.$fill.style.width = `${percent}%`; // CSSOM, allowed under a strict CSP
     this.$bar.setAttribute("aria-valuenow", String(percent));
     this.$bar.setAttribute("aria-label", `${job.type} progress`);
-    const words = { scheduled: "scheduled", pending: "waiting to start", running: job.step || "running", retrying: "retrying",
+    const words = { scheduled: "scheduled", blocked: "waiting for its flow", pending: "waiting to start", running: job.step || "running", retrying: "retrying",
       completed: "done", failed: "failed", cancelled: "cancelled", expired: "expired" };
     this.$status.textContent = `${words[job.status] || job.status} · ${percent}%`;
     this.$steps.replaceChildren(...job.steps.map((step) => {

@@ -6,8 +6,13 @@ import { TERMINAL } from "/vocabulary.js";
 
 export { TERMINAL };
 
-// A job's first event starts its state: `created`, or `scheduled` for a delayed job (null otherwise).
+// A job's first event starts its state: `created`, `scheduled` for a delayed job, `blocked` for a job
+// of a flow that waits for others (null otherwise).
 export function startJob(event, seq) {
+  if (event.kind === "blocked") {
+    return Object.assign(newJobFromCreated({ ...event.job, ts: event.ts }, seq),
+      { status: "blocked", blocked_on: event.blocked_on });
+  }
   if (event.kind !== "created" && event.kind !== "scheduled") return null;
   const job = newJobFromCreated(event, seq);
   if (event.kind === "scheduled") Object.assign(job, { status: "scheduled", run_at: event.run_at });
@@ -22,7 +27,8 @@ export function newJobFromCreated(event, seq) {
     attempt: 0, created_at: event.ts, started_at: null, finished_at: null, result: null, error: null,
     error_reason: null, timeout_s: event.timeout_s ?? null, cancel_requested: false, artifacts: [],
     batch: event.batch ?? null, schedule: event.schedule ?? null, tick: event.tick ?? null,
-    priority: event.priority ?? 0,
+    priority: event.priority ?? 0, flow: event.flow ?? null, parent: event.parent ?? null, name: event.name ?? null,
+    children: event.children || [], blocked_on: [],
     created_seq: seq, seq,
   };
 }
@@ -41,9 +47,10 @@ export function applyEvent(job, e, seq) {
   if (e.attempt && e.attempt < job.attempt) return false; // a superseded attempt
   job.seq = seq;
   switch (e.kind) {
-    case "created": // a delayed job's time came
-      if (job.status !== "scheduled") return false;
+    case "created": // a delayed job's time came, or a blocked one was released
+      if (job.status !== "scheduled" && job.status !== "blocked") return false;
       job.status = "pending";
+      job.blocked_on = [];
       break;
     case "waiting": // no processor could start it yet, and why
       if (job.status !== "pending" && job.status !== "retrying") return false;
