@@ -153,6 +153,17 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
                 assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
             assert (await client.put("/api/queues/demo", json={"concurrency": None, "key_concurrency": None,
                                                                "rate_max": None})).status_code == 200
+            # A job of a priority (its band's subject and queue), a batch (its bucket), a flow (blocked
+            # jobs, the flow signals, its bucket).
+            quick = {"type": "demo", "params": {"step_seconds": 0.05}}
+            high = (await client.post("/api/jobs", json={**quick, "priority": 7})).json()["id"]
+            assert outcome(await read_sse(client, f"/api/jobs/{high}/events")) == "completed"
+            batch = await client.post("/api/batches", json={"jobs": [quick, quick]})
+            assert batch.status_code == 202, batch.text
+            flow = await client.post("/api/flows", json={"job": {"type": "gather"}, "children": [{"job": quick}]})
+            assert flow.status_code == 202, flow.text
+            for job_id in [*batch.json()["jobs"], flow.json()["id"]]:
+                assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)
