@@ -21,6 +21,9 @@ STACK: dict[str, Any] = dict(gateway={"max_delay_s": 2.0, "max_wait_s": 1.0})
 
 # The live streams never end, so a generated request to them would only time out.
 ENDLESS = ("/api/events", "/api/logs/stream")
+# What a schema cannot say: a flow's names, `depends_on` among siblings, no cycle (its documented
+# body is valid JSON Schema, yet a generated one is mostly refused with 422); tests/test_flows.py.
+UNSTATABLE = ("/api/flows",)
 
 
 async def test_errors_are_problems_and_streams_are_event_streams(client: httpx.AsyncClient) -> None:
@@ -55,7 +58,7 @@ async def test_schemathesis_finds_nothing(client: httpx.AsyncClient, stack: Stac
         # A fixed seed: a red CI must be reproducible. Explore wider by hand with another seed (docs/api.md).
         "--seed", "20261129", "--generation-database", "none",
         "--report", "junit", "--report-dir", str(tmp_path), "--no-color",
-        *[arg for path in ENDLESS for arg in ("--exclude-path", path)],
+        *[arg for path in (*ENDLESS, *UNSTATABLE) for arg in ("--exclude-path", path)],
     ]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT)

@@ -30,7 +30,7 @@ from jobline.runtime.buckets import key_value
 from jobline.runtime.publishing import publish_reliably
 
 from .batches import bounded
-from .core import Core, JobSubmission, cancel, created_event, lookup_job, new_job_id, publish_job, validate
+from .core import Core, JobSubmission, cancel, check_job_id, created_event, lookup_job, new_job_id, publish_job, validate
 from .idempotency import MAX_KEY_LENGTH, claim
 from .problems import Problem
 
@@ -242,6 +242,7 @@ async def store_only_if_new(core: Core, blocked: JobBlocked) -> None:
 
 
 async def get_record(kv: KeyValue, flow_id: str) -> FlowRecord | None:
+    check_job_id(flow_id)  # (a flow's id is its root job's)
     try:
         entry = await kv.get(flow_id)
     except KeyNotFoundError:

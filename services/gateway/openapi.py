@@ -87,6 +87,9 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/api/schedules/{name}"): (404, 503),
     ("post", "/api/batches"): (400, 413, 422, 503),
     ("get", "/api/batches"): (503,),
+    ("post", "/api/flows"): (400, 413, 422, 503),
+    ("get", "/api/flows/{flow_id}"): (404, 503),
+    ("post", "/api/flows/{flow_id}/cancel"): (404, 409, 503),
     ("get", "/api/batches/{batch_id}"): (404, 503),
     ("post", "/api/batches/{batch_id}/cancel"): (404, 503),
     ("get", "/api/batches/{batch_id}/events"): (404, 503),
@@ -126,6 +129,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "upload_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
     "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "flow_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "name": {"type": "string", "pattern": "^[^/]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
@@ -198,6 +202,11 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
         upload["requestBody"] = {"required": True, "description": "The file itself (its own Content-Type is kept)",
                                  "content": {"application/octet-stream": {
                                      "schema": {"type": "string", "format": "binary", "minLength": 1}}}}
+    flow = doc.get("paths", {}).get("/api/flows", {}).get("post")
+    if flow is not None and "JobSubmission" in schemas:
+        schemas.update(_flow_schemas())
+        flow["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/FlowSubmission"}}}}
     form = doc.get("paths", {}).get("/api/jobs/form", {}).get("post")
     if form is not None:
         # Any other field is a param (text, converted by the type's schema); `params` (a JSON object as
@@ -274,6 +283,21 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False
+
+
+def _flow_schemas() -> dict[str, Any]:
+    job = {"$ref": "#/components/schemas/JobSubmission"}
+    policy = {"type": "string", "enum": ["fail", "ignore", "continue"], "default": "fail"}
+    child = {"type": "object", "required": ["job"], "additionalProperties": False, "properties": {
+        "job": job, "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "depends_on": {"type": "array", "items": {"type": "string"}, "description": "names of siblings it waits for"},
+        "weight": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/FlowChild"}},
+        "on_child_failure": policy}}
+    root = {"type": "object", "required": ["job", "children"], "additionalProperties": False, "properties": {
+        "job": job, "children": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/FlowChild"}},
+        "on_child_failure": policy}}
+    return {"FlowChild": child, "FlowSubmission": root}
 
 
 def _parameters(operation: dict[str, Any], path: str, max_wait_s: float) -> None:
