@@ -100,7 +100,7 @@ def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamCon
         discard=DiscardPolicy.OLD,
         max_age=retention.jobs_max_age_s,
         num_replicas=retention.replicas,
-        duplicate_window=retention.duplicate_window_s,
+        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
     )
 
 
