@@ -180,3 +180,16 @@ async def test_submit_a_batch_from_a_jsonl_file_and_wait_with_one_bar(stack: Sta
     specs.write_text(json.dumps(good) + "\n" + json.dumps({"type": "no-such-type"}) + "\n")
     code, _, err = await jobline(stack, "submit", "--batch", str(specs))
     assert code != 0 and "job 1" in err
+
+
+async def test_submit_a_flow_from_a_json_file_and_wait_for_its_root(stack: Stack, tmp_path: Path) -> None:
+    good = {"type": "demo", "params": {"steps": ["A"], "step_seconds": 0.05, "ticks_per_step": 1}}
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"job": {"type": "gather"}, "children": [{"name": "a", "job": good},
+                                                                       {"name": "b", "job": good, "depends_on": ["a"]}]}))
+    code, out, err = await jobline(stack, "submit", "--flow", str(flow), "--wait", "--json")
+    assert code == 0, out + err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["event"] == "completed" and set(last["data"]["result"]) == {"a", "b"}
+    code, _, err = await jobline(stack, "submit", "demo", "--flow", str(flow))
+    assert code != 0 and "one of" in err

@@ -161,6 +161,19 @@ async def test_batches_through_the_client(jobline: AsyncClient) -> None:
     assert refused.value.status == 422 and refused.value.problem["index"] == 1
 
 
+async def test_flows_through_the_client(jobline: AsyncClient) -> None:
+    flow = {"job": {"type": "gather"}, "children": [{"name": "a", "job": {"type": "demo", "params": FAST}},
+                                                    {"name": "b", "job": {"type": "demo", "params": FAST}, "depends_on": ["a"]}]}
+    accepted = await jobline.submit_flow(flow)
+    final = await jobline.wait(accepted["id"], timeout=30)
+    assert final.status == "completed" and set(final.result) == {"a", "b"}
+    tree = await jobline.flow(accepted["id"])
+    assert tree["rollup"] == 1.0 and [c["status"] for c in tree["children"]] == ["completed", "completed"]
+    with pytest.raises(ApiError) as refused:
+        await jobline.submit_flow({"job": {"type": "gather"}, "children": [{"job": {"type": "demo"}, "depends_on": ["x"]}]})
+    assert refused.value.status == 422 and refused.value.problem["errors"][0]["key"] == "children[0].depends_on"
+
+
 async def test_a_submission_retried_after_a_cut_connection_creates_one_job(stack: Stack, js: JetStreamContext) -> None:
     await wait_for_job_type(js, stack.names, "demo")
     transport = CutAfterSubmit()

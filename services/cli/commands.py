@@ -57,6 +57,20 @@ def read_specs(path: Path) -> list[dict[str, Any]]:
     return specs
 
 
+def submit_flow(client: Client, args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if str(args.flow) == "-" else args.flow.read_text()
+    try:
+        flow = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {args.flow} is not JSON: {exc}") from None
+    accepted = client.submit_flow(flow)
+    if args.json and not args.wait:
+        _print_json(accepted)
+    elif not args.json:
+        console.print(f"submitted flow {accepted['id']} ({len(accepted['jobs'])} jobs)")
+    return watch(client, accepted["id"], args.json) if args.wait else EXIT_OK
+
+
 def submit_batch(client: Client, args: argparse.Namespace) -> int:
     accepted = client.submit_batch(read_specs(args.batch))
     batch_id, total = accepted["id"], len(accepted["jobs"])
@@ -216,6 +230,8 @@ def run_command(client: Client, args: argparse.Namespace) -> int:
     match args.command:
         case "submit" if args.batch is not None:
             return submit_batch(client, args)
+        case "submit" if args.flow is not None:
+            return submit_flow(client, args)
         case "submit":
             params = dict(args.param)
             if args.file is not None:

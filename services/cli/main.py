@@ -56,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("up", help="run the whole system here: embedded NATS (unless NATS_URL is set), "
                                    "gateway, processor, logsink and the web UI")
-    submit = command("submit", "submit a job (or a batch of them: --batch)")
-    submit.add_argument("type", nargs="?", help="the job type (not with --batch)")
+    submit = command("submit", "submit a job (or a batch of them: --batch; or a flow: --flow)")
+    submit.add_argument("type", nargs="?", help="the job type (not with --batch or --flow)")
+    submit.add_argument("--flow", type=Path, metavar="FILE",
+                        help="submit the flow in this JSON file (as POST /api/flows takes it; - for standard input); "
+                             "--wait watches its root job, which ends last")
     submit.add_argument("--batch", type=Path, metavar="FILE",
                         help="submit every job of this JSON-lines file (one job per line, as POST /api/jobs takes "
                              "it; - for standard input) as one batch; --wait shows one bar for all of them")
@@ -140,8 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "submit" and (args.type is None) == (args.batch is None):
-        parser.error("submit needs a job TYPE or --batch FILE (not both)")
+    if args.command == "submit" and [args.type, args.batch, args.flow].count(None) != 2:
+        parser.error("submit needs one of a job TYPE, --batch FILE or --flow FILE")
     if args.command == "schedules":
         schedules.check(parser, args)
     if args.command == "queues":

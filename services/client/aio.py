@@ -393,6 +393,21 @@ class AsyncClient:
                                       headers={"Idempotency-Key": key})
         return response.json()  # type: ignore[no-any-return]
 
+    async def submit_flow(self, flow: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a flow (`{"job": {...}, "children": [{"name", "job", "depends_on", "children", ...}],
+        "on_child_failure"}`: docs/api.md); `{"id", "jobs", "links"}`. Its id is its root job's:
+        `wait(id)` waits for the whole flow. Retried safely (an Idempotency-Key is made when not given)."""
+        key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
+        response = await self.request("POST", "/api/flows", json=dict(flow), headers={"Idempotency-Key": key})
+        return response.json()  # type: ignore[no-any-return]
+
+    async def flow(self, flow_id: str) -> dict[str, Any]:
+        """The flow as a tree: each job's status and progress rolled up from its children's."""
+        return await self.get_json(f"/api/flows/{flow_id}")  # type: ignore[no-any-return]
+
+    async def cancel_flow(self, flow_id: str) -> dict[str, str]:
+        return (await self.request("POST", f"/api/flows/{flow_id}/cancel", retry="not_sent")).json()  # type: ignore[no-any-return]
+
     async def batch(self, batch_id: str) -> dict[str, Any]:
         """The batch's counts by status, progress, ETA, failures and jobs."""
         return await self.get_json(f"/api/batches/{batch_id}")  # type: ignore[no-any-return]

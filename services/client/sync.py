@@ -153,6 +153,15 @@ class Client:
                      ) -> dict[str, Any]:
         return self._run(self.aio.submit_batch(specs, idempotency_key=idempotency_key))
 
+    def submit_flow(self, flow: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._run(self.aio.submit_flow(flow, idempotency_key=idempotency_key))
+
+    def flow(self, flow_id: str) -> dict[str, Any]:
+        return self._run(self.aio.flow(flow_id))
+
+    def cancel_flow(self, flow_id: str) -> dict[str, str]:
+        return self._run(self.aio.cancel_flow(flow_id))
+
     def batch(self, batch_id: str) -> dict[str, Any]:
         return self._run(self.aio.batch(batch_id))
 
