@@ -63,7 +63,10 @@ def check_timeline(timeline: list[Recorded]) -> None:
     first = 1 if timeline[0].kind in ("scheduled", "blocked") else 0
     allowed = {"created", "cancel_requested", "cancelled", "failed"} if first else {"created"}
     assert timeline[first].kind in allowed, f"first event is {timeline[first].kind}"
-    assert [r.kind for r in timeline].count("created") <= 1, "created more than once"
+    firsts = [r for r in timeline if r.kind == "created" and not getattr(r.event, "resumed", 0)]
+    assert len(firsts) <= 1, "created more than once"  # (a job that spawned children is published again to resume)
+    resumes = [r.event.resumed for r in timeline if r.kind == "created" and getattr(r.event, "resumed", 0)]
+    assert resumes == list(range(1, len(resumes) + 1)), f"resumed {resumes}"
     seqs = [r.seq for r in timeline]
     assert seqs == sorted(set(seqs)), "sequences not strictly increasing"
     terminals = [r for r in timeline if r.kind in TERMINAL_KINDS]

@@ -16,6 +16,10 @@ import pytest
 from nats.js import JetStreamContext
 
 from jobline.contract.names import Names
+from jobline.processor import JobContext
+from jobline.processor.builtin_tasks import DemoParams, gather
+from jobline.processor.builtin_tasks import demo as builtin_demo
+from jobline.processor.registry import Registry
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .helpers import Stack, wait_for_job_type
@@ -24,7 +28,26 @@ from .processes import System
 from .test_faults import started_worker_pid
 from .test_queues import ends
 
-STACK: dict[str, Any] = dict(with_logsink=False)
+registry = Registry()
+registry.task("demo", params=DemoParams, steps=lambda p: list(p.steps))(builtin_demo)
+registry.task("gather")(gather)
+
+
+@registry.task("fanout")
+async def fanout(ctx: JobContext) -> dict[str, str]:
+    """Adds children while it runs, waits for them without holding a slot, then reports them."""
+    if not ctx.children:
+        ctx.step("Split")
+        for i in range(int(ctx.params.get("parts", 3))):
+            ctx.spawn("demo", {"steps": ["S"], "step_seconds": 0.1, "ticks_per_step": 1}, name=f"part{i}")
+        if ctx.params.get("bad"):
+            ctx.spawn("no-such-type", name="bad")
+        return ctx.wait_for_children()
+    ctx.step("Join")
+    return {name: child.status for name, child in ctx.children.items()}
+
+
+STACK: dict[str, Any] = dict(with_logsink=False, registry=registry)
 
 
 def demo(seconds: float = 0.2, **extra: Any) -> dict[str, Any]:
@@ -219,3 +242,40 @@ async def test_a_flow_survives_a_kill_9_of_a_processor_mid_child(nats_server: Em
             assert [r.event.attempt for r in killed if r.kind == "started"] == [1, 2]
     finally:
         await system.stop()
+
+
+async def test_a_handler_adds_children_waits_without_its_slot_and_runs_again_with_their_outcomes(
+        client: httpx.AsyncClient, stack: Stack, js: JetStreamContext) -> None:
+    await wait_for_job_type(js, stack.names, "fanout")
+    job_id = (await client.post("/api/jobs", json={"type": "fanout"})).json()["id"]
+    assert await ends(client, [job_id]) == ["completed"]
+    state = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert state["result"] == {"part0": "completed", "part1": "completed", "part2": "completed"}
+    assert state["flow"] == job_id and [c["name"] for c in state["children"]] == ["part0", "part1", "part2"]
+    timeline = await read_timeline(js, stack.names, job_id)
+    check_timeline(timeline)
+    runs = [r.kind for r in timeline if r.kind in ("created", "started", "suspended", "completed")]
+    assert runs == ["created", "started", "suspended", "created", "started", "completed"]
+    resumed_at = [r.seq for r in timeline if r.kind == "created"][1]
+    child_ends = []
+    for child in state["children"]:
+        child_timeline = await read_timeline(js, stack.names, child["id"])
+        check_timeline(child_timeline)
+        assert child_timeline[0].event.parent == job_id  # type: ignore[union-attr]
+        child_ends.append(end_seq(child_timeline))
+    assert resumed_at > max(child_ends)  # run again only after the last child ended
+    tree = (await client.get(f"/api/flows/{job_id}")).json()
+    assert tree["rollup"] == 1.0 and len(tree["children"]) == 3
+
+
+async def test_a_child_that_cannot_be_created_fails_and_fails_its_parent_under_the_default_policy(
+        client: httpx.AsyncClient, stack: Stack, js: JetStreamContext) -> None:
+    await wait_for_job_type(js, stack.names, "fanout")
+    job_id = (await client.post("/api/jobs", json={"type": "fanout", "params": {"parts": 1, "bad": True}})).json()["id"]
+    assert await ends(client, [job_id]) == ["failed"]
+    state = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert state["error_reason"] == "child_failed" and "-c1" in state["error"]
+    bad = (await client.get(f"/api/jobs/{job_id}-c1")).json()
+    assert bad["status"] == "failed" and "no-such-type" in bad["error"] and bad["name"] == "bad"
+    timeline = await read_timeline(js, stack.names, job_id)
+    assert [r.kind for r in timeline if r.kind == "started"] == ["started"]  # never resumed

@@ -51,6 +51,8 @@ export function applyEvent(job, e, seq) {
       if (job.status !== "scheduled" && job.status !== "blocked") return false;
       job.status = "pending";
       job.blocked_on = [];
+      job.flow = e.flow ?? job.flow;
+      if (e.children && e.children.length) job.children = e.children;
       break;
     case "waiting": // no processor could start it yet, and why
       if (job.status !== "pending" && job.status !== "retrying") return false;
@@ -74,6 +76,10 @@ export function applyEvent(job, e, seq) {
       job.progress = e.fraction;
       job.eta_s = e.eta_s;
       if (e.message != null) job.message = e.message;
+      break;
+    case "suspended": // it added children and waits for them, its slot freed
+      Object.assign(job, { status: "blocked", step: null, eta_s: null, blocked_on: e.children.map((c) => c.id),
+        children: [...job.children, ...e.children] });
       break;
     case "retrying":
       Object.assign(job, { status: "retrying", error: e.error, next_attempt_in_s: e.delay_s, step: null, eta_s: null });

@@ -51,6 +51,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     name: str | None = None  # … named so among its siblings
     children: list[ChildRef] = []  # its children: it ran only once they had all ended
     on_child_failure: str = "fail"  # fail | ignore | continue (contract/flows.py)
+    resumed: int = 0  # > 0: published again after children it spawned ended (the how-many-th time)
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -130,6 +131,15 @@ class JobFailed(_JobEvent, frozen=True, kw_only=True, tag="failed"):
     reason: str = "error"  # a FailureReason (vocabulary.py)
 
 
+class JobSuspended(_JobEvent, frozen=True, kw_only=True, tag="suspended"):
+    """A handler added children (`ctx.spawn`) and returned `ctx.wait_for_children()`: the attempt
+    ended without ending the job, its worker slot is free, and the job is `blocked` until the
+    children have ended; then it runs again (the next attempt) with their outcomes."""
+
+    attempt: int
+    children: list[ChildRef]  # the ones this attempt added
+
+
 class JobRetrying(_JobEvent, frozen=True, kw_only=True, tag="retrying"):
     attempt: int  # the attempt that failed
     next_attempt: int
@@ -192,6 +202,7 @@ JobEvent = (
     | JobCompleted
     | JobFailed
     | JobRetrying
+    | JobSuspended
     | CancelRequested
     | JobCancelled
     | JobExpired

@@ -11,7 +11,7 @@ jobs have all ended — or, under the `fail` policy, ends it failed without runn
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 from nats.js.api import KeyValueConfig, StorageType
@@ -34,6 +34,26 @@ class FlowSignal(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
+class SpawnedChild(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    weight: float = 1.0
+    job: dict[str, Any]  # what POST /api/jobs takes
+
+
+class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """`flows.<flow>.spawn`: a running job added children (`ctx.spawn`) and waits for them; the flow
+    runner creates them (the processor may not create jobs). Published before the job's `suspended`
+    event; ids are made by the processor from the job's id and its count of children, so a repeat
+    (a redelivered attempt spawning again) names the same jobs and creates none twice."""
+
+    flow: str
+    parent: str
+    on_child_failure: str = FAIL
+    created_subject: str  # the parent's created event (the runner publishes it again to resume it)
+    children: list[SpawnedChild]
+
+
 class FlowNode(msgspec.Struct, kw_only=True):
     """One job of a flow in its record."""
 
@@ -42,6 +62,10 @@ class FlowNode(msgspec.Struct, kw_only=True):
     on_child_failure: str = FAIL  # its own policy (what it does when a child fails)
     ended: str | None = None  # its end status, once it ended
     released: bool = False  # its created event was published (or it never was blocked)
+    spawned: bool = False  # it spawned children: runs again once they ended and it is suspended …
+    suspended: bool = False  # … (its `suspended` event is stored)
+    resumes: int = 0  # how often it was released again after children it spawned
+    created_subject: str | None = None  # (of a job that spawned: where its created event is published again)
 
 
 class FlowRecord(msgspec.Struct, kw_only=True):
@@ -61,6 +85,7 @@ class ChildOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 signal_decoder: Final = msgspec.json.Decoder(FlowSignal)
+spawn_decoder: Final = msgspec.json.Decoder(SpawnRequest)
 record_decoder: Final = msgspec.json.Decoder(FlowRecord)
 
 

@@ -25,6 +25,7 @@ from .events import (
     JobRetrying,
     JobScheduled,
     JobStarted,
+    JobSuspended,
     JobWaiting,
     LogLineWritten,
     ProgressReported,
@@ -196,6 +197,11 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
                 state.message = event.message
         case LogLineWritten():
             state.log_lines += 1
+        case JobSuspended():
+            state.run_seq = seq
+            state.status, state.step, state.eta_s = JobStatus.BLOCKED, None, None
+            state.blocked_on = [c.id for c in event.children]
+            state.children = [*state.children, *event.children]
         case JobRetrying():
             state.run_seq = seq
             state.status, state.error, state.next_attempt_in_s = JobStatus.RETRYING, event.error, event.delay_s
@@ -226,8 +232,11 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
         case JobCreated():
             if state.status not in (JobStatus.SCHEDULED, JobStatus.BLOCKED):
                 return False  # (the state started from it)
-            # A delayed job's time came (the broker published it), or a blocked one was released.
+            # A delayed job's time came (the broker published it), or a blocked one was released (or
+            # resumed after children it spawned: it is part of a flow now, with every child named).
             state.status, state.blocked_on = JobStatus.PENDING, []
+            state.flow = event.flow or state.flow
+            state.children = list(event.children) or state.children
         case JobScheduled() | JobBlocked():
             return False
     return True

@@ -35,6 +35,7 @@ WEBHOOK = "webhook"
 RUN = "run"
 STARTED = "started"
 RETRYING = "retrying"
+SUSPENDED = "suspended"
 ENDED = "ended"
 
 
@@ -284,6 +285,10 @@ class Names:
     def flows_stream(self) -> str:
         """Flow signals: one message per ended job of a flow, for the gateways' flow runner."""
         return self._stream("FLOWS")
+
+    def flow_spawn(self, flow_id: str) -> str:
+        """`flows.<flow>.spawn`: a handler added children (body: contract/flows.SpawnRequest)."""
+        return self._subject("flows", _checked_job_id(flow_id), "spawn")
 
     def flow_ended(self, flow_id: str) -> str:
         """`flows.<flow>.ended`: a job of the flow ended (body: contract/flows.FlowSignal)."""

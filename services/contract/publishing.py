@@ -17,6 +17,7 @@ from .events import (
     JobRetrying,
     JobScheduled,
     JobStarted,
+    JobSuspended,
     JobWaiting,
     LogLineWritten,
     ProgressReported,
@@ -36,6 +37,7 @@ from .names import (
     SCHEDULED,
     STARTED,
     STEP,
+    SUSPENDED,
     WAITING,
     WEBHOOK,
     Names,
@@ -68,6 +70,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
             return names.run_event(event.job_id, STARTED)
         case JobRetrying():
             return names.run_event(event.job_id, RETRYING)
+        case JobSuspended():
+            return names.run_event(event.job_id, SUSPENDED)
         case StepStarted() | StepFinished():
             return names.job_event(event.job_id, STEP)
         case ProgressReported():

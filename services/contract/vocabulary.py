@@ -34,6 +34,7 @@ class EventKind(StrEnum):
     PROGRESSED = "progressed"
     LOGGED = "logged"
     RETRYING = "retrying"
+    SUSPENDED = "suspended"
     CANCEL_REQUESTED = "cancel_requested"
     ARTIFACT_STORED = "artifact_stored"
     WEBHOOK_ATTEMPTED = "webhook_attempted"

@@ -33,7 +33,7 @@ from jobline.contract.events import (
     StepStarted,
     encoder,
 )
-from jobline.contract.flows import ChildOutcome
+from jobline.contract.flows import ChildOutcome, SpawnedChild
 from jobline.contract.names import Names
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
@@ -120,6 +120,13 @@ class Outbox:
             self._task.cancel()
 
 
+class WaitForChildren:
+    """What a handler returns to continue once the children it spawned have ended."""
+
+
+WAIT_FOR_CHILDREN = WaitForChildren()
+
+
 class JobContext:
     def __init__(
         self,
@@ -139,6 +146,7 @@ class JobContext:
         # A parent in a flow: each child's outcome by its name (status, result, error); under the
         # `ignore` policy only the children that completed.
         self.children: dict[str, ChildOutcome] = children or {}
+        self.spawned: list[SpawnedChild] = []  # children added by this attempt (ctx.spawn)
         self.job_type = job_type
         self.attempt = attempt
         self.params = params
@@ -249,6 +257,28 @@ class JobContext:
         kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         self._on_loop(self._outbox.put, ArtifactStored(ts=self._now(), job_id=self.job_id, attempt=self.attempt,
                                                         name=name, size=size, content_type=kind, sha256=sha256))
+
+    def spawn(self, job_type: str, params: dict[str, Any] | None = None, *, name: str | None = None,
+              weight: float = 1.0, **options: Any) -> str:
+        """Add a child job (what POST /api/jobs takes: `options` are its other fields); returns its
+        id. The children are created when the handler returns `ctx.wait_for_children()`."""
+        number = len(self.children) + len(self.spawned)
+        child_id = f"{self.job_id}-c{number}"
+        name = name if name is not None else str(number)
+        if len(child_id) > 64:
+            raise ValueError(f"job {self.job_id} is nested too deep to add children (ids are at most 64 characters)")
+        if name in self.children or any(s.name == name for s in self.spawned):
+            raise ValueError(f"a child named {name!r} exists already")
+        self.spawned.append(SpawnedChild(id=child_id, name=name, weight=weight,
+                                         job={"type": job_type, "params": params or {}, **options}))
+        return child_id
+
+    def wait_for_children(self) -> WaitForChildren:
+        """Return this from the handler to end this attempt without ending the job: its worker slot
+        is freed, and the handler runs again (`ctx.children` filled) once the children have ended."""
+        if not self.spawned:
+            raise ValueError("wait_for_children() needs children: call ctx.spawn(...) first")
+        return WAIT_FOR_CHILDREN
 
     # --- used by the worker -----------------------------------------------------------------
     def stop(self) -> None:

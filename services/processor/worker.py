@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 
 from jobline.contract.events import (
     CancelRequested,
+    ChildRef,
     JobCancelled,
     JobCompleted,
     JobCreated,
@@ -27,13 +28,14 @@ from jobline.contract.events import (
     JobFailed,
     JobRetrying,
     JobStarted,
+    JobSuspended,
     JobWaiting,
     TerminalEvent,
     encoder,
     job_event_decoder,
     kind_of,
 )
-from jobline.contract.flows import IGNORE, ChildOutcome
+from jobline.contract.flows import IGNORE, ChildOutcome, SpawnedChild, SpawnRequest
 from jobline.contract.names import CANCEL, ENDED, PRIORITY_MIN
 from jobline.contract.publishing import subject_of
 from jobline.contract.vocabulary import FailureReason
@@ -43,7 +45,7 @@ from jobline.runtime.flow_signals import signal_flow
 from jobline.runtime.publishing import publish_reliably
 
 from .bands import Bands
-from .context import JobContext, Outbox
+from .context import JobContext, Outbox, WaitForChildren
 from .fence import Fenced, RunChain
 from .key_slots import HeldSlots, KeySlots
 from .lease import Lease
@@ -240,8 +242,9 @@ class Worker:
         chain = RunChain(self._js, self._names, job_id, flow=created.flow)
         spec = self._registry.get(created.type)
         max_attempts = created.max_attempts or (spec.max_attempts if spec else None) or self._settings.max_attempts
+        max_attempts += created.resumed  # (each run after children it spawned is an attempt of its own)
         try:
-            if delivered > 1:
+            if delivered > 1 or created.resumed:
                 # A redelivery: the job may have ended, or been cancelled, while it was away. Its
                 # attempt number comes from the run chain, not the delivery count: a delivery
                 # handed back before it started is not an attempt.
@@ -250,7 +253,7 @@ class Worker:
                     await self._signal_end(chain, last)  # (again: it may have died before it could)
                     await msg.ack()
                     return
-                if isinstance(last, (JobStarted, JobRetrying)):
+                if isinstance(last, (JobStarted, JobRetrying, JobSuspended)):
                     attempt = last.attempt + 1
                 if await self._cancel_was_requested(job_id):
                     await self._end(msg, chain, JobCancelled(ts=time.time(), job_id=job_id, attempt=attempt,
@@ -361,7 +364,7 @@ class Worker:
                 raise Fenced(f"job {job_id}: attempt {attempt} superseded while it ran")
             outcome = self._outcome(running, created, attempt, timeout)
             outcome_name = kind_of(outcome) if not isinstance(outcome, JobFailed) else f"failed_{outcome.reason}"
-            ctx.finish("done" if isinstance(outcome, JobCompleted) else "failed")
+            ctx.finish("done" if isinstance(outcome, JobCompleted | JobSuspended) else "failed")
             await outbox.close()
         except asyncio.CancelledError:
             # Drain ran out of time: stop the work and hand the job back now, not after the ack wait.
@@ -378,10 +381,28 @@ class Worker:
             ctx.cleanup()
             self._metrics.running.dec()
             self._metrics.attempt_ended(created.type, outcome_name, time.monotonic() - began)
+        if isinstance(outcome, JobSuspended):
+            await self._suspend(msg, chain, outcome, created, ctx.spawned)
+            return
         if isinstance(outcome, JobFailed) and outcome.reason == "error" and attempt < max_attempts:
             await self._retry(msg, chain, spec, outcome, attempt)
             return
         await self._end(msg, chain, outcome, attempt)
+
+    async def _suspend(self, msg: Msg, chain: RunChain, suspended: JobSuspended, created: JobCreated,
+                       spawned: list[SpawnedChild]) -> None:
+        """Have the flow runner create the children (a processor may not create jobs), record that
+        the job waits for them, tell the runner, and free the slot. Each step is repeated harmlessly
+        if this processor dies in between (the children's ids are the same each time)."""
+        flow = created.flow or created.job_id  # a job outside any flow becomes the root of one
+        request = SpawnRequest(flow=flow, parent=created.job_id, on_child_failure=created.on_child_failure,
+                               created_subject=msg.subject, children=spawned)
+        await publish_reliably(self._js, self._names.flow_spawn(flow), encoder.encode(request),
+                               msg_id=f"{created.job_id}:{suspended.attempt}:spawn", give_up_after=30.0)
+        await chain.append(suspended, f"{created.job_id}:{suspended.attempt}:suspended")
+        await signal_flow(self._js, self._names, flow, created.job_id, "suspended",
+                          msg_id=f"{created.job_id}:{suspended.attempt}:suspended")
+        await msg.ack()
 
     async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:
         """A flow parent's children as they ended (each one's terminal event), by name."""
@@ -458,7 +479,8 @@ class Worker:
         # ctx.cancelled (a thread cannot be killed: external tools belong in ctx.run_process).
         return await asyncio.to_thread(spec.handler, ctx)
 
-    def _outcome(self, running: RunningJob, created: JobCreated, attempt: int, timeout: float) -> TerminalEvent:
+    def _outcome(self, running: RunningJob, created: JobCreated, attempt: int, timeout: float
+                 ) -> TerminalEvent | JobSuspended:
         job_id, now = created.job_id, time.time()
         handler = running.handler
         if running.stop_reason == "timeout":
@@ -471,6 +493,9 @@ class Worker:
         exc = handler.exception()
         if exc is None:
             result = handler.result()
+            if isinstance(result, WaitForChildren):  # continue once the children it spawned have ended
+                children = [ChildRef(id=c.id, name=c.name, weight=c.weight) for c in running.ctx.spawned]
+                return JobSuspended(ts=now, job_id=job_id, attempt=attempt, children=children)
             try:
                 encoder.encode(result)
             except TypeError as bad:  # a result that cannot be stored is the handler's failure

@@ -14,7 +14,10 @@ from jobline.contract.names import Names
 from .publishing import publish_reliably
 
 
-async def signal_flow(js: JetStreamContext, names: Names, flow: str, job_id: str, status: str) -> None:
+async def signal_flow(js: JetStreamContext, names: Names, flow: str, job_id: str, status: str,
+                      msg_id: str | None = None) -> None:
+    """`status`: the job's end, or `suspended` (it waits for children it spawned: `msg_id` then
+    names the attempt, since the job signals again when it ends)."""
     signal = FlowSignal(flow=flow, job_id=job_id, status=status)
-    await publish_reliably(js, names.flow_ended(flow), encoder.encode(signal), msg_id=f"{job_id}:flow-ended",
+    await publish_reliably(js, names.flow_ended(flow), encoder.encode(signal), msg_id=msg_id or f"{job_id}:flow-ended",
                            give_up_after=30.0)
