@@ -78,9 +78,56 @@ async def test_an_uploaded_clip_is_transcoded_with_progress_and_its_results_play
     out.write_bytes(video.content)
     seconds, width, height = describe(out)
     assert abs(seconds - 3.0) < 0.2 and height == 120 and width == 160
+    assert video.headers["accept-ranges"] == "bytes"
+    size = len(video.content)
+    part = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4", headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.content == video.content[100:1100]
+    assert part.headers["content-range"] == f"bytes 100-1099/{size}"
+    tail = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4", headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == video.content[-10:]
+    beyond = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4", headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
     thumb = await client.get(f"/api/jobs/{job_id}/artifacts/thumbnail.jpg")
     assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
     assert (await client.get(f"/api/jobs/{job_id}/artifacts/nope.bin")).status_code == 404
+
+
+async def test_video_renditions_transcodes_three_heights_as_children_and_writes_their_master_playlist(
+    client: httpx.AsyncClient, js: JetStreamContext, stack: Stack, tmp_path: Path
+) -> None:
+    stored = await upload(client, make_clip(tmp_path / "clip.mp4", 2))
+    response = await client.post("/api/jobs", json={"type": "video-renditions", "params": {"upload": stored["id"]}})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events", timeout=120)) == "completed"
+    state = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert [c["name"] for c in state["children"]] == ["240p", "480p", "720p"]
+    timeline = await read_timeline(js, stack.names, job_id)
+    check_timeline(timeline)
+    assert [r.kind for r in timeline if r.kind in ("started", "suspended")] == ["started", "suspended", "started"]
+    master = await client.get(f"/api/jobs/{job_id}/artifacts/master.m3u8")
+    assert master.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    lines = master.text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    for child in state["children"]:
+        height = int(child["name"][:-1])
+        playlist_url = f"/api/jobs/{child['id']}/artifacts/video.m3u8"
+        info = lines[lines.index(playlist_url) - 1]
+        assert info.startswith("#EXT-X-STREAM-INF:BANDWIDTH=") and f"x{height}" in info
+        media = (await client.get(playlist_url)).text
+        assert '#EXT-X-MAP:URI="video.mp4"' in media and "#EXT-X-ENDLIST" in media
+        # The media playlist addresses byte ranges of the one MP4: each is served as asked.
+        length, offset = map(int, re.search(r"#EXT-X-BYTERANGE:(\d+)@(\d+)", media).groups())  # type: ignore[union-attr]
+        video = await client.get(f"/api/jobs/{child['id']}/artifacts/video.mp4")
+        segment = await client.get(f"/api/jobs/{child['id']}/artifacts/video.mp4",
+                                   headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+        assert segment.status_code == 206 and segment.content == video.content[offset:offset + length]
+        out = tmp_path / f"{height}.mp4"
+        out.write_bytes(video.content)
+        seconds, width, decoded_height = describe(out)
+        assert decoded_height == height and width == height * 4 // 3 and abs(seconds - 2.0) < 0.3
+    tree = (await client.get(f"/api/flows/{job_id}")).json()
+    assert tree["rollup"] == 1.0 and {c["status"] for c in tree["children"]} == {"completed"}
 
 
 async def test_an_upload_over_the_limit_gets_413_and_leaves_nothing(

@@ -22,7 +22,7 @@ from jobline.contract.names import Names
 from jobline.processor import JobContext
 from jobline.processor.builtin_tasks import gather
 from jobline.processor.registry import Registry
-from jobline.processor.video_tasks import STEPS, TranscodeParams, transcode
+from jobline.processor.video_tasks import STEPS, RenditionsParams, TranscodeParams, renditions, transcode
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .browser import chromium
@@ -60,6 +60,7 @@ async def broken(ctx: JobContext) -> None:
 
 registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
 registry.task("gather")(gather)
+registry.task("video-renditions", params=RenditionsParams, steps=["Probe", "Renditions", "Playlist"])(renditions)
 
 
 # The services this module's tests run against (conftest.py's `stack`).
@@ -182,6 +183,36 @@ async def test_a_flow_shows_as_a_tree_on_its_jobs_pages_and_reaches_100_percent(
     await tree.get_by_role("link", name="second").click()
     await expect(page).to_have_url(re.compile(f"#/jobs/{second}$"))
     await expect(page.locator("#flow-tree li")).to_have_count(3)  # the same flow, from one of its jobs
+
+
+async def test_video_renditions_shows_its_tree_reach_100_percent_and_each_rendition_plays(page: Page,
+                                                                                          tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    ffmpeg = await asyncio.create_subprocess_exec(
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+        "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip))
+    assert await ffmpeg.wait() == 0
+    await page.select_option("#job-type", "video-renditions")
+    await expect(page.locator("#file-field")).to_be_visible()
+    await page.set_input_files("#job-file", str(clip))
+    await page.click("#raw-params summary")
+    await page.fill("#job-params", json.dumps({"heights": [120, 240]}))
+    await page.click("#submit")
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=60_000)
+    tree = page.locator("#flow-tree")
+    await expect(tree.locator("li")).to_have_count(3)
+    bars = tree.get_by_role("progressbar")
+    for i in range(3):
+        await expect(bars.nth(i)).to_have_attribute("aria-valuenow", "100", timeout=5_000)
+    await expect(page.locator("#artifacts")).to_contain_text("master.m3u8")
+    await tree.get_by_role("link", name="240p").click()
+    await expect(page.locator("#job-status")).to_have_text("completed")
+    video = page.locator("#artifacts video")
+    await expect(video).to_have_count(1)
+    duration = await video.evaluate(
+        "v => new Promise((ok, bad) => { if (v.readyState >= 1) ok(v.duration); "
+        "v.onloadedmetadata = () => ok(v.duration); v.onerror = () => bad(String(v.error && v.error.code)); })")
+    assert abs(duration - 2.0) < 0.3  # the rendition (a fragmented MP4, for HLS) plays in the page
 
 
 async def test_create_watch_pause_and_delete_a_schedule_from_its_page(page: Page) -> None:

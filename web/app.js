@@ -155,7 +155,8 @@ function renderDetail() {
     : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
   $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []));
   const status = $("job-status");
-  status.textContent = job.status + (job.attempt > 1 ? ` · attempt ${job.attempt}` : "")
+  const retries = job.attempt - (job.resumes || 0); // (a run after its spawned children is not a retry)
+  status.textContent = job.status + (retries > 1 ? ` · attempt ${retries}` : "")
     + (job.priority ? ` · priority ${job.priority}` : "");
   status.dataset.status = job.status;
   const percent = Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100);

@@ -52,6 +52,7 @@ export function applyEvent(job, e, seq) {
       job.status = "pending";
       job.blocked_on = [];
       job.flow = e.flow ?? job.flow;
+      job.resumes = e.resumed || 0;
       if (e.children && e.children.length) job.children = e.children;
       break;
     case "waiting": // no processor could start it yet, and why

@@ -86,6 +86,7 @@ class JobState(msgspec.Struct, kw_only=True):
     name: str | None = None  # … its name among its siblings
     children: list[ChildRef] = []  # its children (it runs once they have all ended)
     blocked_on: list[str] = []  # while blocked: the jobs it waits for
+    resumes: int = 0  # runs after children it spawned had ended (each also counts as an attempt)
     waiting_for: str | None = None  # while pending: why no processor could start it yet
     started_at: float | None = None
     finished_at: float | None = None
@@ -235,7 +236,7 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             # A delayed job's time came (the broker published it), or a blocked one was released (or
             # resumed after children it spawned: it is part of a flow now, with every child named).
             state.status, state.blocked_on = JobStatus.PENDING, []
-            state.flow = event.flow or state.flow
+            state.flow, state.resumes = event.flow or state.flow, event.resumed
             state.children = list(event.children) or state.children
         case JobScheduled() | JobBlocked():
             return False

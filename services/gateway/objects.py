@@ -25,9 +25,10 @@ from jobline.runtime.buckets import object_store
 # never be turned into a page of this origin.
 SAFE_TYPES = {
     "video/mp4", "video/webm", "image/jpeg", "image/png", "image/webp", "image/gif", "audio/mpeg",
-    "application/json", "text/plain", "text/csv", "application/pdf",
+    "application/json", "text/plain", "text/csv", "application/pdf", "application/vnd.apple.mpegurl",
 }
-INLINE_TYPES = {"video/mp4", "video/webm", "image/jpeg", "image/png", "image/webp", "image/gif", "audio/mpeg"}
+INLINE_TYPES = {"video/mp4", "video/webm", "image/jpeg", "image/png", "image/webp", "image/gif", "audio/mpeg",
+                "application/vnd.apple.mpegurl"}
 SPOOL_IN_MEMORY = 1 << 20
 
 
@@ -156,6 +157,45 @@ async def upload_info(stores: ObjectStores, upload_id: str) -> Upload | None:
     sha256 = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex() if digest else ""
     return Upload(id=upload_id, size=int(info.size or 0), sha256=sha256, filename=described.get("filename", upload_id),
                   content_type=described.get("content_type", "application/octet-stream"))
+
+
+class RangeNotSatisfiable(ValueError):
+    pass
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (first, last) a `Range: bytes=…` header asks for; None for the whole
+    (no header, or one this does not serve: several ranges, other units). A range that starts past
+    the end raises RangeNotSatisfiable (416)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first_text, _, last_text = header[6:].strip().partition("-")
+    try:
+        if not first_text:  # the last N bytes
+            count = int(last_text)
+            if count <= 0:
+                raise RangeNotSatisfiable(header)
+            return max(size - count, 0), size - 1
+        first = int(first_text)
+        last = min(int(last_text), size - 1) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size or first > last or first < 0:
+        raise RangeNotSatisfiable(header)
+    return first, last
+
+
+async def sliced(chunks: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
+    """Bytes `first`..`last` (inclusive) of a stream of chunks."""
+    offset = 0
+    async for chunk in chunks:
+        start, end = offset, offset + len(chunk)
+        offset = end
+        if end <= first:
+            continue
+        if start > last:
+            break
+        yield chunk[max(first - start, 0):min(last + 1 - start, len(chunk))]
 
 
 async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> tuple[int, AsyncIterator[bytes]] | None:

@@ -27,13 +27,16 @@ from .logs import LEVELS, follow_job_logs, service_logs
 from .multiplex import multiplexed
 from .objects import (
     INLINE_TYPES,
+    RangeNotSatisfiable,
     Upload,
     UploadEmpty,
     UploadStalled,
     UploadTooLarge,
+    byte_range,
     delete_upload,
     open_artifact,
     safe_type,
+    sliced,
     store_upload,
     upload_info,
 )
@@ -422,11 +425,18 @@ async def artifact(request: Request[Any, Any, Any], job_id: FromPath[str], name:
     kind = safe_type(info.content_type)
     disposition = "inline" if kind in INLINE_TYPES else "attachment"
     ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    return Stream(chunks, media_type=kind, headers={
-        "Content-Length": str(size),
-        "Content-Disposition": f'{disposition}; filename="{ascii_name}"',
-        "Cache-Control": "private, max-age=3600",
-    })
+    headers = {"Content-Disposition": f'{disposition}; filename="{ascii_name}"', "Cache-Control": "private, max-age=3600",
+               "Accept-Ranges": "bytes"}
+    try:  # (a byte range: video seeking, and HLS playlists that address parts of one file)
+        wanted = byte_range(request.headers.get("range"), size)
+    except RangeNotSatisfiable:  # (the chunks were not asked for: nothing to close)
+        raise Problem(416, "Range not satisfiable", f"the artifact has {size} bytes",
+                      headers={"Content-Range": f"bytes */{size}"}) from None
+    if wanted is None:
+        return Stream(chunks, media_type=kind, headers={**headers, "Content-Length": str(size)})
+    first, last = wanted
+    return Stream(sliced(chunks, first, last), media_type=kind, status_code=206, headers={
+        **headers, "Content-Length": str(last - first + 1), "Content-Range": f"bytes {first}-{last}/{size}"})
 
 
 @get("/vocabulary.js", summary="The words the web UI shares with the services", include_in_schema=False,
