@@ -183,6 +183,16 @@ async def test_a_flow_shows_as_a_tree_on_its_jobs_pages_and_reaches_100_percent(
     await tree.get_by_role("link", name="second").click()
     await expect(page).to_have_url(re.compile(f"#/jobs/{second}$"))
     await expect(page.locator("#flow-tree li")).to_have_count(3)  # the same flow, from one of its jobs
+    # Its replay plays the whole flow: at the start the root waits, at the end every job is done.
+    await page.click("#replay-link")
+    replayed = page.locator("#replay-flow li")
+    await expect(replayed).to_have_count(3)
+    await expect(replayed.nth(0).locator(".pill")).to_have_text("blocked")
+    await expect(replayed.nth(2).locator(".pill")).to_have_text("blocked")  # second waits for first
+    await page.select_option("#replay-speed", "16")
+    await page.click("#replay-play")
+    for i in range(3):
+        await expect(replayed.nth(i).locator(".pill")).to_have_text("completed", timeout=5_000)
 
 
 async def test_video_renditions_shows_its_tree_reach_100_percent_and_each_rendition_plays(page: Page,

@@ -366,7 +366,8 @@ async function submit(type, params, delay_s, priority) {
 }
 
 // ---- replay ------------------------------------------------------------------------------
-const player = { events: [], start: 0, duration: 0, position: 0, playing: false, timer: null, jobId: null };
+const player = { events: [], flow: [], start: 0, duration: 0, position: 0, playing: false, timer: null, jobId: null };
+const REPLAYED_FLOW_JOBS = 100; // a flow's jobs replayed beside the job (the first ones, depth first)
 
 async function openReplay(jobId) {
   stopPlaying();
@@ -375,9 +376,38 @@ async function openReplay(jobId) {
   $("replay-back").setAttribute("href", `#/jobs/${jobId}`);
   const body = await api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`);
   player.events = body.events;
-  player.start = body.events.length ? body.events[0].event.ts : 0;
-  player.duration = body.events.length ? body.events[body.events.length - 1].event.ts - player.start : 0;
+  player.flow = await flowTimelines(jobId, body.events);
+  // A job of a flow replays over the whole flow's time: its jobs' timelines play together.
+  const times = [player.events, ...player.flow.map((m) => m.events)].flat().map((e) => e.event.ts);
+  player.start = times.length ? Math.min(...times) : 0;
+  player.duration = times.length ? Math.max(...times) - player.start : 0;
+  $("replay-flow-box").hidden = player.flow.length === 0;
   seek(0);
+}
+
+// The timelines of every job of the flow `events` belong to ([] for a job outside any flow).
+async function flowTimelines(jobId, events) {
+  const marked = events.find(({ event }) => event.flow || (event.job && event.job.flow));
+  const flowId = marked && (marked.event.flow || marked.event.job.flow);
+  if (!flowId) return [];
+  const members = [];
+  const walk = (node, depth) => {
+    members.push({ id: node.id, name: node.name || "flow", depth });
+    node.children.forEach((child) => walk(child, depth + 1));
+  };
+  walk(await api(`/api/flows/${encodeURIComponent(flowId)}`), 0);
+  return Promise.all(members.slice(0, REPLAYED_FLOW_JOBS).map(async (member) => ({ ...member,
+    events: member.id === jobId ? events : (await api(`/api/jobs/${encodeURIComponent(member.id)}/timeline`)).events })));
+}
+
+function foldUntil(events, at) {
+  let job = null;
+  for (const { seq, event } of events) {
+    if (event.ts > at) break;
+    if (!job) job = startJob(event, seq);
+    else applyEvent(job, event, seq);
+  }
+  return job;
 }
 
 function seek(position) {
@@ -398,6 +428,20 @@ function seek(position) {
   $("replay-status").textContent = job ? job.status : "";
   $("replay-message").textContent = job?.message || "";
   $("replay-steps").replaceChildren(...(job?.steps || []).map((s) => el("li", { "data-status": s.status }, s.name)));
+  $("replay-flow").replaceChildren(...player.flow.map((member) => {
+    const state = foldUntil(member.events, at);
+    const status = state ? state.status : "not yet";
+    const done = state ? Math.round((state.progress ?? (TERMINAL.includes(state.status) ? 1 : 0)) * 100) : 0;
+    const fill = el("div", { class: "fill" });
+    fill.style.width = `${done}%`;
+    const pill = el("span", { class: "pill" }, status);
+    pill.dataset.status = status;
+    const item = el("li", { "data-job": member.id }, el("div", { class: "row" }, member.name, " ", pill),
+      el("div", { class: "progress small", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
+        "aria-valuenow": String(done), "aria-label": `${member.name} at this moment` }, fill));
+    item.style.marginLeft = `${member.depth}rem`;
+    return item;
+  }));
   $("replay-log").replaceChildren(...lines.map((l) => el("li", { "data-level": l.level },
     el("span", { class: "ts" }, formatClock(l.ts)), l.message)));
   $("replay-log").scrollTop = $("replay-log").scrollHeight;

@@ -17,14 +17,14 @@ from functools import partial
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import ChildRef, JobBlocked, JobCreated, encoder
 from jobline.contract.flows import MAX_FLOW_JOBS, ChildFailurePolicy, FlowNode, FlowRecord, flows_bucket_config, record_decoder
 from jobline.contract.job_state import JobState
 from jobline.contract.names import Names
-from jobline.contract.publishing import subject_of
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, subject_of
 from jobline.contract.vocabulary import TERMINAL_STATUSES
 from jobline.runtime.buckets import key_value
 from jobline.runtime.publishing import publish_reliably
@@ -236,9 +236,9 @@ async def store_only_if_new(core: Core, blocked: JobBlocked) -> None:
     try:
         await publish_reliably(core.js, subject_of(names, blocked), encoder.encode(blocked),
                                msg_id=f"{blocked.job_id}:blocked", headers=headers, give_up_after=10.0)
-    except Exception as exc:  # the job has events already: a retry of this flow stored it before
-        if getattr(exc, "err_code", None) != 10071:
-            raise
+    except APIError as exc:
+        if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+            raise  # (refused: the job has events already — a retry of this flow stored it before)
 
 
 async def get_record(kv: KeyValue, flow_id: str) -> FlowRecord | None:
