@@ -306,9 +306,9 @@ async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp
     await expect(height).to_have_attribute("type", "number")
     await expect(height).to_have_value("360")
     await height.fill("120")
-    assert json.loads(await page.input_value("#job-params")) == {"height": 120}  # the fields write the JSON
+    assert json.loads(await page.input_value("#job-params")) == {"height": 120, "hls": False}  # the fields write the JSON
     await page.click("#raw-params summary")
-    await page.fill("#job-params", json.dumps({"height": 120, "thumbnail_at_s": 0.5}))
+    await page.fill("#job-params", json.dumps({"height": 120, "hls": False, "thumbnail_at_s": 0.5}))
     await expect(page.get_by_label("thumbnail_at_s")).to_have_value("0.5")  # and the JSON moves the fields
     await page.click("#submit")
     await expect(page.get_by_role("progressbar", name="Upload progress")).to_have_attribute("aria-valuenow", "100")

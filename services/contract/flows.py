@@ -58,6 +58,8 @@ class FlowNode(msgspec.Struct, kw_only=True):
     """One job of a flow in its record."""
 
     parent: str | None = None
+    name: str | None = None  # among its siblings …
+    weight: float = 1.0  # … and its share in its parent's progress
     blocked_on: list[str] = []  # ids it waits for (its children, the siblings it depends on)
     on_child_failure: str = FAIL  # its own policy (what it does when a child fails)
     ended: str | None = None  # its end status, once it ended

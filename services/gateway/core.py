@@ -185,6 +185,8 @@ async def publish_job(core: Core, event: JobCreated, run_at: float | None, submi
     whose creation may be retried after the duplicate window)."""
     names = core.settings.names
     job_id = event.job_id
+    if event.priority and core.queues is not None:
+        await core.queues.ensure_band(event.type, event.priority)
     headers = {"Nats-Expected-Last-Subject-Sequence": "0",
                "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)} if only_if_new else None
     try:

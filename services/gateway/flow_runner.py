@@ -26,7 +26,6 @@ from jobline.contract.events import (
     JobBlocked,
     JobCreated,
     JobFailed,
-    JobSuspended,
     encoder,
     job_event_decoder,
     kind_of,
@@ -42,7 +41,7 @@ from jobline.contract.flows import (
     signal_decoder,
     spawn_decoder,
 )
-from jobline.contract.names import BLOCKED, SUSPENDED
+from jobline.contract.names import BLOCKED
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.contract.vocabulary import TERMINAL_KINDS, FailureReason, JobStatus
 from jobline.runtime.consume import DurableTasks
@@ -108,7 +107,8 @@ class FlowRunner:
             known = set(record.nodes)
             for child in request.children:
                 if child.id not in known:
-                    record.nodes[child.id] = FlowNode(parent=request.parent, released=True)
+                    record.nodes[child.id] = FlowNode(parent=request.parent, name=child.name, weight=child.weight,
+                                                      released=True)
                     parent.blocked_on = [*parent.blocked_on, child.id]
                     parent.released, parent.suspended, parent.spawned = False, False, True
             parent.created_subject = request.created_subject
@@ -213,6 +213,8 @@ class FlowRunner:
         blocked = job_event_decoder.decode(raw.data or b"")
         assert isinstance(blocked, JobBlocked)
         created = msgspec.structs.replace(blocked.job, ts=time.time())
+        if created.priority and self._core.queues is not None:
+            await self._core.queues.ensure_band(created.type, created.priority)
         subject = subject_of(names, created)
         headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Expected-Last-Subject-Sequence-Subject": subject}
         try:
@@ -233,9 +235,9 @@ class FlowRunner:
         raw = await js.get_last_msg(names.jobs_stream, node.created_subject, direct=True)
         created = job_event_decoder.decode(raw.data or b"")
         assert isinstance(created, JobCreated)
-        known = {c.id: c for c in created.children}
-        suspended = await self._suspensions(job_id)
-        children = [*created.children, *(c for c in suspended if c.id not in known)]
+        # Every child, in the order they were added (the record's: its nodes keep their order).
+        children = [ChildRef(id=child_id, name=child.name or "", weight=child.weight)
+                    for child_id, child in record.nodes.items() if child.parent == job_id]
         again = msgspec.structs.replace(created, ts=time.time(), flow=record.root, children=children,
                                         resumed=node.resumes + 1)
         headers = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq),
@@ -247,23 +249,6 @@ class FlowRunner:
             if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
                 raise  # (refused: resumed before)
         log.info("flow job %s resumed (%d)", job_id, again.resumed)
-
-    async def _suspensions(self, job_id: str) -> list[ChildRef]:
-        """Every child the job's attempts spawned (its `suspended` events)."""
-        js, names = self._core.js, self._names
-        children: list[ChildRef] = []
-        sub = await js.subscribe(names.run_event(job_id, SUSPENDED), stream=names.jobs_stream, ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)
-        try:
-            pending = (await sub.consumer_info()).num_pending or 0
-            for _ in range(pending):
-                msg = await sub.next_msg(timeout=5)
-                event = job_event_decoder.decode(msg.data)
-                if isinstance(event, JobSuspended):
-                    children += event.children
-        finally:
-            await sub.unsubscribe()
-        return children
 
     async def _fail_unrun(self, flow: str, job_id: str, detail: str, reason: str = FailureReason.CHILD_FAILED) -> None:
         js, names = self._core.js, self._names

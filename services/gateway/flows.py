@@ -202,8 +202,8 @@ async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | N
             planned = plan(root_id, submission)
     now = time.time()
     record = FlowRecord(root=root_id, created_at=now, nodes={
-        job.id: FlowNode(parent=job.parent, blocked_on=job.blocked_on, on_child_failure=job.on_child_failure,
-                         released=not job.blocked_on) for job in planned})
+        job.id: FlowNode(parent=job.parent, name=job.name, weight=job.weight, blocked_on=job.blocked_on,
+                         on_child_failure=job.on_child_failure, released=not job.blocked_on) for job in planned})
     try:
         await kv.create(root_id, encoder.encode(record))
     except KeyWrongLastSequenceError:

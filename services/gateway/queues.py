@@ -26,7 +26,7 @@ from jobline.contract.queues import (
     rate_stream_config,
 )
 from jobline.runtime.buckets import key_value
-from jobline.runtime.queue_controls import apply_controls
+from jobline.runtime.queue_controls import apply_controls, create_queue_if_missing
 from jobline.runtime.stream_setup import ensure_stream
 
 from .catalogue import Catalogue
@@ -66,6 +66,7 @@ class QueueStore:
         self.kv = kv
         self.catalogue = catalogue
         self.replicas = replicas
+        self._bands_made: set[tuple[str, int]] = set()
 
     @classmethod
     async def open(cls, js: JetStreamContext, names: Names, catalogue: Catalogue, replicas: int) -> QueueStore:
@@ -81,6 +82,17 @@ class QueueStore:
         except KeyNotFoundError:
             return QueueControls(), 0
         return (controls_decoder.decode(entry.value) if entry.value else QueueControls()), int(entry.revision or 0)
+
+    async def ensure_band(self, job_type: str, priority: int) -> None:
+        """The queue of a type's priority band exists before its first job is stored (made once)."""
+        if (job_type, priority) in self._bands_made:
+            return
+        controls, _ = await self._read(job_type)
+        await create_queue_if_missing(self.js, self.names, job_type, controls, priority)
+        # The controls may have changed meanwhile (a change applies to the queues that exist).
+        await apply_controls(self.js, self.names.jobs_stream, self.names.band_durable(job_type, priority),
+                             (await self._read(job_type))[0])
+        self._bands_made.add((job_type, priority))
 
     async def view(self, job_type: str) -> QueueView:
         self._known(job_type)

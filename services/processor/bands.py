@@ -73,9 +73,12 @@ class Bands:
         return bool(self.live or self._parked)
 
     async def open(self) -> None:
-        for priority in PRIORITY_BANDS:
-            self._durables[priority] = await self._queues.open(self.job_type, priority)
+        """Open the bands' queues that exist (a band's queue is made when its first job is submitted:
+        by the gateway, or here when a job of it is heard of first)."""
         self._durables[PRIORITY_MIN] = self._names.queue_durable(self.job_type)
+        for priority in PRIORITY_BANDS:
+            if await self._exists(priority):
+                await self._open(priority)
         # An ordered consumer, not a plain subscription: a delayed job's created event is stored by
         # the broker's message schedule, never published where a subscriber would hear it.
         self._hints = await self._js.subscribe(
@@ -93,6 +96,16 @@ class Bands:
                 await msg.nak()
         self._parked.clear()
 
+    async def _exists(self, priority: int) -> bool:
+        try:
+            await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, priority))
+        except NotFoundError:
+            return False
+        return True
+
+    async def _open(self, priority: int) -> None:
+        self._durables[priority] = await self._queues.open(self.job_type, priority)
+
     def wake(self) -> None:
         self._woken.set()
 
@@ -105,37 +118,43 @@ class Bands:
             _, band = self._names.created_type_and_priority(msg.subject)
         except InvalidName:
             return
-        if band != PRIORITY_MIN and band not in self.live:
+        if band != PRIORITY_MIN and (band not in self.live or band not in self._durables):
             self.live.add(band)
             self._recent[band] = time.monotonic()
             self._woken.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LIVE_TICK_S if self.busy else RECENT_SCAN_S):
-                    await self._woken.wait()
-            self._woken.clear()
-            if stop.is_set():
-                return
-            try:
-                await self._scan()
-                await self._keep_parked()
-                if self.busy:
-                    await self.pick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS away: the next turn tries again
-                log.warning("priority bands of %s: %s", self.job_type, exc or type(exc).__name__)
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self._woken.set())  # (the stop ends the wait at once)
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LIVE_TICK_S if self.busy else RECENT_SCAN_S):
+                        await self._woken.wait()
+                self._woken.clear()
+                if stop.is_set():
+                    return
+                try:
+                    for band in [b for b in self.live if b not in self._durables]:
+                        await self._open(band)  # (heard of before any queue of it was found)
+                    await self._scan()
+                    await self._keep_parked()
+                    if self.busy:
+                        await self.pick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # NATS away: the next turn tries again
+                    log.warning("priority bands of %s: %s", self.job_type, exc or type(exc).__name__)
+        finally:
+            stopping.cancel()
 
     async def pick(self) -> None:
         """Start jobs in the free slots, highest band first (one band first once per share period)."""
-        order = [*sorted(self.live, reverse=True), PRIORITY_MIN]
+        order = [*sorted((b for b in self.live if b in self._durables), reverse=True), PRIORITY_MIN]
         now = time.monotonic()
         if now >= self._next_share:
             self._next_share = now + self._settings.priority_share_s
-            candidates = [*self.live, PRIORITY_MIN]
-            neglected = min(candidates, key=lambda band: self._served[band])
+            neglected = min(order, key=lambda band: self._served[band])
             order.remove(neglected)
             order.insert(0, neglected)
         paused = self._queues.controls(self.job_type).paused
@@ -186,9 +205,11 @@ class Bands:
         self._next_recent_scan = now + RECENT_SCAN_S
         for band in bands:
             try:
-                info = await self._js.consumer_info(self._names.jobs_stream, self._durables[band])
+                info = await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, band))
             except NotFoundError:
                 continue
+            if band not in self._durables:
+                await self._open(band)  # (made by a gateway while no job of it was heard of here)
             # Pending: never delivered. Ack pending: running, or back from a processor (a retry's
             # backoff): asked once more to find out.
             if info.num_pending or info.num_ack_pending:

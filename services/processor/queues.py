@@ -8,36 +8,19 @@ import logging
 import random
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoStreamResponseError, ServiceUnavailableError
 
-from jobline.contract.names import PRIORITY_MIN, Names
+from jobline.contract.names import PRIORITY_MIN
 from jobline.contract.queues import QueueControls, controls_decoder, queue_controls_bucket_config
 from jobline.runtime.consume import ensure_durable
 from jobline.runtime.kv_mirror import KvMirror
 from jobline.runtime.publishing import publish_acked
-from jobline.runtime.queue_controls import FOREVER, apply_controls
+from jobline.runtime.queue_controls import apply_controls, queue_config
 
 from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 MAX_MSGS_ERR = 10077  # the rate stream refused a token: the window is full
-
-
-def queue_config(settings: ProcessorSettings, names: Names, job_type: str, controls: QueueControls,
-                 priority: int = PRIORITY_MIN) -> ConsumerConfig:
-    band = f" of priority {priority}" if priority != PRIORITY_MIN else ""
-    return ConsumerConfig(
-        durable_name=names.band_durable(job_type, priority),
-        description=f"the queue of {job_type}{band}: shared by every processor serving it",
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=-1,  # attempts are counted by the processor, which ends the job when they run out
-        max_ack_pending=controls.max_ack_pending,
-        filter_subject=names.created_filter(job_type, priority),
-        pause_until=FOREVER if controls.paused else None,
-    )
 
 
 class Queues:
@@ -61,7 +44,7 @@ class Queues:
 
     async def open(self, job_type: str, priority: int = PRIORITY_MIN) -> str:
         """Make sure the type's queue of one priority band exists as its controls say; its durable name."""
-        config = queue_config(self._settings, self._names, job_type, await self._read(job_type), priority)
+        config = queue_config(self._names, job_type, await self._read(job_type), self._settings.ack_wait_s, priority)
         assert config.durable_name
         await ensure_durable(self._js, self._names.jobs_stream, config,
                              compared=("filter_subjects", "ack_wait", "max_deliver"))

@@ -42,6 +42,7 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
             await stack.enter_async_context(ship_logs(nc, settings.names, SERVICE, instance))
             objects = await until_stopped(stop, Objects.open(js, settings.names, settings.retention.replicas))
             worker = Worker(nc, js, settings, registry, instance, objects, metrics)
+            await until_stopped(stop, worker.start())
             await until_stopped(stop, advertise(js, settings.names, registry, worker.served_types(),
                                                 settings.retention.replicas, settings.default_timeout_s))
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,

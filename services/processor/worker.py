@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -102,6 +103,7 @@ class Worker:
         self.controls = Queues(js, settings)
         self.key_slots = KeySlots(js, settings)
         self._draining = False
+        self._cancels: Subscription | None = None
         self.jobs_done = 0
 
     def served_types(self) -> list[str]:
@@ -112,12 +114,14 @@ class Worker:
         return wanted
 
     # --- the loop ---------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
+    async def start(self) -> None:
+        """Open every served type's queues (before the types are advertised: a type shown as served
+        has its queues), the controls and the cancel subscription."""
         stream = self._names.jobs_stream
         served = self.served_types()
         await self.controls.start()
         await self.key_slots.start()
-        cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
+        self._cancels = await self._nc.subscribe(self._names.all_cancel_requests, cb=self._on_cancel_request)
         # One queue per type, shared with every processor serving it (its pause and concurrency are
         # the broker's). Each asks for as many jobs as there are free slots here: several queues may
         # together deliver more than that, and a job beyond them goes straight back (`_start`). A
@@ -133,11 +137,16 @@ class Worker:
                 heartbeat_s=heartbeat_s, name=f"queue {job_type}")
             self._bands[job_type] = Bands(self._nc, self._js, self._settings, self.controls, job_type,
                                           start=self._start, free=self._free, default_wake=queue.wake)
+        for job_type, queue in self._queues.items():
+            await queue.start()
+            await self._bands[job_type].open()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: `start()` first (done here when it was not)."""
+        if self._cancels is None:
+            await self.start()
         try:
-            for job_type, queue in self._queues.items():
-                await queue.start()
-                await self._bands[job_type].open()
-            log.info("processing %s as %s", ", ".join(served), self._instance)
+            log.info("processing %s as %s", ", ".join(self._queues), self._instance)
             await asyncio.gather(*(queue.run(stop) for queue in self._queues.values()),
                                  *(bands.run(stop) for bands in self._bands.values()))
         finally:
@@ -150,7 +159,8 @@ class Worker:
                 await bands.close()
             await self._drain()
             with contextlib.suppress(Exception):
-                await cancels.unsubscribe()
+                if self._cancels is not None:
+                    await self._cancels.unsubscribe()
             await self.controls.stop()
 
     def _wanted(self, job_type: str) -> tuple[int, int | None]:

@@ -8,12 +8,45 @@ import dataclasses
 import logging
 
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from jobline.contract.names import PRIORITY_MIN, Names
 from jobline.contract.queues import QueueControls
 
 log = logging.getLogger(__name__)
 FOREVER = "2999-01-01T00:00:00Z"  # a paused queue's pause_until: until it is resumed
+
+
+DEFAULT_ACK_WAIT_S = 30.0  # of a queue the gateway creates (the processor's JOBLINE_ACK_WAIT_S replaces it)
+
+
+def queue_config(names: Names, job_type: str, controls: QueueControls, ack_wait_s: float,
+                 priority: int = PRIORITY_MIN) -> ConsumerConfig:
+    band = f" of priority {priority}" if priority != PRIORITY_MIN else ""
+    return ConsumerConfig(
+        durable_name=names.band_durable(job_type, priority),
+        description=f"the queue of {job_type}{band}: shared by every processor serving it",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,  # attempts are counted by the processor, which ends the job when they run out
+        max_ack_pending=controls.max_ack_pending,
+        filter_subject=names.created_filter(job_type, priority),
+        pause_until=FOREVER if controls.paused else None,
+    )
+
+
+async def create_queue_if_missing(js: JetStreamContext, names: Names, job_type: str, controls: QueueControls,
+                                  priority: int) -> None:
+    """The queue of a priority band, made when its first job is submitted (a band nobody uses costs
+    the cluster no consumer); an existing one is left as it is (its processors' settings)."""
+    durable = names.band_durable(job_type, priority)
+    try:
+        await js.consumer_info(names.jobs_stream, durable)
+    except NotFoundError:
+        await js.add_consumer(names.jobs_stream, queue_config(names, job_type, controls, DEFAULT_ACK_WAIT_S, priority))
+        log.info("created queue %s", durable)
 
 
 async def apply_controls(js: JetStreamContext, stream: str, durable: str, controls: QueueControls) -> bool:
