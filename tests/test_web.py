@@ -15,7 +15,7 @@ import httpx
 import imageio_ffmpeg
 import pytest
 from nats.js import JetStreamContext
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from jobline.contract.events import LogLineWritten
 from jobline.contract.names import Names
@@ -84,6 +84,13 @@ async def open_page(url: str) -> AsyncIterator[Page]:
 async def page(stack: Stack) -> AsyncIterator[Page]:
     async for opened in open_page(stack.url):
         yield opened
+
+
+async def playable_duration(video: Locator) -> float:
+    """The duration of a <video> once the browser has read its metadata (an error if it cannot)."""
+    return float(await video.evaluate(
+        "v => new Promise((ok, bad) => { if (v.readyState >= 1) ok(v.duration); "
+        "v.onloadedmetadata = () => ok(v.duration); v.onerror = () => bad(String(v.error && v.error.code)); })"))
 
 
 async def submit_from_form(page: Page, job_type: str, params: dict[str, object]) -> str:
@@ -219,9 +226,7 @@ async def test_video_renditions_shows_its_tree_reach_100_percent_and_each_rendit
     await expect(page.locator("#job-status")).to_have_text("completed")
     video = page.locator("#artifacts video")
     await expect(video).to_have_count(1)
-    duration = await video.evaluate(
-        "v => new Promise((ok, bad) => { if (v.readyState >= 1) ok(v.duration); "
-        "v.onloadedmetadata = () => ok(v.duration); v.onerror = () => bad(String(v.error && v.error.code)); })")
+    duration = await playable_duration(video)
     assert abs(duration - 2.0) < 0.3  # the rendition (a fragmented MP4, for HLS) plays in the page
 
 
@@ -317,9 +322,7 @@ async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp
     assert steps == ["Upload", "Probe", "Transcode", "Thumbnail", "Done"]
     video = page.locator("#artifacts video")
     await expect(video).to_have_count(1)
-    duration = await video.evaluate(
-        "v => new Promise((ok, bad) => { if (v.readyState >= 1) ok(v.duration); "
-        "v.onloadedmetadata = () => ok(v.duration); v.onerror = () => bad(String(v.error && v.error.code)); })")
+    duration = await playable_duration(video)
     assert abs(duration - 2.0) < 0.3
     await expect(page.locator("#artifacts img")).to_have_count(1)
     assert await page.locator("#artifacts img").evaluate("img => img.complete && img.naturalHeight") == 120
