@@ -120,6 +120,8 @@ class FlowRunner:
                 break
             except KeyWrongLastSequenceError:
                 continue
+        else:
+            raise RuntimeError(f"flow {request.flow}: its record kept changing")  # (redelivered: tried again)
         for child in request.children:
             await self._create_child(request, child, now)
 
