@@ -86,6 +86,15 @@ async def page(stack: Stack) -> AsyncIterator[Page]:
         yield opened
 
 
+async def make_clip(path: Path) -> Path:
+    """A 2-second 320x240 test video, made by ffmpeg."""
+    ffmpeg = await asyncio.create_subprocess_exec(
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+        "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(path))
+    assert await ffmpeg.wait() == 0
+    return path
+
+
 async def playable_duration(video: Locator) -> float:
     """The duration of a <video> once the browser has read its metadata (an error if it cannot)."""
     return float(await video.evaluate(
@@ -204,11 +213,7 @@ async def test_a_flow_shows_as_a_tree_on_its_jobs_pages_and_reaches_100_percent(
 
 async def test_video_renditions_shows_its_tree_reach_100_percent_and_each_rendition_plays(page: Page,
                                                                                           tmp_path: Path) -> None:
-    clip = tmp_path / "clip.mp4"
-    ffmpeg = await asyncio.create_subprocess_exec(
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-        "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip))
-    assert await ffmpeg.wait() == 0
+    clip = await make_clip(tmp_path / "clip.mp4")
     await page.select_option("#job-type", "video-renditions")
     await expect(page.locator("#file-field")).to_be_visible()
     await page.set_input_files("#job-file", str(clip))
@@ -298,11 +303,7 @@ async def test_pause_a_type_from_the_dashboard_and_resume_it(page: Page) -> None
 
 
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
-    clip = tmp_path / "clip.mp4"
-    ffmpeg = await asyncio.create_subprocess_exec(
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-        "-i", "testsrc=duration=2:size=320x240:rate=25", "-pix_fmt", "yuv420p", str(clip))
-    assert await ffmpeg.wait() == 0
+    clip = await make_clip(tmp_path / "clip.mp4")
     await page.select_option("#job-type", "video-transcode")
     await expect(page.locator("#file-field")).to_be_visible()
     await page.set_input_files("#job-file", str(clip))

@@ -47,13 +47,17 @@ from .names import (
 WRONG_LAST_SEQUENCE_ERR: Final = 10071
 
 
+def expect_last(subject: str, last_seq: int) -> dict[str, str]:
+    """Headers for a write stored only if the last message on `subject` (a filter may have
+    wildcards) is still `last_seq` (0: there is none); else JetStream refuses it (10071)."""
+    return {"Nats-Expected-Last-Subject-Sequence": str(last_seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": subject}
+
+
 def fenced(names: Names, job_id: str, last_seq: int) -> dict[str, str]:
     """Headers for a write to the job's run chain: stored only if the chain's last message is still
     `last_seq` (0: the chain is empty). Every started, retrying and terminal event uses them."""
-    return {
-        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
-        "Nats-Expected-Last-Subject-Sequence-Subject": names.run_chain(job_id),
-    }
+    return expect_last(names.run_chain(job_id), last_seq)
 
 
 def subject_of(names: Names, event: JobEvent) -> str:

@@ -30,9 +30,9 @@ from jobline.contract.events import (
 )
 from jobline.contract.job_state import JobState
 from jobline.contract.names import PRIORITY_MAX, PRIORITY_MIN, is_valid_job_id, is_valid_job_type
-from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, fenced, subject_of
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, expect_last, fenced, subject_of
 from jobline.runtime.flow_signals import signal_flow
-from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.publishing import publish_if_last, publish_reliably
 
 from . import sse
 from .catalogue import Catalogue
@@ -187,8 +187,7 @@ async def publish_job(core: Core, event: JobCreated, run_at: float | None, submi
     job_id = event.job_id
     if event.priority and core.queues is not None:
         await core.queues.ensure_band(event.type, event.priority)
-    headers = {"Nats-Expected-Last-Subject-Sequence": "0",
-               "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(job_id)} if only_if_new else None
+    headers = expect_last(names.job_timeline(job_id), 0) if only_if_new else None
     try:
         if run_at is None:
             await publish_reliably(core.js, names.job_created(job_id, event.type, event.priority), encoder.encode(event),
@@ -233,12 +232,8 @@ async def cancel(core: Core, job_id: str, reason: str = "") -> str:
     if state.status not in ("scheduled", "blocked", "pending", "retrying"):
         return "cancelling"
     cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt, reason=reason or "cancelled before it ran")
-    try:
-        await publish_reliably(core.js, subject_of(names, cancelled), encoder.encode(cancelled),
-                               msg_id=f"{job_id}:cancelled", headers=fenced(names, job_id, state.run_seq))
-    except APIError as exc:
-        if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-            raise
+    if not await publish_if_last(core.js, subject_of(names, cancelled), encoder.encode(cancelled),
+                                 msg_id=f"{job_id}:cancelled", headers=fenced(names, job_id, state.run_seq)):
         return "cancelling"  # a processor took it meanwhile: it sees the request and stops the work
     if state.flow is not None:
         await signal_flow(core.js, names, state.flow, job_id, "cancelled")

@@ -18,7 +18,7 @@ import time
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import (
@@ -42,11 +42,11 @@ from jobline.contract.flows import (
     spawn_decoder,
 )
 from jobline.contract.names import BLOCKED
-from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
+from jobline.contract.publishing import expect_last, fenced, subject_of
 from jobline.contract.vocabulary import TERMINAL_KINDS, FailureReason, JobStatus
 from jobline.runtime.consume import DurableTasks
 from jobline.runtime.flow_signals import signal_flow
-from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.publishing import publish_if_last
 
 from .core import Core, JobSubmission, created_event, publish_job, validate
 from .flows import store_only_if_new
@@ -218,14 +218,9 @@ class FlowRunner:
         if created.priority and self._core.queues is not None:
             await self._core.queues.ensure_band(created.type, created.priority)
         subject = subject_of(names, created)
-        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Expected-Last-Subject-Sequence-Subject": subject}
-        try:
-            await publish_reliably(js, subject, encoder.encode(created), msg_id=f"{job_id}:created", headers=headers,
-                                   give_up_after=30.0)
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise  # (refused: released before, by this gateway or another)
-        log.info("flow job %s released", job_id)
+        if await publish_if_last(js, subject, encoder.encode(created), msg_id=f"{job_id}:created",
+                                 headers=expect_last(subject, 0), give_up_after=30.0):
+            log.info("flow job %s released", job_id)  # (refused: released before, by this gateway or another)
 
     async def _resume(self, record: FlowRecord, job_id: str) -> None:
         """Run a job again whose spawned children have all ended: its created event published once
@@ -242,15 +237,9 @@ class FlowRunner:
                     for child_id, child in record.nodes.items() if child.parent == job_id]
         again = msgspec.structs.replace(created, ts=time.time(), flow=record.root, children=children,
                                         resumed=node.resumes + 1)
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(raw.seq),
-                   "Nats-Expected-Last-Subject-Sequence-Subject": node.created_subject}
-        try:
-            await publish_reliably(js, node.created_subject, encoder.encode(again), headers=headers,
-                                   msg_id=f"{job_id}:created:{again.resumed}", give_up_after=30.0)
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise  # (refused: resumed before)
-        log.info("flow job %s resumed (%d)", job_id, again.resumed)
+        if await publish_if_last(js, node.created_subject, encoder.encode(again), msg_id=f"{job_id}:created:{again.resumed}",
+                                 headers=expect_last(node.created_subject, int(raw.seq or 0)), give_up_after=30.0):
+            log.info("flow job %s resumed (%d)", job_id, again.resumed)  # (refused: resumed before)
 
     async def _fail_unrun(self, flow: str, job_id: str, detail: str, reason: str = FailureReason.CHILD_FAILED) -> None:
         js, names = self._core.js, self._names
@@ -265,10 +254,7 @@ class FlowRunner:
         except NotFoundError:
             pass
         failed = JobFailed(ts=time.time(), job_id=job_id, attempt=attempt, reason=reason, error=detail)
-        try:
-            await publish_reliably(js, subject_of(names, failed), encoder.encode(failed), msg_id=f"{job_id}:end",
-                                   headers=fenced(names, job_id, last_seq), give_up_after=30.0)
-        except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-                raise  # (its chain is not empty: it ended already — cancelled, or failed by us before)
+        # (refused when its chain moved meanwhile: it ended already — cancelled, or failed by us before)
+        await publish_if_last(js, subject_of(names, failed), encoder.encode(failed), msg_id=f"{job_id}:end",
+                              headers=fenced(names, job_id, last_seq), give_up_after=30.0)
         await signal_flow(js, names, flow, job_id, JobStatus.FAILED)

@@ -17,17 +17,17 @@ from functools import partial
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import ChildRef, JobBlocked, JobCreated, encoder
 from jobline.contract.flows import MAX_FLOW_JOBS, ChildFailurePolicy, FlowNode, FlowRecord, flows_bucket_config, record_decoder
 from jobline.contract.job_state import JobState
 from jobline.contract.names import Names
-from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, subject_of
+from jobline.contract.publishing import expect_last, subject_of
 from jobline.contract.vocabulary import TERMINAL_STATUSES
 from jobline.runtime.buckets import key_value
-from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.publishing import publish_if_last
 
 from .batches import bounded
 from .core import Core, JobSubmission, cancel, check_job_id, created_event, lookup_job, new_job_id, publish_job, validate
@@ -231,14 +231,9 @@ async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | N
 
 async def store_only_if_new(core: Core, blocked: JobBlocked) -> None:
     names = core.settings.names
-    headers = {"Nats-Expected-Last-Subject-Sequence": "0",
-               "Nats-Expected-Last-Subject-Sequence-Subject": names.job_timeline(blocked.job_id)}
-    try:
-        await publish_reliably(core.js, subject_of(names, blocked), encoder.encode(blocked),
-                               msg_id=f"{blocked.job_id}:blocked", headers=headers, give_up_after=10.0)
-    except APIError as exc:
-        if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
-            raise  # (refused: the job has events already — a retry of this flow stored it before)
+    # (refused when the job has events already: a retry of this flow stored it before)
+    await publish_if_last(core.js, subject_of(names, blocked), encoder.encode(blocked), msg_id=f"{blocked.job_id}:blocked",
+                          headers=expect_last(names.job_timeline(blocked.job_id), 0), give_up_after=10.0)
 
 
 async def get_record(kv: KeyValue, flow_id: str) -> FlowRecord | None:

@@ -76,9 +76,8 @@ class Bands:
         """Open the bands' queues that exist (a band's queue is made when its first job is submitted:
         by the gateway, or here when a job of it is heard of first)."""
         self._durables[PRIORITY_MIN] = self._names.queue_durable(self.job_type)
-        for priority in PRIORITY_BANDS:
-            if await self._exists(priority):
-                await self._open(priority)
+        await self._look_at(list(PRIORITY_BANDS))  # (also finds a backlog waiting in one)
+        self._next_full_scan = time.monotonic() + FULL_SCAN_S
         # An ordered consumer, not a plain subscription: a delayed job's created event is stored by
         # the broker's message schedule, never published where a subscriber would hear it.
         self._hints = await self._js.subscribe(
@@ -95,13 +94,6 @@ class Bands:
             with contextlib.suppress(Exception):
                 await msg.nak()
         self._parked.clear()
-
-    async def _exists(self, priority: int) -> bool:
-        try:
-            await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, priority))
-        except NotFoundError:
-            return False
-        return True
 
     async def _open(self, priority: int) -> None:
         self._durables[priority] = await self._queues.open(self.job_type, priority)
@@ -203,6 +195,10 @@ class Bands:
         else:
             return
         self._next_recent_scan = now + RECENT_SCAN_S
+        await self._look_at(bands)
+
+    async def _look_at(self, bands: list[int]) -> None:
+        """Open the queues of these bands that exist, and mark live those holding work."""
         for band in bands:
             try:
                 info = await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, band))

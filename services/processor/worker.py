@@ -416,13 +416,18 @@ class Worker:
 
     async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:
         """A flow parent's children as they ended (each one's terminal event), by name."""
-        outcomes: dict[str, ChildOutcome] = {}
-        for ref in created.children:
+        async def end_of(child_id: str) -> JobEvent | None:
             try:
-                raw = await self._js.get_last_msg(self._names.jobs_stream, self._names.run_event(ref.id, ENDED),
+                raw = await self._js.get_last_msg(self._names.jobs_stream, self._names.run_event(child_id, ENDED),
                                                   direct=True)
-                end = job_event_decoder.decode(raw.data or b"")
+                return job_event_decoder.decode(raw.data or b"")
             except (NotFoundError, msgspec.DecodeError):
+                return None
+
+        ends = await asyncio.gather(*(end_of(ref.id) for ref in created.children))  # (read together)
+        outcomes: dict[str, ChildOutcome] = {}
+        for ref, end in zip(created.children, ends, strict=True):
+            if end is None:
                 outcomes[ref.name] = ChildOutcome(id=ref.id, name=ref.name, status="unknown")
                 continue
             status = kind_of(end)

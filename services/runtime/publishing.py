@@ -16,6 +16,8 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
+from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR
+
 log = logging.getLogger(__name__)
 
 # nats-py turns "no responders" (no stream leader during an election) into NoStreamResponseError.
@@ -85,3 +87,17 @@ async def publish_reliably(
             log.warning("publish to %s failed (%s); retrying in %.2fs", subject, type(exc).__name__, delay)
         await asyncio.sleep(delay * (0.5 + random.random()))  # backoff with jitter, not a poll
         delay = min(delay * 2, 2.0)
+
+
+async def publish_if_last(js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str,
+                          headers: dict[str, str], give_up_after: float = 60.0) -> bool:
+    """`publish_reliably` with expected-last-sequence headers (contract/publishing.expect_last):
+    False when the stream refused them — written before (by an earlier try, another replica) or
+    superseded — which the callers take as done."""
+    try:
+        await publish_reliably(js, subject, payload, msg_id=msg_id, headers=headers, give_up_after=give_up_after)
+    except APIError as exc:
+        if exc.err_code != WRONG_LAST_SEQUENCE_ERR:
+            raise
+        return False
+    return True
