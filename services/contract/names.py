@@ -67,15 +67,15 @@ class InvalidName(ValueError):
 
 
 def is_valid_job_id(job_id: str) -> bool:
-    return bool(_JOB_ID_RE.match(job_id))
+    return bool(_JOB_ID_RE.fullmatch(job_id))
 
 
 def is_valid_job_type(job_type: str) -> bool:
-    return bool(_JOB_TYPE_RE.match(job_type))
+    return bool(_JOB_TYPE_RE.fullmatch(job_type))
 
 
 def is_valid_schedule_name(name: str) -> bool:
-    return bool(_SCHEDULE_NAME_RE.match(name))
+    return bool(_SCHEDULE_NAME_RE.fullmatch(name))
 
 
 def _checked_schedule_name(name: str) -> str:
@@ -101,7 +101,7 @@ class Names:
     namespace: str = ""
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE_RE.match(self.namespace):
+        if not _NAMESPACE_RE.fullmatch(self.namespace):
             raise InvalidName(f"invalid namespace {self.namespace!r}")
 
     # --- prefixes -------------------------------------------------------------------------

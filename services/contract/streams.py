@@ -44,6 +44,7 @@ def jobs_stream_config(names: Names, retention: RetentionSettings) -> StreamConf
         duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
         allow_direct=True,
         allow_msg_schedules=True,  # delayed jobs: the broker publishes their created events on time
+        allow_atomic=True,  # batches and flows: all their jobs are stored, or none (runtime/atomic_publish.py)
     )
 
 

@@ -49,7 +49,7 @@ def leaves(root: str, value: Any) -> tuple[list[tuple[str, str]], bool]:
         nonlocal partial
         if isinstance(node, dict) and depth < INDEXED_DEPTH:
             for key, child in node.items():
-                if not isinstance(key, str) or not _SEGMENT.match(key):
+                if not isinstance(key, str) or not _SEGMENT.fullmatch(key):
                     partial = True
                     continue
                 walk(f"{prefix}.{key}", child, depth + 1)

@@ -90,7 +90,7 @@ def check_filter(f: JobFilter) -> None:
     for match in f.fields:
         path = match.path
         if not 2 <= len(path) <= MAX_FIELD_DEPTH + 1 or path[0] not in FIELD_ROOTS \
-                or not all(_SEGMENT.match(p) for p in path[1:]):
+                or not all(_SEGMENT.fullmatch(p) for p in path[1:]):
             raise BadQuery(f"invalid field {'.'.join(path)!r}: params.<name> or result.<name>, names of letters, "
                            f"digits, '_' and '-', at most {MAX_FIELD_DEPTH} deep")
     if f.error_contains is not None and not 0 < len(f.error_contains) <= 200:

@@ -251,7 +251,7 @@ class JobContext:
         """Store a result file; served at GET /api/jobs/<id>/artifacts/<name>."""
         if self._objects is None:
             raise RuntimeError("this processor has no object store")
-        if not ARTIFACT_NAME.match(name):
+        if not ARTIFACT_NAME.fullmatch(name):
             raise ValueError(f"invalid artifact name {name!r}")
         size, sha256 = await self._objects.store_artifact(f"{self.job_id}/{name}", Path(path))
         kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"

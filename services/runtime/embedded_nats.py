@@ -22,6 +22,16 @@ class NatsServerError(RuntimeError):
     pass
 
 
+# A batch of 10,000 jobs is one JetStream atomic batch (runtime/atomic_publish.py) of up to two
+# messages a job (a delayed job's schedule and its `scheduled` event); the server's default
+# ceiling is 1,000 messages. A cluster's nodes need the same (deploy/nats/auth.conf).
+SERVER_CONFIG = """# Written by Jobline's embedded start (runtime/embedded_nats.py); -js, -sd and ports come from flags.
+jetstream {
+  limits { batch { max_msgs: 20000 } }
+}
+"""
+
+
 def find_nats_server() -> str:
     """The binary next to the running interpreter first (make does not put .venv/bin on PATH)."""
     candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"]
@@ -80,6 +90,10 @@ def start_nats_server(
     ]
     if monitor_port is not None:
         args += ["-m", str(monitor_port)]
+    if not any(arg in ("-c", "--config") for arg in extra_args or []):
+        config = store_dir / "jobline-nats.conf"
+        config.write_text(SERVER_CONFIG)
+        args += ["-c", str(config)]
     args += extra_args or []
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     try:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .redaction import RedactCredentials
+
 T = TypeVar("T")
 
 
@@ -44,6 +46,8 @@ def configure_logging(service: str, level: str) -> None:
         stream=sys.stderr,
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactCredentials())
 
 
 def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

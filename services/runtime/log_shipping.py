@@ -12,6 +12,8 @@ from nats.aio.client import Client
 from jobline.contract.events import ServiceLogged, encoder
 from jobline.contract.names import Names
 
+from .redaction import RedactCredentials
+
 _QUEUE_LIMIT = 10_000
 _FORMATTER = logging.Formatter()  # for tracebacks (formatException is a Formatter's, not a Handler's)
 
@@ -58,6 +60,7 @@ async def ship_logs(nc: Client, names: Names, service: str, instance: str, level
     queue: asyncio.Queue[ServiceLogged] = asyncio.Queue(_QUEUE_LIMIT)
     handler = _QueueHandler(asyncio.get_running_loop(), queue, service, instance)
     handler.setLevel(level)
+    handler.addFilter(RedactCredentials())  # (the logsink serves these records: never a credential)
 
     async def pump() -> None:
         while True:

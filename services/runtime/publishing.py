@@ -36,7 +36,7 @@ class StreamAck(msgspec.Struct, frozen=True):
 # nats-py's own `js.publish` reads the ack with `json.loads` and a dataclass built by field
 # introspection, ~5 µs of the ~20 µs a publish costs; every job's created, started and end
 # events are acked publishes.
-_ack_decoder = msgspec.json.Decoder(StreamAck)
+ack_decoder = msgspec.json.Decoder(StreamAck)
 
 
 async def publish_acked(js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str],
@@ -48,7 +48,7 @@ async def publish_acked(js: JetStreamContext, subject: str, payload: bytes, head
         msg = await js._nc.request(subject, payload, timeout=timeout, headers=headers)
     except nats.errors.NoRespondersError:
         raise NoStreamResponseError from None
-    ack = _ack_decoder.decode(msg.data)
+    ack = ack_decoder.decode(msg.data)
     if ack.error is not None:
         APIError.from_error(ack.error)  # raises the subclass for the code (503: ServiceUnavailableError, …)
     return ack
