@@ -31,6 +31,7 @@ from .flow_routes import flow_handlers
 from .flow_runner import FlowRunner
 from .flows import open_bucket as open_flows
 from .forms import route_forms
+from .head import serve_head
 from .history import HistoryClient, HistoryUnavailable
 from .hub import Hub
 from .idempotency import open_bucket as open_idempotency
@@ -81,9 +82,22 @@ def allow_every_method(scope: Scope, headers: Iterable[tuple[bytes, bytes]]) -> 
     return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", ", ".join(methods).encode())]
 
 
-def response_middleware(metrics: GatewayMetrics) -> Any:
-    """Security headers on every response, and a count of responses by route and status: one wrapper
-    around `send`, since every frame of a live stream passes through it."""
+def with_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`Vary: Origin` added (or merged into the Vary there is): with CORS origins, what a response
+    carries depends on the request's Origin, so no cache may hand one origin's answer to another."""
+    headers = list(headers)
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            if b"origin" not in value.lower():
+                headers[index] = (key, value + b", Origin")
+            return headers
+    return [*headers, (b"vary", b"Origin")]
+
+
+def response_middleware(metrics: GatewayMetrics, cors: bool = False) -> Any:
+    """Security headers on every response (and `Vary: Origin` with CORS origins), and a count of
+    responses by route and status: one wrapper around `send`, since every frame of a live stream
+    passes through it."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,6 +111,8 @@ def response_middleware(metrics: GatewayMetrics) -> Any:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                    if cors:
+                        message["headers"] = with_vary_origin(message["headers"])
                     if scope["method"] == "OPTIONS":
                         message["headers"] = allow_every_method(scope, message["headers"])
                 await send(message)
@@ -202,15 +218,16 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=handlers,
         lifespan=[nats_lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[response_middleware(metrics),
+        middleware=[response_middleware(metrics, cors=bool(settings.cors_origins)),
                     request_guard(allowed_hosts(settings.host, settings.allowed_hosts), settings.cors_origins),
                     auth_middleware(auth)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
                                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-                               expose_headers=["Location", "ETag"]) if settings.cors_origins else None,
+                               expose_headers=["Location", "ETag", "Retry-After", "Content-Range",
+                                               "Idempotent-Replayed"]) if settings.cors_origins else None,
         # JSON only (the HTML viewers load their scripts from CDNs), completed by openapi.describe.
         openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema", render_plugins=[DescribedJson()]),
         logging_config=None,  # the process configures logging (runtime.lifecycle)
     )
-    app.asgi_handler = route_forms(app.asgi_handler)
+    app.asgi_handler = serve_head(route_forms(app.asgi_handler))
     return app

@@ -19,16 +19,18 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
-from .problems import send_problem
+from .problems import Problem, send_problem
 
 SESSION_COOKIE = "jobline_session"
 FORM_PATH = "/api/jobs/form"  # where a multipart POST /api/jobs is routed (forms.py)
@@ -122,18 +124,24 @@ class Auth:
         if not self._open[client]:
             del self._open[client]
 
-    def allow_submit(self, client: str) -> float:
-        """0 when allowed, else the seconds to wait (token bucket)."""
+    @property
+    def submit_burst(self) -> int:
+        """The most jobs one client may create at once (a request of more is never allowed)."""
+        return int(max(self.submit_rate * 10, 1.0))
+
+    def allow_submit(self, client: str, jobs: int = 1) -> float:
+        """0 when the client may create `jobs` jobs now, else the seconds to wait (a token bucket
+        counting jobs, not requests: a batch of 2,000 takes 2,000 tokens)."""
         if self.submit_rate <= 0:
             return 0.0
-        capacity = max(self.submit_rate * 10, 1.0)
+        capacity = float(self.submit_burst)
         now = time.monotonic()
         tokens, last = self._buckets.get(client, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * self.submit_rate)
-        if tokens < 1:
+        if tokens < jobs:
             self._buckets[client] = (tokens, now)
-            return (1 - tokens) / self.submit_rate
-        self._buckets[client] = (tokens - 1, now)
+            return (jobs - tokens) / self.submit_rate
+        self._buckets[client] = (tokens - jobs, now)
         return 0.0
 
 
@@ -145,11 +153,34 @@ def client_of(scope: Scope) -> str:
     return f"ip:{client[0]}" if client else "ip:unknown"
 
 
+FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "off"})  # what Litestar reads as a false bool
+
+
 def _is_stream(scope: Scope, path: str) -> bool:
-    if path == "/api/events" or path.endswith("/events") or path == "/api/logs/stream" or \
-            b"follow=1" in scope.get("query_string", b""):
+    if path == "/api/events" or path.endswith("/events") or path == "/api/logs/stream":
+        return True
+    # `follow` as the route reads it (`follow=true`, `%66ollow=1`): anything but a false word may
+    # open a stream, so it is counted (a value the route refuses costs a count for a moment only).
+    follow = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get("follow")
+    if follow and any(value.strip().lower() not in FALSE_WORDS for value in follow):
         return True
     return any(k.lower() == b"accept" and b"text/event-stream" in v for k, v in scope.get("headers", []))
+
+
+def take_submit_tokens(request: Request[Any, Any, Any], jobs: int) -> None:
+    """Count the jobs a request creates against its client's submit rate (a batch or flow: the
+    middleware counts one job per request to /api/jobs before any body is read)."""
+    auth: Auth = request.app.state.auth
+    wait = auth.allow_submit(client_of(request.scope), jobs)
+    if not wait:
+        return
+    burst = auth.submit_burst
+    if jobs > burst:
+        raise Problem(429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s in bursts of at "
+                      f"most {burst} jobs (JOBLINE_SUBMIT_RATE); this request creates {jobs}: split it",
+                      errors=[{"key": "jobs", "source": "body", "message": f"at most {burst} jobs at once"}])
+    raise Problem(429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s; this request creates "
+                  f"{jobs} jobs", headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def auth_middleware(auth: Auth) -> Any:
@@ -164,8 +195,9 @@ def auth_middleware(auth: Auth) -> Any:
             protected = path.startswith("/api/") and path != "/api/session" or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
                 identity, how = auth.identify(scope)
-                if identity is None and scope["type"] == ScopeType.WEBSOCKET:
-                    refused: WebSocketCloseEvent = {"type": "websocket.close", "code": 4401, "reason": "unauthorized"}
+                if scope["type"] == ScopeType.WEBSOCKET and (identity is None or how == "form"):
+                    code, reason = (4401, "unauthorized") if identity is None else (4403, "a form token only submits a form")
+                    refused: WebSocketCloseEvent = {"type": "websocket.close", "code": code, "reason": reason}
                     await send(refused)  # before accept: refused
                     return
                 if identity is None:
@@ -180,6 +212,7 @@ def auth_middleware(auth: Auth) -> Any:
                     return
                 state["identity"] = identity
             client = client_of(scope)
+            state["client"] = client  # (what the WebSocket's subscriptions are counted against)
             if scope["type"] == ScopeType.WEBSOCKET:
                 await app(scope, receive, send)
                 return

@@ -10,13 +10,15 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from nats.js.kv import KeyValue
 
+from jobline.runtime.concurrency import bounded
+
 from . import batches
+from .auth import take_submit_tokens
 from .batch_stream import batch_events
 from .core import Core, cancel
 from .event_stream import EventStream
+from .limits import MAX_BATCH_BYTES
 from .problems import Problem
-
-MAX_BATCH_BYTES = 32 << 20  # 10,000 jobs of up to ~3 KB each
 
 
 def _batches(request: Request[Any, Any, Any]) -> tuple[Core, KeyValue]:
@@ -38,6 +40,7 @@ async def submit_batch(request: Request[Any, Any, Any], data: JSONBody[batches.B
                        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
                        ) -> Response[batches.BatchAccepted]:
     core, kv = _batches(request)
+    take_submit_tokens(request, len(data.jobs))
     record, fresh = await batches.create(core, kv, data, idempotency_key)
     headers = {"Location": f"/api/batches/{record.id}"}
     if not fresh:
@@ -72,7 +75,7 @@ async def cancel_batch(request: Request[Any, Any, Any], batch_id: FromPath[str])
                 return "ended"
             raise
 
-    outcomes = await batches.bounded([partial(one, j) for j in open_jobs], 64)
+    outcomes = await bounded([partial(one, j) for j in open_jobs], 64)
     return {status: outcomes.count(status) for status in ("cancelled", "cancelling", "ended")}
 
 

@@ -27,6 +27,7 @@ from .core import Core
 from .hub import END
 
 PROGRESS_EVERY_S = 0.5
+SUMMARISED = frozenset({*TERMINAL_KINDS, "progressed", "started", "retrying", "created"})  # what moves a count
 
 
 class _Event(msgspec.Struct):
@@ -54,7 +55,7 @@ def _move(counts: dict[str, int], status_of: dict[str, str], job_id: str, status
 async def batch_events(core: Core, kv: KeyValue, batch_id: str) -> AsyncGenerator[bytes, None]:
     record = await require(kv, batch_id)
     settings = core.settings
-    listener = core.hub.listen(frozenset(record.jobs), logs=False)
+    listener = core.hub.listen_to_many(frozenset(record.jobs), SUMMARISED)
     seq = core.read_model.last_seq  # (no await since listening: nothing falls between the two)
     try:
         state = summarise(record, await job_states(core, record))

@@ -1,22 +1,20 @@
 """Batches: many jobs submitted in one request, followed as one.
 
 A batch is a record in the `batches` KV bucket (its id, when, its job ids) and a `batch` field on
-each of its jobs' created events. Creation is all or nothing at validation: every spec is checked
-(type, limits, webhook, times) before anything is stored, and a bad one is named by its index.
-Then the record is written and the jobs are published together (acked publishes in flight at
-once, not one round trip after another). A job's id is `<batch id>-<index>` unless its spec has an
-`idempotency_key` that already names a job; it is stored only if that job has no event yet, so a
-retried batch (the same `Idempotency-Key`) never makes a job twice, whenever it is retried.
+each of its jobs' created events. Creation is all or nothing: every spec is checked (type, size,
+params, limits, webhook, times) before anything is stored, and a bad one is named by its index;
+then the jobs are stored in one atomic write (new_jobs.py) and the record after them. A job's id
+is `<batch id>-<index>` unless its spec has an `idempotency_key` that already names a job; it is
+stored only if that job has no event yet, so a retried batch (the same `Idempotency-Key`) never
+makes a job twice, whenever it is retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
@@ -29,21 +27,24 @@ from jobline.contract.job_state import JobState
 from jobline.contract.names import Names, is_valid_job_id
 from jobline.contract.vocabulary import JobStatus
 from jobline.runtime.buckets import bucket_keys, key_value
+from jobline.runtime.concurrency import bounded
 
-from .core import Core, JobSubmission, created_event, new_job_id, publish_job, validate
+from . import new_jobs
+from .core import Core, JobSubmission, check_idempotency_key, created_event, new_job_id, validate
 from .history import HistoryUnavailable
-from .idempotency import MAX_KEY_LENGTH, claim
+from .idempotency import claim, fingerprint, release
+from .limits import MAX_BATCH_JOBS
 from .problems import Problem
-
-MAX_JOBS = 10_000
-IN_FLIGHT = 256  # acked publishes (and lookups) at once
-T = TypeVar("T")
 
 
 class BatchJob(JobSubmission, forbid_unknown_fields=True):
     """A job of a batch: what `POST /api/jobs` takes, and its own optional Idempotency-Key."""
 
     idempotency_key: str | None = None
+
+    def job(self) -> JobSubmission:
+        """The job alone, as POST /api/jobs would take it (what its idempotency_key stands for)."""
+        return JobSubmission(**{name: getattr(self, name) for name in JobSubmission.__struct_fields__})
 
 
 class BatchSubmission(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,20 +108,10 @@ async def open_bucket(js: JetStreamContext, names: Names, replicas: int) -> KeyV
     return await key_value(js, batches_bucket_config(names, replicas))
 
 
-async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = IN_FLIGHT) -> list[T]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await call()
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
-
-
 def check_size(submission: BatchSubmission) -> None:
-    if not 1 <= len(submission.jobs) <= MAX_JOBS:
-        raise Problem(422, "Invalid batch", f"a batch has 1 to {MAX_JOBS} jobs, not {len(submission.jobs)}",
-                      errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_JOBS} jobs"}])
+    if not 1 <= len(submission.jobs) <= MAX_BATCH_JOBS:
+        raise Problem(422, "Invalid batch", f"a batch has 1 to {MAX_BATCH_JOBS} jobs, not {len(submission.jobs)}",
+                      errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_BATCH_JOBS} jobs"}])
 
 
 async def _validated(core: Core, submission: BatchSubmission) -> list[float | None]:
@@ -130,66 +121,72 @@ async def _validated(core: Core, submission: BatchSubmission) -> list[float | No
         try:
             run_times.append(await validate(core, spec, spec.idempotency_key))
         except Problem as problem:
-            errors = [{**e, "key": f"jobs[{index}].{e.get('key', '')}"} for e in problem.extensions.get("errors", [])]
-            raise Problem(problem.status_code, problem.title, f"job {index}: {problem.detail}",
-                          **{**problem.extensions, "errors": errors or [{"key": f"jobs[{index}]", "source": "body"}],
-                             "index": index}) from None
+            raise problem.within(f"jobs[{index}]", index=index) from None
     return run_times
+
+
+def _check_keys(submission: BatchSubmission) -> None:
+    """No two jobs of one batch may carry the same idempotency_key (they would be one job)."""
+    first: dict[str, int] = {}
+    for index, spec in enumerate(submission.jobs):
+        if spec.idempotency_key is None:
+            continue
+        if spec.idempotency_key in first:
+            detail = f"job {index}: its idempotency_key is also job {first[spec.idempotency_key]}'s (one key, one job)"
+            raise Problem(422, "Invalid batch", detail, index=index, errors=[
+                {"key": f"jobs[{index}].idempotency_key", "source": "body", "message": "used twice in the batch"}])
+        first[spec.idempotency_key] = index
 
 
 async def create(core: Core, kv: KeyValue, submission: BatchSubmission,
                  idempotency_key: str | None) -> tuple[BatchRecord, bool]:
-    """Validate every job, then store the batch and its jobs; returns the record and whether it is
-    new (False: an earlier request with the same Idempotency-Key made it)."""
+    """Validate every job, then store the batch's jobs — all in one atomic write, each only if it
+    does not exist yet — and then its record; returns the record and whether it is new (False: an
+    earlier request with the same Idempotency-Key made it).
+
+    The record is written after the jobs: a request that fails stores neither, and a gateway dying
+    between the two leaves jobs whose batch is not listed until the request is repeated with its
+    Idempotency-Key (which finds the jobs and writes the record)."""
     check_size(submission)
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
-                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+    check_idempotency_key(idempotency_key)
+    _check_keys(submission)
     run_times = await _validated(core, submission)
     batch_id = new_job_id()
+    fresh = True
     if idempotency_key is not None:
-        claimed = await claim(core.idempotency, f"batch:{idempotency_key}", batch_id)
+        claimed = await claim(core.idempotency, f"batch:{idempotency_key}", batch_id, fingerprint(submission))
         if claimed != batch_id:
-            existing = await _wait_for_record(kv, claimed)
+            existing = await get_record(kv, claimed)
             if existing is not None:
                 return existing, False
-            batch_id = claimed  # the first request died before storing its record: finish its work
+            batch_id, fresh = claimed, False  # the first request has not finished (or died): finish its work
     now = time.time()
-    keyed = [(i, spec.idempotency_key) for i, spec in enumerate(submission.jobs) if spec.idempotency_key]
     job_ids = [f"{batch_id}-{i}" for i in range(len(submission.jobs))]
-    owned = set(range(len(job_ids)))  # jobs this batch creates (not ones an idempotency key already names)
-    claims = await bounded([partial(claim, core.idempotency, key, job_ids[i]) for i, key in keyed])
+    keyed = [(i, spec.idempotency_key) for i, spec in enumerate(submission.jobs) if spec.idempotency_key]
+    claims = await bounded([partial(claim, core.idempotency, key, job_ids[i], fingerprint(submission.jobs[i].job()))
+                            for i, key in keyed])
+    ours = [(i, key) for (i, key), claimed_id in zip(keyed, claims, strict=True) if claimed_id == job_ids[i]]
     for (index, _), claimed_id in zip(keyed, claims, strict=True):
-        if claimed_id != job_ids[index]:
-            job_ids[index] = claimed_id
-            owned.discard(index)
+        job_ids[index] = claimed_id  # (a job an earlier request made under that key is this batch's too)
+    jobs = []
+    for index, (spec, run_at) in enumerate(zip(submission.jobs, run_times, strict=True)):
+        info = core.catalogue.types[spec.type]
+        event = created_event(spec, job_ids[index], run_at or now, list(info.steps), batch=batch_id)
+        jobs.append(new_jobs.created(core, event, run_at, now))
+    try:
+        await new_jobs.store_all(core, jobs)  # (a job another request made under its key exists: left out)
+    except BaseException:
+        # Nothing of this request was stored: its keys are free again.
+        await bounded([partial(release, core.idempotency, key, job_ids[i]) for i, key in ours])
+        if fresh and idempotency_key is not None:
+            await release(core.idempotency, f"batch:{idempotency_key}", batch_id)
+        raise
     record = BatchRecord(id=batch_id, created_at=now, jobs=job_ids)
     try:
         await kv.create(batch_id, encoder.encode(record))
     except KeyWrongLastSequenceError:
-        pass  # (a retry of a batch whose first request stored its record and then died)
-
-    def publisher(index: int) -> Callable[[], Awaitable[object]]:
-        spec, run_at = submission.jobs[index], run_times[index]
-        info = core.catalogue.types[spec.type]
-        event = created_event(spec, job_ids[index], run_at or now, list(info.steps), batch=batch_id)
-        return lambda: publish_job(core, event, run_at, now, only_if_new=True)
-
-    await bounded([publisher(i) for i in sorted(owned)])
-    return record, True
-
-
-async def _wait_for_record(kv: KeyValue, batch_id: str, timeout: float = 10.0) -> BatchRecord | None:
-    """The record of a batch another request is creating right now (bounded)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    delay = 0.02
-    while True:
-        record = await get_record(kv, batch_id)
-        if record is not None or loop.time() >= give_up:
-            return record
-        await asyncio.sleep(delay)  # backoff: the other request stores it within milliseconds
-        delay = min(delay * 2, 0.5)
+        pass  # (another try of the same request wrote it)
+    return record, fresh
 
 
 async def get_record(kv: KeyValue, batch_id: str) -> BatchRecord | None:

@@ -40,7 +40,8 @@ from .delays import run_time, schedule_headers, scheduled_event, unschedule
 from .event_stream import StreamWatchdog
 from .history import HistoryClient, HistoryRefused, HistoryUnavailable
 from .hub import Hub, Listener
-from .idempotency import MAX_KEY_LENGTH, claim
+from .idempotency import claim, fingerprint
+from .limits import MAX_CONCURRENCY_KEY, MAX_IDEMPOTENCY_KEY, MAX_JOB_BYTES, MAX_WEBHOOK_URL
 from .metrics import GatewayMetrics
 from .objects import ObjectStores
 from .problems import Problem
@@ -54,7 +55,6 @@ from .webhook_targets import WebhookTargetRefused, check_target
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _CROCKFORD_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]  # 10 bits → 2 characters
 _log_page_decoder = msgspec.json.Decoder(LogPage)
-MAX_CONCURRENCY_KEY = 256
 
 
 @dataclass
@@ -110,6 +110,12 @@ def new_job_id() -> str:
     return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
+def check_idempotency_key(key: str | None) -> None:
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+
+
 def check_job_id(job_id: str) -> None:
     if not is_valid_job_id(job_id):
         raise Problem(400, "Invalid job id", f"{job_id!r} is not a job id (letters, digits, '-' and '_', at most 64)",
@@ -124,6 +130,17 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
         raise Problem(422, "Unknown job type", f"job type {submission.type!r} is not served by any processor (known: {known})",
                       errors=[{"key": "type", "source": "body", "message": "unknown job type"}])
     _check_limits(core, submission)
+    size = len(encoder.encode(submission))
+    if size > MAX_JOB_BYTES:
+        raise Problem(413, "Job too large", f"the job is {size} bytes as JSON; a job is at most {MAX_JOB_BYTES} "
+                      "(big inputs are uploads: POST /api/uploads)",
+                      errors=[{"key": "params", "source": "body", "message": f"at most {MAX_JOB_BYTES} bytes"}])
+    mismatches = core.catalogue.params_errors(submission.type, submission.params)
+    if mismatches:
+        raise Problem(422, "Invalid params", f"the params do not fit the type's schema: {mismatches[0][1]}"
+                      + (f" (at params.{mismatches[0][0]})" if mismatches[0][0] else ""),
+                      errors=[{"key": f"params.{where}" if where else "params", "source": "body", "message": what}
+                              for where, what in mismatches])
     key = submission.concurrency_key
     if key is not None and not 0 < len(key) <= MAX_CONCURRENCY_KEY:
         raise Problem(422, "Invalid concurrency key", f"concurrency_key must have 1 to {MAX_CONCURRENCY_KEY} characters",
@@ -133,9 +150,7 @@ async def validate(core: Core, submission: JobSubmission, idempotency_key: str |
                       errors=[{"key": "priority", "source": "body", "message": "out of range"}])
     if submission.webhook_url is not None:
         await _check_webhook(core, submission.webhook_url)
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
-                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+    check_idempotency_key(idempotency_key)
     return run_time(submission.run_at, submission.delay_s, core.settings.effective_max_delay_s)
 
 
@@ -148,18 +163,19 @@ def created_event(submission: JobSubmission, job_id: str, ts: float, steps: list
                       priority=submission.priority)
 
 
-async def submit(core: Core, submission: JobSubmission,
-                 idempotency_key: str | None = None) -> tuple[JobCreated | JobScheduled, bool]:
+async def submit(core: Core, submission: JobSubmission, idempotency_key: str | None = None,
+                 request_fingerprint: str | None = None) -> tuple[JobCreated | JobScheduled, bool]:
     """Publish the job's created event (or, for a delayed job, its schedule and its scheduled
     event); returns it and whether it is new (False: an earlier request with the same
-    Idempotency-Key created it)."""
+    Idempotency-Key created it; a key an earlier request used for something else is KeyReused).
+    `request_fingerprint`: what the request asked for, when that is not the submission itself."""
     run_at = await validate(core, submission, idempotency_key)
     submitted_at = time.time()
     info = core.catalogue.types[submission.type]
     job_id = new_job_id()
     fresh = True
     if idempotency_key is not None:
-        claimed = await claim(core.idempotency, idempotency_key, job_id)
+        claimed = await claim(core.idempotency, idempotency_key, job_id, request_fingerprint or fingerprint(submission))
         fresh = claimed == job_id
         job_id = claimed
     event = created_event(submission, job_id, run_at or submitted_at, list(info.steps))
@@ -244,7 +260,7 @@ async def _check_webhook(core: Core, url: str) -> None:
     if not core.settings.webhook_secrets:
         raise Problem(422, "Webhooks are off", "this gateway has no JOBLINE_WEBHOOK_SECRETS to sign webhooks with",
                       errors=[{"key": "webhook_url", "source": "body", "message": "webhooks are not configured"}])
-    if len(url) > 2048:
+    if len(url) > MAX_WEBHOOK_URL:
         raise Problem(422, "Webhook refused", "the URL is too long", errors=[{"key": "webhook_url", "source": "body"}])
     try:
         await check_target(url, core.settings.webhook_allow)

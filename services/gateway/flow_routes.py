@@ -10,10 +10,10 @@ from litestar.params import FromPath, HeaderParameter
 from nats.js.kv import KeyValue
 
 from . import flows
+from .auth import take_submit_tokens
 from .core import Core
+from .limits import MAX_FLOW_BYTES
 from .problems import Problem
-
-MAX_FLOW_BYTES = 8 << 20
 
 
 def _flows(request: Request[Any, Any, Any]) -> tuple[Core, KeyValue]:
@@ -37,7 +37,9 @@ async def submit_flow(request: Request[Any, Any, Any],
                       idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
                       ) -> Response[flows.FlowAccepted]:
     core, kv = _flows(request)
-    record, planned, fresh = await flows.create(core, kv, await request.body(), idempotency_key)
+    submission = flows.decode(await request.body())
+    take_submit_tokens(request, flows.job_count(submission))
+    record, planned, fresh = await flows.create(core, kv, submission, idempotency_key)
     headers = {"Location": f"/api/flows/{record.root}"}
     if not fresh:
         headers["Idempotent-Replayed"] = "true"

@@ -49,12 +49,12 @@ from jobline.runtime.flow_signals import signal_flow
 from jobline.runtime.publishing import publish_if_last
 
 from .core import Core, JobSubmission, created_event, publish_job, validate
-from .flows import store_only_if_new
 from .problems import Problem
 
 log = logging.getLogger(__name__)
 ACK_WAIT_S = 10.0
-_submission_decoder = msgspec.json.Decoder(JobSubmission)
+# Not strict, as Litestar reads POST /api/jobs: `"priority": 4.0` is taken alike wherever a job is given.
+_submission_decoder = msgspec.json.Decoder(JobSubmission, strict=False)
 
 
 class FlowRunner:
@@ -146,7 +146,11 @@ class FlowRunner:
     async def _refuse_child(self, request: SpawnRequest, child: SpawnedChild, detail: str, now: float) -> None:
         job = JobCreated(ts=now, job_id=child.id, type=str(child.job.get("type", "?")), flow=request.flow,
                          parent=request.parent, name=child.name)
-        await store_only_if_new(self._core, JobBlocked(ts=now, job_id=child.id, blocked_on=[], job=job))
+        blocked = JobBlocked(ts=now, job_id=child.id, blocked_on=[], job=job)
+        # (refused when the job has events already: this request was handled before)
+        await publish_if_last(self._core.js, subject_of(self._names, blocked), encoder.encode(blocked),
+                              msg_id=f"{child.id}:blocked", headers=expect_last(self._names.job_timeline(child.id), 0),
+                              give_up_after=10.0)
         await self._fail_unrun(request.flow, child.id, detail=f"not created: {detail}",
                                reason=FailureReason.INVALID_PARAMS)
 

@@ -10,7 +10,7 @@ descendants `<root>-<n>` in depth-first order, each stored only if new, so a ret
 
 from __future__ import annotations
 
-import re
+import contextlib
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,18 +23,26 @@ from nats.js.kv import KeyValue
 from jobline.contract.events import ChildRef, JobBlocked, JobCreated, encoder
 from jobline.contract.flows import MAX_FLOW_JOBS, ChildFailurePolicy, FlowNode, FlowRecord, flows_bucket_config, record_decoder
 from jobline.contract.job_state import JobState
-from jobline.contract.names import Names
-from jobline.contract.publishing import expect_last, subject_of
+from jobline.contract.names import Names, is_valid_job_id
 from jobline.contract.vocabulary import TERMINAL_STATUSES
 from jobline.runtime.buckets import key_value
-from jobline.runtime.publishing import publish_if_last
+from jobline.runtime.concurrency import bounded
 
-from .batches import bounded
-from .core import Core, JobSubmission, cancel, check_job_id, created_event, lookup_job, new_job_id, publish_job, validate
-from .idempotency import MAX_KEY_LENGTH, claim
+from . import new_jobs
+from .core import (
+    Core,
+    JobSubmission,
+    cancel,
+    check_idempotency_key,
+    check_job_id,
+    created_event,
+    lookup_job,
+    new_job_id,
+    validate,
+)
+from .idempotency import claim, fingerprint, release
+from .limits import MAX_FLOW_DEPTH
 from .problems import Problem
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class FlowChild(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,7 +88,9 @@ class FlowTreeNode(msgspec.Struct, kw_only=True):
     children: list[FlowTreeNode]
 
 
-_submission_decoder = msgspec.json.Decoder(FlowSubmission)
+# Not strict, as Litestar converts the body of POST /api/jobs and /api/batches: `max_attempts: 23.0`
+# (an integer in JSON Schema's sense) is taken alike on every route.
+_submission_decoder = msgspec.json.Decoder(FlowSubmission, strict=False)
 
 
 def links(flow_id: str) -> dict[str, str]:
@@ -129,14 +139,16 @@ def plan(root_id: str, submission: FlowSubmission) -> list[_Planned]:
                     on_child_failure=submission.on_child_failure)
     planned.append(root)
 
-    def expand(parent: _Planned, children: list[FlowChild], path: str) -> None:
+    def expand(parent: _Planned, children: list[FlowChild], path: str, depth: int) -> None:
         if not children and parent.parent is None:
             raise _refused("children", "a flow has at least one child")
+        if children and depth > MAX_FLOW_DEPTH:
+            raise _refused(path, f"{path}: a flow is at most {MAX_FLOW_DEPTH} levels deep below its root")
         mine: list[_Planned] = []
         for index, child in enumerate(children):
             where = f"{path}[{index}]"
             name = child.name if child.name is not None else str(index)
-            if not NAME_RE.match(name):
+            if not is_valid_job_id(name):
                 raise _refused(f"{where}.name", f"{where}: a name has 1 to 64 letters, digits, '-' or '_'")
             if any(m.name == name for m in mine):
                 raise _refused(f"{where}.name", f"{where}: two children named {name!r}")
@@ -148,7 +160,7 @@ def plan(root_id: str, submission: FlowSubmission) -> list[_Planned]:
                             parent=parent.id, weight=child.weight, on_child_failure=child.on_child_failure)
             planned.append(node)
             mine.append(node)
-            expand(node, child.children, f"{where}.children")
+            expand(node, child.children, f"{where}.children", depth + 1)
         by_name = {m.name: m for m in mine}
         for index, child in enumerate(children):
             where = f"{path}[{index}].depends_on"
@@ -161,7 +173,7 @@ def plan(root_id: str, submission: FlowSubmission) -> list[_Planned]:
         _check_no_cycle(mine, path)
         parent.children = [ChildRef(id=m.id, name=m.name or "", weight=m.weight) for m in mine]
 
-    expand(root, submission.children, "children")
+    expand(root, submission.children, "children", 1)
     return planned
 
 
@@ -176,11 +188,25 @@ def _check_no_cycle(siblings: list[_Planned], path: str) -> None:
         done.update(ready)
 
 
-async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | None) -> tuple[FlowRecord, list[_Planned], bool]:
-    submission = decode(body)
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-        raise Problem(400, "Invalid Idempotency-Key", f"the key must have 1 to {MAX_KEY_LENGTH} characters",
-                      errors=[{"key": "Idempotency-Key", "source": "header", "message": "bad length"}])
+def job_count(submission: FlowSubmission) -> int:
+    """How many jobs the flow makes (for the submit rate, before anything is checked)."""
+    count, waiting = 1, list(submission.children)
+    while waiting:
+        count += 1
+        waiting.extend(waiting.pop().children)
+    return count
+
+
+async def create(core: Core, kv: KeyValue, submission: FlowSubmission,
+                 idempotency_key: str | None) -> tuple[FlowRecord, list[_Planned], bool]:
+    """Validate the whole flow, then store its record and its jobs — the jobs in one atomic write,
+    each only if it does not exist yet; returns the record, its jobs and whether it is new (False:
+    an earlier request with the same Idempotency-Key made it).
+
+    The record goes first (a child that ends at once must find it); if the jobs cannot be stored it
+    is deleted again, and a record whose jobs never came (its gateway died in between) is no flow:
+    its root does not exist, so `GET /api/flows/{id}` answers 404 (tree())."""
+    check_idempotency_key(idempotency_key)
     root_id = new_job_id()
     planned = plan(root_id, submission)
     for job in planned:
@@ -189,16 +215,12 @@ async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | N
         try:
             await validate(core, job.submission)
         except Problem as problem:
-            errors = [{**e, "key": f"{job.path}.{e.get('key', '')}"} for e in problem.extensions.get("errors", [])]
-            raise Problem(problem.status_code, problem.title, f"{job.path}: {problem.detail}",
-                          **{**problem.extensions, "errors": errors or [{"key": job.path, "source": "body"}]}) from None
+            raise problem.within(job.path) from None
+    fresh = True
     if idempotency_key is not None:
-        claimed = await claim(core.idempotency, f"flow:{idempotency_key}", root_id)
+        claimed = await claim(core.idempotency, f"flow:{idempotency_key}", root_id, fingerprint(submission))
         if claimed != root_id:
-            existing = await get_record(kv, claimed)
-            if existing is not None:
-                return existing, plan(claimed, submission), False
-            root_id = claimed  # the first request died before storing its record: finish its work
+            root_id, fresh = claimed, False  # the same flow: its jobs exist, or are made here if its first try died
             planned = plan(root_id, submission)
     now = time.time()
     record = FlowRecord(root=root_id, created_at=now, nodes={
@@ -207,7 +229,8 @@ async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | N
     try:
         await kv.create(root_id, encoder.encode(record))
     except KeyWrongLastSequenceError:
-        pass  # (a retry of a flow whose first request stored its record and then died)
+        stored = await get_record(kv, root_id)  # (a retry: the record of the first try holds what happened since)
+        record = stored if stored is not None else record
 
     def created(job: _Planned) -> JobCreated:
         info = core.catalogue.types[job.submission.type]
@@ -215,25 +238,18 @@ async def create(core: Core, kv: KeyValue, body: bytes, idempotency_key: str | N
         return msgspec.structs.replace(event, flow=root_id, parent=job.parent, name=job.name, children=job.children,
                                        on_child_failure=job.on_child_failure)
 
-    async def store(job: _Planned) -> None:
-        event = created(job)
-        if not job.blocked_on:
-            await publish_job(core, event, None, now, only_if_new=True)
-            return
-        blocked = JobBlocked(ts=now, job_id=job.id, blocked_on=job.blocked_on, job=event)
-        await store_only_if_new(core, blocked)
-
-    # Blocked jobs first: a child that ends at once finds its parent's record and state waiting.
-    await bounded([partial(store, job) for job in planned if job.blocked_on])
-    await bounded([partial(store, job) for job in planned if not job.blocked_on])
-    return record, planned, True
-
-
-async def store_only_if_new(core: Core, blocked: JobBlocked) -> None:
-    names = core.settings.names
-    # (refused when the job has events already: a retry of this flow stored it before)
-    await publish_if_last(core.js, subject_of(names, blocked), encoder.encode(blocked), msg_id=f"{blocked.job_id}:blocked",
-                          headers=expect_last(names.job_timeline(blocked.job_id), 0), give_up_after=10.0)
+    jobs = [new_jobs.blocked(core, JobBlocked(ts=now, job_id=job.id, blocked_on=job.blocked_on, job=created(job)))
+            if job.blocked_on else new_jobs.created(core, created(job), None, now) for job in planned]
+    try:
+        await new_jobs.store_all(core, jobs)
+    except BaseException:
+        if fresh:  # nothing of this flow was stored: neither its record nor its key remain
+            with contextlib.suppress(Exception):
+                await kv.delete(root_id)
+            if idempotency_key is not None:
+                await release(core.idempotency, f"flow:{idempotency_key}", root_id)
+        raise
+    return record, planned, fresh
 
 
 async def get_record(kv: KeyValue, flow_id: str) -> FlowRecord | None:
@@ -252,6 +268,8 @@ async def tree(core: Core, kv: KeyValue, flow_id: str) -> FlowTreeNode:
         raise Problem(404, "Flow not found", f"there is no flow {flow_id!r}")
     ids = list(record.nodes)
     states = dict(zip(ids, await bounded([partial(lookup_job, core, j) for j in ids], 32), strict=True))
+    if states.get(flow_id) is None:  # a record whose jobs were never stored (create()): no flow
+        raise Problem(404, "Flow not found", f"there is no flow {flow_id!r}")
 
     def node(job_id: str, weight: float) -> FlowTreeNode:
         state: JobState | None = states.get(job_id)
@@ -271,6 +289,6 @@ async def tree(core: Core, kv: KeyValue, flow_id: str) -> FlowTreeNode:
 
 async def cancel_flow(core: Core, kv: KeyValue, flow_id: str) -> str:
     """Cancel the flow: its root, which takes every unfinished job below it along."""
-    if await get_record(kv, flow_id) is None:
+    if await get_record(kv, flow_id) is None or await lookup_job(core, flow_id) is None:
         raise Problem(404, "Flow not found", f"there is no flow {flow_id!r}")
     return await cancel(core, flow_id, reason=f"flow {flow_id} cancelled")

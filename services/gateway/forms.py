@@ -14,6 +14,7 @@ JSON path keeps its own typed handler untouched.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -33,11 +34,10 @@ from jobline.contract.events import JobTypeInfo
 
 from .auth import FORM_PATH
 from .core import JobSubmission
+from .limits import MAX_FORM_FIELD_BYTES, MAX_FORM_PARTS
 from .objects import SpooledUpload, within
 from .problems import ROUTED_FROM, Problem
 
-MAX_FIELD_BYTES = 256 * 1024  # all text fields together (the JSON path's body limit)
-MAX_PARTS = 64
 # Fields that are not params: what the JSON body has besides `params`, and the form's own controls.
 OPTIONS = {"timeout_s": float, "queue_timeout_s": float, "max_attempts": int, "webhook_url": str, "run_at": str,
            "delay_s": float, "concurrency_key": str, "priority": int}
@@ -101,7 +101,7 @@ async def read_form(body: AsyncIterator[bytes], content_type: str, *, file_limit
     spooled: SpooledUpload | None = None
     name = ""
     try:
-        with PushMultipartParser(boundary, max_segment_count=MAX_PARTS, max_header_count=16) as parser:
+        with PushMultipartParser(boundary, max_segment_count=MAX_FORM_PARTS, max_header_count=16) as parser:
             async for chunk in _then_end(within(body, idle_timeout_s)):
                 for event in parser.parse(chunk):
                     if isinstance(event, bytes):
@@ -109,8 +109,8 @@ async def read_form(body: AsyncIterator[bytes], content_type: str, *, file_limit
                             spooled.write(event)  # UploadTooLarge beyond the limit: the route says 413
                         elif text is not None:
                             text_bytes += len(event)
-                            if text_bytes > MAX_FIELD_BYTES:
-                                raise Problem(413, "Form too large", f"the form's text fields exceed {MAX_FIELD_BYTES} "
+                            if text_bytes > MAX_FORM_FIELD_BYTES:
+                                raise Problem(413, "Form too large", f"the form's text fields exceed {MAX_FORM_FIELD_BYTES} "
                                               "bytes; big inputs are files")
                             text += event
                     elif event is None:  # the end of a part
@@ -135,7 +135,7 @@ async def read_form(body: AsyncIterator[bytes], content_type: str, *, file_limit
                 raise _bad("the multipart body ended before its closing boundary")
     except ParserLimitReached as exc:
         form.close()
-        raise Problem(413, "Form too large", f"{exc} (at most {MAX_PARTS} parts)") from exc
+        raise Problem(413, "Form too large", f"{exc} (at most {MAX_FORM_PARTS} parts)") from exc
     except ParserError as exc:
         form.close()
         raise _bad(f"not a valid multipart form: {exc}") from exc
@@ -221,12 +221,30 @@ def submission_of(form: JobForm, info: JobTypeInfo | None) -> JobSubmission:
         raise _bad(str(exc)) from exc
 
 
+def fill_files(submission: JobSubmission, form: JobForm, upload_ids: list[str]) -> None:
+    """Each file field's param: its upload's id (several files in one field: a list of them)."""
+    by_field: dict[str, list[str]] = {}
+    for (name, _), upload_id in zip(form.files, upload_ids, strict=True):
+        by_field.setdefault(name, []).append(upload_id)
+    for name, ids in by_field.items():
+        submission.params[name] = ids[0] if len(ids) == 1 else ids
+
+
+# A path on this gateway as a browser reads it: browsers take `\` for `/` and drop tabs and line
+# breaks, so `/\evil.example/x` is `//evil.example/x` — another site. Only plain path characters.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&#+,;:@!$'()*{}-]*")
+
+
+def _is_local_path(target: str) -> bool:
+    return _LOCAL_PATH.fullmatch(target) is not None
+
+
 def redirect_target(raw: str, job_id: str, own_origins: frozenset[str]) -> str:
     """Where a browser goes after the form: a path on this gateway, or a page of an origin in
     JOBLINE_CORS_ORIGINS (never anywhere else: no open redirect); `{id}` becomes the job id."""
     target = raw.replace("{id}", job_id)
     parts = urlsplit(target)
-    if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+    if _is_local_path(target):
         return target
     if parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}".lower() in own_origins:
         return target

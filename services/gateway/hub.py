@@ -18,6 +18,10 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from jobline.contract.history import ALL_STATUSES
+from jobline.contract.names import is_valid_job_type
 
 from .sse import HEARTBEAT
 
@@ -32,6 +36,21 @@ class WideFilter:
     types: frozenset[str] | None = None
     statuses: frozenset[str] | None = None
 
+    @classmethod
+    def parse(cls, types: str | None, statuses: str | None) -> WideFilter:
+        """From comma lists (`type=a,b`, `status=running`); ValueError naming the bad part."""
+        def names(raw: str | None, what: str, valid: Callable[[str], bool]) -> frozenset[str] | None:
+            if raw is None:
+                return None
+            parts = [part.strip(" ") for part in raw.split(",")]
+            bad = next((part for part in parts if not valid(part)), None)
+            if bad is not None:
+                raise ValueError(f"{what}: {bad!r} is not a {what} (a comma list of names, none empty)")
+            return frozenset(parts)
+
+        return cls(types=names(types, "type", is_valid_job_type),
+                   statuses=names(statuses, "status", ALL_STATUSES.__contains__))
+
     def matches(self, job_type: str, status: str) -> bool:
         return (self.types is None or job_type in self.types) and (self.statuses is None or status in self.statuses)
 
@@ -39,11 +58,14 @@ class WideFilter:
 class FrameQueue:
     """A bounded queue of frames that coalesces progress for a client falling behind: once it is
     half full, a new progress frame replaces a progress frame still waiting at its tail (latest
-    value wins; every other event keeps its place)."""
+    value wins; every other event keeps its place). With `per_job`, a job's progress frame always
+    replaces that job's progress frame still waiting, wherever it is (a stream of many jobs whose
+    client only wants the latest fraction of each)."""
 
-    def __init__(self, limit: int):
-        self._items: deque[tuple[bytes, bool]] = deque()
+    def __init__(self, limit: int, per_job: bool = False):
+        self._items: deque[list[Any]] = deque()  # [frame, is progress]
         self._limit = limit
+        self._waiting_progress: dict[str, list[Any]] | None = {} if per_job else None
         self._waiter: asyncio.Future[None] | None = None  # a bare future: asyncio.Event costs more per wake-up
 
     async def _wait(self) -> None:
@@ -53,18 +75,30 @@ class FrameQueue:
         finally:
             self._waiter = None
 
-    def put_nowait(self, frame: bytes, progress: bool = False) -> None:
-        if progress and len(self._items) >= self._limit // 2 and self._items and self._items[-1][1]:
-            self._items[-1] = (frame, True)
+    def put_nowait(self, frame: bytes, progress: bool = False, job_id: str = "") -> None:
+        waiting = self._waiting_progress
+        if progress and waiting is not None:
+            item = waiting.get(job_id)
+            if item is not None:
+                item[0] = frame
+                return
+        elif progress and len(self._items) >= self._limit // 2 and self._items and self._items[-1][1]:
+            self._items[-1][0] = frame
             return
         if len(self._items) >= self._limit:
             raise asyncio.QueueFull
-        self._items.append((frame, progress))
+        item = [frame, progress]
+        self._items.append(item)
+        if progress and waiting is not None:
+            waiting[job_id] = item
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     def get_nowait(self) -> bytes:
-        return self._items.popleft()[0]
+        if self._waiting_progress:
+            self._waiting_progress.clear()  # (a job's next progress is queued anew, behind what is taken)
+        frame: bytes = self._items.popleft()[0]
+        return frame
 
     async def get(self) -> bytes:
         while not self._items:
@@ -77,6 +111,8 @@ class FrameQueue:
             await self._wait()
         frames = [frame for frame, _ in self._items]
         self._items.clear()
+        if self._waiting_progress:
+            self._waiting_progress.clear()
         return frames
 
     def empty(self) -> bool:
@@ -96,12 +132,15 @@ class Listener:
     wide: WideFilter | None = None  # also every other matching job (no logs, coalesced progress)
     logs: bool = True  # the log lines of the jobs it follows
     logs_only: bool = False  # only log lines and the terminal event
+    kinds: frozenset[str] | None = None  # only these kinds of event (and the terminal one), if given
     dropped: bool = False
     active: bool = field(default=False, repr=False)  # got a frame since the last heartbeat sweep
 
     def wants(self, kind: str, last: bool) -> bool:
         if kind == "logged":
             return self.logs
+        if self.kinds is not None:
+            return last or kind in self.kinds
         return last or not self.logs_only
 
 
@@ -159,6 +198,17 @@ class Hub:
                logs: bool = True, logs_only: bool = False) -> Listener:
         listener = Listener(jobs=jobs, queue=FrameQueue(self._buffer), ends_with_job=ends_with_job, wide=wide,
                             logs=logs, logs_only=logs_only)
+        return self._add(listener)
+
+    def listen_to_many(self, jobs: frozenset[str], kinds: frozenset[str]) -> Listener:
+        """A listener for the summary of many jobs (a batch): only `kinds` (and ends), each job's
+        progress coalesced to its latest, room for every job's few lifecycle events — so a client
+        is not dropped because its jobs are many (a 10,000-job batch whose snapshot takes a while)."""
+        queue = FrameQueue(self._buffer + 4 * len(jobs), per_job=True)
+        return self._add(Listener(jobs=jobs, queue=queue, logs=False, kinds=kinds))
+
+    def _add(self, listener: Listener) -> Listener:
+        jobs, wide = listener.jobs, listener.wide
         for job_id in jobs:
             self._by_job[job_id].add(listener)
         if wide is not None:
@@ -188,7 +238,7 @@ class Hub:
         progress = kind == "progressed"
         for listener in tuple(self._by_job.get(job_id, ())):
             if listener.wants(kind, last):
-                self.offer(listener, frame, progress)
+                self.offer(listener, frame, progress, job_id)
             if last and listener.ends_with_job:
                 self.offer(listener, END)
         if not self._wide or kind == "logged":
@@ -217,12 +267,12 @@ class Hub:
             if listener.wide.matches(job_type, status):
                 self.offer(listener, frame)
 
-    def offer(self, listener: Listener, frame: bytes, progress: bool = False) -> None:
+    def offer(self, listener: Listener, frame: bytes, progress: bool = False, job_id: str = "") -> None:
         """Queue a frame for one listener (dropping the listener when its queue is full)."""
         if listener.dropped:
             return
         try:
-            listener.queue.put_nowait(frame, progress)
+            listener.queue.put_nowait(frame, progress, job_id)
             listener.active = True
             self.frames_queued += 1
         except asyncio.QueueFull:

@@ -10,7 +10,7 @@ import json
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import msgspec
 from nats.js import JetStreamContext
@@ -198,8 +198,14 @@ async def sliced(chunks: AsyncIterator[bytes], first: int, last: int) -> AsyncIt
         yield chunk[max(first - start, 0):min(last + 1 - start, len(chunk))]
 
 
-async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> tuple[int, AsyncIterator[bytes]] | None:
-    """(size, chunks) of a stored artifact, or None; chunks stream straight from the stream."""
+class OpenedArtifact(NamedTuple):
+    size: int
+    etag: str  # a strong validator: the stored object's own id, new whenever it is stored again
+    chunks: AsyncIterator[bytes]
+
+
+async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> OpenedArtifact | None:
+    """A stored artifact's size, ETag and chunks (straight from the stream), or None."""
     try:
         info = await stores.artifacts.get_info(f"{job_id}/{name}")
     except (ObjectNotFoundError, NotFoundError):
@@ -220,4 +226,4 @@ async def open_artifact(stores: ObjectStores, job_id: str, name: str) -> tuple[i
         finally:
             await sub.unsubscribe()
 
-    return int(info.size or 0), chunks()
+    return OpenedArtifact(int(info.size or 0), f'"{info.nuid}"', chunks())

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from jobline.contract.flows import MAX_FLOW_JOBS
 from jobline.contract.history import MAX_PAGE
 from jobline.contract.names import (
     JOB_ID_PATTERN,
@@ -28,6 +30,17 @@ from jobline.contract.names import (
     SERVICE_NAME_RE,
 )
 from jobline.contract.vocabulary import ALL_STATUSES
+
+from .limits import (
+    MAX_BATCH_JOBS,
+    MAX_CONCURRENCY_KEY,
+    MAX_FLOW_DEPTH,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_LOG_PAGE,
+    MAX_SEQ,
+    MAX_UNIX_TIME,
+    MAX_WEBHOOK_URL,
+)
 
 PROBLEM = "application/problem+json"
 EVENT_STREAM = "text/event-stream"
@@ -62,7 +75,7 @@ WHY = {
 
 # The statuses each operation may answer besides its success and what every route may answer.
 ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
-    ("post", "/api/jobs"): (413, 422, 503),
+    ("post", "/api/jobs"): (409, 413, 422, 503),
     ("get", "/api/jobs"): (503,),
     ("get", "/api/jobs/{job_id}"): (404, 503),
     ("post", "/api/jobs/{job_id}/cancel"): (404, 409, 503),
@@ -72,22 +85,22 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/jobs/{job_id}/logs"): (404, 503),
     ("get", "/api/jobs/{job_id}/artifacts/{name}"): (404,),
     ("post", "/api/uploads"): (408, 413),
-    ("post", "/api/jobs/form"): (400, 408, 413, 415, 422, 503),
+    ("post", "/api/jobs/form"): (400, 408, 409, 413, 415, 422, 503),
     ("post", "/api/form-tokens"): (409,),
     ("get", "/api/uploads/{upload_id}"): (404,),
     ("get", "/api/stats/counts"): (503,),
     ("get", "/api/stats/activity"): (503,),
     ("post", "/api/session"): (401,),
     ("post", "/api/stream-tokens"): (409,),
-    ("post", "/api/schedules"): (409, 422, 503),
+    ("post", "/api/schedules"): (409, 413, 422, 503),
     ("get", "/api/schedules"): (503,),
     ("get", "/api/schedules/{name}"): (404, 503),
     ("post", "/api/schedules/{name}/pause"): (404, 503),
     ("post", "/api/schedules/{name}/resume"): (404, 503),
     ("delete", "/api/schedules/{name}"): (404, 503),
-    ("post", "/api/batches"): (400, 413, 422, 503),
+    ("post", "/api/batches"): (400, 409, 413, 422, 429, 503),
     ("get", "/api/batches"): (503,),
-    ("post", "/api/flows"): (400, 413, 422, 503),
+    ("post", "/api/flows"): (400, 409, 413, 422, 429, 503),
     ("get", "/api/flows/{flow_id}"): (404, 503),
     ("post", "/api/flows/{flow_id}/cancel"): (404, 409, 503),
     ("get", "/api/batches/{batch_id}"): (404, 503),
@@ -130,11 +143,13 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
     "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "flow_id": {"type": "string", "pattern": JOB_ID_PATTERN},
-    "name": {"type": "string", "pattern": "^[^/]{1,255}$"},
+    "name": {"type": "string", "pattern": "^[^/\\u0000-\\u001f\\u007f]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
-    "error": {"type": "string", "minLength": 1, "maxLength": 200},
-    "before": {"type": "integer", "minimum": 0},
+    "error": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f]{1,200}$"},
+    **{name: {"type": "number", "minimum": 0, "maximum": MAX_UNIX_TIME}
+       for name in ("created_after", "created_before", "finished_after", "finished_before")},
+    "before": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
     "replay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
     "from": {"type": "number", "minimum": 0},
     "window": {"type": "string", "enum": ["hour", "day", "week"]},
@@ -145,7 +160,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
                      {"type": "string", "pattern": r"^[0-9]{1,18}(\.[0-9]{1,9})?$"},
                      {"type": "string", "format": "date-time"}]},
 }
-LIMITS = {"/api/jobs": MAX_PAGE, "/api/jobs/{job_id}/logs": 5000}
+LIMITS = {"/api/jobs": MAX_PAGE, "/api/jobs/{job_id}/logs": MAX_LOG_PAGE}
 STRICT_QUERY = {"status", "type", "error"}  # read as text by the handler: `null` is a (bad) value there
 # A parameter that means something else on one path.
 ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
@@ -179,14 +194,15 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: float, max_attempts: int,
-             tokens: bool, webhooks: bool, max_delay_s: float = 366 * 86400.0, max_wait_s: float = 60.0
-             ) -> dict[str, Any]:
-    """The document Litestar generated, completed (a copy: the one given is Litestar's cache)."""
+             tokens: bool, webhooks: bool, max_delay_s: float = 366 * 86400.0, max_wait_s: float = 60.0,
+             params_schemas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The document Litestar generated, completed (a copy: the one given is Litestar's cache).
+    `params_schemas`: each served type's params schema (a job's params are checked against it)."""
     doc = copy.deepcopy(document)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     _bodies(schemas, job_types=job_types, max_timeout_s=max_timeout_s, max_attempts=max_attempts, webhooks=webhooks,
-            max_delay_s=max_delay_s)
+            max_delay_s=max_delay_s, params_schemas=params_schemas or {})
     if tokens:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, item in doc.get("paths", {}).items():
@@ -204,23 +220,28 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
                                      "schema": {"type": "string", "format": "binary", "minLength": 1}}}}
     flow = doc.get("paths", {}).get("/api/flows", {}).get("post")
     if flow is not None and "JobSubmission" in schemas:
-        schemas.update(_flow_schemas())
+        schemas.update(_flow_schemas(schemas["JobSubmission"]))
         flow["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/FlowSubmission"}}}}
     form = doc.get("paths", {}).get("/api/jobs/form", {}).get("post")
     if form is not None:
         # Any other field is a param (text, converted by the type's schema); `params` (a JSON object as
         # text) and the options are in the description (free text there would be "valid" yet refused).
+        def form_of(job_type: str) -> dict[str, Any]:
+            # A required param is a field of its own (text: an upload id; a file part is taken too).
+            required = _required_params((params_schemas or {}).get(job_type, {}))
+            return {"type": "object", "required": ["type", *required], "additionalProperties": {"type": "string"},
+                    "properties": {"type": {"const": job_type},
+                                   **{name: {"type": "string", "minLength": 1} for name in required}}}
+
         form["requestBody"] = {"required": True, "description": "The job form (also accepted at POST /api/jobs)",
                                "content": {"multipart/form-data": {"schema": {
-                                   "type": "object", "required": ["type"], "additionalProperties": {"type": "string"},
-                                   "properties": {"type": {"type": "string", "enum": sorted(job_types)},
-                                                  "upload": {"type": "string", "format": "binary"}}}}}}
+                                   "oneOf": [form_of(job_type) for job_type in sorted(job_types)]}}}}
     return doc
 
 
 def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: float, max_attempts: int,
-            webhooks: bool, max_delay_s: float) -> None:
+            webhooks: bool, max_delay_s: float, params_schemas: dict[str, dict[str, Any]]) -> None:
     submission = schemas.get("JobSubmission")
     if submission is not None:
         submission["additionalProperties"] = False  # unknown fields are refused (400)
@@ -232,7 +253,7 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
             properties[name] = {"oneOf": [bounded, {"type": "null"}]}
         properties["max_attempts"] = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": max_attempts},
                                                 {"type": "null"}]}
-        properties["concurrency_key"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+        properties["concurrency_key"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_CONCURRENCY_KEY},
                                                    {"type": "null"}],
                                          "description": "e.g. the user id: with the type's per-key limit, one key's "
                                                         "jobs wait while another's run"}
@@ -240,6 +261,11 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
                                   "description": "with a backlog, a higher priority starts first (oldest first within one)"}
         if not webhooks:
             properties.pop("webhook_url", None)  # refused (422) until JOBLINE_WEBHOOK_SECRETS is set
+        else:
+            properties["webhook_url"] = {"oneOf": [{"type": "string", "minLength": 8, "maxLength": MAX_WEBHOOK_URL,
+                                                    "pattern": "^https?://[^/?#@]+"}, {"type": "null"}],
+                                         "description": "http(s) URL of a public host (422 for one that does not "
+                                                        "resolve or is private)"}
         properties["delay_s"] = {"oneOf": [{"type": "number", "minimum": 0, "maximum": max_delay_s}, {"type": "null"}],
                                  "description": "run it this many seconds from now (`scheduled` until then)"}
         # Which times are valid depends on the clock (the future, within JOBLINE_MAX_DELAY_S), which
@@ -248,12 +274,11 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
         properties["run_at"] = {"oneOf": [{"type": "null"}], "description": (
             "an RFC 3339 time with its zone (e.g. 2026-12-01T08:00:00Z), in the future and at most "
             f"{max_delay_s:g} s ahead: the job is `scheduled` until then; not with delay_s (422 otherwise)")}
+        submission = schemas["JobSubmission"] = _typed_params(submission, params_schemas, schemas)
     spec = schemas.get("ScheduleSpec")
     if spec is not None and submission is not None:
         spec["additionalProperties"] = False
-        job = copy.deepcopy(submission)
-        for name in ("run_at", "delay_s"):
-            job["properties"].pop(name, None)
+        job = _without_times(submission)
         props = spec.setdefault("properties", {})
         props["job"] = {**job, "description": "a job as POST /api/jobs takes it, without run_at/delay_s"}
         props["name"] = {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}
@@ -267,10 +292,10 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
     batch = schemas.get("BatchSubmission")
     if batch is not None and submission is not None:
         batch["additionalProperties"] = False
-        job = copy.deepcopy(submission)
-        job["properties"]["idempotency_key"] = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 255},
-                                                          {"type": "null"}]}
-        batch["properties"] = {"jobs": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": job}}
+        key = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}, {"type": "null"}],
+               "description": "unique within the batch"}
+        job = _each_variant(submission, lambda v: v["properties"].update(idempotency_key=key))
+        batch["properties"] = {"jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_JOBS, "items": job}}
         batch["required"] = ["jobs"]
     limits = schemas.get("QueueLimits")
     if limits is not None:
@@ -285,8 +310,79 @@ def _bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeout_s: flo
         session["additionalProperties"] = False
 
 
-def _flow_schemas() -> dict[str, Any]:
-    job = {"$ref": "#/components/schemas/JobSubmission"}
+def _hoisted(schema: dict[str, Any], prefix: str, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema with its own `$defs` moved into the document's components (`#/$defs/X` means
+    the document's root in OpenAPI: it would point nowhere), named `<prefix>.X`."""
+    schema = copy.deepcopy(schema)
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[f"{prefix}.{name}"] = definition
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node["$ref"] = f"#/components/schemas/{prefix}.{ref.removeprefix('#/$defs/')}"
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+        return node
+
+    for name in [n for n in schemas if n.startswith(f"{prefix}.")]:
+        rewrite(schemas[name])
+    return rewrite(schema)  # type: ignore[no-any-return]
+
+
+def _required_params(schema: dict[str, Any]) -> list[str]:
+    """The params a type's schema requires (its top-level object, `$ref` to its `$defs` followed)."""
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        schema = schema.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
+    return list(schema.get("required", []))
+
+
+def _each_variant(schema: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """A copy of a job's schema with `change` made to it (to each variant of a typed one)."""
+    copied = copy.deepcopy(schema)
+    for variant in copied.get("oneOf", [copied]):
+        change(variant)
+    return copied
+
+
+def _typed_params(base: dict[str, Any], params_schemas: dict[str, dict[str, Any]],
+                  schemas: dict[str, Any]) -> dict[str, Any]:
+    """A job's schema as one variant per served type, each with its own params schema (`type`
+    decides which): what the server checks at submit, said where a client can read it; every
+    schema that holds a job (batches, schedules, flows) is made from it."""
+    variants = []
+    for job_type in sorted(params_schemas):
+        variant = copy.deepcopy(base)
+        variant["properties"]["type"] = {"const": job_type}
+        params = params_schemas[job_type]
+        if params:
+            variant["properties"]["params"] = _hoisted(params, f"params.{job_type}", schemas)
+            if _required_params(params):  # (without params, a required one is missing: 422)
+                variant["required"] = sorted({*variant.get("required", []), "params"})
+        variants.append(variant)
+    if not variants:
+        return base
+    return {"oneOf": variants, "description": "a job: `type` decides what its params are (GET /api/types)"}
+
+
+def _without_times(submission: dict[str, Any]) -> dict[str, Any]:
+    """A job as POST /api/jobs takes it, for where it runs at a time not its own (a schedule's tick,
+    a flow's turn): without run_at and delay_s (422 with them)."""
+    def drop(variant: dict[str, Any]) -> None:
+        for name in ("run_at", "delay_s"):
+            variant["properties"].pop(name, None)
+
+    return _each_variant(submission, drop)
+
+
+def _flow_schemas(submission: dict[str, Any]) -> dict[str, Any]:
+    job = {**_without_times(submission), "description": f"a job as POST /api/jobs takes it, without run_at/delay_s; "
+           f"a flow has at most {MAX_FLOW_JOBS} jobs, {MAX_FLOW_DEPTH} levels below its root"}
     policy = {"type": "string", "enum": ["fail", "ignore", "continue"], "default": "fail"}
     child = {"type": "object", "required": ["job"], "additionalProperties": False, "properties": {
         "job": job, "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
@@ -357,7 +453,9 @@ class DescribedJson(JsonRenderPlugin):
         core = getattr(request.app.state, "core", None)
         settings = getattr(core, "settings", None)
         auth = getattr(request.app.state, "auth", None)
-        document = describe(openapi_schema, job_types=sorted(core.catalogue.types) if core else [],
+        types = core.catalogue.types if core else {}
+        document = describe(openapi_schema, job_types=sorted(types),
+                            params_schemas={name: info.params_schema for name, info in types.items()},
                             max_timeout_s=settings.max_timeout_s if settings else 86400.0,
                             max_attempts=settings.max_attempts if settings else 100,
                             max_delay_s=settings.effective_max_delay_s if settings else 366 * 86400.0,

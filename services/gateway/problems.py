@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 from .history import HistoryRefused, HistoryUnavailable
+from .idempotency import KeyReused
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -26,6 +27,14 @@ class Problem(HTTPException):
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.title = title
         self.extensions = extensions
+
+    def within(self, place: str, **extensions: Any) -> Problem:
+        """The same problem about a part of a bigger request (`jobs[3]`, `children[0].job`): its
+        detail and its errors' keys say where."""
+        errors = [{**e, "key": f"{place}.{e['key']}" if e.get("key") else place}
+                  for e in self.extensions.get("errors", [])] or [{"key": place, "source": "body"}]
+        return Problem(self.status_code, self.title, f"{place}: {self.detail}", headers=self.headers,
+                       **{**self.extensions, "errors": errors, **extensions})
 
 
 async def send_problem(send: Send, status: int, title: str, detail: str,
@@ -97,6 +106,13 @@ def handle_history_error(request: Request[Any, Any, Any], exc: Exception) -> Res
                             _instance(request))
 
 
+def handle_key_reused(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # 409, not 422: the request itself is fine; it conflicts with the one the key is bound to.
+    return problem_response(409, "Idempotency-Key reused", f"{exc}; use a new key for a new request",
+                            _instance(request), errors=[{"key": "Idempotency-Key", "source": "header",
+                                                         "message": "bound to a different request"}])
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, _instance(request))
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error",
@@ -105,4 +121,5 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 exception_handlers = {HTTPException: handle_http_exception, RecursionError: handle_malformed_body,
                       UnicodeDecodeError: handle_malformed_body, HistoryUnavailable: handle_history_error,
-                      HistoryRefused: handle_history_error, Exception: handle_unexpected}
+                      HistoryRefused: handle_history_error, KeyReused: handle_key_reused,
+                      Exception: handle_unexpected}

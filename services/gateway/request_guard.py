@@ -1,5 +1,6 @@
 """Requests a browser should never get through, checked before anything else.
 
+- The path holds no control character (`%00` would reach the file system as a NUL).
 - `Host` must name this gateway (JOBLINE_ALLOWED_HOSTS; loopback names and the bind address by
   default): a page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) would
   otherwise be talking to a loopback-bound gateway as if it were its own.
@@ -23,6 +24,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
+from .limits import CONTROL_CHARACTER
 from .problems import send_problem
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -76,7 +78,9 @@ def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -
                     headers[key] = value
             host = headers.get(b"host", b"").decode("latin-1")
             refused = None
-            if hosts is not None and host_name(host) not in hosts:
+            if CONTROL_CHARACTER.search(scope["path"]):
+                refused = (400, "Bad path", "the path holds a control character (such as %00)")
+            elif hosts is not None and host_name(host) not in hosts:
                 refused = (400, "Host not allowed", f"this gateway does not answer for host {host!r} "
                                                     "(JOBLINE_ALLOWED_HOSTS)")
             method = scope.get("method", "GET")

@@ -21,8 +21,10 @@ from . import core as jobs
 from . import search
 from .auth import SESSION_COOKIE, Auth
 from .event_stream import EventStream
-from .forms import read_form, redirect_target, submission_of, wants_html
+from .forms import fill_files, read_form, redirect_target, submission_of, wants_html
 from .hub import WideFilter
+from .idempotency import fingerprint
+from .limits import MAX_JOB_BYTES, MAX_LOG_PAGE, MAX_SEQ, MAX_WATCHED_JOBS
 from .logs import LEVELS, follow_job_logs, service_logs
 from .multiplex import multiplexed
 from .objects import (
@@ -50,10 +52,6 @@ from .websocket import ws_endpoint
 
 VOCABULARY_JS = as_javascript()
 
-MAX_SEQ = (1 << 63) - 1  # the largest stream sequence (and SQLite integer) there can be
-
-# A job's params travel in one NATS message (1 MB at most by default); big inputs are uploads.
-MAX_SUBMIT_BYTES = 256 * 1024
 
 
 def _core(request: Request[Any, Any, Any]) -> jobs.Core:
@@ -68,7 +66,7 @@ class Accepted(msgspec.Struct):
     links: dict[str, str]
 
 
-@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_SUBMIT_BYTES,
+@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_JOB_BYTES,
       description="With an `Idempotency-Key` header, repeating the request (also concurrently, also days "
       "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.",
       responses={202: ResponseSpec(Accepted, description="Stored: the job runs as soon as a processor takes it",
@@ -129,18 +127,17 @@ async def submit_form(
         job_type = (form.first("type") or "").strip()
         submission = submission_of(form, core.catalogue.types.get(job_type))
         key = idempotency_key if idempotency_key is not None else (form.first("idempotency_key") or None)
+        fill_files(submission, form, [jobs.new_job_id() for _ in form.files])  # (ids to be: the schema wants some)
         await jobs.validate(core, submission, key)
         redirect = form.first("redirect")
         origins = frozenset(o.lower() for o in settings.cors_origins)
         if redirect:
             redirect_target(redirect, "x", origins)  # refused before anything is stored
-        for name, spooled in form.files:
-            upload_item = await spooled.store(core.objects, jobs.new_job_id())
-            stored.append(upload_item)
-            current = submission.params.get(name)
-            submission.params[name] = upload_item.id if current is None else \
-                [*(current if isinstance(current, list) else [current]), upload_item.id]
-        event, fresh = await jobs.submit(core, submission, key)
+        request_print = fingerprint(submission_of(form, core.catalogue.types.get(job_type)))  # (without file ids)
+        for _, spooled in form.files:
+            stored.append(await spooled.store(core.objects, jobs.new_job_id()))
+        fill_files(submission, form, [item.id for item in stored])
+        event, fresh = await jobs.submit(core, submission, key, request_print)
     except BaseException:
         for item in stored:
             await delete_upload(core.objects, item.id)
@@ -180,7 +177,7 @@ async def list_jobs(
     finished_before: FromQuery[float | None] = None,
     error: FromQuery[str | None] = None,
 ) -> Response[bytes]:
-    if before is not None and before < 0:
+    if before is not None and not 0 <= before <= MAX_SEQ:
         raise Problem(400, "Bad cursor", "before is a cursor from next_before (>= 0)",
                       errors=[{"key": "before", "source": "query"}])
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
@@ -325,11 +322,15 @@ async def events_stream(
 ) -> Stream:
     core = _core(request)
     watched = _csv(jobs_param) or frozenset()
-    if len(watched) > 50:
-        raise Problem(400, "Too many jobs", "follow at most 50 jobs on one stream", errors=[{"key": "jobs", "source": "query"}])
+    if len(watched) > MAX_WATCHED_JOBS:
+        raise Problem(400, "Too many jobs", f"follow at most {MAX_WATCHED_JOBS} jobs on one stream",
+                      errors=[{"key": "jobs", "source": "query"}])
     for job_id in watched:
         jobs.check_job_id(job_id)
-    wide = WideFilter(types=_csv(type), statuses=_csv(status)) if (firehose if firehose is not None else not watched) else None
+    try:
+        wide = WideFilter.parse(type, status) if (firehose if firehose is not None else not watched) else None
+    except ValueError as exc:
+        raise Problem(400, "Bad filter", str(exc), errors=[{"key": str(exc).split(":")[0], "source": "query"}]) from None
     cursor = last_event_id if last_event_id is not None else after
     return EventStream(multiplexed(core, watched, wide, logs, cursor), core.watchdog)
 
@@ -348,14 +349,14 @@ async def job_logs(
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> Response[Any]:
     core = _core(request)
+    if not 1 <= limit <= MAX_LOG_PAGE or not 0 <= after <= MAX_SEQ:  # (also with follow: the same query)
+        raise Problem(400, "Bad page", f"limit is 1 to {MAX_LOG_PAGE}, after a sequence from 0",
+                      errors=[{"key": "limit" if not 1 <= limit <= MAX_LOG_PAGE else "after", "source": "query"}])
     job = await jobs.find_job(core, job_id)
     if follow:
         if jobs.finished_before(job, last_event_id, core.read_model.last_seq):
             return Response(None, status_code=204)  # it saw the end: EventSource stops
         return EventStream(follow_job_logs(core, job, last_event_id), core.watchdog)
-    if not 1 <= limit <= 5000 or not 0 <= after <= MAX_SEQ:
-        raise Problem(400, "Bad page", "limit is 1 to 5000, after a sequence from 0",
-                      errors=[{"key": "limit" if not 1 <= limit <= 5000 else "after", "source": "query"}])
     page = await jobs.log_history(core, LogQuery(job_id=job_id, after_seq=after, limit=limit))
     return Response(page)
 
@@ -370,7 +371,7 @@ async def service_log_stream(
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> Stream:
     core = _core(request)
-    if service is not None and not SERVICE_NAME_RE.match(service):
+    if service is not None and not SERVICE_NAME_RE.fullmatch(service):
         raise Problem(400, "Bad service", "service is a name like gateway, processor or logsink",
                       errors=[{"key": "service", "source": "query"}])
     if level.lower() not in LEVELS:
@@ -421,14 +422,17 @@ async def artifact(request: Request[Any, Any, Any], job_id: FromPath[str], name:
     opened = await open_artifact(core.objects, job_id, name) if info is not None else None
     if info is None or opened is None:
         raise Problem(404, "Artifact not found", f"job {job_id} has no artifact {name!r}")
-    size, chunks = opened
+    size, etag, chunks = opened
     kind = safe_type(info.content_type)
     disposition = "inline" if kind in INLINE_TYPES else "attachment"
     ascii_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     headers = {"Content-Disposition": f'{disposition}; filename="{ascii_name}"', "Cache-Control": "private, max-age=3600",
-               "Accept-Ranges": "bytes"}
+               "Accept-Ranges": "bytes", "ETag": etag}
+    if_range = request.headers.get("if-range")
     try:  # (a byte range: video seeking, and HLS playlists that address parts of one file)
-        wanted = byte_range(request.headers.get("range"), size)
+        # If-Range naming another version (or a date: no Last-Modified is given) asks for the whole
+        # file (RFC 9110, 13.1.5).
+        wanted = byte_range(request.headers.get("range"), size) if if_range in (None, etag) else None
     except RangeNotSatisfiable:  # (the chunks were not asked for: nothing to close)
         raise Problem(416, "Range not satisfiable", f"the artifact has {size} bytes",
                       headers={"Content-Range": f"bytes */{size}"}) from None
@@ -444,7 +448,7 @@ async def artifact(request: Request[Any, Any, Any], job_id: FromPath[str], name:
 async def vocabulary() -> Response[str]:
     """Job statuses, event kinds and failure reasons as an ES module, built from the contract
     (services/contract/vocabulary.py): the UI imports them instead of copying them."""
-    return Response(VOCABULARY_JS, media_type="text/javascript; charset=utf-8",
+    return Response(VOCABULARY_JS, media_type="text/javascript",  # (Litestar adds the charset)
                     headers={"Cache-Control": "no-cache"})
 
 

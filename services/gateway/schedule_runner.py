@@ -47,7 +47,8 @@ from .schedules import (
 log = logging.getLogger(__name__)
 ACK_WAIT_S = 5.0  # a gateway that dies holding a wake-up delays its schedule this long (then catch-up)
 MAX_TICKS_PER_WAKE = 10_000  # a catch-up window this full runs its latest ticks; the rest are recorded missed
-_submission_decoder = msgspec.json.Decoder(JobSubmission)
+# Not strict, as Litestar reads POST /api/jobs: `"priority": 4.0` is taken alike wherever a job is given.
+_submission_decoder = msgspec.json.Decoder(JobSubmission, strict=False)
 
 
 async def checked_spec(core: Core, spec: ScheduleSpec) -> ScheduleSpec:
@@ -65,7 +66,10 @@ async def checked_spec(core: Core, spec: ScheduleSpec) -> ScheduleSpec:
     if submission.run_at is not None or submission.delay_s is not None:
         raise Problem(422, "Invalid schedule", "a schedule's job runs at its ticks: no run_at or delay_s",
                       errors=[{"key": "job", "source": "body", "message": "run_at/delay_s not allowed"}])
-    await validate(core, submission)
+    try:
+        await validate(core, submission)
+    except Problem as problem:
+        raise problem.within("job") from None
     return spec
 
 

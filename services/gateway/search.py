@@ -4,6 +4,7 @@ memory as the fallback for plain lists while the history service is away."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from jobline.contract.names import is_valid_job_type
 
 from .core import Core
 from .history import HistoryUnavailable, state_decoder
+from .limits import CONTROL_CHARACTER, MAX_UNIX_TIME
 from .problems import Problem
 
 _SEGMENT = re.compile(FIELD_SEGMENT_PATTERN)
@@ -51,7 +53,7 @@ def _bad(key: str, message: str) -> Problem:
 def _csv(raw: str | None, key: str) -> list[str]:
     if raw is None:
         return []
-    parts = [part.strip() for part in raw.split(",")]
+    parts = [part.strip(" ") for part in raw.split(",")]
     if not all(parts):
         raise _bad(key, f"{key} is a comma-separated list of names, without empty ones")
     return parts
@@ -77,12 +79,19 @@ def parse_filter(query: Mapping[str, str], *, status: str | None, job_type: str 
             raise _bad("type", f"{value!r} is not a job type name")
     if error is not None and not 0 < len(error) <= 200:
         raise _bad("error", "error text must have 1 to 200 characters")
+    if error is not None and CONTROL_CHARACTER.search(error):
+        raise _bad("error", "error text is printable text (no control characters)")
+    times = {"created_after": created_after, "created_before": created_before, "finished_after": finished_after,
+             "finished_before": finished_before}
+    for name, moment in times.items():
+        if moment is not None and not (math.isfinite(moment) and 0 <= moment <= MAX_UNIX_TIME):
+            raise _bad(name, f"{name} is a time in unix seconds (0 to {MAX_UNIX_TIME:g})")
     fields = []
     for key, value in query.items():
         if not key.startswith(FIELD_PREFIXES):
             continue
         path = key.split(".")
-        if len(path) > MAX_FIELD_DEPTH + 1 or not all(_SEGMENT.match(p) for p in path[1:]):
+        if len(path) > MAX_FIELD_DEPTH + 1 or not all(_SEGMENT.fullmatch(p) for p in path[1:]):
             raise _bad(key, f"{key!r}: a field is params.<name> or result.<name> (names of letters, digits, '_' "
                             f"and '-', at most {MAX_FIELD_DEPTH} deep)")
         fields.append(FieldMatch(path=path, value=_json_or_text(value)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -24,12 +24,13 @@ from litestar.exceptions import WebSocketDisconnect
 from jobline.contract.names import is_valid_job_id
 
 from . import sse
+from .auth import Auth, client_of
 from .core import Core
 from .hub import WideFilter, frames_of
+from .limits import MAX_WATCHED_JOBS, MAX_WS_SUBSCRIPTIONS
 from .multiplex import multiplexed
 
 log = logging.getLogger(__name__)
-MAX_SUBSCRIPTIONS = 20
 
 
 # Bounded fields: a subscription's id is echoed in every message sent for it.
@@ -40,7 +41,7 @@ Filter = Annotated[str, msgspec.Meta(max_length=512)]
 class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
     op: Name
     id: Name | None = None
-    jobs: Annotated[list[Name], msgspec.Meta(max_length=50)] = []
+    jobs: Annotated[list[Name], msgspec.Meta(max_length=MAX_WATCHED_JOBS)] = []
     firehose: bool = False
     logs: bool = True
     type: Filter | None = None
@@ -54,6 +55,8 @@ _decoder = msgspec.json.Decoder(Subscribe)
 @websocket("/ws")
 async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
     core: Core = state.core  # (its Origin and Host were checked before the handshake: request_guard.py)
+    auth: Auth = state.auth
+    client = client_of(socket.scope)
     await socket.accept()
     outbox: asyncio.Queue[bytes | None] = asyncio.Queue(core.settings.stream_buffer)
     subscriptions: dict[str, asyncio.Task[None]] = {}
@@ -82,7 +85,7 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
                 await socket.close(code=1013, reason="too slow; reconnect and resume with after")
                 return
             async with asyncio.timeout(10):
-                await socket.send_bytes(message)
+                await socket.send_text(message.decode())  # (text frames: a browser's e.data is a string)
 
     async def error(detail: str) -> None:
         await socket.send_json({"type": "error", "detail": detail})
@@ -91,9 +94,12 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
     try:
         while True:
             try:
-                raw = await socket.receive_data(mode="text")
+                message = await socket.receive()
             except WebSocketDisconnect:
                 return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = cast("str | bytes", message.get("text") or message.get("bytes") or b"")  # (JSON, text or binary)
             try:
                 request = _decoder.decode(raw)
             except msgspec.DecodeError as exc:  # (a ValidationError is one)
@@ -104,6 +110,7 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
                 task = subscriptions.pop(name, None)
                 if task is not None:
                     task.cancel()
+                    auth.stream_closed(client)
                 continue
             if request.op != "subscribe":
                 await error(f"unknown op {request.op!r}")
@@ -111,21 +118,26 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], state: State) -> None:
             if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
                 await error("subscribe to valid job ids or to the firehose")
                 continue
-            if name not in subscriptions and len(subscriptions) >= MAX_SUBSCRIPTIONS:
-                await error(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+            if name not in subscriptions and len(subscriptions) >= MAX_WS_SUBSCRIPTIONS:
+                await error(f"at most {MAX_WS_SUBSCRIPTIONS} subscriptions per connection")
                 continue
-            if name in subscriptions:
+            try:
+                wide = WideFilter.parse(request.type, request.status) if request.firehose else None
+            except ValueError as exc:
+                await error(str(exc))
+                continue
+            if name in subscriptions:  # (a new subscription in its place: the same stream as counted)
                 subscriptions.pop(name).cancel()
-            wide = None
-            if request.firehose:
-                wide = WideFilter(types=frozenset(request.type.split(",")) if request.type else None,
-                                  statuses=frozenset(request.status.split(",")) if request.status else None)
+            elif not auth.stream_opened(client):  # (each subscription is a stream against the client's cap)
+                await error(f"at most {auth.max_streams} open streams per client")
+                continue
             frames = frames_of(multiplexed(core, frozenset(request.jobs), wide, request.logs,
                                            str(request.after) if request.after is not None else None))
             subscriptions[name] = asyncio.create_task(pump(name, frames))
     finally:
         for task in subscriptions.values():
             task.cancel()
+            auth.stream_closed(client)
         send_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.gather(send_task, *subscriptions.values(), return_exceptions=True)
