@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from .helpers import Stack, eventually, read_sse
 
@@ -141,3 +145,107 @@ async def test_the_websocket_needs_a_token_too(stack: Stack) -> None:
     async with connect(url, additional_headers=BEARER) as ws:
         await ws.send(json.dumps({"op": "subscribe", "firehose": True}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "snapshot"
+
+
+# --- limits counted as what they limit (jobs, streams), and credentials never logged ---------------
+async def test_job_creation_is_limited_by_jobs_not_requests(client: httpx.AsyncClient, stack: Stack,
+                                                            js: JetStreamContext) -> None:
+    jobs_before = (await js.stream_info(stack.names.jobs_stream)).state.messages
+    batch = await client.post("/api/batches", json={"jobs": [{"type": "noop"}] * 2000}, headers=BEARER)
+    assert batch.status_code == 429 and batch.json()["errors"][0]["key"] == "jobs"  # more than a burst, ever
+    flow = await client.post("/api/flows", headers=BEARER, json={
+        "job": {"type": "noop"}, "children": [{"job": {"type": "noop"}, "name": f"c{i}"} for i in range(40)]})
+    assert flow.status_code == 429
+    # A burst of the rate (1/s) is 10 jobs: a batch of 8 passes, then another of 8 must wait.
+    assert (await client.post("/api/batches", json={"jobs": [{"type": "noop"}] * 8}, headers=BEARER)).status_code == 202
+    later = await client.post("/api/batches", json={"jobs": [{"type": "noop"}] * 8}, headers=BEARER)
+    assert later.status_code == 429 and int(later.headers["retry-after"]) >= 1
+    assert (await js.stream_info(stack.names.jobs_stream)).state.messages - jobs_before < 2000
+
+
+@pytest.mark.parametrize("query", ["follow=true", "%66ollow=1", "follow=True"])
+async def test_a_log_follow_is_a_stream_however_it_is_spelled(client: httpx.AsyncClient, query: str) -> None:
+    job_id = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 3}},
+                                headers=BEARER)).json()["id"]
+    streams = [client.stream("GET", f"/api/jobs/{job_id}/logs?{query}", headers=BEARER) for _ in range(3)]
+    opened = []
+    try:
+        for stream in streams:
+            opened.append(await stream.__aenter__())
+        assert [r.status_code for r in opened] == [200, 200, 429]  # the cap is 2 (this module's STACK)
+    finally:
+        for stream in streams[:len(opened)]:
+            await stream.__aexit__(None, None, None)
+
+
+async def test_websocket_subscriptions_count_against_the_stream_cap(stack: Stack) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    url = stack.url.replace("http://", "ws://") + "/ws"
+    async with connect(url, additional_headers=BEARER) as ws:
+        replies = []
+        for name in ("a", "b", "c"):
+            await ws.send(json.dumps({"op": "subscribe", "id": name, "firehose": True}))
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        assert [r["type"] for r in replies] == ["snapshot", "snapshot", "error"]
+        assert "streams" in replies[2]["detail"]
+        await ws.send(json.dumps({"op": "unsubscribe", "id": "a"}))  # frees its stream
+        await ws.send(json.dumps({"op": "subscribe", "id": "c", "firehose": True}))
+        while (reply := json.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] == "event":
+            pass
+        assert reply["type"] == "snapshot" and reply["sub"] == "c"
+
+
+async def test_a_websocket_with_a_form_token_is_refused_cleanly(client: httpx.AsyncClient, stack: Stack) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    token = (await client.post("/api/form-tokens", headers=BEARER)).json()["token"]
+    url = stack.url.replace("http://", "ws://") + f"/ws?access_token={token}"
+    with pytest.raises((ConnectionClosed, InvalidStatus)) as refused:
+        async with connect(url) as ws:
+            await asyncio.wait_for(ws.recv(), 5)
+    status = getattr(getattr(refused.value, "response", None), "status_code", None)
+    assert status in (None, 403), status  # closed before it was accepted: never a 500
+
+
+async def test_no_credential_reaches_the_service_logs(client: httpx.AsyncClient, stack: Stack, nc: Client,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from websockets.asyncio.client import connect
+
+    caplog.set_level(logging.INFO)  # (as a service process logs: uvicorn's handshake records are INFO)
+    records: list[bytes] = []
+
+    async def keep(msg: Msg) -> None:
+        records.append(msg.data)
+
+    subscription = await nc.subscribe(f"{stack.names.service_log('gateway', 'info').rsplit('.', 1)[0]}.>", cb=keep)
+    try:
+        token = (await client.post("/api/stream-tokens", headers=BEARER)).json()["token"]
+        url = stack.url.replace("http://", "ws://") + f"/ws?access_token={token}"
+        async with connect(url) as ws:
+            await ws.send('{"op": "subscribe", "firehose": true}')
+            await asyncio.wait_for(ws.recv(), 5)
+        logging.getLogger("jobline.gateway.test").info("after the handshake: Bearer %s", TOKENS[0])
+        await eventually(lambda: _async(any(b"after the handshake" in r for r in records)), 10, "the marker record")
+    finally:
+        await subscription.unsubscribe()
+    logged = b"\n".join(records)
+    assert b"WebSocket /ws" in logged  # (uvicorn logged the handshake: the record whose query is at stake)
+    assert token.encode() not in logged and TOKENS[0].encode() not in logged
+    assert b"access_token=[redacted]" in logged
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_cors_responses_vary_by_origin_and_expose_what_clients_read(client: httpx.AsyncClient) -> None:
+    for response in (await client.get("/api/types", headers=BEARER), await client.get("/api/types"),
+                     await client.get("/healthz")):
+        assert "origin" in response.headers.get("vary", "").lower(), response.headers
+    cross = await client.get("/api/types", headers={**BEARER, "Origin": "http://app.example"})
+    exposed = {h.strip().lower() for h in cross.headers.get("access-control-expose-headers", "").split(",")}
+    assert {"retry-after", "content-range", "idempotent-replayed", "location", "etag"} <= exposed, cross.headers

@@ -64,10 +64,12 @@ async def test_a_browser_is_redirected_only_where_it_may_go(client: httpx.AsyncC
                                  data={"type": "noop", "redirect": "http://app.example/done/{id}"})
     assert response.status_code == 303 and response.headers["location"].startswith("http://app.example/done/")
     before = await job_count(client)
-    response = await client.post("/api/jobs", headers=html, files={"x": ("", b"", "application/octet-stream")},
-                                 data={"type": "noop", "redirect": "https://evil.example/{id}"})
-    assert response.status_code == 400 and response.json()["errors"][0]["key"] == "redirect"
-    assert response.json()["instance"] == "/api/jobs"  # the path the client posted to, not the routed one
+    # Another site, also as browsers read a path: `\` is `/` to them, tabs and line breaks are dropped.
+    for target in ("https://evil.example/{id}", "/\\evil.example/x", "//evil.example/x", "/\tevil", "/\t/evil.example"):
+        response = await client.post("/api/jobs", headers=html, files={"x": ("", b"", "application/octet-stream")},
+                                     data={"type": "noop", "redirect": target})
+        assert response.status_code == 400 and response.json()["errors"][0]["key"] == "redirect", target
+        assert response.json()["instance"] == "/api/jobs"  # the path the client posted to, not the routed one
     assert await job_count(client) == before
 
 

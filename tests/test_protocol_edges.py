@@ -177,3 +177,66 @@ async def test_query_values_out_of_bounds_are_400_naming_the_field(client: httpx
 
 async def test_a_stream_token_without_tokens_configured_is_a_409(client: httpx.AsyncClient) -> None:
     assert is_problem(await client.post("/api/stream-tokens"), 409)
+
+
+# --- names, paths and filters that once made a 500 or matched too much ------------------------------
+async def test_control_characters_in_paths_and_names_are_refused(client: httpx.AsyncClient, stack: Stack) -> None:
+    for raw in (b"GET /%00 HTTP/1.1", b"GET /jobline.js%00.html HTTP/1.1", b"GET /api/jobs/x%0A HTTP/1.1"):
+        answer = await raw_request(stack, raw + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400"), (raw, answer[:200])
+    # A name pattern ending in `$` accepts a trailing newline: every name is matched whole.
+    schedule = await client.post("/api/schedules", json={"name": "x\n", "cron": "@daily", "job": {"type": "noop"}})
+    assert is_problem(schedule, 422) and schedule.json()["errors"][0]["key"] == "name"
+    flow = await client.post("/api/flows", json={"job": {"type": "noop"}, "children": [{"name": "a\n",
+                                                                                         "job": {"type": "noop"}}]})
+    assert is_problem(flow, 422) and flow.json()["errors"][0]["key"] == "children[0].name"
+    for path, key in [("/api/jobs?type=demo%0A", "type"), ("/api/stats/activity?type=demo%0A", "type"),
+                      ("/api/jobs?error=%00", "error"),
+                      ("/api/jobs?created_after=inf", "created_after"), ("/api/jobs?created_before=-inf", "created_before"),
+                      ("/api/jobs?finished_after=nan", "finished_after"), ("/api/events?type=", "type"),
+                      ("/api/events?status=", "status"), ("/api/jobs/x1/logs?follow=true&limit=0", "limit"),
+                      ("/api/jobs/x1/logs?follow=1&after=-1", "after")]:
+        response = await client.get(path)
+        assert is_problem(response, 400), (path, response.status_code, response.text[:200])
+        assert response.json()["errors"][0]["key"] == key, (path, response.json())
+
+
+async def test_a_flow_takes_what_a_job_takes_and_refuses_what_it_cannot_run(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    flow_job = document["components"]["schemas"]["FlowChild"]["properties"]["job"]
+    assert "delay_s" not in flow_job["properties"] and "run_at" not in flow_job["properties"]
+    floats = {"job": {"type": "noop", "max_attempts": 2.0}, "children": [{"job": {"type": "noop", "max_attempts": 23.0}}]}
+    assert (await client.post("/api/flows", json=floats)).status_code == 202  # as POST /api/jobs takes 23.0
+    assert (await client.post("/api/jobs", json={"type": "noop", "max_attempts": 23.0})).status_code == 202
+    delayed = await client.post("/api/flows", json={"job": {"type": "noop"}, "children": [{"job": {"type": "noop",
+                                                                                                  "delay_s": 0}}]})
+    assert is_problem(delayed, 422)
+
+
+async def test_a_flow_as_deep_as_it_may_be_is_served_and_a_deeper_one_refused(client: httpx.AsyncClient) -> None:
+    def chain(levels: int) -> dict[str, Any]:
+        node: dict[str, Any] = {"job": {"type": "noop"}}
+        for _ in range(levels - 1):
+            node = {"job": {"type": "noop"}, "children": [node]}
+        return {"job": {"type": "noop"}, "children": [node]}
+
+    deepest = await client.post("/api/flows", json=chain(32))
+    assert deepest.status_code == 202, deepest.text[:300]
+    tree = await client.get(f"/api/flows/{deepest.json()['id']}")
+    assert tree.status_code == 200
+    levels, node = 0, tree.json()
+    while node["children"]:
+        levels, node = levels + 1, node["children"][0]
+    assert levels == 32
+    too_deep = await client.post("/api/flows", json=chain(33))
+    assert is_problem(too_deep, 422) and "levels" in too_deep.json()["detail"]
+
+
+# --- HTTP itself: HEAD, If-Range, content types ------------------------------------------------------
+async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/vocabulary.js", "/api/types", "/healthz"):
+        got, head = await client.get(path), await client.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
+    kind = (await client.get("/vocabulary.js")).headers["content-type"]
+    assert kind.startswith("text/javascript") and kind.count("charset") == 1, kind

@@ -87,6 +87,16 @@ async def test_an_uploaded_clip_is_transcoded_with_progress_and_its_results_play
     assert tail.status_code == 206 and tail.content == video.content[-10:]
     beyond = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4", headers={"Range": f"bytes={size}-"})
     assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    # If-Range (RFC 9110, 13.1.5): the range only while the file is the one the validator names.
+    etag = video.headers["etag"]
+    same = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4", headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert same.status_code == 206 and same.content == video.content[:10]
+    for validator in ('"another"', "Wed, 21 Oct 2015 07:28:00 GMT"):
+        stale = await client.get(f"/api/jobs/{job_id}/artifacts/video.mp4",
+                                 headers={"Range": "bytes=0-9", "If-Range": validator})
+        assert stale.status_code == 200 and stale.content == video.content, validator
+    head = await client.head(f"/api/jobs/{job_id}/artifacts/video.mp4")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(size)
     thumb = await client.get(f"/api/jobs/{job_id}/artifacts/thumbnail.jpg")
     assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
     assert (await client.get(f"/api/jobs/{job_id}/artifacts/nope.bin")).status_code == 404

@@ -132,7 +132,11 @@ async def test_redirects_are_not_followed(client: httpx.AsyncClient, js: JetStre
 @pytest.mark.parametrize("url", [
     "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/hook", "http://192.168.0.1/", "http://[::1]:80/",
     "ftp://127.0.0.1/hook", "http://metadata.google.internal/", "http://user:pw@127.0.0.1/hook", "not a url",
-    "http://127.0.0.2:1/hook",
+    "http://127.0.0.2:1/hook", "",
+    # An internal IPv4 address in IPv6 disguise: IPv4-compatible, NAT64, 6to4, IPv4-mapped.
+    "http://[::127.0.0.2]/hook", "http://[64:ff9b::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::1]/", "http://[::ffff:10.0.0.1]/",
+    # URLs that once made a 500: a port out of range or not a number, a label over 63 characters.
+    "http://127.0.0.1:99999/hook", "http://127.0.0.1:http/hook", f"http://{'a' * 300}.example/hook",
 ])
 async def test_unsafe_targets_are_refused_at_submit_time(client: httpx.AsyncClient, js: JetStreamContext,
                                                           stack: Stack, url: str) -> None:
@@ -174,3 +178,23 @@ async def test_two_gateway_replicas_deliver_each_job_end_once(
     finally:
         stop.set()
         await serving
+
+
+async def test_every_submission_route_refuses_a_bad_webhook_url_naming_it(client: httpx.AsyncClient,
+                                                                        js: JetStreamContext, stack: Stack) -> None:
+    before = (await js.stream_info(stack.names.jobs_stream)).state.last_seq
+    job = {"type": "noop", "webhook_url": "http://127.0.0.1:99999/hook"}
+    answers = {
+        "jobs": (await client.post("/api/jobs", json=job), "webhook_url"),
+        "batches": (await client.post("/api/batches", json={"jobs": [{"type": "noop"}, job]}), "jobs[1].webhook_url"),
+        "flows": (await client.post("/api/flows", json={"job": job, "children": [{"job": {"type": "noop"}}]}),
+                  "job.webhook_url"),
+        "schedules": (await client.post("/api/schedules", json={"name": "hooked", "cron": "@daily", "job": job}),
+                      "job.webhook_url"),
+        "forms": (await client.post("/api/jobs", data={"type": "noop", "webhook_url": job["webhook_url"]},
+                                    files={"none": ("", b"", "text/plain")}), "webhook_url"),
+    }
+    for route, (answer, key) in answers.items():
+        assert answer.status_code == 422, (route, answer.status_code, answer.text[:300])
+        assert answer.json()["errors"][0]["key"] == key, (route, answer.json())
+    assert (await js.stream_info(stack.names.jobs_stream)).state.last_seq == before
