@@ -14,6 +14,8 @@ import httpx
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 
+from jobline.conductor import service as conductor_service
+from jobline.conductor.settings import ConductorSettings, WebhookSettings
 from jobline.contract.names import Names
 from jobline.contract.streams import RetentionSettings, types_bucket_config
 from jobline.gateway.service import GatewayServer
@@ -91,7 +93,18 @@ class Stack:
     processor_settings: ProcessorSettings
     logsink_settings: LogsinkSettings
     history_settings: HistorySettings
+    conductor_settings: ConductorSettings
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def conductor_settings(gateway: GatewaySettings, common: dict[str, Any], options: dict[str, Any]) -> ConductorSettings:
+    """The conductor beside a gateway: the same webhook secrets and bounds (it signs what the gateway
+    admitted), and a test's own `conductor` options (`webhooks` a dict of WebhookSettings)."""
+    options = dict(options)
+    webhooks = WebhookSettings(secrets=gateway.webhook_secrets, allow=gateway.webhook_allow, **options.pop("webhooks", {}))
+    return replace(ConductorSettings(ops_port=0, webhooks=webhooks, schedule_catchup_s=gateway.schedule_catchup_s,
+                                     max_timeout_s=gateway.max_timeout_s, max_attempts=gateway.max_attempts, **common),
+                   **options)
 
 
 def builtin_registry() -> Registry:
@@ -112,6 +125,8 @@ async def running_stack(
     with_logsink: bool = True,
     with_history: bool = True,
     history: dict[str, Any] | None = None,
+    with_conductor: bool = True,
+    conductor: dict[str, Any] | None = None,
     retention: RetentionSettings = TEST_RETENTION,
 ) -> AsyncIterator[Stack]:
     """Gateway, processor, logsink and history as tasks in this loop (real NATS, real uvicorn on
@@ -123,6 +138,7 @@ async def running_stack(
     hsettings = replace(HistorySettings(data_dir=data_dir, ops_port=0, **common), **(history or {}))
     gateway_defaults: dict[str, Any] = {} if with_history else {"history_start_wait_s": 0.0}
     gsettings = replace(GatewaySettings(port=0, **common), **{**gateway_defaults, **(gateway or {})})
+    csettings = conductor_settings(gsettings, common, conductor or {})
     registry = registry or builtin_registry()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
@@ -131,6 +147,8 @@ async def running_stack(
     if with_history:
         tasks.append(asyncio.create_task(history_service.run(hsettings, stop)))
     tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry)))
+    if with_conductor:
+        tasks.append(asyncio.create_task(conductor_service.run(csettings, stop)))
     server = GatewayServer(gsettings)
     started = asyncio.Event()
     try:
@@ -146,13 +164,25 @@ async def running_stack(
                 for task in done:
                     task.result()  # raises the service's error
         yield Stack(url=server.url, names=names, gateway=server, processor_settings=psettings,
-                    logsink_settings=lsettings, history_settings=hsettings, tasks=tasks)
+                    logsink_settings=lsettings, history_settings=hsettings, conductor_settings=csettings, tasks=tasks)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         if errors:
             raise errors[0]
+
+
+@contextlib.asynccontextmanager
+async def another_conductor(stack: Stack, **overrides: Any) -> AsyncIterator[None]:
+    """A second conductor beside the stack's (the background roles shared by two replicas)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(conductor_service.run(replace(stack.conductor_settings, **overrides), stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 async def submit(client: httpx.AsyncClient, job_type: str, params: dict[str, Any] | None = None) -> str:

@@ -127,6 +127,7 @@ READY_LINES = {
     "processor": r"processing ",
     "logsink": r"logsink consuming",
     "history": r"history consuming",
+    "conductor": r"conductor running",
 }
 
 
@@ -174,13 +175,15 @@ class System:
         return process
 
     async def start_all(self, processors: int = 1, *, logsink: bool = True, history: bool = False,
-                        gateway: bool = True) -> None:
+                        gateway: bool = True, conductors: int = 1) -> None:
         if logsink:
             await self.start("logsink")
         if history:
             await self.start("history")
         for i in range(processors):
             await self.start(f"processor-{i}")
+        for i in range(conductors):
+            await self.start(f"conductor-{i}")
         if gateway:
             await self.start("gateway")
 

@@ -23,7 +23,7 @@ FAST_DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.05, "t
 def test_job_ids_are_ulids_in_lowercase_crockford_base32() -> None:
     import time
 
-    from jobline.gateway.core import new_job_id
+    from jobline.jobs.writer import new_job_id
 
     alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
     before = int(time.time() * 1000)

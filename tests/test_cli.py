@@ -179,7 +179,7 @@ async def test_submit_a_batch_from_a_jsonl_file_and_wait_with_one_bar(stack: Sta
     assert code == 0 and lines[0]["event"] == "snapshot" and lines[-1]["event"] == "batch_completed"
     specs.write_text(json.dumps(good) + "\n" + json.dumps({"type": "no-such-type"}) + "\n")
     code, _, err = await jobline(stack, "submit", "--batch", str(specs))
-    assert code != 0 and "job 1" in err
+    assert code != 0 and "jobs[1]" in err
 
 
 async def test_submit_a_flow_from_a_json_file_and_wait_for_its_root(stack: Stack, tmp_path: Path) -> None:

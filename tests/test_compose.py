@@ -65,7 +65,7 @@ def test_each_jobline_service_runs_a_real_entry_point_with_settings_it_reads(com
         seen.add(target)
         unread = set(service.get("environment", {})) - _reads_env(target)
         assert not unread, f"{name} sets variables {target} never reads: {sorted(unread)}"
-    assert seen == {"gateway", "processor", "logsink", "history"}
+    assert seen == {"gateway", "processor", "conductor", "logsink", "history"}
 
 
 def test_the_cluster_has_three_nodes_and_replicated_streams(compose: dict[str, Any]) -> None:
@@ -77,6 +77,7 @@ def test_the_cluster_has_three_nodes_and_replicated_streams(compose: dict[str, A
     assert services["gateway"]["environment"]["JOBLINE_STREAM_REPLICAS"] == "3"
     assert services["gateway"]["deploy"]["replicas"] == 2
     assert services["processor"]["deploy"]["replicas"] == 3
+    assert services["conductor"]["deploy"]["replicas"] == 2
     assert all(u in services["processor"]["environment"]["NATS_URL"] for u in ("nats-1", "nats-2", "nats-3"))
     assert services["history"]["environment"]["JOBLINE_DATABASE_URL"].startswith("postgresql://")
     assert "postgres" in services["history"]["depends_on"]
@@ -105,7 +106,7 @@ def test_each_service_connects_as_its_own_nats_user_from_the_mounted_auth_config
         assert "./deploy/nats:/etc/nats:ro" in services[node]["volumes"]
         for variable in re.findall(r"\$(JOBLINE_\w+_NATS_PASSWORD)", auth):
             assert variable in services[node]["environment"], f"{node} does not pass {variable} to auth.conf"
-    for service in ("gateway", "processor", "logsink", "history"):
+    for service in ("gateway", "processor", "conductor", "logsink", "history"):
         environment = services[service]["environment"]
         assert environment["NATS_USER"] == service and service in users
         assert f"JOBLINE_{service.upper()}_NATS_PASSWORD" in environment["NATS_PASSWORD"]

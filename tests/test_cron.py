@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobline.gateway.cron import Cron, InvalidCron
+from jobline.jobs.cron import Cron, InvalidCron
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -181,7 +181,7 @@ async def test_cancelling_a_parent_cancels_its_unfinished_children(client: httpx
      422, "children[1].job.type"),
     ({"job": {"type": "gather"}, "children": [{"name": "a", "job": {"type": "demo"}}, {"name": "a", "job": {"type": "demo"}}]},
      422, "children[1].name"),
-    ({"job": {"type": "gather"}, "children": [{"job": {"type": "demo", "delay_s": 5}}]}, 422, "children[0].job"),
+    ({"job": {"type": "gather"}, "children": [{"job": {"type": "demo", "delay_s": 5}}]}, 422, "children[0].job.delay_s"),
     ({"job": {"type": "gather"}, "children": [{"job": {"type": "demo"}}] * 500}, 422, "children"),
     ({"job": {"type": "gather"}, "children": []}, 422, "children"),
     ({"job": {"type": "gather"}, "children": [{"job": {"type": "demo"}, "surprise": 1}]}, 400, None),

@@ -20,7 +20,7 @@ from jobline.contract.events import JobCompleted, JobCreated, JobEvent, JobStart
 from jobline.contract.history import StatusReply
 from jobline.contract.names import Names
 from jobline.contract.publishing import subject_of
-from jobline.gateway.core import Core
+from jobline.gateway.app import Wired
 from jobline.gateway.service import GatewayServer
 from jobline.runtime.embedded_nats import EmbeddedNats
 
@@ -39,7 +39,7 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
 
 
 @contextlib.asynccontextmanager
-async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple[str, Core]]:
+async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple[str, Wired]]:
     """A second gateway on the same system, started now (its URL and its core)."""
     server = GatewayServer(replace(stack.gateway.settings, port=0, **overrides))
     stop, started = asyncio.Event(), asyncio.Event()
@@ -50,7 +50,7 @@ async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple
             await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
             if not started.is_set():
                 task.result()
-        yield server.url, server.server.config.app.state.core
+        yield server.url, server.server.config.app.state.wired
     finally:
         stop.set()
         await task

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from jobline.gateway.hub import END, FrameQueue, Hub
-from jobline.gateway.sse import HEARTBEAT
+from jobline.gateway.live.hub import END, FrameQueue, Hub
+from jobline.gateway.live.sse import HEARTBEAT
 
 
 async def test_a_lagging_client_gets_the_latest_progress_and_every_other_event_in_order() -> None:
@@ -84,7 +84,7 @@ async def test_listeners_get_only_the_kinds_they_asked_for() -> None:
 
 
 async def test_a_writer_stops_at_the_end_even_when_a_later_event_was_queued_behind_it() -> None:
-    from jobline.gateway.event_stream import _pump
+    from jobline.gateway.live.event_stream import _pump
 
     hub = Hub(buffer=10)
     listener = hub.subscribe("job")

@@ -199,7 +199,7 @@ def test_the_port_check_admits_a_port_left_in_time_wait() -> None:
 
 
 # --- SIGTERM in every phase of a service's start -------------------------------------------------------
-@pytest.mark.parametrize("service", ["gateway", "processor", "logsink", "history"])
+@pytest.mark.parametrize("service", ["gateway", "processor", "conductor", "logsink", "history"])
 async def test_sigterm_while_nats_is_unreachable_ends_the_service_at_once(service: str, tmp_path: Path,
                                                                            names: Names) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
@@ -210,7 +210,7 @@ async def test_sigterm_while_nats_is_unreachable_ends_the_service_at_once(servic
     assert time.monotonic() - began < 5, process.output()
 
 
-@pytest.mark.parametrize("service", ["gateway", "processor", "logsink", "history"])
+@pytest.mark.parametrize("service", ["gateway", "processor", "conductor", "logsink", "history"])
 async def test_sigterm_while_waiting_for_jetstream_ends_the_service_at_once(service: str, tmp_path: Path,
                                                                             names: Names) -> None:
     server = start_nats_server(tmp_path / "nats", extra_args=["-js=false"])

@@ -24,7 +24,8 @@ from .processes import ServiceProcess, gateway_url, service_env, stop_all
 pytestmark = pytest.mark.slow
 
 AUTH_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "auth.conf"
-PASSWORDS = {service: f"{service}-secret-{os.getpid()}" for service in ("gateway", "processor", "logsink", "history")}
+PASSWORDS = {service: f"{service}-secret-{os.getpid()}"
+             for service in ("gateway", "processor", "conductor", "logsink", "history")}
 
 TASKS = '''
 from jobline.processor import JobContext, task
@@ -85,7 +86,7 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
     (tmp_path / "permtasks.py").write_text(TASKS)
     names = Names()  # the config is written for the default namespace
     services: list[ServiceProcess] = []
-    for service in ("logsink", "history", "processor", "gateway"):
+    for service in ("logsink", "history", "processor", "conductor", "gateway"):
         env = service_env(secured_nats.url, names, tmp_path / "data", JOBLINE_PORT="0", NATS_USER=service,
                           NATS_PASSWORD=PASSWORDS[service], JOBLINE_TASK_MODULES="permtasks", PYTHONPATH=str(tmp_path))
         services.append(await ServiceProcess.service(service, env))
@@ -93,13 +94,14 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         await services[0].wait_for_line(r"logsink consuming")
         await services[1].wait_for_line(r"history consuming")
         await services[2].wait_for_line(r"processing .*copy-upload")
-        url = await gateway_url(services[3])
+        await services[3].wait_for_line(r"conductor running")
+        url = await gateway_url(services[4])
         admin, _ = await as_user("gateway")  # reading needs no more than the gateway has
         js = admin.jetstream()
         async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-            demo = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 0.1, "ticks_per_step": 2}},
-                                      headers={"Idempotency-Key": "k1"})).json()["id"]
-            again = (await client.post("/api/jobs", json={"type": "demo"}, headers={"Idempotency-Key": "k1"})).json()["id"]
+            body = {"type": "demo", "params": {"step_seconds": 0.1, "ticks_per_step": 2}}
+            demo = (await client.post("/api/jobs", json=body, headers={"Idempotency-Key": "k1"})).json()["id"]
+            again = (await client.post("/api/jobs", json=body, headers={"Idempotency-Key": "k1"})).json()["id"]
             assert again == demo
             assert outcome(await read_sse(client, f"/api/jobs/{demo}/events")) == "completed"
             check_timeline(await read_timeline(js, names, demo))
@@ -192,10 +194,16 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         history, history_violations = await as_user("history")
         with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
             await history.jetstream(timeout=1).publish(names.run_event("forged", "ended"), b"{}", timeout=1)
+        conductor, conductor_violations = await as_user("conductor")
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):  # it runs no job: no progress, no cancel
+            await conductor.jetstream(timeout=1).publish(names.job_event("forged", "progress"), b"{}", timeout=1)
+        with pytest.raises(NatsTimeoutError):
+            await conductor.jetstream(timeout=1).purge_stream(names.jobs_stream)
         await processor.flush()
         await gateway.flush()
         await logsink.flush()
         await history.flush()
+        await conductor.flush()
         def refused(v: Violations) -> set[str]:
             return {e.split('"')[1] for e in v.errors if "permissions violation" in e.lower() and '"' in e}
 
@@ -204,6 +212,7 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
                                                "$js.api.stream.msg.delete.jobs"}
         assert refused(logsink_violations) == {"jobs.forged.log"}
         assert refused(history_violations) == {"jobs.forged.run.ended"}
+        assert refused(conductor_violations) == {"jobs.forged.progress", "$js.api.stream.purge.jobs"}
         assert (await js.stream_info(names.jobs_stream)).state.messages == before, "something was written or removed"
         await js.stream_info(names.logs_stream)  # still there
     finally:

@@ -1,4 +1,4 @@
-"""Recurring schedules: one job per tick across gateways, overlap, pause, catch-up, bad input."""
+"""Recurring schedules: one job per tick across conductors, overlap, pause, catch-up, bad input."""
 
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from jobline.contract.events import JobCreated, job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
-from .helpers import Stack, eventually, read_sse, wait_for_job_type
+from .helpers import Stack, another_conductor, eventually, read_sse, wait_for_job_type
 from .oracle import read_timeline
 from .processes import System, free_port
-from .test_history import another_gateway
 
 STACK: dict[str, Any] = dict(with_logsink=False)
 EVERY_SECOND = "* * * * * *"
@@ -86,9 +85,9 @@ async def create(client: httpx.AsyncClient, **spec: Any) -> dict[str, Any]:
     return body
 
 
-async def test_one_job_per_tick_with_two_gateways_for_ten_seconds(client: httpx.AsyncClient, stack: Stack,
-                                                                  nc: Client) -> None:
-    async with another_gateway(stack) as (_, _core), watching_created(nc, stack.names) as created:
+async def test_one_job_per_tick_with_two_conductors_for_ten_seconds(client: httpx.AsyncClient, stack: Stack,
+                                                                    nc: Client) -> None:
+    async with another_conductor(stack), watching_created(nc, stack.names) as created:
         made = await create(client, name="every-second")
         start = float(int(time.time()) + 1)
         assert made["next_runs"] and made["timezone"] == "UTC" and made["paused"] is False
@@ -156,8 +155,8 @@ async def test_a_paused_schedule_makes_no_job_until_resumed(client: httpx.AsyncC
     ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ({"name": "Not A Name"}, "name"),
     ({"catchup_window_s": 0}, "catchup_window_s"),
-    ({"job": {"type": "noop", "delay_s": 5}}, "job"),
-    ({"job": {"type": "no-such-type"}}, "type"),
+    ({"job": {"type": "noop", "delay_s": 5}}, "job.delay_s"),
+    ({"job": {"type": "no-such-type"}}, "job.type"),
     ({"job": {"type": "noop", "surprise": 1}}, "job"),
 ])
 async def test_bad_schedules_are_refused_and_create_nothing(client: httpx.AsyncClient, spec: dict[str, Any],
@@ -178,8 +177,8 @@ async def test_a_taken_name_is_a_conflict(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.slow
-async def test_ticks_missed_while_no_gateway_ran_are_caught_up_within_the_window(nats_server: EmbeddedNats,
-                                                                                 names: Names, tmp_path: Path) -> None:
+async def test_ticks_missed_while_no_conductor_ran_are_caught_up_within_the_window(nats_server: EmbeddedNats,
+                                                                                   names: Names, tmp_path: Path) -> None:
     system = System(nats_server.url, names, tmp_path)
     nc = await nats.connect(nats_server.url)
     try:
@@ -190,16 +189,15 @@ async def test_ticks_missed_while_no_gateway_ran_are_caught_up_within_the_window
             await create(client, name="too-late", catchup_window_s=1)
             await created.wait("caught-up", 1)
             await created.wait("too-late", 1)
-            gateway = system.processes["gateway"]
-            await gateway.stop(signal.SIGKILL)
-            system.forget(gateway)
+            conductor = system.processes["conductor-0"]
+            await conductor.stop(signal.SIGKILL)
+            system.forget(conductor)
             down_at = time.time()
-            await until_clock(down_at + 4)  # four ticks pass with no gateway at all
-            await system.start("gateway-again")
-            client.base_url = httpx.URL(system.url)
+            await until_clock(down_at + 4)  # four ticks pass with no conductor at all
+            await system.start("conductor-again")
             back_at = time.time()
             await eventually(lambda: _has_tick_after(created.of("caught-up"), back_at), timeout=20,
-                             what="a tick after the gateway came back")
+                             what="a tick after the conductor came back")
             ticks = sorted(j.tick or 0 for j in created.of("caught-up"))
             gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
             assert gaps and all(g == 1.0 for g in gaps), f"a tick was lost or made twice: {ticks}"

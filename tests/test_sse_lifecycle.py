@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from jobline.gateway.core import Core
+from jobline.gateway.app import Wired
 
 from .helpers import Stack, eventually, submit
 
@@ -19,8 +19,8 @@ STACK: dict[str, Any] = dict(with_logsink=False,
                              gateway={"heartbeat_s": 0.2})
 
 
-def core_of(stack: Stack) -> Core:
-    return stack.gateway.server.config.app.state.core  # type: ignore[attr-defined, no-any-return]
+def core_of(stack: Stack) -> Wired:
+    return stack.gateway.server.config.app.state.wired  # type: ignore[attr-defined, no-any-return]
 
 
 async def test_a_quiet_stream_sends_heartbeat_comments_without_ids(stack: Stack) -> None:
@@ -53,11 +53,11 @@ async def test_disconnected_clients_leave_no_listener_behind(stack: Stack) -> No
         async with asyncio.timeout(10), client.stream("GET", f"/api/jobs/{job_id}/events") as response:
             async for line in response.aiter_lines():
                 if line.startswith("event: snapshot"):
-                    assert core.hub.listener_count >= 1
+                    assert core.live.hub.listener_count >= 1
                     break
 
     async def all_gone() -> bool:
-        return core.hub.listener_count == 0
+        return core.live.hub.listener_count == 0
 
     await eventually(all_gone, timeout=10, what="every SSE listener to be removed")
-    assert not core.hub.has_listeners(job_id)
+    assert not core.live.hub.has_listeners(job_id)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.gateway.core import Core
+from jobline.gateway.app import Wired
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
 
@@ -44,8 +44,8 @@ STACK: dict[str, Any] = dict(registry=registry, with_logsink=False,
                                                                                "sse_send_timeout_s": 2.0})
 
 
-def core_of(stack: Stack) -> Core:
-    return stack.gateway.server.config.app.state.core  # type: ignore[attr-defined, no-any-return]
+def core_of(stack: Stack) -> Wired:
+    return stack.gateway.server.config.app.state.wired  # type: ignore[attr-defined, no-any-return]
 
 
 async def follow(client: httpx.AsyncClient, path: str) -> list[SseEvent]:
@@ -110,7 +110,7 @@ async def test_a_frozen_client_is_dropped_without_slowing_the_others(stack: Stac
             while await reader.read(1 << 16):
                 pass
         writer.close()
-        assert core.hub.listener_count == 0
+        assert core.live.hub.listener_count == 0
 
 
 async def test_connection_churn_leaves_no_listener_task_or_consumer_behind(stack: Stack, js: JetStreamContext) -> None:
@@ -145,5 +145,5 @@ async def test_connection_churn_leaves_no_listener_task_or_consumer_behind(stack
         assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 202
 
 
-async def _settled(core: Core) -> bool:
-    return core.hub.listener_count == 0
+async def _settled(core: Wired) -> bool:
+    return core.live.hub.listener_count == 0

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from jobline.contract.events import WebhookAttempted
 from jobline.contract.names import Names
 
-from .helpers import Stack, eventually
+from .helpers import Stack, another_conductor, eventually
 from .oracle import read_timeline
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -64,8 +64,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 # The services this module's tests run against (conftest.py's `stack`).
 STACK: dict[str, Any] = dict(with_logsink=False, gateway={
-        "webhook_secrets": SECRETS, "webhook_allow": ("127.0.0.1",), "webhook_backoff_s": 0.1,
-        "webhook_max_attempts": 4,
+        "webhook_secrets": SECRETS, "webhook_allow": ("127.0.0.1",)}, conductor={"webhooks": {
+        "backoff_s": 0.1, "max_attempts": 4},
     })
 
 
@@ -147,25 +147,13 @@ async def test_unsafe_targets_are_refused_at_submit_time(client: httpx.AsyncClie
     assert (await js.stream_info(stack.names.jobs_stream)).state.last_seq == before
 
 
-async def test_two_gateway_replicas_deliver_each_job_end_once(
-    stack: Stack, js: JetStreamContext, receiver: Receiver
+async def test_two_conductor_replicas_deliver_each_job_end_once(
+    client: httpx.AsyncClient, stack: Stack, js: JetStreamContext, receiver: Receiver
 ) -> None:
-    from dataclasses import replace as with_changes
-
-    from jobline.gateway.service import GatewayServer
-
-    second = GatewayServer(with_changes(stack.gateway.settings, port=0))
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    serving = asyncio.create_task(second.serve(stop, started))
-    try:
-        await asyncio.wait_for(started.wait(), 20)
+    async with another_conductor(stack):
         url = f"http://127.0.0.1:{receiver.port}/hook"
-        ids = []
-        for n in range(10):
-            base = stack.url if n % 2 else second.url  # submitted through both replicas
-            async with httpx.AsyncClient(base_url=base, timeout=20) as http:
-                ids.append((await http.post("/api/jobs", json={"type": "noop", "webhook_url": url})).json()["id"])
+        ids = [(await client.post("/api/jobs", json={"type": "noop", "webhook_url": url})).json()["id"]
+               for _ in range(10)]
         for job_id in ids:
             await attempts(js, stack.names, job_id)
 
@@ -173,11 +161,8 @@ async def test_two_gateway_replicas_deliver_each_job_end_once(
             return len(receiver.requests) >= len(ids)
 
         await eventually(all_arrived, what="every webhook")
-        webhook_ids = [headers["webhook-id"] for headers, _ in receiver.requests]
-        assert sorted(webhook_ids) == sorted(f"job_{i}_completed" for i in ids), "a delivery was made twice or lost"
-    finally:
-        stop.set()
-        await serving
+    webhook_ids = [headers["webhook-id"] for headers, _ in receiver.requests]
+    assert sorted(webhook_ids) == sorted(f"job_{i}_completed" for i in ids), "a delivery was made twice or lost"
 
 
 async def test_every_submission_route_refuses_a_bad_webhook_url_naming_it(client: httpx.AsyncClient,

@@ -1,7 +1,8 @@
 """`jobline up`: the whole system on one machine, each service its own process, supervised.
 
 Starts an embedded nats-server with JetStream on disk when NATS_URL is unset, then the logsink, the
-history service, the processor and the gateway; prints the UI's address once the gateway is ready.
+history service, the processor, the conductor and the gateway; prints the UI's address once the
+gateway is ready.
 
 - A service that dies is started again (with backoff, logged, counted), so a `kill -9` of the
   processor costs its running job one attempt, not the whole system. One that keeps dying right
@@ -32,7 +33,7 @@ from jobline.runtime import env
 from jobline.runtime.embedded_nats import EmbeddedNats, start_nats_server
 
 log = logging.getLogger("jobline.up")
-SERVICES = ("logsink", "history", "processor", "gateway")
+SERVICES = ("logsink", "history", "processor", "conductor", "gateway")
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
 QUICK_FAILURE_S = 10.0  # a service that dies sooner than this after its start failed at start

@@ -29,7 +29,8 @@ from httpx_sse import aconnect_sse
 from jobline.contract.events import TERMINAL_KINDS, JobEvent, LogRow, job_event_decoder
 from jobline.contract.job_state import ArtifactInfo, JobState, apply
 from jobline.contract.queues import QueueView
-from jobline.contract.schedules import Overlap, ScheduleView
+from jobline.contract.schedules import ScheduleView
+from jobline.contract.vocabulary import Overlap
 
 from .errors import ApiError, Unreachable, error_for
 from .settings import ClientSettings
@@ -421,7 +422,7 @@ class AsyncClient:
 
     # --- recurring schedules ----------------------------------------------------------------
     async def create_schedule(self, name: str, cron: str, type: str, params: Mapping[str, Any] | None = None, *,
-                              timezone: str = "UTC", overlap: Overlap = "allow", catchup_window_s: float | None = None,
+                              timezone: str = "UTC", overlap: Overlap = Overlap.ALLOW, catchup_window_s: float | None = None,
                               paused: bool = False, **job_options: Any) -> ScheduleView:
         """A job of `type` at each fire time of `cron` (5 fields, or 6 with seconds first) in
         `timezone`; `job_options` as for `submit` (timeout_s, max_attempts, …). 409: name taken."""

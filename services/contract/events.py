@@ -12,6 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from .vocabulary import TERMINAL_KINDS as TERMINAL_KINDS  # (re-exported: where the events are)
+from .vocabulary import ChildFailurePolicy
 
 SCHEMA_VERSION: Final = 1
 
@@ -50,7 +51,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     parent: str | None = None  # … as a child of this job …
     name: str | None = None  # … named so among its siblings
     children: list[ChildRef] = []  # its children: it ran only once they had all ended
-    on_child_failure: str = "fail"  # fail | ignore | continue (contract/flows.py)
+    on_child_failure: ChildFailurePolicy = ChildFailurePolicy.FAIL  # what it does when a child fails (flows)
     resumed: int = 0  # > 0: published again after children it spawned ended (the how-many-th time)
 
 

@@ -165,7 +165,7 @@ class Names:
 
     @property
     def schedule_ticks_durable(self) -> str:
-        """The gateways' shared durable on `schedules.*.due`: each wake-up goes to one gateway."""
+        """The conductors' shared durable on `schedules.*.due`: each wake-up goes to one conductor."""
         return "schedule-ticks"
 
     @property
@@ -233,7 +233,27 @@ class Names:
         return self._subject("jobs", "*", CREATED, _checked_job_type(job_type), "*")
 
     @property
+    def webhooks_stream(self) -> str:
+        """Webhooks due: one message per end of a job that asked for a webhook, for the conductors."""
+        return self._stream("WEBHOOKS")
+
+    def webhook_due(self, job_id: str) -> str:
+        """`webhooks.<id>.due`: the job ended and wants its webhook sent (body: contract/webhooks.WebhookDue)."""
+        return self._subject("webhooks", _checked_job_id(job_id), "due")
+
+    @property
+    def all_webhooks_due(self) -> str:
+        return self._subject("webhooks", "*", "due")
+
+    @property
     def webhooks_durable(self) -> str:
+        """The conductors' shared durable on `webhooks.*.due`: each delivery to one conductor."""
+        return "webhooks"
+
+    @property
+    def legacy_webhooks_durable(self) -> str:
+        """Before the conductor, the gateways read every job end (`jobs.*.run.ended`) for webhooks
+        with this durable on the job stream; the conductor removes it."""
         return "webhooks"
 
     def service_log(self, service: str, level: str) -> str:
@@ -283,7 +303,7 @@ class Names:
 
     @property
     def flows_stream(self) -> str:
-        """Flow signals: one message per ended job of a flow, for the gateways' flow runner."""
+        """Flow signals: one message per ended job of a flow, for the conductors' flow runner."""
         return self._stream("FLOWS")
 
     def flow_spawn(self, flow_id: str) -> str:
@@ -304,7 +324,7 @@ class Names:
 
     @property
     def flow_runner_durable(self) -> str:
-        """The gateways' shared durable on `flows.*.ended`: each signal goes to one gateway."""
+        """The conductors' shared durable on `flows.>`: each signal goes to one conductor."""
         return "flow-runner"
 
     @property

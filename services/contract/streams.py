@@ -94,8 +94,23 @@ def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamCon
     """Flow signals (contract/flows.py): kept as long as the jobs they are about."""
     return StreamConfig(
         name=names.flows_stream,
-        description="Flow signals: a job of a flow ended (the gateways' flow runner releases what waited for it).",
+        description="Flow signals: a job of a flow ended (the conductors' flow runner releases what waited for it).",
         subjects=[names.all_flow_signals],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=retention.jobs_max_age_s,
+        num_replicas=retention.replicas,
+        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
+    )
+
+
+def webhooks_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    """Webhooks due (contract/webhooks.py): kept as long as the jobs they are about."""
+    return StreamConfig(
+        name=names.webhooks_stream,
+        description="Webhooks due: a job that asked for one ended (the conductors send it).",
+        subjects=[names.all_webhooks_due],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
@@ -108,7 +123,7 @@ def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamCon
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
     # Order matters: the log stream sources from the job stream.
     return [jobs_stream_config(names, retention), logs_stream_config(names, retention),
-            flows_stream_config(names, retention)]
+            flows_stream_config(names, retention), webhooks_stream_config(names, retention)]
 
 
 def types_bucket_config(names: Names, replicas: int) -> KeyValueConfig:

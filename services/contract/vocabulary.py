@@ -59,6 +59,22 @@ class FailureReason(StrEnum):
     CHILD_FAILED = "child_failed"  # a child (or a sibling it depends on) did not complete: it never ran
 
 
+class ChildFailurePolicy(StrEnum):
+    """What a job of a flow does when one of its children (or a sibling a child depends on) did not
+    complete."""
+
+    FAIL = "fail"  # it fails without running (and so on up the tree); dependants of the child too
+    IGNORE = "ignore"  # it runs; `ctx.children` leaves the unfinished children out
+    CONTINUE = "continue"  # it runs and sees every child's outcome in `ctx.children`
+
+
+class Overlap(StrEnum):
+    """What a recurring schedule does at a tick while its previous run has not ended."""
+
+    ALLOW = "allow"  # it runs anyway
+    SKIP = "skip"  # no new run: the tick is recorded missed
+
+
 # A job ends with one terminal event; its status then is that event's kind.
 TERMINAL_KINDS: Final = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED, EventKind.EXPIRED})
 TERMINAL_STATUSES: Final = frozenset(JobStatus(kind) for kind in TERMINAL_KINDS)

@@ -10,8 +10,8 @@ from collections.abc import Generator
 
 import uvicorn
 
-from . import http10
 from .app import create_app
+from .http import http10
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)

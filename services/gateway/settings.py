@@ -47,15 +47,12 @@ class GatewaySettings:
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides loopback and JOBLINE_HOST ("*": any)
     max_streams_per_client: int = 100  # concurrent live streams per token or address (429 beyond)
     submit_rate: float = 0.0  # job creations per second per token or address (0: no limit)
+    # Webhooks are sent by the conductor (its settings); the gateway refuses a webhook_url at submit
+    # when there is no secret to sign with, or when its target may not be called.
     webhook_secrets: tuple[str, ...] = ()  # signing secrets (two during a rotation); none: webhooks off
     webhook_allow: tuple[str, ...] = ()  # hosts or CIDRs admitted although private (e.g. 10.0.0.0/8)
-    webhook_timeout_s: float = 10.0
-    webhook_max_attempts: int = 8
-    webhook_backoff_s: float = 5.0  # first retry delay; doubles per attempt
-    webhook_max_response_bytes: int = 64 * 1024
+    schedule_catchup_s: float = 3600.0  # (shown in a schedule's view: the conductor runs its ticks)
     log_level: str = "INFO"
-
-    schedule_catchup_s: float = 3600.0  # a recurring schedule's ticks missed longer ago than this are skipped
 
     @property
     def effective_max_delay_s(self) -> float:
@@ -101,9 +98,5 @@ class GatewaySettings:
             submit_rate=env.env_float("JOBLINE_SUBMIT_RATE", d.submit_rate),
             webhook_secrets=env.env_list("JOBLINE_WEBHOOK_SECRETS"),
             webhook_allow=env.env_list("JOBLINE_WEBHOOK_ALLOW"),
-            webhook_timeout_s=env.env_float("JOBLINE_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
-            webhook_max_attempts=env.env_int("JOBLINE_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts),
-            webhook_backoff_s=env.env_float("JOBLINE_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
-            webhook_max_response_bytes=env.env_int("JOBLINE_WEBHOOK_MAX_RESPONSE_BYTES", d.webhook_max_response_bytes),
             log_level=env.log_level(),
         )

@@ -22,12 +22,14 @@ class Fenced(Exception):
 
 
 class RunChain:
-    def __init__(self, js: JetStreamContext, names: Names, job_id: str, last_seq: int = 0, flow: str | None = None):
+    def __init__(self, js: JetStreamContext, names: Names, job_id: str, last_seq: int = 0, flow: str | None = None,
+                 webhook: bool = False):
         self._js = js
         self._names = names
         self.job_id = job_id
         self.last_seq = last_seq
         self.flow = flow  # a job of a flow: its end is signalled to the flow runner (contract/flows.py)
+        self.webhook = webhook  # a job with a webhook: its end is signalled to the dispatcher (contract/webhooks.py)
 
     async def read_last(self) -> JobEvent | None:
         """The chain's last event (and its sequence into `last_seq`), None when empty."""

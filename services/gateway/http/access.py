@@ -1,0 +1,57 @@
+"""HTTP routes that hand out credentials: a browser session, stream tokens, form tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from .auth import SESSION_COOKIE, Auth
+from .problems import Problem
+
+
+class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+
+
+@post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
+      errors=(401,),
+      description="With JOBLINE_API_TOKENS set, the web UI sends the token once; the gateway answers with an "
+      "HttpOnly, SameSite=Strict cookie that fetch and EventSource then carry. 401 for a wrong token.")
+async def create_session(auth: NamedDependency[Auth], data: JSONBody[SessionRequest]) -> Response[None]:
+    if not auth.enabled:
+        return Response(None, status_code=204)
+    token_id = auth.token_id(data.token)
+    if token_id is None:
+        raise Problem(401, "Unauthorized", "that is not a valid API token")
+    return Response(None, status_code=204, cookies=[Cookie(
+        key=SESSION_COOKIE, value=auth.session_cookie(token_id), httponly=True, samesite="strict", path="/",
+        max_age=int(auth.session_ttl_s))])
+
+
+@post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
+      errors=(409,), description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes.")
+async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth]) -> dict[str, Any]:
+    identity = request.scope.get("state", {}).get("identity")
+    if not auth.enabled or identity is None:
+        raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
+    return {"token": auth.stream_token(identity), "expires_in": int(auth.stream_token_ttl_s)}
+
+
+@post("/api/form-tokens", status_code=201, errors=(409,),
+      summary="A token that lets a page's plain HTML form submit one kind of request",
+      description="For `<form action=\".../api/jobs?access_token=...\">` on a page that has no script or must not "
+      "hold the API token: good only for POST /api/jobs (a form), for JOBLINE_FORM_TOKEN_TTL_S (an hour). "
+      "409 when the gateway has no API tokens (forms need none).")
+async def create_form_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth]) -> dict[str, Any]:
+    identity = request.scope.get("state", {}).get("identity")
+    if not auth.enabled or identity is None:
+        raise Problem(409, "No tokens", "this gateway has no API tokens; forms need no token")
+    return {"token": auth.form_token(identity), "expires_in": int(auth.form_token_ttl_s)}
+
+
+access_handlers = [create_session, create_stream_token, create_form_token]

@@ -1,0 +1,188 @@
+"""HTTP routes of jobs: submit, look up, list and search, cancel, read a job's past.
+
+Thin handlers: each is given what it uses (app.py's dependencies) and says which errors it may
+answer besides its success (`errors=`, read into the OpenAPI document); the domain's errors become
+problem details in one place (http/problems.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+
+from jobline.contract.events import JobScheduled, JobTypeInfo, encoder
+from jobline.contract.job_state import JobState
+from jobline.contract.submissions import JobSubmission
+from jobline.jobs.catalogue import Catalogue
+from jobline.jobs.errors import Malformed, NotFound
+from jobline.jobs.history_client import HistoryClient
+from jobline.jobs.reader import JobReader
+from jobline.jobs.timeline import decoded, fold
+from jobline.jobs.writer import JobWriter
+
+from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
+from ..http.sent_json import SentJSON
+from ..live.read_model import ReadModel
+from ..live.streams import Live, wait_for_change
+from ..settings import GatewaySettings
+from . import search
+from .replay import parse_at, timeline_json
+from .search import JobPage
+
+
+class Accepted(msgspec.Struct):
+    id: str
+    status: str
+    links: dict[str, str]
+
+
+def links(job_id: str) -> dict[str, str]:
+    base = f"/api/jobs/{job_id}"
+    return {"self": base, "events": f"{base}/events", "logs": f"{base}/logs"}
+
+
+def etag(state: JobState) -> str:
+    """The job's version: the sequence of the last event folded into it."""
+    return f'"{state.seq}"'
+
+
+@post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_JOB_BYTES,
+      errors=(409, 413, 422, 429, 503),
+      description="With an `Idempotency-Key` header, repeating the request (also concurrently, also days "
+      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.",
+      responses={202: ResponseSpec(Accepted, description="Stored: the job runs as soon as a processor takes it",
+                                   generate_examples=False)})
+async def submit_job(
+    writer: NamedDependency[JobWriter],
+    read_model: NamedDependency[ReadModel],
+    data: JSONBody[JobSubmission],
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+) -> SentJSON:
+    event, fresh = await writer.submit(data, idempotency_key)
+    job_links = links(event.job_id)
+    headers = [(b"location", job_links["self"].encode())]
+    # What a new job is when accepted (a processor may have taken it by now: GET says).
+    status = "scheduled" if isinstance(event, JobScheduled) else "pending"
+    if not fresh:
+        headers.append((b"idempotent-replayed", b"true"))
+        current = read_model.get(event.job_id)
+        status = current.status if current else status
+    accepted = Accepted(id=event.job_id, status=status, links=job_links)
+    return SentJSON(202, encoder.encode(accepted), headers)
+
+
+@get("/api/jobs", summary="List and search jobs over all history, newest first", errors=(503,),
+     description="Filters (all optional, combined with AND): `status` and `type` (comma lists), `created_after`/"
+     "`created_before` and `finished_after`/`finished_before` (unix seconds), `error` (text in the job's error, "
+     "case-insensitive), and any `params.<name>=<value>` or `result.<name>=<value>` (nested names with dots; the "
+     "value is JSON when it parses — `360`, `true` — else text). `before` is the cursor from `next_before`: "
+     "stable while new jobs arrive. Answered by the history service; while it is away, a plain list comes from "
+     "this gateway's memory with `partial: true`, and a search answers 503.",
+     responses={200: ResponseSpec(JobPage, description="A page of jobs", generate_examples=False)})
+async def list_jobs(
+    request: Request[Any, Any, Any],
+    history: NamedDependency[HistoryClient],
+    read_model: NamedDependency[ReadModel],
+    status: FromQuery[str | None] = None,
+    type: FromQuery[str | None] = None,
+    before: FromQuery[int | None] = None,
+    limit: FromQuery[int] = 50,
+    created_after: FromQuery[float | None] = None,
+    created_before: FromQuery[float | None] = None,
+    finished_after: FromQuery[float | None] = None,
+    finished_before: FromQuery[float | None] = None,
+    error: FromQuery[str | None] = None,
+) -> Response[bytes]:
+    if before is not None and not 0 <= before <= MAX_SEQ:
+        raise Malformed("before is a cursor from next_before (>= 0)", title="Bad cursor", key="before", source="query")
+    job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
+                                     created_before=created_before, finished_after=finished_after,
+                                     finished_before=finished_before, error=error)
+    body = await search.list_jobs(history, read_model, job_filter, before=before, limit=limit)
+    return Response(body, media_type="application/json")
+
+
+@post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
+      description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
+      "as soon as its processor has stopped the work. 409 when the job already ended.")
+async def cancel_job(writer: NamedDependency[JobWriter], job_id: FromPath[str]) -> Response[dict[str, str]]:
+    status = await writer.cancel(job_id)
+    return Response({"id": job_id, "status": status}, status_code=202)
+
+
+@get("/api/stats/counts", summary="Jobs per status and per type, over all history kept", errors=(503,),
+     description="`{\"total\", \"by_status\": {status: n}, \"by_type\": {type: {status: n}}}`; 503 while the "
+     "history service is away.")
+async def job_counts(history: NamedDependency[HistoryClient]) -> dict[str, Any]:
+    return await search.counts(history)
+
+
+@get("/api/stats/activity", summary="Jobs ended per minute by outcome, run-time percentiles per type", errors=(503,),
+     description="`window` = `hour` (1-minute buckets), `day` (15 minutes) or `week` (1 hour); `type` narrows it "
+     "to one job type. `{\"buckets\": [{\"start\", \"completed\", \"failed\", \"cancelled\", \"expired\"}], "
+     "\"durations\": [{\"type\", \"count\", \"p50_s\", \"p90_s\", \"p99_s\", \"max_s\"}]}` — run time is the "
+     "end minus the last attempt's start; percentiles are within 10 %.")
+async def job_activity(history: NamedDependency[HistoryClient], window: FromQuery[str] = "hour",
+                       type: FromQuery[str | None] = None) -> dict[str, Any]:
+    return await search.activity(history, window, type)
+
+
+@get("/api/jobs/{job_id:str}", summary="A job's current state", errors=(404, 503),
+     description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most JOBLINE_MAX_WAIT_S, 60) "
+     "holds the request until the job changes from that version (or from now, without the header).")
+async def get_job(
+    reader: NamedDependency[JobReader],
+    live: NamedDependency[Live],
+    settings: NamedDependency[GatewaySettings],
+    job_id: FromPath[str],
+    if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+    wait: FromQuery[float] = 0.0,
+) -> Response[Any]:
+    job = await reader.find(job_id)
+    if not 0 <= wait <= settings.max_wait_s:
+        raise Malformed(f"wait must be from 0 to {settings.max_wait_s:g} seconds", title="Bad wait", key="wait",
+                        source="query")
+    version = etag(job)
+    if wait and not job.is_terminal and (if_none_match is None or if_none_match == version):
+        await wait_for_change(live, job, wait)
+        version = etag(job)
+    if if_none_match is not None and if_none_match == version:
+        return Response(None, status_code=304, headers={"ETag": version})
+    return Response(encoder.encode(job), media_type="application/json", headers={"ETag": version, "Cache-Control": "no-cache"})
+
+
+@get("/api/jobs/{job_id:str}/timeline", summary="A job's whole recorded timeline", errors=(404, 503),
+     description="Every stored event of the job in order: `{\"job_id\", \"events\": [{\"seq\", \"subject\", "
+     "\"stored_at\", \"event\"}]}`.")
+async def job_timeline(reader: NamedDependency[JobReader], job_id: FromPath[str]) -> Response[bytes]:
+    job = await reader.find(job_id)
+    return Response(timeline_json(job_id, await reader.events(job)), media_type="application/json")
+
+
+@get("/api/jobs/{job_id:str}/state", summary="The job as it was at a sequence or a moment", errors=(404, 503),
+     description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
+async def job_state_at(reader: NamedDependency[JobReader], job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
+    try:
+        seq, ts = parse_at(at)
+    except ValueError as exc:
+        raise Malformed(f"{at!r} is neither a sequence nor a time", title="Bad at", key="at", source="query") from exc
+    job = await reader.find(job_id)
+    folded = fold(decoded(await reader.events(job)), upto_seq=seq, upto_ts=ts)
+    if folded is None:
+        raise NotFound(f"job {job_id} did not exist at {at}", title="Not created yet")
+    return Response(encoder.encode(folded), media_type="application/json")
+
+
+@get("/api/types", summary="Job types served by the running processors")
+async def list_types(catalogue: NamedDependency[Catalogue]) -> list[JobTypeInfo]:
+    types = catalogue.types
+    return [types[name] for name in sorted(types)]
+
+
+job_handlers = [submit_job, list_jobs, cancel_job, job_counts, job_activity, get_job, job_timeline, job_state_at,
+                list_types]
