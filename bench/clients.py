@@ -72,7 +72,7 @@ async def client_job(jobline: AsyncClient) -> None:
     await job.wait(timeout=60)
 
 
-async def measure(name: str, run_one, n: int, concurrency: int, gateway_pid: int) -> Round:  # noqa: ANN001
+async def measure(name: str, run_one, n: int, concurrency: int, gateway_pid: int) -> Round:
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> None:

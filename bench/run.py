@@ -55,7 +55,7 @@ class Result:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def summarise(system: str, mode: str, started: dict[str, float], ended: dict[str, float]) -> Result:
@@ -131,7 +131,7 @@ async def bench_raw(nc: Client, url: str, n: int, concurrency: int, rate: float 
     ended: dict[str, float] = {}
     done = asyncio.Event()
 
-    async def on_done(msg) -> None:  # noqa: ANN001
+    async def on_done(msg) -> None:
         ended[msg.subject.split(".")[2]] = time.perf_counter()
         if len(ended) == n:
             done.set()
@@ -194,7 +194,7 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
     ended: dict[str, float] = {}
     done = asyncio.Event()
 
-    async def on_end(msg) -> None:  # noqa: ANN001
+    async def on_end(msg) -> None:
         ended[job_event_decoder.decode(msg.data).job_id] = time.perf_counter()
         if len(ended) == n:
             done.set()

@@ -221,7 +221,7 @@ async def read_model(js: JetStreamContext, url: str, names: Names, data: Path, j
 
 
 async def main(args: argparse.Namespace) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # thousands of sockets, both sides
     with tempfile.TemporaryDirectory() as tmp:
         server = start_nats_server(Path(tmp) / "nats")

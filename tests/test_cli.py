@@ -78,7 +78,7 @@ async def test_tail_prints_raw_events_with_subject_and_sequence(stack: Stack, na
         sys.executable, "-m", "jobline.cli.main", "tail", "--nats-url", nats_server.url,
         "--namespace", stack.names.namespace, "--all", "--count", "3",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    code, _, _ = await jobline(stack, "submit", "noop")
+    _code, _, _ = await jobline(stack, "submit", "noop")
     out, err = await asyncio.wait_for(tail.communicate(), 30)
     lines = out.decode().strip().splitlines()
     assert len(lines) == 3, err.decode()
@@ -109,7 +109,7 @@ async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path:
     assert code == 0 and "exported 2 job(s)" in err
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert [job["id"] for job in lines] == [tall, failed]
-    assert [e["event"]["kind"] for e in lines[1]["events"]][0] == "created"
+    assert next(e["event"]["kind"] for e in lines[1]["events"]) == "created"
     assert lines[1]["events"][-1]["event"]["kind"] == "failed"
     code, out, _ = await jobline(stack, "export", "--status", "completed")
     assert [json.loads(line)["id"] for line in out.splitlines()] == [tall]

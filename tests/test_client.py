@@ -152,10 +152,10 @@ async def test_queue_controls_through_the_client(jobline: AsyncClient) -> None:
 async def test_batches_through_the_client(jobline: AsyncClient) -> None:
     accepted = await jobline.submit_batch([{"type": "demo", "params": FAST}] * 5, idempotency_key="client-batch")
     again = await jobline.submit_batch([{"type": "demo", "params": FAST}] * 5, idempotency_key="client-batch")
-    assert again["id"] == accepted["id"] and len(accepted["jobs"]) == 5
-    kinds = [event.kind async for event in jobline.watch_batch(accepted["id"])]
+    assert again.id == accepted.id and len(accepted.jobs) == 5
+    kinds = [event.kind async for event in jobline.watch_batch(accepted.id)]
     assert kinds[0] == "snapshot" and kinds[-1] == "batch_completed"
-    assert (await jobline.batch(accepted["id"]))["counts"] == {"completed": 5}
+    assert (await jobline.batch(accepted.id)).counts == {"completed": 5}
     with pytest.raises(ApiError) as refused:
         await jobline.submit_batch([{"type": "demo"}, {"type": "no-such-type"}])
     assert refused.value.status == 422 and refused.value.problem["index"] == 1
@@ -165,10 +165,10 @@ async def test_flows_through_the_client(jobline: AsyncClient) -> None:
     flow = {"job": {"type": "gather"}, "children": [{"name": "a", "job": {"type": "demo", "params": FAST}},
                                                     {"name": "b", "job": {"type": "demo", "params": FAST}, "depends_on": ["a"]}]}
     accepted = await jobline.submit_flow(flow)
-    final = await jobline.wait(accepted["id"], timeout=30)
+    final = await jobline.wait(accepted.id, timeout=30)
     assert final.status == "completed" and set(final.result) == {"a", "b"}
-    tree = await jobline.flow(accepted["id"])
-    assert tree["rollup"] == 1.0 and [c["status"] for c in tree["children"]] == ["completed", "completed"]
+    tree = await jobline.flow(accepted.id)
+    assert tree.rollup == 1.0 and [c.status for c in tree.children] == ["completed", "completed"]
     with pytest.raises(ApiError) as refused:
         await jobline.submit_flow({"job": {"type": "gather"}, "children": [{"job": {"type": "demo"}, "depends_on": ["x"]}]})
     assert refused.value.status == 422 and refused.value.problem["errors"][0]["key"] == "children[0].depends_on"

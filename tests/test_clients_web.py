@@ -148,7 +148,7 @@ async def test_a_plain_form_without_javascript_starts_a_transcode_that_plays(sys
 
 async def test_the_upload_element_sends_the_file_with_the_job_in_one_request(system: tuple[System, str],
                                                                             tmp_path: Path) -> None:
-    running, web_origin = system
+    _running, web_origin = system
     clip = make_clip(tmp_path / "clip.mp4")
     async for page, problems in open_page(f"{web_origin}/"):
         await page.set_input_files("jobline-upload input[type=file]", str(clip))

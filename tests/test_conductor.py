@@ -5,6 +5,7 @@ load loses nothing and does nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import time
@@ -158,7 +159,7 @@ async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does
             await client.post("/api/schedules/load/pause")
         ticks = sorted(e.tick or 0 for e in created.of_schedule("load"))
         assert len(ticks) == len(set(ticks)), "a tick made twice"
-        assert all(b - a == 1.0 for a, b in zip(ticks, ticks[1:], strict=False)), f"a tick lost across the kill: {ticks}"
+        assert all(b - a == 1.0 for a, b in itertools.pairwise(ticks)), f"a tick lost across the kill: {ticks}"
         assert ticks[-1] > killed_at + 2
         by_job: dict[str, set[str]] = {}
         for headers, body in receiver.requests:

@@ -224,20 +224,19 @@ async def test_search_by_status_type_time_fields_and_error_text_with_stable_curs
 async def test_without_the_history_service_live_jobs_work_and_history_requests_answer_503_at_once(
         nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> None:
     async with running_stack(nats_server.url, names, data_dir, js, with_history=False,
-                             gateway={"recent_jobs": 1}) as stack:
-        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
-            first = await submit(client, "noop")
-            assert await ended(client, first) == "completed"
-            second = await submit(client, "demo", DEMO)
-            assert await ended(client, second) == "completed"  # live: streamed to the end
-            page = (await client.get("/api/jobs")).json()
-            assert page["partial"] is True and ids(page) == [second]  # the first left memory
-            for path in (f"/api/jobs/{first}", "/api/stats/counts", "/api/jobs?error=x", "/api/jobs/01unknownjob"):
-                began = time.monotonic()
-                response = await client.get(path)
-                assert response.status_code == 503, (path, response.text)
-                assert response.headers["content-type"].startswith("application/problem+json")
-                assert time.monotonic() - began < 3, path  # never hangs
+                             gateway={"recent_jobs": 1}) as stack, httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+        first = await submit(client, "noop")
+        assert await ended(client, first) == "completed"
+        second = await submit(client, "demo", DEMO)
+        assert await ended(client, second) == "completed"  # live: streamed to the end
+        page = (await client.get("/api/jobs")).json()
+        assert page["partial"] is True and ids(page) == [second]  # the first left memory
+        for path in (f"/api/jobs/{first}", "/api/stats/counts", "/api/jobs?error=x", "/api/jobs/01unknownjob"):
+            began = time.monotonic()
+            response = await client.get(path)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert time.monotonic() - began < 3, path  # never hangs
 
 
 # --- the store itself: migrations and retention -------------------------------------------------------------

@@ -59,7 +59,7 @@ class IdleClient:
 async def test_5000_idle_streams_keep_their_heartbeats_and_an_active_client_keeps_its_pace(
     nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext
 ) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # inherited by the gateway
     assert min(hard, 65536) > 2 * CONNECTIONS + 1000, "not enough file descriptors for this test"
     env = service_env(nats_server.url, names, tmp_path, JOBLINE_PORT="0", JOBLINE_SSE_HEARTBEAT_S="2",

@@ -234,11 +234,10 @@ async def test_an_idempotency_key_outlives_the_duplicate_window(
 ) -> None:
     short = replace(TEST_RETENTION, duplicate_window_s=0.5)
     async with running_stack(nats_server.url, names, data_dir, js, registry=registry, with_logsink=False,
-                             retention=short) as stack:
-        async with httpx.AsyncClient(base_url=stack.url, timeout=20) as client:
-            first = (await post(client, {"type": "flaky"}, key="k")).json()["id"]
-            assert (await js.stream_info(names.jobs_stream)).config.duplicate_window == 0.5
-            await asyncio.sleep(1.0)  # the point of the test is time passing beyond the window
-            again = await post(client, {"type": "flaky"}, key="k")
-            assert again.json()["id"] == first and again.headers["idempotent-replayed"] == "true"
-            assert len([r for r in await read_timeline(js, names, first) if r.kind == "created"]) == 1
+                             retention=short) as stack, httpx.AsyncClient(base_url=stack.url, timeout=20) as client:
+        first = (await post(client, {"type": "flaky"}, key="k")).json()["id"]
+        assert (await js.stream_info(names.jobs_stream)).config.duplicate_window == 0.5
+        await asyncio.sleep(1.0)  # the point of the test is time passing beyond the window
+        again = await post(client, {"type": "flaky"}, key="k")
+        assert again.json()["id"] == first and again.headers["idempotent-replayed"] == "true"
+        assert len([r for r in await read_timeline(js, names, first) if r.kind == "created"]) == 1

@@ -84,7 +84,7 @@ def test_a_redelivered_batch_adds_no_rows(tmp_path: Path) -> None:
     try:
         rows = [(seq, float(seq), "info", f"m{seq}", "job", 1, None, None, None, seq) for seq in range(1, 11)]
         assert store.writer.submit(store.write, rows).result() == 10
-        more = rows[5:] + [(11, 11.0, "info", "m11", "job", 1, None, None, None, 11)]
+        more = [*rows[5:], (11, 11.0, "info", "m11", "job", 1, None, None, None, 11)]
         assert store.writer.submit(store.write, more).result() == 1
         got = store.reader.submit(store.query, LogQuery(job_id="job", limit=100)).result()
         assert [r.seq for r in got] == list(range(1, 12))

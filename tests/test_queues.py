@@ -4,6 +4,7 @@ limit — enforced by the broker, checked from the jobs' own timelines."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -180,7 +181,7 @@ async def test_a_per_key_limit_lets_key_b_run_while_key_a_waits(client: httpx.As
     assert set(await ends(client, [*user_a, user_b])) == {"completed"}
     timelines = {j: await read_timeline(js, stack.names, j) for j in [*user_a, user_b]}
     a_spans = sorted(span_of(timelines[j]) for j in user_a)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(a_spans, a_spans[1:], strict=False)), a_spans
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(a_spans)), a_spans
     b_start, _ = span_of(timelines[user_b])
     assert b_start < a_spans[0][1], "key B waited for key A"
     waits = [r.event for j in user_a for r in timelines[j] if r.kind == "waiting"]

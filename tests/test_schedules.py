@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -199,7 +200,7 @@ async def test_ticks_missed_while_no_conductor_ran_are_caught_up_within_the_wind
             await eventually(lambda: _has_tick_after(created.of("caught-up"), back_at), timeout=20,
                              what="a tick after the conductor came back")
             ticks = sorted(j.tick or 0 for j in created.of("caught-up"))
-            gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(ticks)]
             assert gaps and all(g == 1.0 for g in gaps), f"a tick was lost or made twice: {ticks}"
             view = (await client.get("/api/schedules/too-late")).json()
             assert view["missed_total"] >= 2, view
@@ -244,7 +245,7 @@ async def test_ticks_missed_while_nats_server_was_down_are_made_once_when_it_is_
                 ticks = sorted(j.tick or 0 for j in created.of("through-restart"))
         finally:
             await nc.close()
-        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
         assert all(g == 1.0 for g in gaps), f"a tick was lost or made twice: {ticks}"
         assert ticks[0] < down_at < down_at + 4 < ticks[-1]
     finally:

@@ -102,7 +102,7 @@ async def test_a_frozen_client_is_dropped_without_slowing_the_others(stack: Stac
         assert healthy[-1].event == "completed", "a reading client got every event to the end"
 
         async def frozen_dropped() -> bool:
-            return core.metrics.slow_clients._value.get() >= 1  # noqa: SLF001
+            return core.metrics.slow_clients._value.get() >= 1
 
         await eventually(frozen_dropped, timeout=20, what="the frozen client to be dropped")
         # And its connection is closed (send timeout): reading now drains what was sent, then EOF.

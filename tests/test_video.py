@@ -156,7 +156,7 @@ async def test_an_upload_over_the_limit_gets_413_and_leaves_nothing(
     assert not [o for o in await _list(store) if not o.deleted]
 
 
-async def _list(store):  # noqa: ANN001, ANN202
+async def _list(store):
     try:
         return await store.list()
     except Exception:  # nats-py raises NotFoundError for an empty bucket

@@ -6,7 +6,7 @@ import argparse
 import json
 import mimetypes
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ def guess_type(path: Path) -> str:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value), flush=True)
+    print(msgspec.json.encode(value).decode(), flush=True)  # (plain data and the contract's Structs alike)
 
 
 def _clock(ts: float) -> str:
@@ -67,13 +67,13 @@ def submit_flow(client: Client, args: argparse.Namespace) -> int:
     if args.json and not args.wait:
         _print_json(accepted)
     elif not args.json:
-        console.print(f"submitted flow {accepted['id']} ({len(accepted['jobs'])} jobs)")
-    return watch(client, accepted["id"], args.json) if args.wait else EXIT_OK
+        console.print(f"submitted flow {accepted.id} ({len(accepted.jobs)} jobs)")
+    return watch(client, accepted.id, args.json) if args.wait else EXIT_OK
 
 
 def submit_batch(client: Client, args: argparse.Namespace) -> int:
     accepted = client.submit_batch(read_specs(args.batch))
-    batch_id, total = accepted["id"], len(accepted["jobs"])
+    batch_id, total = accepted.id, len(accepted.jobs)
     if not args.wait:
         _print_json(accepted) if args.json else console.print(f"submitted batch {batch_id} ({total} jobs)")
         return EXIT_OK
@@ -226,70 +226,81 @@ def stats(client: Client, window: str) -> int:
     return EXIT_OK
 
 
+def submit(client: Client, args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return submit_batch(client, args)
+    if args.flow is not None:
+        return submit_flow(client, args)
+    params = dict(args.param)
+    if args.file is not None:
+        stored = client.upload(args.file, content_type=guess_type(args.file))
+        params["upload"] = stored.id
+    job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
+                        run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority)
+    if args.json and not args.wait:
+        _print_json(msgspec.to_builtins(job.aio.accepted))
+    elif not args.json:
+        console.print(f"submitted {job.id}" + (" (scheduled)" if job.aio.accepted and
+                                               job.aio.accepted.status == "scheduled" else ""))
+    else:
+        print(job.id, file=sys.stderr)
+    return watch(client, job.id, args.json) if args.wait else EXIT_OK
+
+
+def list_jobs(client: Client, args: argparse.Namespace) -> int:
+    query = {k: v for k, v in job_filters(args).items() if v is not None}
+    rows = client.get_json("/api/jobs", **query, limit=args.limit)["jobs"]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    table = Table("id", "type", "status", "progress", "created")
+    for job in rows:
+        table.add_row(job["id"], job["type"], job["status"], f"{round((job['progress'] or 0) * 100)}%",
+                      _when(job["created_at"]))
+    console.print(table)
+    return EXIT_OK
+
+
+def logs(client: Client, args: argparse.Namespace) -> int:
+    if args.follow:
+        for event in client.events(f"/api/jobs/{args.id}/logs?follow=1", until=TERMINAL_KINDS):
+            if event.kind == "logged":
+                _print_json(event.json()) if args.json else console.print(_log_line(event.json()))
+        return EXIT_OK
+    for row in map(msgspec.to_builtins, client.logs(args.id)):
+        _print_json(row) if args.json else console.print(_log_line(row))
+    return EXIT_OK
+
+
+def replay(client: Client, args: argparse.Namespace) -> int:
+    path = f"/api/jobs/{args.id}/events?replay={args.speed}&from={args.offset}"
+    for event in client.events(path, until=frozenset({"replay_end"})):
+        data = event.json()
+        if args.json:
+            _print_json({"id": str(event.id) if event.id is not None else None, "event": event.kind, "data": data})
+        elif event.kind == "logged":
+            console.print(_log_line(data))
+        elif event.kind == "progressed" and data.get("fraction") is not None:
+            console.print(Text(f"{_clock(data['ts'])} progress {data['fraction'] * 100:.0f}%", style="dim"))
+        elif event.kind not in ("snapshot", "replay_end"):
+            detail = data.get("name") or data.get("error") or ""
+            console.print(Text(f"{_clock(data['ts'])} {event.kind} {detail}".rstrip()))
+    return EXIT_OK
+
+
+def cancel(client: Client, args: argparse.Namespace) -> int:
+    status = client.cancel(args.id)
+    _print_json({"id": args.id, "status": status}) if args.json else console.print(f"{args.id}: {status}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
+    "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
+    "cancel": cancel,
+}
+
+
 def run_command(client: Client, args: argparse.Namespace) -> int:
-    match args.command:
-        case "submit" if args.batch is not None:
-            return submit_batch(client, args)
-        case "submit" if args.flow is not None:
-            return submit_flow(client, args)
-        case "submit":
-            params = dict(args.param)
-            if args.file is not None:
-                stored = client.upload(args.file, content_type=guess_type(args.file))
-                params["upload"] = stored.id
-            job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
-                                run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority)
-            if args.json and not args.wait:
-                _print_json(msgspec.to_builtins(job.aio.accepted))
-            elif not args.json:
-                console.print(f"submitted {job.id}" + (" (scheduled)" if job.aio.accepted and
-                                                       job.aio.accepted.status == "scheduled" else ""))
-            else:
-                print(job.id, file=sys.stderr)
-            return watch(client, job.id, args.json) if args.wait else EXIT_OK
-        case "watch":
-            return watch(client, args.id, args.json)
-        case "jobs":
-            query = {k: v for k, v in job_filters(args).items() if v is not None}
-            rows = client.get_json("/api/jobs", **query, limit=args.limit)["jobs"]
-            if args.json:
-                _print_json(rows)
-                return EXIT_OK
-            table = Table("id", "type", "status", "progress", "created")
-            for job in rows:
-                table.add_row(job["id"], job["type"], job["status"], f"{round((job['progress'] or 0) * 100)}%",
-                              _when(job["created_at"]))
-            console.print(table)
-            return EXIT_OK
-        case "export":
-            return export(client, args)
-        case "stats":
-            return stats(client, args.window)
-        case "logs":
-            if args.follow:
-                for event in client.events(f"/api/jobs/{args.id}/logs?follow=1", until=TERMINAL_KINDS):
-                    if event.kind == "logged":
-                        _print_json(event.json()) if args.json else console.print(_log_line(event.json()))
-                return EXIT_OK
-            for row in map(msgspec.to_builtins, client.logs(args.id)):
-                _print_json(row) if args.json else console.print(_log_line(row))
-            return EXIT_OK
-        case "replay":
-            path = f"/api/jobs/{args.id}/events?replay={args.speed}&from={args.offset}"
-            for event in client.events(path, until=frozenset({"replay_end"})):
-                data = event.json()
-                if args.json:
-                    _print_json({"id": str(event.id) if event.id is not None else None, "event": event.kind, "data": data})
-                elif event.kind == "logged":
-                    console.print(_log_line(data))
-                elif event.kind == "progressed" and data.get("fraction") is not None:
-                    console.print(Text(f"{_clock(data['ts'])} progress {data['fraction'] * 100:.0f}%", style="dim"))
-                elif event.kind not in ("snapshot", "replay_end"):
-                    detail = data.get("name") or data.get("error") or ""
-                    console.print(Text(f"{_clock(data['ts'])} {event.kind} {detail}".rstrip()))
-            return EXIT_OK
-        case "cancel":
-            status = client.cancel(args.id)
-            _print_json({"id": args.id, "status": status}) if args.json else console.print(f"{args.id}: {status}")
-            return EXIT_OK
-    return EXIT_ERROR
+    command = COMMANDS.get(args.command)
+    return command(client, args) if command is not None else EXIT_ERROR

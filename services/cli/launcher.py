@@ -16,6 +16,7 @@ gateway is ready.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -76,7 +77,7 @@ class Child:
     history: list[int] = field(default_factory=list)  # exit codes seen
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.args, env=self.env, preexec_fn=die_with_parent)  # noqa: PLW1509
+        self.process = subprocess.Popen(self.args, env=self.env, preexec_fn=die_with_parent)
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
@@ -212,10 +213,8 @@ class Launcher:
                     return
                 if ready:
                     continue
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     ready = client.get(f"{url}/readyz").status_code == 200
-                except httpx.HTTPError:
-                    pass
                 if ready:
                     print(f"\n  Jobline is running: open {url}/  (NATS at {nats_url}; Ctrl-C stops)\n", flush=True)
                 elif time.monotonic() - began > READY_TIMEOUT_S:

@@ -15,8 +15,9 @@ from jobline.contract.queues import QueueView
 from jobline.contract.schedules import MissedTicks, ScheduleView
 
 from . import events
-from .aio import Accepted, AsyncClient, AsyncJob, Upload
+from .aio import Accepted, AsyncClient, AsyncJob
 from .errors import ApiError, JobCancelled, JobError, JobExpired, JobFailed, JoblineError, Unreachable
+from .files import Upload
 from .stream import RawEvent, ReplayEnded, Snapshot, StreamEvent
 from .sync import Client, Job
 

@@ -19,12 +19,16 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
+from jobline.contract.batches import BatchAccepted, BatchState
 from jobline.contract.events import JobEvent, LogRow
+from jobline.contract.flows import FlowAccepted, FlowTreeNode
 from jobline.contract.job_state import ArtifactInfo, JobState
 from jobline.contract.queues import QueueView
 from jobline.contract.schedules import ScheduleView
 
-from .aio import AsyncClient, AsyncJob, Queues, Schedules, Upload
+from .aio import AsyncClient, AsyncJob
+from .controls import Queues, Schedules
+from .files import Upload
 from .stream import RawEvent, StreamEvent
 
 T = TypeVar("T")
@@ -150,19 +154,19 @@ class Client:
         return self._run(self.aio.types())
 
     def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
-                     ) -> dict[str, Any]:
+                     ) -> BatchAccepted:
         return self._run(self.aio.submit_batch(specs, idempotency_key=idempotency_key))
 
-    def submit_flow(self, flow: Mapping[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit_flow(self, flow: Mapping[str, Any], *, idempotency_key: str | None = None) -> FlowAccepted:
         return self._run(self.aio.submit_flow(flow, idempotency_key=idempotency_key))
 
-    def flow(self, flow_id: str) -> dict[str, Any]:
+    def flow(self, flow_id: str) -> FlowTreeNode:
         return self._run(self.aio.flow(flow_id))
 
     def cancel_flow(self, flow_id: str) -> dict[str, str]:
         return self._run(self.aio.cancel_flow(flow_id))
 
-    def batch(self, batch_id: str) -> dict[str, Any]:
+    def batch(self, batch_id: str) -> BatchState:
         return self._run(self.aio.batch(batch_id))
 
     def cancel_batch(self, batch_id: str) -> dict[str, int]:

@@ -166,7 +166,7 @@ class Database:
             return bool(conn.execute(self.sql("SELECT pg_try_advisory_lock(?)"), (WRITER_LOCK_KEY,)).fetchone()[0])
         assert self.path is not None
         if self._lock_file is None:
-            self._lock_file = open(f"{self.path}.writer", "a+")
+            self._lock_file = open(f"{self.path}.writer", "a+")  # noqa: SIM115 (held for as long as the lock)
         try:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

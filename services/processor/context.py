@@ -9,6 +9,7 @@ flushed before every step change and before the end so the final value is never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import os
 import re
@@ -231,10 +232,8 @@ class JobContext:
             returncode = await proc.wait()
         except BaseException:
             if proc.returncode is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 await proc.wait()
             raise
         if returncode != 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 from pathlib import Path
 
@@ -39,10 +40,8 @@ class Objects:
             with path.open("rb") as data:
                 info = await self.artifacts.put(key, data)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # nothing was stored, or the store is gone: nothing to clean
                 await self.artifacts.delete(key)
-            except Exception:  # nothing was stored, or the store is gone: nothing to clean
-                pass
             raise
         digest = (info.digest or "").removeprefix("SHA-256=")
         sha256 = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex() if digest else ""

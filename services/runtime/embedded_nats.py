@@ -95,10 +95,10 @@ def start_nats_server(
         config.write_text(SERVER_CONFIG)
         args += ["-c", str(config)]
     args += extra_args or []
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 (closed below, once handed on)
     try:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
-                                   env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
+                                   env=env, preexec_fn=preexec_fn)
     finally:
         if log_file:
             out.close()  # type: ignore[union-attr]

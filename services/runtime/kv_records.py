@@ -56,7 +56,7 @@ class KvRecords(Generic[T]):
     async def delete(self, key: str) -> None:
         await self.kv.delete(key)
 
-    async def update(self, key: str, change: Callable[[T | None], T | None | Awaitable[T | None]]) -> T | None:
+    async def update(self, key: str, change: Callable[[T | None], T | Awaitable[T | None] | None]) -> T | None:
         """Read the record (None: there is none), `change` it (a new value, or None: write nothing),
         write it only if nobody wrote it since; on a conflict read again and change again. What
         `change` does besides must be harmless when repeated. RecordKeptChanging after TRIES."""

@@ -192,7 +192,7 @@ def auth_middleware(auth: Auth) -> Any:
             path: str = scope["path"]
             method = scope.get("method", "GET")
             state = scope.setdefault("state", {})
-            protected = path.startswith("/api/") and path != "/api/session" or path == "/ws"
+            protected = (path.startswith("/api/") and path != "/api/session") or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
                 identity, how = auth.identify(scope)
                 if scope["type"] == ScopeType.WEBSOCKET and (identity is None or how == "form"):

@@ -63,44 +63,54 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+Refusal = tuple[int, str, str]  # status, title, detail
+
+
+def _body_refusal(path: str, headers: dict[bytes, bytes]) -> Refusal | None:
+    """What a write's body must say it is (the browser's own guard: see the module's docstring)."""
+    has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if path.startswith(RAW_BODY_PATHS):
+        if media == "multipart/form-data":
+            return 415, "Unsupported Media Type", "send the file itself as the body (its own type), not a multipart form"
+    elif path == FORM_PATH:
+        if media != "multipart/form-data":
+            return 415, "Unsupported Media Type", "a job form is multipart/form-data"
+    elif has_body and not _is_json(content_type):
+        return 415, "Unsupported Media Type", "the body must be JSON (Content-Type: application/json)"
+    return None
+
+
+def refusal(scope: Scope, hosts: frozenset[str] | None, origins: frozenset[str]) -> Refusal | None:
+    """Why the request must not get through, if it must not."""
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope.get("headers", []):
+        if key in (b"host", b"origin", b"content-type", b"content-length", b"transfer-encoding"):
+            headers[key] = value
+    host = headers.get(b"host", b"").decode("latin-1")
+    if CONTROL_CHARACTER.search(scope["path"]):
+        return 400, "Bad path", "the path holds a control character (such as %00)"
+    if hosts is not None and host_name(host) not in hosts:
+        return 400, "Host not allowed", f"this gateway does not answer for host {host!r} (JOBLINE_ALLOWED_HOSTS)"
+    websocket, method = scope["type"] == ScopeType.WEBSOCKET, scope.get("method", "GET")
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if origin and (websocket or method in STATE_CHANGING) and origin.lower() not in origins \
+            and not same_origin(origin, scope.get("scheme", "http"), host):
+        return 403, "Cross-origin request refused", f"requests from {origin!r} may not change anything here " \
+                                                    "(JOBLINE_CORS_ORIGINS)"
+    if not websocket and method in STATE_CHANGING:
+        return _body_refusal(scope["path"], headers)
+    return None
+
+
 def request_guard(hosts: frozenset[str] | None, cors_origins: tuple[str, ...]) -> Any:
     origins = frozenset(o.lower() for o in cors_origins)
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
             kind = scope["type"]
-            if kind not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
-                await app(scope, receive, send)
-                return
-            headers: dict[bytes, bytes] = {}
-            for key, value in scope.get("headers", []):
-                if key in (b"host", b"origin", b"content-type", b"content-length", b"transfer-encoding"):
-                    headers[key] = value
-            host = headers.get(b"host", b"").decode("latin-1")
-            refused = None
-            if CONTROL_CHARACTER.search(scope["path"]):
-                refused = (400, "Bad path", "the path holds a control character (such as %00)")
-            elif hosts is not None and host_name(host) not in hosts:
-                refused = (400, "Host not allowed", f"this gateway does not answer for host {host!r} "
-                                                    "(JOBLINE_ALLOWED_HOSTS)")
-            method = scope.get("method", "GET")
-            origin = headers.get(b"origin", b"").decode("latin-1")
-            if refused is None and origin and (kind == ScopeType.WEBSOCKET or method in STATE_CHANGING) \
-                    and origin.lower() not in origins and not same_origin(origin, scope.get("scheme", "http"), host):
-                refused = (403, "Cross-origin request refused", f"requests from {origin!r} may not change anything "
-                                                                "here (JOBLINE_CORS_ORIGINS)")
-            if refused is None and kind == ScopeType.HTTP and method in STATE_CHANGING:
-                has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
-                content_type = headers.get(b"content-type", b"").decode("latin-1")
-                if scope["path"].startswith(RAW_BODY_PATHS):
-                    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
-                        refused = (415, "Unsupported Media Type", "send the file itself as the body (its own type), "
-                                                                  "not a multipart form")
-                elif scope["path"] == FORM_PATH:
-                    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
-                        refused = (415, "Unsupported Media Type", "a job form is multipart/form-data")
-                elif has_body and not _is_json(content_type):
-                    refused = (415, "Unsupported Media Type", "the body must be JSON (Content-Type: application/json)")
+            refused = refusal(scope, hosts, origins) if kind in (ScopeType.HTTP, ScopeType.WEBSOCKET) else None
             if refused is None:
                 await app(scope, receive, send)
             elif kind == ScopeType.WEBSOCKET:

@@ -13,7 +13,7 @@ _JSON = (b"content-type", b"application/json")
 
 
 class SentJSON:
-    __slots__ = ("status", "body", "headers")
+    __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]):
         self.status = status

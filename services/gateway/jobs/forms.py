@@ -24,6 +24,7 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from multipart import (  # type: ignore[import-untyped]
+    MultipartSegment,
     ParserError,
     ParserLimitReached,
     PushMultipartParser,
@@ -89,62 +90,80 @@ async def _then_end(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield b""
 
 
+class _Parts:
+    """The form as its parser's events arrive: text fields kept (bounded), files spooled."""
+
+    def __init__(self, file_limit: int):
+        self.form = JobForm()
+        self._file_limit = file_limit
+        self._text_bytes = 0
+        self._text: bytearray | None = None
+        self.spooled: SpooledUpload | None = None  # the file part being read
+        self._name = ""
+
+    def take(self, event: MultipartSegment | bytes | None) -> None:
+        if isinstance(event, bytes):
+            self._data(event)
+        elif event is None:
+            self._end_of_part()
+        else:
+            self._name = event.name
+            if event.filename is not None:
+                self.spooled = SpooledUpload(event.filename[:255] or "upload",
+                                             event.content_type or "application/octet-stream", self._file_limit)
+            else:
+                self._text = bytearray()
+
+    def _data(self, chunk: bytes) -> None:
+        if self.spooled is not None:
+            self.spooled.write(chunk)  # UploadTooLarge beyond the limit: the route says 413
+        elif self._text is not None:
+            self._text_bytes += len(chunk)
+            if self._text_bytes > MAX_FORM_FIELD_BYTES:
+                raise Problem(413, "Form too large", f"the form's text fields exceed {MAX_FORM_FIELD_BYTES} "
+                              "bytes; big inputs are files")
+            self._text += chunk
+
+    def _end_of_part(self) -> None:
+        name, spooled = self._name, self.spooled
+        if spooled is not None and (spooled.size or spooled.filename):
+            self.form.files.append((name, spooled))
+        elif spooled is not None:
+            spooled.close()  # a file input left empty
+        elif self._text is not None:
+            try:
+                self.form.fields.setdefault(name, []).append(self._text.decode())
+            except UnicodeDecodeError:
+                raise _bad(f"field {name!r} is not UTF-8 text", name) from None
+        self._text, self.spooled = None, None
+
+
 async def read_form(body: AsyncIterator[bytes], content_type: str, *, file_limit: int, idle_timeout_s: float) -> JobForm:
     """The whole form, its files spooled (raises Problem 400/408/413 before anything is stored)."""
     _, options = parse_options_header(content_type)
     boundary = options.get("boundary")
     if not boundary:
         raise _bad("a multipart/form-data body needs a boundary in its Content-Type")
-    form = JobForm()
-    text_bytes = 0
-    text: bytearray | None = None
-    spooled: SpooledUpload | None = None
-    name = ""
+    parts = _Parts(file_limit)
     try:
         with PushMultipartParser(boundary, max_segment_count=MAX_FORM_PARTS, max_header_count=16) as parser:
             async for chunk in _then_end(within(body, idle_timeout_s)):
                 for event in parser.parse(chunk):
-                    if isinstance(event, bytes):
-                        if spooled is not None:
-                            spooled.write(event)  # UploadTooLarge beyond the limit: the route says 413
-                        elif text is not None:
-                            text_bytes += len(event)
-                            if text_bytes > MAX_FORM_FIELD_BYTES:
-                                raise Problem(413, "Form too large", f"the form's text fields exceed {MAX_FORM_FIELD_BYTES} "
-                                              "bytes; big inputs are files")
-                            text += event
-                    elif event is None:  # the end of a part
-                        if spooled is not None and (spooled.size or spooled.filename):
-                            form.files.append((name, spooled))
-                        elif spooled is not None:
-                            spooled.close()  # a file input left empty
-                        elif text is not None:
-                            try:
-                                form.fields.setdefault(name, []).append(text.decode())
-                            except UnicodeDecodeError:
-                                raise _bad(f"field {name!r} is not UTF-8 text", name) from None
-                        text, spooled = None, None
-                    else:
-                        name = event.name
-                        if event.filename is not None:
-                            spooled = SpooledUpload(event.filename[:255] or "upload",
-                                                    event.content_type or "application/octet-stream", file_limit)
-                        else:
-                            text = bytearray()
+                    parts.take(event)
             if not parser.closed:
                 raise _bad("the multipart body ended before its closing boundary")
     except ParserLimitReached as exc:
-        form.close()
+        parts.form.close()
         raise Problem(413, "Form too large", f"{exc} (at most {MAX_FORM_PARTS} parts)") from exc
     except ParserError as exc:
-        form.close()
+        parts.form.close()
         raise _bad(f"not a valid multipart form: {exc}") from exc
     except BaseException:
-        if spooled is not None:
-            spooled.close()
-        form.close()
+        if parts.spooled is not None:
+            parts.spooled.close()
+        parts.form.close()
         raise
-    return form
+    return parts.form
 
 
 def _property_types(info: JobTypeInfo | None) -> dict[str, set[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -96,7 +97,8 @@ class SpooledUpload:
         self.limit = limit
         self.size = 0
         self._digest = hashlib.sha256()
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        # Open for as long as the form is (close() ends it): not a `with` block.
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -124,10 +126,8 @@ class SpooledUpload:
 
 
 async def delete_upload(stores: ObjectStores, upload_id: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # nothing stored, nothing to remove
         await stores.uploads.delete(upload_id)
-    except Exception:  # nothing stored, nothing to remove
-        pass
 
 
 async def store_upload(stores: ObjectStores, upload_id: str, body: AsyncIterator[bytes], *, limit: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -53,16 +54,74 @@ class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
 _decoder = msgspec.json.Decoder(Subscribe)
 
 
-@websocket("/ws")
-async def ws_endpoint(socket: WebSocket[Any, Any, Any], live: NamedDependency[Live], auth: NamedDependency[Auth],
-                      settings: NamedDependency[GatewaySettings]) -> None:
-    # (its Origin and Host were checked before the handshake: http/guard.py)
-    client = client_of(socket.scope)
-    await socket.accept()
-    outbox: asyncio.Queue[bytes | None] = asyncio.Queue(settings.stream_buffer)
-    subscriptions: dict[str, asyncio.Task[None]] = {}
+class _Session:
+    """One WebSocket: its subscriptions (each a task pumping frames), one outbox, one sender."""
 
-    async def pump(name: str, frames: Any) -> None:
+    def __init__(self, socket: WebSocket[Any, Any, Any], live: Live, auth: Auth, buffer: int):
+        self._socket = socket
+        self._live = live
+        self._auth = auth
+        self._client = client_of(socket.scope)
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(buffer)
+        self._subscriptions: dict[str, asyncio.Task[None]] = {}
+
+    async def serve(self) -> None:
+        send_task = asyncio.create_task(self._sender())
+        try:
+            while True:
+                try:
+                    message = await self._socket.receive()
+                except WebSocketDisconnect:
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = cast("str | bytes", message.get("text") or message.get("bytes") or b"")  # (JSON, text or binary)
+                try:
+                    request = _decoder.decode(raw)
+                except msgspec.DecodeError as exc:  # (a ValidationError is one)
+                    await self._error(f"bad message: {str(exc)[:200]}")
+                    continue
+                await self._on(request)
+        finally:
+            for task in self._subscriptions.values():
+                task.cancel()
+                self._auth.stream_closed(self._client)
+            send_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(send_task, *self._subscriptions.values(), return_exceptions=True)
+
+    async def _on(self, request: Subscribe) -> None:
+        name = request.id or ("firehose" if request.firehose else ",".join(sorted(request.jobs)))
+        if request.op == "unsubscribe":
+            task = self._subscriptions.pop(name, None)
+            if task is not None:
+                task.cancel()
+                self._auth.stream_closed(self._client)
+            return
+        if request.op != "subscribe":
+            await self._error(f"unknown op {request.op!r}")
+            return
+        if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
+            await self._error("subscribe to valid job ids or to the firehose")
+            return
+        if name not in self._subscriptions and len(self._subscriptions) >= MAX_WS_SUBSCRIPTIONS:
+            await self._error(f"at most {MAX_WS_SUBSCRIPTIONS} subscriptions per connection")
+            return
+        try:
+            wide = WideFilter.parse(request.type, request.status) if request.firehose else None
+        except ValueError as exc:
+            await self._error(str(exc))
+            return
+        if name in self._subscriptions:  # (a new subscription in its place: the same stream as counted)
+            self._subscriptions.pop(name).cancel()
+        elif not self._auth.stream_opened(self._client):  # (each subscription is a stream against the client's cap)
+            await self._error(f"at most {self._auth.max_streams} open streams per client")
+            return
+        frames = frames_of(multiplexed(self._live, frozenset(request.jobs), wide, request.logs,
+                                       str(request.after) if request.after is not None else None))
+        self._subscriptions[name] = asyncio.create_task(self._pump(name, frames))
+
+    async def _pump(self, name: str, frames: AsyncIterator[bytes]) -> None:
         async for frame in frames:
             event, seq, data = sse.parse_frame(frame)
             if event is None or data is None:
@@ -71,75 +130,30 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any], live: NamedDependency[Li
             message = b'{"sub":' + msgspec.json.encode(name) + b',"type":"' + kind.encode() + b'","seq":' + \
                 (str(seq).encode() if seq is not None else b"null") + b',"kind":"' + event.encode() + b'","data":' + data + b"}"
             try:
-                outbox.put_nowait(message)
+                self._outbox.put_nowait(message)
             except asyncio.QueueFull:
                 # Too slow: what is queued is dropped and the connection closed (resume with after).
-                while not outbox.empty():
-                    outbox.get_nowait()
-                outbox.put_nowait(None)
+                while not self._outbox.empty():
+                    self._outbox.get_nowait()
+                self._outbox.put_nowait(None)
                 return
 
-    async def sender() -> None:
+    async def _sender(self) -> None:
         while True:
-            message = await outbox.get()
+            message = await self._outbox.get()
             if message is None:
-                await socket.close(code=1013, reason="too slow; reconnect and resume with after")
+                await self._socket.close(code=1013, reason="too slow; reconnect and resume with after")
                 return
             async with asyncio.timeout(10):
-                await socket.send_text(message.decode())  # (text frames: a browser's e.data is a string)
+                await self._socket.send_text(message.decode())  # (text frames: a browser's e.data is a string)
 
-    async def error(detail: str) -> None:
-        await socket.send_json({"type": "error", "detail": detail})
+    async def _error(self, detail: str) -> None:
+        await self._socket.send_json({"type": "error", "detail": detail})
 
-    send_task = asyncio.create_task(sender())
-    try:
-        while True:
-            try:
-                message = await socket.receive()
-            except WebSocketDisconnect:
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = cast("str | bytes", message.get("text") or message.get("bytes") or b"")  # (JSON, text or binary)
-            try:
-                request = _decoder.decode(raw)
-            except msgspec.DecodeError as exc:  # (a ValidationError is one)
-                await error(f"bad message: {str(exc)[:200]}")
-                continue
-            name = request.id or ("firehose" if request.firehose else ",".join(sorted(request.jobs)))
-            if request.op == "unsubscribe":
-                task = subscriptions.pop(name, None)
-                if task is not None:
-                    task.cancel()
-                    auth.stream_closed(client)
-                continue
-            if request.op != "subscribe":
-                await error(f"unknown op {request.op!r}")
-                continue
-            if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
-                await error("subscribe to valid job ids or to the firehose")
-                continue
-            if name not in subscriptions and len(subscriptions) >= MAX_WS_SUBSCRIPTIONS:
-                await error(f"at most {MAX_WS_SUBSCRIPTIONS} subscriptions per connection")
-                continue
-            try:
-                wide = WideFilter.parse(request.type, request.status) if request.firehose else None
-            except ValueError as exc:
-                await error(str(exc))
-                continue
-            if name in subscriptions:  # (a new subscription in its place: the same stream as counted)
-                subscriptions.pop(name).cancel()
-            elif not auth.stream_opened(client):  # (each subscription is a stream against the client's cap)
-                await error(f"at most {auth.max_streams} open streams per client")
-                continue
-            frames = frames_of(multiplexed(live, frozenset(request.jobs), wide, request.logs,
-                                           str(request.after) if request.after is not None else None))
-            subscriptions[name] = asyncio.create_task(pump(name, frames))
-    finally:
-        for task in subscriptions.values():
-            task.cancel()
-            auth.stream_closed(client)
-        send_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.gather(send_task, *subscriptions.values(), return_exceptions=True)
 
+@websocket("/ws")
+async def ws_endpoint(socket: WebSocket[Any, Any, Any], live: NamedDependency[Live], auth: NamedDependency[Auth],
+                      settings: NamedDependency[GatewaySettings]) -> None:
+    # (its Origin and Host were checked before the handshake: http/guard.py)
+    await socket.accept()
+    await _Session(socket, live, auth, settings.stream_buffer).serve()

@@ -29,9 +29,9 @@ MAX_CONCURRENCY = 100_000
 class QueueLimits(msgspec.Struct, forbid_unknown_fields=True):
     """`PUT /api/queues/{type}`: a field left out keeps its value, null lifts the limit."""
 
-    concurrency: int | None | msgspec.UnsetType = msgspec.UNSET
-    key_concurrency: int | None | msgspec.UnsetType = msgspec.UNSET
-    rate_max: int | None | msgspec.UnsetType = msgspec.UNSET
+    concurrency: int | msgspec.UnsetType | None = msgspec.UNSET
+    key_concurrency: int | msgspec.UnsetType | None = msgspec.UNSET
+    rate_max: int | msgspec.UnsetType | None = msgspec.UNSET
     rate_window_s: float | msgspec.UnsetType = msgspec.UNSET
 
 
