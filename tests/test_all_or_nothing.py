@@ -75,7 +75,7 @@ async def test_one_key_one_request(client: httpx.AsyncClient, js: JetStreamConte
     before = await stored_job_ids(js, stack.names)
     twice = await client.post("/api/batches", json={"jobs": [{**FAST, "idempotency_key": "same"}, FAST,
                                                              {**FAST, "idempotency_key": "same"}]})
-    assert is_problem(twice, 422) and twice.json()["errors"][0]["key"] == "jobs[2].idempotency_key"
+    assert is_problem(twice, 409) and twice.json()["errors"][0]["key"] == "jobs[2].idempotency_key"
     assert await stored_job_ids(js, stack.names) == before
 
     other = {**FAST, "params": {**FAST["params"], "steps": ["B"]}}

@@ -2,109 +2,144 @@
 // (services/contract/job_state.py), used for live updates and for replays.
 
 import { formatSeconds } from "/ui.js";
-import { TERMINAL } from "/vocabulary.js";
+import { BLANK_JOB, TERMINAL } from "/vocabulary.js";
 
 export { TERMINAL };
 
-// A job's first event starts its state: `created`, `scheduled` for a delayed job, `blocked` for a job
-// of a flow that waits for others (null otherwise).
-export function startJob(event, seq) {
+// The fold is a line-by-line copy of the Python one: tests/test_web_fold.py feeds recorded timelines
+// to both and compares every field, so a change on one side without the other fails there.
+
+function newState(event, seq) {
   if (event.kind === "blocked") {
-    return Object.assign(newJobFromCreated({ ...event.job, ts: event.ts }, seq),
-      { status: "blocked", blocked_on: event.blocked_on });
+    const job = newState(event.job, seq);
+    return Object.assign(job, { status: "blocked", blocked_on: [...event.blocked_on], created_at: event.ts });
   }
-  if (event.kind !== "created" && event.kind !== "scheduled") return null;
-  const job = newJobFromCreated(event, seq);
+  const job = Object.assign(structuredClone(BLANK_JOB), {
+    id: event.job_id, type: event.type, params: event.params ?? {}, created_at: event.ts,
+    steps: (event.steps ?? []).map((name) => newStep(name)), created_seq: seq, seq,
+    timeout_s: event.timeout_s ?? null, max_attempts: event.max_attempts ?? null, webhook_url: event.webhook_url ?? null,
+    batch: event.batch ?? null, concurrency_key: event.concurrency_key ?? null, priority: event.priority ?? 0,
+  });
+  if (event.kind === "created") {
+    Object.assign(job, { schedule: event.schedule ?? null, tick: event.tick ?? null, flow: event.flow ?? null,
+      parent: event.parent ?? null, name: event.name ?? null, children: [...(event.children ?? [])] });
+  }
   if (event.kind === "scheduled") Object.assign(job, { status: "scheduled", run_at: event.run_at });
   return job;
 }
 
-export function newJobFromCreated(event, seq) {
-  return {
-    id: event.job_id, type: event.type, status: "pending", params: event.params || {}, run_at: null,
-    progress: null, message: null, eta_s: null, step: null,
-    steps: (event.steps || []).map((name) => ({ name, status: "pending" })),
-    attempt: 0, created_at: event.ts, started_at: null, finished_at: null, result: null, error: null,
-    error_reason: null, timeout_s: event.timeout_s ?? null, cancel_requested: false, artifacts: [],
-    batch: event.batch ?? null, schedule: event.schedule ?? null, tick: event.tick ?? null,
-    priority: event.priority ?? 0, flow: event.flow ?? null, parent: event.parent ?? null, name: event.name ?? null,
-    children: event.children || [], blocked_on: [],
-    created_seq: seq, seq,
-  };
+// A job's first event starts its state: `created`, `scheduled` for a delayed job, `blocked` for a job
+// of a flow that waits for others (null otherwise).
+export function startJob(event, seq) {
+  return ["created", "scheduled", "blocked"].includes(event.kind) ? newState(event, seq) : null;
+}
+
+function newStep(name) {
+  return { name, status: "pending", started_at: null, finished_at: null, duration_s: null };
 }
 
 function stepNamed(job, name) {
   let step = job.steps.find((s) => s.name === name && (s.status === "pending" || s.status === "running"));
   if (!step) {
-    step = { name, status: "pending" };
+    step = newStep(name);
     job.steps.push(step);
   }
   return step;
 }
 
+// Python's `{x:g}` (six significant digits, no trailing zeros), for the text of an expiry.
+export function formatG(x) {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? "nan" : x > 0 ? "inf" : "-inf";
+  if (x === 0) return Object.is(x, -0) ? "-0" : "0";
+  const exp = Number(x.toExponential(5).split("e")[1]);
+  const trim = (digits) => (digits.includes(".") ? digits.replace(/0+$/, "").replace(/\.$/, "") : digits);
+  if (exp < -4 || exp >= 6) {
+    const [mantissa, power] = x.toExponential(5).split("e");
+    const sign = power.startsWith("-") ? "-" : "+";
+    return `${trim(mantissa)}e${sign}${power.replace(/^[+-]/, "").padStart(2, "0")}`;
+  }
+  return trim(x.toFixed(5 - exp));
+}
+
+// Fold one event into the state; false when it was ignored (see job_state.apply for why each rule).
 export function applyEvent(job, e, seq) {
+  if (seq <= job.seq) return false;
+  if (e.kind === "webhook_attempted") { // delivered after the end, by design
+    job.seq = seq;
+    job.webhook = { attempts: e.attempt, delivered: e.delivered, status: e.status ?? null, error: e.error ?? null,
+      final: e.final ?? false };
+    return true;
+  }
   if (TERMINAL.includes(job.status)) return false;
   if (e.attempt && e.attempt < job.attempt) return false; // a superseded attempt
   job.seq = seq;
   switch (e.kind) {
-    case "created": // a delayed job's time came, or a blocked one was released
-      if (job.status !== "scheduled" && job.status !== "blocked") return false;
-      job.status = "pending";
-      job.blocked_on = [];
-      job.flow = e.flow ?? job.flow;
-      job.resumes = e.resumed || 0;
-      if (e.children && e.children.length) job.children = e.children;
-      break;
     case "waiting": // no processor could start it yet, and why
       if (job.status !== "pending" && job.status !== "retrying") return false;
       job.waiting_for = e.reason;
       break;
     case "started":
-      Object.assign(job, { status: "running", attempt: e.attempt, worker: e.worker, started_at: e.ts, progress: null,
-        eta_s: null, message: null, step: null, error: null, waiting_for: null });
-      job.steps = (e.steps.length ? e.steps : job.steps.map((s) => s.name)).map((name) => ({ name, status: "pending" }));
+      Object.assign(job, { run_seq: seq, status: "running", waiting_for: null, attempt: e.attempt,
+        next_attempt_in_s: null, worker: e.worker, started_at: e.ts, progress: null, current: null, total: null,
+        eta_s: null, step: null, message: null });
+      job.steps = ((e.steps ?? []).length ? e.steps : job.steps.map((s) => s.name)).map((name) => newStep(name));
       break;
     case "step_started":
       Object.assign(stepNamed(job, e.name), { status: "running", started_at: e.ts });
       job.step = e.name;
       break;
     case "step_finished":
-      Object.assign(stepNamed(job, e.name), { status: e.outcome, duration_s: e.duration_s });
+      Object.assign(stepNamed(job, e.name), { status: e.outcome, finished_at: e.ts, duration_s: e.duration_s });
       if (job.step === e.name) job.step = null;
       break;
     case "progressed":
       if (e.fraction != null && job.progress != null && e.fraction < job.progress) return false;
-      job.progress = e.fraction;
-      job.eta_s = e.eta_s;
+      Object.assign(job, { progress: e.fraction ?? null, current: e.current ?? null, total: e.total ?? null,
+        eta_s: e.eta_s ?? null });
       if (e.message != null) job.message = e.message;
       break;
+    case "logged":
+      job.log_lines += 1;
+      break;
     case "suspended": // it added children and waits for them, its slot freed
-      Object.assign(job, { status: "blocked", step: null, eta_s: null, blocked_on: e.children.map((c) => c.id),
-        children: [...job.children, ...e.children] });
+      Object.assign(job, { run_seq: seq, status: "blocked", step: null, eta_s: null,
+        blocked_on: e.children.map((c) => c.id), children: [...job.children, ...e.children] });
       break;
     case "retrying":
-      Object.assign(job, { status: "retrying", error: e.error, next_attempt_in_s: e.delay_s, step: null, eta_s: null });
+      Object.assign(job, { run_seq: seq, status: "retrying", error: e.error, next_attempt_in_s: e.delay_s, step: null,
+        eta_s: null });
       break;
     case "cancel_requested":
       job.cancel_requested = true;
       break;
     case "artifact_stored":
       job.artifacts = [...job.artifacts, { name: e.name, size: e.size, content_type: e.content_type,
-        url: `/api/jobs/${job.id}/artifacts/${e.name}` }];
+        sha256: e.sha256 ?? "", url: `/api/jobs/${job.id}/artifacts/${e.name}` }];
       break;
     case "completed":
-      Object.assign(job, { status: "completed", result: e.result, progress: 1, eta_s: 0, step: null, finished_at: e.ts, error: null });
+      Object.assign(job, { run_seq: seq, status: "completed", result: e.result ?? null, finished_at: e.ts, progress: 1,
+        eta_s: 0, step: null, error: null });
       break;
     case "failed":
-      Object.assign(job, { status: "failed", error: e.error, error_reason: e.reason, finished_at: e.ts, eta_s: null });
+      Object.assign(job, { run_seq: seq, status: "failed", finished_at: e.ts, error: e.error,
+        error_reason: e.reason ?? null, eta_s: null, attempt: Math.max(job.attempt, e.attempt ?? 0) });
       break;
     case "cancelled":
-      Object.assign(job, { status: "cancelled", error: e.reason || "cancelled", error_reason: "cancelled", finished_at: e.ts });
+      Object.assign(job, { run_seq: seq, status: "cancelled", finished_at: e.ts, eta_s: null,
+        error: e.reason || "cancelled", error_reason: "cancelled" });
       break;
     case "expired":
-      Object.assign(job, { status: "expired", error: `expired after waiting ${e.waited_s}s`, error_reason: "expired",
-        finished_at: e.ts });
+      Object.assign(job, { run_seq: seq, status: "expired", finished_at: e.ts, error_reason: "expired",
+        error: `expired after waiting ${formatG(e.waited_s)}s (queue timeout ${formatG(e.queue_timeout_s)}s)` });
       break;
+    case "created": // a delayed job's time came, or a blocked one was released (or resumed)
+      if (job.status !== "scheduled" && job.status !== "blocked") return false;
+      Object.assign(job, { status: "pending", blocked_on: [], flow: e.flow || job.flow, resumes: e.resumed ?? 0 });
+      if ((e.children ?? []).length) job.children = [...e.children];
+      break;
+    case "scheduled":
+    case "blocked":
+      return false;
     default:
       break;
   }

@@ -45,14 +45,16 @@ def _check(submission: BatchSubmission) -> None:
     if not 1 <= len(submission.jobs) <= MAX_BATCH_JOBS:
         raise Invalid(f"a batch has 1 to {MAX_BATCH_JOBS} jobs, not {len(submission.jobs)}", title="Invalid batch",
                       key="jobs", message=f"1 to {MAX_BATCH_JOBS} jobs")
-    first: dict[str, int] = {}  # no two jobs of one batch may carry one idempotency_key: they would be one job
+    # No two jobs of one batch may carry one idempotency_key: a key names one job. A conflict (409), as a
+    # key reused for another request is: what the body asks cannot be stored, though each job is valid.
+    first: dict[str, int] = {}
     for index, spec in enumerate(submission.jobs):
         if spec.idempotency_key is None:
             continue
         if spec.idempotency_key in first:
-            raise Invalid(f"jobs[{index}]: its idempotency_key is also jobs[{first[spec.idempotency_key]}]'s (one key, "
-                          "one job)", title="Invalid batch", key=f"jobs[{index}].idempotency_key",
-                          message="used twice in the batch", index=index)
+            raise Conflict(f"jobs[{index}]: its idempotency_key is also jobs[{first[spec.idempotency_key]}]'s (one key, "
+                           "one job)", title="Idempotency key used twice", key=f"jobs[{index}].idempotency_key",
+                           message="used twice in the batch", index=index)
         first[spec.idempotency_key] = index
 
 
