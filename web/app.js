@@ -9,8 +9,10 @@ import { openHistory } from "/history.js";
 import { startQueues } from "/queues.js";
 import { closeSchedules, openSchedules } from "/schedules.js";
 import { applyEvent, longJobNotice, startJob, TERMINAL } from "/jobstate.js";
+import { loadTypes, submit, typeTimeout } from "/new-job.js";
+import { openReplay, stopPlaying } from "/replay.js";
+import { stopServiceLogs, tailServiceLogs } from "/service-logs.js";
 import { StreamHub } from "/stream-hub.js";
-import { drawParamFields, paramsFromFields, setFields } from "/paramform.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
 import { STATUSES } from "/vocabulary.js";
 
@@ -21,7 +23,6 @@ for (const select of document.querySelectorAll("select[data-statuses]")) {
 // ---- state ---------------------------------------------------------------------------------
 const jobs = new Map(); // id -> state (as GET /api/jobs/{id} returns it)
 let watched = null; // the job shown in detail
-let types = [];
 let shownLines = new Set();
 
 // ---- the one live connection (shared by every tab) -----------------------------------------
@@ -51,7 +52,6 @@ function openStream() {
 }
 
 const port = openStream();
-let serviceLogSource = null;
 
 function onStreamMessage(kind, data, id) {
   if (kind === "snapshot" || kind === "reset") {
@@ -175,7 +175,7 @@ function renderDetail() {
   if (elapsed != null) parts.push(`elapsed ${formatSeconds(elapsed)}`);
   if (job.status === "running" && job.eta_s != null) parts.push(`about ${formatSeconds(job.eta_s)} left`);
   $("job-times").textContent = parts.join(" · ");
-  const notice = longJobNotice(job, elapsed, types.find((t) => t.name === job.type)?.timeout_s);
+  const notice = longJobNotice(job, elapsed, typeTimeout(job.type));
   $("job-notice").hidden = !notice;
   $("job-notice").textContent = notice || "";
   $("steps").replaceChildren(...job.steps.map((step) =>
@@ -269,227 +269,6 @@ function unwatch() {
   renderAll();
 }
 
-// ---- new job (with an optional upload and its progress) -------------------------------------
-async function loadTypes() {
-  types = await api("/api/types");
-  const select = $("job-type");
-  select.replaceChildren(...types.map((t) => el("option", { value: t.name }, t.name)));
-  if (types.some((t) => t.name === "demo")) select.value = "demo";
-  showTypeDefaults();
-}
-
-function showTypeDefaults() {
-  const info = types.find((t) => t.name === $("job-type").value);
-  $("type-description").textContent = info?.description || "";
-  const defaults = { ...(info?.params || {}) };
-  if (typeof defaults.upload === "string" && defaults.upload.startsWith("<")) delete defaults.upload; // the file fills it
-  $("job-params").value = JSON.stringify(defaults, null, 2);
-  $("file-field").hidden = !(info && "upload" in (info.params || {}));
-  drawParamFields($("param-fields"), info, defaults, fieldsChanged);
-  // A type that advertises no schema (older processors) is edited as JSON.
-  $("raw-params").open = $("param-fields").hidden;
-}
-
-function fieldsChanged() {
-  try {
-    const params = paramsFromFields($("param-fields"), JSON.parse($("job-params").value || "{}"));
-    $("job-params").value = JSON.stringify(params, null, 2);
-    $("form-error").textContent = "";
-  } catch (error) {
-    $("form-error").textContent = error.message;
-  }
-}
-
-function jsonChanged() {
-  try {
-    setFields($("param-fields"), JSON.parse($("job-params").value || "{}"));
-  } catch {
-    /* still being typed: the fields follow once it parses */
-  }
-}
-
-function uploadFile(file) {
-  // XMLHttpRequest, not fetch: it reports upload progress.
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/api/uploads?filename=${encodeURIComponent(file.name)}`);
-    xhr.setRequestHeader("content-type", file.type || "application/octet-stream");
-    xhr.upload.onprogress = (e) => {
-      if (!e.lengthComputable) return;
-      const percent = Math.round((e.loaded / e.total) * 100);
-      $("upload-bar").setAttribute("aria-valuenow", String(percent));
-      $("upload-fill").style.width = `${percent}%`;
-      $("upload-text").textContent = `Uploading ${file.name}: ${percent}%`;
-    };
-    xhr.onload = () => {
-      const body = JSON.parse(xhr.responseText || "{}");
-      if (xhr.status === 201) resolve(body); else reject(new Error(body.detail || `upload failed (${xhr.status})`));
-    };
-    xhr.onerror = () => reject(new Error("upload failed: network error"));
-    xhr.send(file);
-  });
-}
-
-async function submitJob(event) {
-  event.preventDefault();
-  $("form-error").textContent = "";
-  let params;
-  try {
-    params = JSON.parse($("job-params").value || "{}");
-  } catch (error) {
-    $("form-error").textContent = `Params are not valid JSON: ${error.message}`;
-    return;
-  }
-  $("submit").disabled = true;
-  try {
-    const file = $("job-file").files[0];
-    if (!$("file-field").hidden && file) {
-      $("upload").hidden = false;
-      const stored = await uploadFile(file);
-      $("upload-text").textContent = `Uploaded ${stored.filename} (${Math.ceil(stored.size / 1024)} KB)`;
-      params.upload = stored.id;
-    }
-    const delay = $("job-delay").value;
-    const priority = $("job-priority").value;
-    await submit($("job-type").value, params, delay === "" ? undefined : Number(delay),
-      priority === "" ? undefined : Number(priority));
-  } catch (error) {
-    $("form-error").textContent = error.message;
-  } finally {
-    $("submit").disabled = false;
-  }
-}
-
-async function submit(type, params, delay_s, priority) {
-  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params, delay_s, priority }) });
-  location.hash = `#/jobs/${accepted.id}`;
-}
-
-// ---- replay ------------------------------------------------------------------------------
-const player = { events: [], flow: [], start: 0, duration: 0, position: 0, playing: false, timer: null, jobId: null };
-const REPLAYED_FLOW_JOBS = 100; // a flow's jobs replayed beside the job (the first ones, depth first)
-
-async function openReplay(jobId) {
-  stopPlaying();
-  player.jobId = jobId;
-  $("replay-id").textContent = jobId;
-  $("replay-back").setAttribute("href", `#/jobs/${jobId}`);
-  const body = await api(`/api/jobs/${encodeURIComponent(jobId)}/timeline`);
-  player.events = body.events;
-  player.flow = await flowTimelines(jobId, body.events);
-  // A job of a flow replays over the whole flow's time: its jobs' timelines play together.
-  const times = [player.events, ...player.flow.map((m) => m.events)].flat().map((e) => e.event.ts);
-  player.start = times.length ? Math.min(...times) : 0;
-  player.duration = times.length ? Math.max(...times) - player.start : 0;
-  $("replay-flow-box").hidden = player.flow.length === 0;
-  seek(0);
-}
-
-// The timelines of every job of the flow `events` belong to ([] for a job outside any flow).
-async function flowTimelines(jobId, events) {
-  const marked = events.find(({ event }) => event.flow || (event.job && event.job.flow));
-  const flowId = marked && (marked.event.flow || marked.event.job.flow);
-  if (!flowId) return [];
-  const members = [];
-  const walk = (node, depth) => {
-    members.push({ id: node.id, name: node.name || "flow", depth });
-    node.children.forEach((child) => walk(child, depth + 1));
-  };
-  walk(await api(`/api/flows/${encodeURIComponent(flowId)}`), 0);
-  return Promise.all(members.slice(0, REPLAYED_FLOW_JOBS).map(async (member) => ({ ...member,
-    events: member.id === jobId ? events : (await api(`/api/jobs/${encodeURIComponent(member.id)}/timeline`)).events })));
-}
-
-function foldUntil(events, at) {
-  let job = null;
-  for (const { seq, event } of events) {
-    if (event.ts > at) break;
-    if (!job) job = startJob(event, seq);
-    else applyEvent(job, event, seq);
-  }
-  return job;
-}
-
-function seek(position) {
-  player.position = Math.max(0, Math.min(position, player.duration));
-  // At the end, every event counts (start + duration can round below the last timestamp).
-  const at = player.position >= player.duration ? Infinity : player.start + player.position;
-  let job = null;
-  const lines = [];
-  for (const { seq, event } of player.events) {
-    if (event.ts > at) break;
-    if (!job) job = startJob(event, seq);
-    else applyEvent(job, event, seq);
-    if (event.kind === "logged") lines.push(event);
-  }
-  const percent = job ? Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100) : 0;
-  $("replay-progress").setAttribute("aria-valuenow", String(percent));
-  $("replay-fill").style.width = `${percent}%`;
-  $("replay-status").textContent = job ? job.status : "";
-  $("replay-message").textContent = job?.message || "";
-  $("replay-steps").replaceChildren(...(job?.steps || []).map((s) => el("li", { "data-status": s.status }, s.name)));
-  $("replay-flow").replaceChildren(...player.flow.map((member) => {
-    const state = foldUntil(member.events, at);
-    const status = state ? state.status : "not yet";
-    const done = state ? Math.round((state.progress ?? (TERMINAL.includes(state.status) ? 1 : 0)) * 100) : 0;
-    const fill = el("div", { class: "fill" });
-    fill.style.width = `${done}%`;
-    const pill = el("span", { class: "pill" }, status);
-    pill.dataset.status = status;
-    const item = el("li", { "data-job": member.id }, el("div", { class: "row" }, member.name, " ", pill),
-      el("div", { class: "progress small", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
-        "aria-valuenow": String(done), "aria-label": `${member.name} at this moment` }, fill));
-    item.style.marginLeft = `${member.depth}rem`;
-    return item;
-  }));
-  $("replay-log").replaceChildren(...lines.map((l) => el("li", { "data-level": l.level },
-    el("span", { class: "ts" }, formatClock(l.ts)), l.message)));
-  $("replay-log").scrollTop = $("replay-log").scrollHeight;
-  $("replay-scrub").value = String(player.duration ? Math.round((player.position / player.duration) * 1000) : 0);
-  $("replay-clock").textContent = `${formatSeconds(player.position)} / ${formatSeconds(player.duration)}`;
-}
-
-function stopPlaying() {
-  player.playing = false;
-  clearInterval(player.timer);
-  $("replay-play").textContent = "Play";
-}
-
-function togglePlay() {
-  if (player.playing) return stopPlaying();
-  if (player.position >= player.duration) seek(0);
-  player.playing = true;
-  $("replay-play").textContent = "Pause";
-  let last = performance.now();
-  player.timer = setInterval(() => { // the playback clock of the player, not a poll
-    const t = performance.now();
-    seek(player.position + ((t - last) / 1000) * Number($("replay-speed").value));
-    last = t;
-    if (player.position >= player.duration) stopPlaying();
-  }, 50);
-}
-
-// ---- service logs --------------------------------------------------------------------------
-function tailServiceLogs() {
-  if (serviceLogSource) serviceLogSource.close();
-  const params = new URLSearchParams({ level: $("svc-level").value });
-  if ($("svc-service").value) params.set("service", $("svc-service").value);
-  $("svc-log").replaceChildren();
-  const source = (serviceLogSource = new EventSource(`/api/logs/stream?${params}`));
-  $("svc-status").textContent = "connecting";
-  source.onopen = () => { $("svc-status").textContent = "live"; };
-  source.onerror = () => { $("svc-status").textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"; };
-  source.addEventListener("log", (message) => {
-    const record = JSON.parse(message.data);
-    const log = $("svc-log");
-    const pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    log.append(el("li", { "data-level": record.level }, el("span", { class: "ts" }, formatClock(record.ts)),
-      el("span", { class: "src" }, `${record.service} ${record.level}`), record.message));
-    while (log.children.length > 2000) log.firstChild.remove();
-    if (pinned) log.scrollTop = log.scrollHeight;
-  });
-}
-
 // ---- routing ------------------------------------------------------------------------------
 function show(page) {
   for (const name of ["jobs", "replay", "logs", "history", "schedules", "batches"]) $(`page-${name}`).hidden = name !== page;
@@ -501,11 +280,6 @@ function show(page) {
   }
 }
 
-
-function stopServiceLogs() {
-  if (serviceLogSource) serviceLogSource.close();
-  serviceLogSource = null;
-}
 
 function route() {
   const hash = location.hash;
@@ -553,9 +327,6 @@ $("login").addEventListener("submit", async (event) => {
     $("login-error").textContent = error.message;
   }
 });
-$("job-type").addEventListener("change", showTypeDefaults);
-$("job-params").addEventListener("input", jsonChanged);
-$("new-job").addEventListener("submit", submitJob);
 $("filter-status").addEventListener("change", renderJobs);
 $("filter-type").addEventListener("change", renderJobs);
 $("log-level").addEventListener("change", () => {
@@ -568,10 +339,6 @@ $("retry").addEventListener("click", () => {
   const job = jobs.get(watched);
   if (job) submit(job.type, job.params).catch((e) => { $("job-error").textContent = e.message; });
 });
-$("replay-play").addEventListener("click", togglePlay);
-$("replay-scrub").addEventListener("input", () => seek((Number($("replay-scrub").value) / 1000) * player.duration));
-$("svc-service").addEventListener("change", tailServiceLogs);
-$("svc-level").addEventListener("change", tailServiceLogs);
 window.addEventListener("hashchange", route);
 setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages and elapsed times tick
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });

@@ -8,8 +8,10 @@
 // nothing is missed or repeated. Everything is drawn as text (never HTML) with constructed style
 // sheets, so it works under a strict Content-Security-Policy. docs/clients.md has the details.
 
-import { KINDS, TERMINAL } from "./vocabulary.js";
+import { TERMINAL } from "./vocabulary.js";
 import { applyEvent, longJobNotice } from "./jobstate.js";
+import { followEvents } from "./live-stream.js";
+import { sendWithProgress } from "./upload.js";
 
 // The first connection waits for the page's own module scripts (they run before DOMContentLoaded),
 // so a page that calls configure() is never first connected without its token.
@@ -105,23 +107,22 @@ class Connection {
       return this.later(after);
     }
     if (generation !== this.generation) return; // superseded while the token came
-    const source = (this.source = new EventSource(url));
+    const stream = (this.source = followEvents(url, {
+      onStatus: (status) => {
+        if (stream !== this.source) return;
+        if (status === "live") this.retry = 0;
+        if (status === "closed") { // refused (an expired token, a 5xx): open again, later
+          this.source = null;
+          this.later(this.lastId);
+        } else this.setStatus(status);
+      },
+      onMessage: (kind, text, id) => {
+        if (stream !== this.source) return;
+        if (id) this.lastId = id;
+        this.receive(kind, JSON.parse(text), Number(id));
+      },
+    }));
     this.setStatus("connecting");
-    source.onopen = () => { this.retry = 0; this.setStatus("live"); };
-    source.onerror = () => {
-      if (source !== this.source) return;
-      if (source.readyState === EventSource.CLOSED) { // refused (an expired token, a 5xx): open again
-        this.source = null;
-        this.later(this.lastId);
-      } else this.setStatus("reconnecting"); // EventSource resumes by itself (Last-Event-ID)
-    };
-    for (const kind of ["snapshot", "reset", ...KINDS]) {
-      source.addEventListener(kind, (message) => {
-        if (source !== this.source) return;
-        if (message.lastEventId) this.lastId = message.lastEventId;
-        this.receive(kind, JSON.parse(message.data), Number(message.lastEventId));
-      });
-    }
   }
 
   later(after) {
@@ -410,7 +411,8 @@ export class JoblineUpload extends HTMLElement {
     this.$button.disabled = true;
     this.$bar.hidden = false;
     try {
-      const accepted = await this.post(await withToken("/api/jobs", "form"), form);
+      const accepted = await sendWithProgress(await withToken("/api/jobs", "form"), form, { expect: 202,
+        onProgress: (percent) => { this.$fill.style.width = `${percent}%`; } });
       this.$progress.setAttribute("job", accepted.id);
       this.$progress.hidden = false;
       this.dispatchEvent(new CustomEvent("jobline-submitted", { detail: accepted }));
@@ -419,25 +421,6 @@ export class JoblineUpload extends HTMLElement {
     } finally {
       this.$button.disabled = false;
     }
-  }
-
-  post(url, form) { // XMLHttpRequest: fetch() reports no upload progress
-    return new Promise((resolve, reject) => {
-      const request = new XMLHttpRequest();
-      request.open("POST", url);
-      request.setRequestHeader("Accept", "application/json");
-      request.upload.onprogress = (event) => {
-        if (event.lengthComputable) this.$fill.style.width = `${Math.round((event.loaded / event.total) * 100)}%`;
-      };
-      request.onload = () => {
-        let body = null;
-        try { body = JSON.parse(request.responseText); } catch { /* not JSON */ }
-        if (request.status === 202 && body) resolve(body);
-        else reject(new Error(body?.detail || `upload failed (${request.status})`));
-      };
-      request.onerror = () => reject(new Error("the upload could not reach Jobline"));
-      request.send(form);
-    });
   }
 }
 

@@ -4,9 +4,7 @@
 // the firehose plus the union of the jobs the tabs watch, and reconnects without a gap when that
 // union changes (resuming with ?after=) or the network drops (EventSource sends Last-Event-ID).
 
-import { KINDS as EVENT_KINDS } from "/vocabulary.js";
-
-const KINDS = ["snapshot", "reset", ...EVENT_KINDS]; // every event the stream sends (from the contract)
+import { followEvents } from "/live-stream.js";
 
 export class StreamHub {
   constructor() {
@@ -52,17 +50,15 @@ export class StreamHub {
     // Resume from the older of where this stream was and where a newly watching tab's history ends.
     const after = [this.lastId, since].filter((v) => v !== null && v !== undefined).map(Number);
     if (after.length) params.set("after", String(Math.min(...after)));
-    const source = (this.source = new EventSource(`/api/events?${params}`));
+    const stream = (this.source = followEvents(`/api/events?${params}`, {
+      onStatus: (state) => { if (stream === this.source) this.setStatus(state); },
+      onMessage: (kind, data, id) => {
+        if (stream !== this.source) return;
+        if (id) this.lastId = id;
+        this.broadcast({ type: "event", kind, data, id });
+      },
+    }));
     this.setStatus("connecting");
-    source.onopen = () => this.setStatus("live");
-    source.onerror = () => this.setStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-    for (const kind of KINDS) {
-      source.addEventListener(kind, (message) => {
-        if (source !== this.source) return;
-        if (message.lastEventId) this.lastId = message.lastEventId;
-        this.broadcast({ type: "event", kind, data: message.data, id: message.lastEventId });
-      });
-    }
   }
 
   setStatus(state) {
