@@ -74,7 +74,7 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
 
 class JobBlocked(_JobEvent, frozen=True, kw_only=True, tag="blocked"):
     """A job of a flow that waits for other jobs of it (its children, the siblings it depends on):
-    it is `blocked` until they have ended, when the gateways' flow runner publishes `job` (its
+    it is `blocked` until they have ended, when the conductor's flow runner publishes `job` (its
     created event) — or ends it `failed` without running when one failed and its policy says so."""
 
     blocked_on: list[str]  # job ids

@@ -181,7 +181,7 @@ class ConsumeLoop:
 
 class DurableTasks:
     """A durable consumer whose every message is handled in a task of its own, at most `limit` at
-    once (the gateways' webhook dispatcher and schedule runner): one consume loop hands them out,
+    once (the conductors' webhook dispatcher and schedule runner): one consume loop hands them out,
     a break asks again, and tasks still running at `stop` are cancelled (unacked, their messages
     are redelivered, to another replica)."""
 
