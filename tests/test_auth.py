@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from typing import Any
 
@@ -69,6 +71,54 @@ async def test_a_stream_token_reads_streams_but_writes_nothing(client: httpx.Asy
         assert write.status_code == 403
         forged = await anonymous.get(f"/api/jobs?access_token={token[:-2]}xx")
         assert forged.status_code == 401
+
+
+async def test_a_token_for_some_jobs_reads_those_and_nothing_else(client: httpx.AsyncClient, stack: Stack) -> None:
+    from websockets.asyncio.client import connect
+
+    own = {"Authorization": f"Bearer {TOKENS[0]}"}  # (its own submit budget: other tests spend BEARER's)
+    mine, other = [(await client.post("/api/jobs", json={"type": "noop"}, headers=own)).json()["id"] for _ in range(2)]
+    for job_id in (mine, other):
+        await read_sse(client, f"/api/jobs/{job_id}/events", headers=own)
+    minted = await client.post("/api/stream-tokens", json={"jobs": [mine]}, headers=own)
+    assert minted.status_code == 201 and minted.json()["jobs"] == [mine]
+    token = minted.json()["token"]
+    for bad in ([], ["not an id!"], ["a"] * 51):
+        refused = await client.post("/api/stream-tokens", json={"jobs": bad}, headers=own)
+        assert refused.status_code == 422, (bad, refused.text)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as page:
+        async def get(path: str, query: str = "") -> httpx.Response:
+            return await page.get(f"{path}?access_token={token}{query}")
+
+        assert (await get(f"/api/jobs/{mine}")).json()["status"] == "completed"
+        assert (await get(f"/api/jobs/{mine}/timeline")).status_code == 200
+        assert (await read_sse(page, f"/api/jobs/{mine}/events?access_token={token}"))[0].event == "snapshot"
+        for path in (f"/api/jobs/{other}", f"/api/jobs/{other}/events", f"/api/jobs/{other}/timeline",
+                     f"/api/jobs/{other}/logs", f"/api/jobs/{other}/artifacts/out.mp4"):
+            answer = await get(path)  # as if it did not exist: an id guessed or copied tells nothing
+            assert answer.status_code == 404 and answer.headers["content-type"].startswith("application/problem+json"), path
+        for path, query in (("/api/jobs", ""), ("/api/events", ""), ("/api/events", f"&jobs={mine}&firehose=1"),
+                            ("/api/logs/stream", ""), ("/api/batches", ""), ("/api/stats/counts", ""),
+                            ("/api/schedules", ""), ("/api/queues", "")):
+            assert (await get(path, query)).status_code == 403, (path, query)
+        assert (await get("/api/events", f"&jobs={mine},{other}")).status_code == 404
+        async with page.stream("GET", f"/api/events?jobs={mine}&access_token={token}") as stream:
+            assert stream.status_code == 200
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    assert [job["id"] for job in json.loads(line[6:])["jobs"]] == [mine]
+                    break
+        payload, _, signature = token.partition(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        widened = base64.urlsafe_b64encode(json.dumps({**claims, "j": [mine, other]}).encode()).decode().rstrip("=")
+        assert (await page.get(f"/api/jobs/{other}?access_token={widened}.{signature}")).status_code == 401
+    async with connect(stack.url.replace("http://", "ws://") + f"/ws?access_token={token}") as ws:
+        for request in ({"op": "subscribe", "id": "b", "jobs": [other]}, {"op": "subscribe", "firehose": True}):
+            await ws.send(json.dumps(request))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "error", request
+        await ws.send(json.dumps({"op": "subscribe", "id": "a", "jobs": [mine]}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert frame["sub"] == "a" and frame["type"] == "snapshot", frame
 
 
 async def test_concurrent_streams_per_client_are_capped(client: httpx.AsyncClient) -> None:

@@ -116,6 +116,15 @@ async def test_the_element_on_another_origin_follows_a_job_through_a_gateway_res
             assert done["bar"] == "100" and done["steps"] == ["step done"] * 3
             assert HOSTILE in done["logs"] and "Done begins" in done["logs"] and done["logElements"] == 0  # text only
             assert problems == []
+            # What the page's token reads: its job, and no other (not by a guessed id, not the firehose).
+            other = await jobline.submit("chatty", {"tick": 0.01})
+            statuses = await page.evaluate("""async ([gateway, mine, other]) => {
+                const token = (await (await fetch(`/token?purpose=stream&jobs=${mine}`)).json()).token;
+                const get = async (path) => (await fetch(`${gateway}${path}access_token=${token}`)).status;
+                return [await get(`/api/jobs/${mine}?`), await get(`/api/jobs/${other}?`),
+                        await get(`/api/jobs/${other}/logs?`), await get("/api/events?"), await get("/api/jobs?")];
+            }""", [running.url, job.id, other.id])
+            assert statuses == [200, 404, 404, 403, 403], statuses
         assert (await jobline.get(job.id)).status == "completed"
 
 

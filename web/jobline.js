@@ -24,7 +24,9 @@ const pageReady = new Promise((resolve) => {
 
 const settings = {
   gateway: new URL(import.meta.url).origin, // where this module was loaded from
-  token: null, // async (purpose: "stream" | "form") => token, for a gateway with API tokens
+  // async (purpose: "stream" | "form", { jobs }) => token, for a gateway with API tokens; `jobs`: the
+  // ids a stream token is wanted for (the backend may mint one for those jobs only).
+  token: null,
 };
 
 /** Point the elements at a gateway, and give them tokens when it has API tokens. */
@@ -34,9 +36,9 @@ export function configure({ gateway, token } = {}) {
   connection.restart();
 }
 
-async function withToken(path, purpose) {
+async function withToken(path, purpose, jobs = []) {
   const url = new URL(path, settings.gateway);
-  if (settings.token) url.searchParams.set("access_token", await settings.token(purpose));
+  if (settings.token) url.searchParams.set("access_token", await settings.token(purpose, { jobs }));
   return url.toString();
 }
 
@@ -101,7 +103,7 @@ class Connection {
     if (after !== null) params.set("after", after);
     let url;
     try {
-      url = await withToken(`/api/events?${params}`, "stream");
+      url = await withToken(`/api/events?${params}`, "stream", this.key.split(","));
     } catch (error) {
       this.setStatus("error");
       return this.later(after);
@@ -158,7 +160,7 @@ class Connection {
 
   async fetchState(jobId) {
     try {
-      const response = await fetch(await withToken(`/api/jobs/${encodeURIComponent(jobId)}`, "stream"),
+      const response = await fetch(await withToken(`/api/jobs/${encodeURIComponent(jobId)}`, "stream", [jobId]),
         { headers: { Accept: "application/json" } });
       if (response.ok) this.setState(await response.json());
       else this.emit(jobId, "onError", `${response.status}: ${(await response.json()).detail || response.statusText}`);
@@ -355,7 +357,7 @@ export class JoblineProgress extends HTMLElement {
       const media = kind === "video" ? make("video", "video") : kind === "image" ? make("img", "image") : null;
       if (media && kind === "video") media.controls = true;
       if (media && kind === "image") media.alt = artifact.name;
-      withToken(artifact.url, "stream").then((href) => {
+      withToken(artifact.url, "stream", [job.id]).then((href) => {
         link.href = href;
         if (media) media.src = href;
       });

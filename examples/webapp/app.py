@@ -6,7 +6,8 @@ It is a separate process on its own origin. Its pages load `jobline.js` from the
 `<jobline-progress>` and `<jobline-upload>`; the upload form also works without JavaScript (a plain
 multipart form posted straight to Jobline, which redirects back here). The gateway must list this
 app's origin in JOBLINE_CORS_ORIGINS. The API token never reaches the browser: this app's backend
-trades it for short-lived tokens (`/token`), read-only for streams and submit-only for forms.
+trades it for short-lived tokens (`/token`): for streams, read-only and good for the jobs the page
+shows only (a real app checks first that its user may see them); for forms, submit-only.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ def page(title: str, body: str) -> Response[str]:
     return Response(document, media_type=MediaType.HTML, headers={"Content-Security-Policy": csp})
 
 
-async def short_token(purpose: str) -> str | None:
+async def short_token(purpose: str, jobs: list[str] | None = None) -> str | None:
     if TOKEN is None:
         return None
-    path = "/api/form-tokens" if purpose == "form" else "/api/stream-tokens"
-    answer = (await jobline.request("POST", path, retry="not_sent")).json()
-    return str(answer["token"])
+    if purpose == "form":
+        answer = (await jobline.request("POST", "/api/form-tokens", retry="not_sent")).json()
+        return str(answer["token"])
+    if not jobs:
+        return None  # a page reads the jobs it shows, never all of them
+    return await jobline.stream_token(jobs)  # (here is where your app checks that its user may see them)
 
 
 @get("/")
@@ -77,8 +81,9 @@ async def job_page(job_id: str) -> Response[str]:
 
 
 @get("/token")
-async def token(purpose: str = "stream") -> Response[dict[str, str | None]]:
-    return Response({"token": await short_token("form" if purpose == "form" else "stream")},
+async def token(purpose: str = "stream", jobs: str = "") -> Response[dict[str, str | None]]:
+    wanted = [job for job in jobs.split(",") if job]
+    return Response({"token": await short_token("form" if purpose == "form" else "stream", wanted)},
                     headers={"Cache-Control": "no-store"})
 
 

@@ -153,6 +153,9 @@ class Client:
     def types(self) -> TypeList:
         return self._run(self.aio.types())
 
+    def stream_token(self, jobs: Iterable[str] | None = None) -> str:
+        return self._run(self.aio.stream_token(jobs))
+
     def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
                      ) -> BatchAccepted:
         return self._run(self.aio.submit_batch(specs, idempotency_key=idempotency_key))

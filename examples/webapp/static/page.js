@@ -4,7 +4,11 @@ const { configure } = await import(`${gateway}/jobline.js`);
 
 configure({
   gateway,
-  token: tokens ? async (purpose) => (await (await fetch(`/token?purpose=${purpose}`)).json()).token : null,
+  // A stream token for the jobs this page shows, and only those (our backend asks Jobline for it).
+  token: tokens ? async (purpose, { jobs }) => {
+    const query = new URLSearchParams({ purpose, jobs: jobs.join(",") });
+    return (await (await fetch(`/token?${query}`)).json()).token;
+  } : null,
 });
 
 // After the element's upload, go to this app's own page for the job (as the plain form does).

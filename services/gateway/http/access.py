@@ -10,12 +10,21 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from jobline.contract.names import is_valid_job_id
+
 from .auth import SESSION_COOKIE, Auth
+from .limits import MAX_WATCHED_JOBS
 from .problems import Problem
 
 
 class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
     token: str
+
+
+class StreamTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Optional: the jobs the token reads (all of them without it)."""
+
+    jobs: list[str] | None = None
 
 
 @post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
@@ -34,12 +43,23 @@ async def create_session(auth: NamedDependency[Auth], data: JSONBody[SessionRequ
 
 
 @post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
-      errors=(409,), description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes.")
-async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth]) -> dict[str, Any]:
+      errors=(400, 409, 422),
+      description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes. "
+      f"With a body `{{\"jobs\": [\"<id>\", …]}}` (1 to {MAX_WATCHED_JOBS} ids) it reads those jobs only — their "
+      "state, events, logs, timeline and artifacts, and /api/events?jobs= of them: any other job is 404, "
+      "every other route 403 (what a page showing one user's job should hold). Without a body it reads everything.")
+async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth],
+                              data: JSONBody[StreamTokenRequest | None] = None) -> dict[str, Any]:
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
-    return {"token": auth.stream_token(identity), "expires_in": int(auth.stream_token_ttl_s)}
+    jobs = None if data is None else data.jobs
+    if jobs is not None:
+        if not 1 <= len(jobs) <= MAX_WATCHED_JOBS or not all(is_valid_job_id(j) for j in jobs):
+            raise Problem(422, "Invalid scope", f"jobs: 1 to {MAX_WATCHED_JOBS} job ids",
+                          errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_WATCHED_JOBS} job ids"}])
+        jobs = sorted(set(jobs))
+    return {"token": auth.stream_token(identity, jobs), "expires_in": int(auth.stream_token_ttl_s), "jobs": jobs}
 
 
 @post("/api/form-tokens", status_code=201, errors=(409,),

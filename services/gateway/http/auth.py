@@ -6,7 +6,8 @@ default (it says so at start). With tokens set, every `/api/*` route needs one o
 - the `jobline_session` cookie set by `POST /api/session` (the web UI: EventSource sends cookies,
   it cannot send headers);
 - `?access_token=<stream token>` from `POST /api/stream-tokens`: signed, expiring in minutes, good
-  for GET only (for clients that can neither set headers nor keep cookies);
+  for GET only (for clients that can neither set headers nor keep cookies); one made for some jobs
+  reads only those (job_scope.py);
 - `?access_token=<form token>` from `POST /api/form-tokens`: signed, expiring in an hour, good only
   for submitting a job form (a plain HTML form on another app's page cannot send a header). Access logging is off,
   so it is not written anywhere.
@@ -22,6 +23,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,6 +32,8 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
+from . import job_scope
+from .job_scope import FALSE_WORDS
 from .problems import Problem, send_problem
 
 SESSION_COOKIE = "jobline_session"
@@ -61,12 +65,16 @@ class Auth:
         # Signed tokens stay valid exactly as long as the API tokens they derive from.
         return hashlib.sha256(("jobline-signing:" + ",".join(sorted(self.tokens))).encode()).digest()
 
-    def _sign(self, kind: str, subject: str, ttl: float) -> str:
-        payload = _b64(json.dumps({"k": kind, "s": subject, "e": int(time.time() + ttl)}).encode())
+    def _sign(self, kind: str, subject: str, ttl: float, jobs: Sequence[str] | None = None) -> str:
+        claims: dict[str, Any] = {"k": kind, "s": subject, "e": int(time.time() + ttl)}
+        if jobs is not None:
+            claims["j"] = list(jobs)
+        payload = _b64(json.dumps(claims).encode())
         signature = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{signature}"
 
-    def _verify(self, token: str, kind: str) -> str | None:
+    def _claims(self, token: str, kind: str) -> dict[str, Any] | None:
+        """The signed claims of a valid, unexpired token of that kind (None otherwise)."""
         payload, _, signature = token.partition(".")
         expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         if not signature or not hmac.compare_digest(signature, expected):
@@ -75,9 +83,13 @@ class Auth:
             data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except ValueError:
             return None
-        if data.get("k") != kind or data.get("e", 0) < time.time():
+        if not isinstance(data, dict) or data.get("k") != kind or data.get("e", 0) < time.time():
             return None
-        return str(data.get("s"))
+        return data
+
+    def _verify(self, token: str, kind: str) -> str | None:
+        claims = self._claims(token, kind)
+        return None if claims is None else str(claims.get("s"))
 
     def token_id(self, token: str) -> str | None:
         """A short id for a valid API token (for limits and logs; never the token itself)."""
@@ -89,28 +101,36 @@ class Auth:
     def session_cookie(self, token_id: str) -> str:
         return self._sign("session", token_id, self.session_ttl_s)
 
-    def stream_token(self, token_id: str) -> str:
-        return self._sign("stream", token_id, self.stream_token_ttl_s)
+    def stream_token(self, token_id: str, jobs: Sequence[str] | None = None) -> str:
+        """A read-only token; with `jobs`, good for those jobs only (job_scope.py)."""
+        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs)
 
     def form_token(self, token_id: str) -> str:
         return self._sign("form", token_id, self.form_token_ttl_s)
 
-    def identify(self, scope: Scope) -> tuple[str | None, str]:
-        """(identity, how): how is bearer, cookie, stream, form or none."""
+    def identify(self, scope: Scope) -> tuple[str | None, str, frozenset[str] | None]:
+        """(identity, how, jobs): how is bearer, cookie, stream, form or none; jobs the ones a
+        stream token was made for (None: not limited to some jobs)."""
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
-            return self.token_id(bearer[7:].strip()), "bearer"
+            return self.token_id(bearer[7:].strip()), "bearer", None
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == SESSION_COOKIE:
-                return self._verify(value, "session"), "cookie"
+                return self._verify(value, "session"), "cookie", None
         query = parse_qs(scope.get("query_string", b"").decode())
         if "access_token" in query:
             token = query["access_token"][0]
             form = self._verify(token, "form")
-            return (form, "form") if form is not None else (self._verify(token, "stream"), "stream")
-        return None, "none"
+            if form is not None:
+                return form, "form", None
+            claims = self._claims(token, "stream")
+            if claims is None:
+                return None, "stream", None
+            jobs = claims.get("j")
+            return str(claims.get("s")), "stream", frozenset(map(str, jobs)) if isinstance(jobs, list) else None
+        return None, "none", None
 
     # --- caps -----------------------------------------------------------------------------
     def stream_opened(self, client: str) -> bool:
@@ -153,9 +173,6 @@ def client_of(scope: Scope) -> str:
     return f"ip:{client[0]}" if client else "ip:unknown"
 
 
-FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "off"})  # what Litestar reads as a false bool
-
-
 def _is_stream(scope: Scope, path: str) -> bool:
     if path == "/api/events" or path.endswith("/events") or path == "/api/logs/stream":
         return True
@@ -194,7 +211,7 @@ def auth_middleware(auth: Auth) -> Any:
             state = scope.setdefault("state", {})
             protected = (path.startswith("/api/") and path != "/api/session") or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
-                identity, how = auth.identify(scope)
+                identity, how, jobs = auth.identify(scope)
                 if scope["type"] == ScopeType.WEBSOCKET and (identity is None or how == "form"):
                     code, reason = (4401, "unauthorized") if identity is None else (4403, "a form token only submits a form")
                     refused: WebSocketCloseEvent = {"type": "websocket.close", "code": code, "reason": reason}
@@ -204,9 +221,15 @@ def auth_middleware(auth: Auth) -> Any:
                     await send_problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
                                    [(b"www-authenticate", b'Bearer realm="jobline"')])
                     return
-                if how == "stream" and method != "GET":
+                if how == "stream" and method not in ("GET", "HEAD"):
                     await send_problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
                     return
+                outside = None if jobs is None or path == "/ws" else \
+                    job_scope.refusal(path, scope.get("query_string", b""), jobs)
+                if outside is not None:
+                    await send_problem(send, *outside)
+                    return
+                state["scope_jobs"] = jobs  # (the WebSocket checks each subscription against it)
                 if how == "form" and not (method == "POST" and path == FORM_PATH):
                     await send_problem(send, 403, "Forbidden", "a form token only submits a job form (POST /api/jobs)")
                     return

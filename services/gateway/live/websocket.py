@@ -25,6 +25,7 @@ from litestar.exceptions import WebSocketDisconnect
 from jobline.contract.names import is_valid_job_id
 
 from ..http.auth import Auth, client_of
+from ..http.job_scope import allows_subscription
 from ..http.limits import MAX_WATCHED_JOBS, MAX_WS_SUBSCRIPTIONS
 from ..settings import GatewaySettings
 from . import sse
@@ -62,6 +63,7 @@ class _Session:
         self._live = live
         self._auth = auth
         self._client = client_of(socket.scope)
+        self._scope_jobs: frozenset[str] | None = socket.scope.get("state", {}).get("scope_jobs")  # (auth.py)
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(buffer)
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
 
@@ -103,6 +105,9 @@ class _Session:
             return
         if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
             await self._error("subscribe to valid job ids or to the firehose")
+            return
+        if not allows_subscription(self._scope_jobs, request.jobs, request.firehose):
+            await self._error("this token follows only the jobs it was made for (no firehose)")
             return
         if name not in self._subscriptions and len(self._subscriptions) >= MAX_WS_SUBSCRIPTIONS:
             await self._error(f"at most {MAX_WS_SUBSCRIPTIONS} subscriptions per connection")
