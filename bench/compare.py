@@ -34,7 +34,7 @@ from .flood import cpu_seconds
 from .run import bench_jobline
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("gateway", "processor", "logsink")
+SERVICES = ("gateway", "processor", "logsink", "history", "conductor")
 
 
 class ChildCpu(threading.Thread):

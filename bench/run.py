@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS_PLOT = ROOT / "docs" / "benchmarks.png"
 # Whether a source tree has the history service (an earlier version may not).
 HAS_HISTORY = {None: (ROOT / "services" / "history").is_dir()}
+HAS_CONDUCTOR = {None: (ROOT / "services" / "conductor").is_dir()}  # (versions before it ran its roles in the gateway)
 
 
 @dataclass
@@ -187,6 +188,10 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
     if HAS_HISTORY[source]:
         # The whole system as `jobline up` runs it: the history service ingests every event too.
         procs.append(await spawn([sys.executable, "-m", "jobline.history"], env, b"history consuming"))
+    if source not in HAS_CONDUCTOR:
+        HAS_CONDUCTOR[source] = await asyncio.to_thread((source / "jobline" / "conductor").is_dir)
+    if HAS_CONDUCTOR[source]:
+        procs.append(await spawn([sys.executable, "-m", "jobline.conductor"], env, b"conductor running"))
     gateway, base = await start_gateway(env)
     procs.append(gateway)
     host, port = base.removeprefix("http://").split(":")

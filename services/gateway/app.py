@@ -156,8 +156,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
             checks = JobChecks(catalogue, job_limits(settings))
             writer = JobWriter(nc, js, names, checks, await open_idempotency(js, names, settings.idempotency_ttl_s, replicas),
                                Bands(js, names, controls), reader, on_stored=metrics.count_submitted)
-            live = Live(read_model, hub, reader, LogClient(nc, names), js, names, settings.sse_retry_ms,
-                        settings.snapshot_log_lines)
+            live = Live(read_model, hub, reader, LogClient(nc, names), js, names, watchdog, settings.sse_retry_ms,
+                        settings.snapshot_log_lines, settings.max_wait_s)
             await load_live_window(history, read_model, settings)
             feed = JobFeed(nc, js, names, read_model, hub)
             stack.push_async_callback(feed.stop)

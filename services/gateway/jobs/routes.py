@@ -29,7 +29,6 @@ from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
 from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
 from ..live.streams import Live, wait_for_change
-from ..settings import GatewaySettings
 from . import search
 from .replay import parse_at, timeline_json
 from .search import JobPage
@@ -59,7 +58,6 @@ def etag(state: JobState) -> str:
                                    generate_examples=False)})
 async def submit_job(
     writer: NamedDependency[JobWriter],
-    read_model: NamedDependency[ReadModel],
     data: JSONBody[JobSubmission],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> SentJSON:
@@ -70,7 +68,7 @@ async def submit_job(
     status = "scheduled" if isinstance(event, JobScheduled) else "pending"
     if not fresh:
         headers.append((b"idempotent-replayed", b"true"))
-        current = read_model.get(event.job_id)
+        current = writer.reader.live.get(event.job_id)  # (in memory, if it is: no lookup for a status)
         status = current.status if current else status
     accepted = Accepted(id=event.job_id, status=status, links=job_links)
     return SentJSON(202, encoder.encode(accepted), headers)
@@ -136,16 +134,14 @@ async def job_activity(history: NamedDependency[HistoryClient], window: FromQuer
      description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most JOBLINE_MAX_WAIT_S, 60) "
      "holds the request until the job changes from that version (or from now, without the header).")
 async def get_job(
-    reader: NamedDependency[JobReader],
     live: NamedDependency[Live],
-    settings: NamedDependency[GatewaySettings],
     job_id: FromPath[str],
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     wait: FromQuery[float] = 0.0,
 ) -> Response[Any]:
-    job = await reader.find(job_id)
-    if not 0 <= wait <= settings.max_wait_s:
-        raise Malformed(f"wait must be from 0 to {settings.max_wait_s:g} seconds", title="Bad wait", key="wait",
+    job = await live.reader.find(job_id)
+    if not 0 <= wait <= live.max_wait_s:
+        raise Malformed(f"wait must be from 0 to {live.max_wait_s:g} seconds", title="Bad wait", key="wait",
                         source="query")
     version = etag(job)
     if wait and not job.is_terminal and (if_none_match is None or if_none_match == version):

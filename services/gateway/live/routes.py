@@ -14,7 +14,7 @@ from litestar.response import Stream
 from jobline.contract.events import LogQuery
 from jobline.contract.names import SERVICE_NAME_RE
 from jobline.jobs.errors import Malformed
-from jobline.jobs.reader import JobReader, check_job_id
+from jobline.jobs.reader import check_job_id
 from jobline.jobs.timeline import decoded
 
 from ..http.limits import MAX_LOG_PAGE, MAX_SEQ, MAX_WATCHED_JOBS
@@ -34,9 +34,7 @@ from .streams import Live, finished_before, job_events
      "the end gets 204 (EventSource stops).",
      response_description="text/event-stream")
 async def job_event_stream(
-    reader: NamedDependency[JobReader],
     live: NamedDependency[Live],
-    watchdog: NamedDependency[StreamWatchdog],
     job_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: FromQuery[str | None] = None,
@@ -46,14 +44,14 @@ async def job_event_stream(
     if (replay is not None and not 0 < replay <= 1000) or not (math.isfinite(from_) and from_ >= 0):
         raise Malformed("replay is a speed from >0 to 1000; from is seconds since creation, >= 0", title="Bad replay",
                         key="replay" if replay is not None and not 0 < replay <= 1000 else "from", source="query")
-    job = await reader.find(job_id)
+    job = await live.reader.find(job_id)
     if replay is not None:
-        events = decoded(await reader.events(job))
-        return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=live.retry_ms), watchdog)
+        events = decoded(await live.reader.events(job))
+        return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=live.retry_ms), live.watchdog)
     cursor = last_event_id if last_event_id is not None else after  # a reconnect's header is newer
     if finished_before(job, cursor, live.read_model.last_seq):
         return Response(None, status_code=204)
-    return EventStream(job_events(live, job, cursor), watchdog)
+    return EventStream(job_events(live, job, cursor), live.watchdog)
 
 
 def _csv(raw: str | None) -> frozenset[str] | None:
@@ -70,7 +68,6 @@ def _csv(raw: str | None) -> frozenset[str] | None:
      response_description="text/event-stream")
 async def events_stream(
     live: NamedDependency[Live],
-    watchdog: NamedDependency[StreamWatchdog],
     jobs_param: Annotated[str | None, QueryParameter(name="jobs")] = None,
     firehose: FromQuery[bool | None] = None,
     logs: FromQuery[bool] = True,
@@ -90,7 +87,7 @@ async def events_stream(
     except ValueError as exc:
         raise Malformed(str(exc), title="Bad filter", key=str(exc).split(":")[0], source="query") from None
     cursor = last_event_id if last_event_id is not None else after
-    return EventStream(multiplexed(live, watched, wide, logs, cursor), watchdog)
+    return EventStream(multiplexed(live, watched, wide, logs, cursor), live.watchdog)
 
 
 @get("/api/jobs/{job_id:str}/logs", summary="A job's log lines", errors=(404, 429, 503),
@@ -99,9 +96,7 @@ async def events_stream(
      "history (old lines from the logsink's store, which outlives the stream's retention), then live "
      "with no gap at the seam, ending with the job's terminal event; `Last-Event-ID` resumes.")
 async def job_logs(
-    reader: NamedDependency[JobReader],
     live: NamedDependency[Live],
-    watchdog: NamedDependency[StreamWatchdog],
     job_id: FromPath[str],
     after: FromQuery[int] = 0,
     limit: FromQuery[int] = 500,
@@ -111,11 +106,11 @@ async def job_logs(
     if not 1 <= limit <= MAX_LOG_PAGE or not 0 <= after <= MAX_SEQ:  # (also with follow: the same query)
         raise Malformed(f"limit is 1 to {MAX_LOG_PAGE}, after a sequence from 0", title="Bad page",
                         key="limit" if not 1 <= limit <= MAX_LOG_PAGE else "after", source="query")
-    job = await reader.find(job_id)
+    job = await live.reader.find(job_id)
     if follow:
         if finished_before(job, last_event_id, live.read_model.last_seq):
             return Response(None, status_code=204)  # it saw the end: EventSource stops
-        return EventStream(follow_job_logs(live, job, last_event_id), watchdog)
+        return EventStream(follow_job_logs(live, job, last_event_id), live.watchdog)
     return Response(await live.logs.page(LogQuery(job_id=job_id, after_seq=after, limit=limit)))
 
 
