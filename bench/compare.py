@@ -3,10 +3,10 @@
 Burst rounds of the same noop jobs through the gateway (as in `bench.run`), alternating between
 the two versions (A B, B A, …) on one nats-server, each version's services started from its own
 source tree. For every round: jobs/s and the CPU each process spent per job (gateway, processor,
-logsink from /proc, nats-server, and this process as the load generator). On a noisy machine
-absolute figures drift by ±15 % between rounds; the ratio of jobs/s within each pair is what to
-read (docs/benchmarks.md). A service's CPU includes its start-up (about a second for the three,
-~100 µs per job at 10,000 jobs), the same for both versions.
+logsink, history and conductor — those a version has — from /proc, nats-server, and this process
+as the load generator). On a noisy machine absolute figures drift by ±15 % between rounds; the
+ratio of jobs/s within each pair is what to read (docs/benchmarks.md). A service's CPU includes its
+start-up (about 0.7 s each, ~70 µs per job at 10,000 jobs).
 
     .venv/bin/python -m bench.compare HEAD~3               # that revision (A) against the working tree (B)
     .venv/bin/python -m bench.compare v1 --other v2 --jobs 10000 --pairs 6
