@@ -97,19 +97,90 @@ def _checked_job_type(job_type: str) -> str:
 
 
 @dataclass(frozen=True)
-class Names:
+class _Namespaced:
     namespace: str = ""
 
     def __post_init__(self) -> None:
         if not _NAMESPACE_RE.fullmatch(self.namespace):
             raise InvalidName(f"invalid namespace {self.namespace!r}")
 
-    # --- prefixes -------------------------------------------------------------------------
     def _subject(self, *tokens: str) -> str:
         return ".".join(((self.namespace,) if self.namespace else ()) + tokens)
 
     def _stream(self, base: str) -> str:
         return f"{self.namespace.upper().replace('-', '_')}_{base}" if self.namespace else base
+
+
+class _StoreNames(_Namespaced):
+    """The KV buckets, object stores and request/reply services (apart from the streams and
+    subjects below only to keep each class readable: use them through `Names`)."""
+
+    @property
+    def types_bucket(self) -> str:
+        """KV bucket where processors advertise the job types they serve."""
+        return self._stream("JOB_TYPES").lower()
+
+    @property
+    def queue_controls_bucket(self) -> str:
+        """KV bucket: job type → its queue controls (paused, concurrency, rate limit)."""
+        return self._stream("QUEUE_CONTROLS").lower()
+
+    @property
+    def flows_bucket(self) -> str:
+        """KV bucket: flow id (its root job's id) → the flow's record (gateway/flows.py)."""
+        return self._stream("FLOWS").lower()
+
+    @property
+    def batches_bucket(self) -> str:
+        """KV bucket: batch id → its record (when, which jobs: gateway/batches.py)."""
+        return self._stream("BATCHES").lower()
+
+    @property
+    def key_slots_bucket(self) -> str:
+        """KV bucket of per-key concurrency slots: `<type>.<key hash>.<n>` → its holder, expiring
+        unless renewed (a killed holder's slot comes back)."""
+        return self._stream("KEY_SLOTS").lower()
+
+    @property
+    def schedules_bucket(self) -> str:
+        """KV bucket: schedule name → its definition and what it last did (gateway/schedules.py)."""
+        return self._stream("SCHEDULES").lower()
+
+    @property
+    def uploads_bucket(self) -> str:
+        """Object store of uploaded job inputs."""
+        return self._stream("UPLOADS").lower()
+
+    @property
+    def artifacts_bucket(self) -> str:
+        """Object store of job results (`<job id>/<name>`)."""
+        return self._stream("ARTIFACTS").lower()
+
+    @property
+    def idempotency_bucket(self) -> str:
+        """KV bucket: Idempotency-Key (hashed) → job id."""
+        return self._stream("IDEMPOTENCY").lower()
+
+    @property
+    def log_history_rpc(self) -> str:
+        """Request/reply subject of the logsink; outside the streams' `jobs.>`/`logs.>` space."""
+        return self._subject("rpc", "logsink", "history")
+
+    def history_rpc(self, endpoint: str) -> str:
+        """`rpc.history.<endpoint>`: the history service's endpoints (a `nats.micro` service);
+        outside the streams' subjects, like the logsink's."""
+        if endpoint not in HISTORY_ENDPOINTS:
+            raise InvalidName(f"unknown history endpoint {endpoint!r}")
+        return self._subject("rpc", "history", endpoint)
+
+    @property
+    def history_service(self) -> str:
+        """The micro service's name (`nats micro ls` shows it; several namespaces share it)."""
+        return "jobline-history"
+
+
+class Names(_StoreNames):
+    """Every subject, stream, durable, bucket and service name, under an optional namespace."""
 
     # --- streams --------------------------------------------------------------------------
     @property
@@ -273,11 +344,6 @@ class Names:
             return self.queue_durable(job_type)
         return f"queue-{_checked_job_type(job_type)}-P{priority}"
 
-    @property
-    def queue_controls_bucket(self) -> str:
-        """KV bucket: job type → its queue controls (paused, concurrency, rate limit)."""
-        return self._stream("QUEUE_CONTROLS").lower()
-
     def rate_stream(self, job_type: str) -> str:
         """A rate-limited type's token window: at most N messages younger than the window, new ones
         refused (discard new), so the broker itself counts starts across every processor."""
@@ -295,11 +361,6 @@ class Names:
     def history_durable(self) -> str:
         """The history service's durable consumer of the job stream."""
         return "history"
-
-    @property
-    def types_bucket(self) -> str:
-        """KV bucket where processors advertise the job types they serve."""
-        return self._stream("JOB_TYPES").lower()
 
     @property
     def flows_stream(self) -> str:
@@ -326,56 +387,3 @@ class Names:
     def flow_runner_durable(self) -> str:
         """The conductors' shared durable on `flows.>`: each signal goes to one conductor."""
         return "flow-runner"
-
-    @property
-    def flows_bucket(self) -> str:
-        """KV bucket: flow id (its root job's id) → the flow's record (gateway/flows.py)."""
-        return self._stream("FLOWS").lower()
-
-    @property
-    def batches_bucket(self) -> str:
-        """KV bucket: batch id → its record (when, which jobs: gateway/batches.py)."""
-        return self._stream("BATCHES").lower()
-
-    @property
-    def key_slots_bucket(self) -> str:
-        """KV bucket of per-key concurrency slots: `<type>.<key hash>.<n>` → its holder, expiring
-        unless renewed (a killed holder's slot comes back)."""
-        return self._stream("KEY_SLOTS").lower()
-
-    @property
-    def schedules_bucket(self) -> str:
-        """KV bucket: schedule name → its definition and what it last did (gateway/schedules.py)."""
-        return self._stream("SCHEDULES").lower()
-
-    @property
-    def uploads_bucket(self) -> str:
-        """Object store of uploaded job inputs."""
-        return self._stream("UPLOADS").lower()
-
-    @property
-    def artifacts_bucket(self) -> str:
-        """Object store of job results (`<job id>/<name>`)."""
-        return self._stream("ARTIFACTS").lower()
-
-    @property
-    def idempotency_bucket(self) -> str:
-        """KV bucket: Idempotency-Key (hashed) → job id."""
-        return self._stream("IDEMPOTENCY").lower()
-
-    @property
-    def log_history_rpc(self) -> str:
-        """Request/reply subject of the logsink; outside the streams' `jobs.>`/`logs.>` space."""
-        return self._subject("rpc", "logsink", "history")
-
-    def history_rpc(self, endpoint: str) -> str:
-        """`rpc.history.<endpoint>`: the history service's endpoints (a `nats.micro` service);
-        outside the streams' subjects, like the logsink's."""
-        if endpoint not in HISTORY_ENDPOINTS:
-            raise InvalidName(f"unknown history endpoint {endpoint!r}")
-        return self._subject("rpc", "history", endpoint)
-
-    @property
-    def history_service(self) -> str:
-        """The micro service's name (`nats micro ls` shows it; several namespaces share it)."""
-        return "jobline-history"
