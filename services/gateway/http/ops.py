@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from jobline.contract.vocabulary import as_javascript
+from jobline.contract.browser import as_javascript
 from jobline.jobs.timeline import last_event_seq
 
 from ..live.streams import Live
