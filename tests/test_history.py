@@ -220,6 +220,41 @@ async def test_search_by_status_type_time_fields_and_error_text_with_stable_curs
     assert (await client.get("/api/stats/activity?window=year")).status_code == 400
 
 
+async def test_jobs_have_an_owner_and_tags_that_lists_filter_on(stack: Stack, client: httpx.AsyncClient) -> None:
+    async def post(body: dict[str, Any]) -> str:
+        answer = await client.post("/api/jobs", json={"type": "noop", **body})
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["id"])
+
+    alice = await post({"owner": "alice@example.com", "tags": ["video", "pro"]})
+    bob = await post({"owner": "tenant:bob", "tags": ["video"]})
+    nobody = await post({})
+    flow = await client.post("/api/flows", json={"job": {"type": "noop", "owner": "tenant:bob", "tags": ["pack"]},
+                                                 "children": [{"name": "a", "job": {"type": "noop"}},
+                                                              {"name": "b", "job": {"type": "noop", "owner": "carol"}}]})
+    assert flow.status_code == 202, flow.text
+    root, child_a, child_b = (job["id"] for job in flow.json()["jobs"])
+    for job_id in (alice, bob, nobody, root, child_a, child_b):
+        await ended(client, job_id)
+    state = (await client.get(f"/api/jobs/{alice}")).json()
+    assert state["owner"] == "alice@example.com" and state["tags"] == ["video", "pro"]
+    children = {job["name"]: job for job in [(await client.get(f"/api/jobs/{j}")).json() for j in (child_a, child_b)]}
+    assert (children["a"]["owner"], children["a"]["tags"]) == ("tenant:bob", ["pack"])  # the root's, inherited
+    assert children["b"]["owner"] == "carol"  # its own
+    assert ids(await page_of(client, "owner=alice@example.com")) == [alice]
+    assert set(ids(await page_of(client, "owner=tenant:bob"))) == {bob, root, child_a}
+    assert set(ids(await page_of(client, "owner=alice@example.com,carol"))) == {alice, child_b}
+    assert set(ids(await page_of(client, "tag=video"))) == {alice, bob}
+    assert ids(await page_of(client, "tag=video,pro")) == [alice]  # every tag
+    assert ids(await page_of(client, "tag=video&owner=tenant:bob")) == [bob]
+    assert ids(await page_of(client, "tag=pro&type=demo")) == []
+    for bad in ({"owner": "not an owner"}, {"owner": ""}, {"tags": ["a b"]}, {"tags": ["x"] * 2}, {"tags": [f"t{i}" for i in range(17)]}):
+        refused = await client.post("/api/jobs", json={"type": "noop", **bad})
+        assert refused.status_code == 422, (bad, refused.text)
+    for bad_query in ("owner=a b", "tag=a+b", "tag=,"):
+        assert (await client.get(f"/api/jobs?{bad_query}")).status_code == 400, bad_query
+
+
 # --- when the history service is away ---------------------------------------------------------------------
 async def test_without_the_history_service_live_jobs_work_and_history_requests_answer_503_at_once(
         nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> None:

@@ -114,11 +114,11 @@ async def _recorded_jobs(client: httpx.AsyncClient) -> list[str]:
     await eventually(running, what="the slow job runs")
     assert (await client.post("/api/queues/slow/pause")).status_code == 200
     late = await post({"type": "slow", "queue_timeout_s": 0.2})  # expires: its queue is paused past its timeout
-    ids = [await post({"type": "work", "priority": 3, "concurrency_key": "k"}),
+    ids = [await post({"type": "work", "priority": 3, "concurrency_key": "k", "owner": "u1", "tags": ["a", "b"]}),
            await post({"type": "flaky", "timeout_s": 30}),
            await post({"type": "doomed"}),
-           await post({"type": "work", "delay_s": 1.5}),
-           await post({"type": "parent"})]
+           await post({"type": "work", "delay_s": 1.5, "owner": "u2", "tags": ["later"]}),
+           await post({"type": "parent", "owner": "u3", "tags": ["p"]})]
     flow = (await client.post("/api/flows", json={
         "job": {"type": "work"}, "children": [{"name": "a", "job": {"type": "work"}},
                                               {"name": "b", "job": {"type": "flaky"}, "depends_on": ["a"]}]}))
@@ -131,6 +131,9 @@ async def _recorded_jobs(client: httpx.AsyncClient) -> list[str]:
     for job_id in (slow, late):
         await _ended(client, job_id)
     children = [child["id"] for child in (await client.get(f"/api/jobs/{ids[-1]}")).json()["children"]]
+    for child in children:  # a spawned child is its parent's owner's, with its tags
+        state = (await client.get(f"/api/jobs/{child}")).json()
+        assert (state["owner"], state["tags"]) == ("u3", ["p"]), state
     return [*ids, slow, late, *flow_jobs, *children]
 
 

@@ -154,6 +154,10 @@ function renderDetail() {
   const origin = job.batch ? el("a", { href: `#/batches/${job.batch}` }, "its batch")
     : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
   $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []));
+  // Whose it is and its labels, as chips (text).
+  $("job-labels").replaceChildren(
+    ...(job.owner ? [el("span", { class: "pill", "data-label": "owner", title: "owner" }, job.owner)] : []),
+    ...(job.tags || []).map((tag) => el("span", { class: "pill", "data-label": "tag", title: "tag" }, `#${tag}`)));
   const status = $("job-status");
   const retries = job.attempt - (job.resumes || 0); // (a run after its spawned children is not a retry)
   status.textContent = job.status + (retries > 1 ? ` · attempt ${retries}` : "")

@@ -60,11 +60,13 @@ class AsyncClient(Files, Controls):
                      timeout_s: float | None = None, max_attempts: int | None = None,
                      queue_timeout_s: float | None = None, webhook_url: str | None = None,
                      run_at: str | datetime | None = None, delay_s: float | None = None,
-                     concurrency_key: str | None = None, priority: int | None = None) -> AsyncJob:
+                     concurrency_key: str | None = None, priority: int | None = None, owner: str | None = None,
+                     tags: Iterable[str] | None = None) -> AsyncJob:
         """Submit a job; returns at once (the job runs on a processor). Retried safely: the
         `Idempotency-Key` (made here when not given) makes every retry find the same job.
         `run_at` (an aware datetime or RFC 3339 text) or `delay_s`: it is `scheduled` until then.
-        `priority` 0 (the default) to 9: with a backlog, a higher priority starts first."""
+        `priority` 0 (the default) to 9: with a backlog, a higher priority starts first. `owner`:
+        whose job it is (a tenant or user id); `tags`: a few labels (both filter `list`)."""
         if isinstance(run_at, datetime):
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a time zone (an aware datetime)")
@@ -72,7 +74,8 @@ class AsyncClient(Files, Controls):
         key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
         body = submission_body(type, params, timeout_s=timeout_s, max_attempts=max_attempts,
                                queue_timeout_s=queue_timeout_s, webhook_url=webhook_url, run_at=run_at,
-                               delay_s=delay_s, concurrency_key=concurrency_key, priority=priority)
+                               delay_s=delay_s, concurrency_key=concurrency_key, priority=priority, owner=owner,
+                               tags=list(tags) if tags is not None else None)
         response = await self.request("POST", "/api/jobs", json=body, headers={"Idempotency-Key": key})
         accepted = _accepted_decoder.decode(response.content)
         return AsyncJob(self, accepted.id, accepted=accepted)
@@ -97,12 +100,14 @@ class AsyncClient(Files, Controls):
         return _state_decoder.decode((await self.request("GET", f"/api/jobs/{job_id}")).content)
 
     async def list(self, *, status: str | Iterable[str] | None = None, type: str | Iterable[str] | None = None,
+                   owner: str | Iterable[str] | None = None, tag: str | Iterable[str] | None = None,
                    params: Mapping[str, Any] | None = None, result: Mapping[str, Any] | None = None,
                    page_size: int = 100, **filters: Any) -> AsyncIterator[JobState]:
         """Every job matching the filters, newest first, fetched a page at a time (a stable cursor).
-        Other filters: created_after, created_before, finished_after, finished_before, error."""
+        `owner`: any of them; `tag`: every one of them. Other filters: created_after, created_before,
+        finished_after, finished_before, error."""
         query = {k: v for k, v in filters.items() if v is not None}
-        for name, value in (("status", status), ("type", type)):
+        for name, value in (("status", status), ("type", type), ("owner", owner), ("tag", tag)):
             if value is not None:
                 query[name] = value if isinstance(value, str) else ",".join(value)
         for root, fields in (("params", params), ("result", result)):

@@ -53,6 +53,8 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     children: list[ChildRef] = []  # its children: it ran only once they had all ended
     on_child_failure: ChildFailurePolicy = ChildFailurePolicy.FAIL  # what it does when a child fails (flows)
     resumed: int = 0  # > 0: published again after children it spawned ended (the how-many-th time)
+    owner: str | None = None  # whose job it is (submissions.OWNER_PATTERN)
+    tags: list[str] = []  # its labels
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -70,6 +72,8 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     batch: str | None = None
     concurrency_key: str | None = None
     priority: int = 0
+    owner: str | None = None
+    tags: list[str] = []
 
 
 class JobBlocked(_JobEvent, frozen=True, kw_only=True, tag="blocked"):

@@ -46,6 +46,8 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     finished_before: float | None = None
     error_contains: str | None = None  # case-insensitive text in the job's error
     fields: list[FieldMatch] = []
+    owners: list[str] = []  # whose (any of them)
+    tags: list[str] = []  # labelled with every one of them
 
 
 class SearchRequest(_Request, frozen=True, kw_only=True):

@@ -81,6 +81,8 @@ class JobState(msgspec.Struct, kw_only=True):
     batch: str | None = None  # the batch it was submitted in
     concurrency_key: str | None = None
     priority: int = 0  # 0..9, higher starts first
+    owner: str | None = None  # whose job it is
+    tags: list[str] = []  # its labels
     flow: str | None = None  # a job of a flow: the flow's id (its root job's) …
     parent: str | None = None  # … its parent …
     name: str | None = None  # … its name among its siblings
@@ -121,6 +123,7 @@ def new_state(event: JobCreated | JobScheduled | JobBlocked, seq: int) -> JobSta
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
     state.batch, state.concurrency_key, state.priority = event.batch, event.concurrency_key, event.priority
+    state.owner, state.tags = event.owner, list(event.tags)
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
         state.flow, state.parent, state.name, state.children = event.flow, event.parent, event.name, list(event.children)

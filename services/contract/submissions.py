@@ -4,12 +4,18 @@ spawned child), and the client library writes them."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 import msgspec
 
 from .names import PRIORITY_MIN
 from .vocabulary import ChildFailurePolicy
+
+# Whose a job is, and its labels: what lists, searches and (later) tokens and fairness go by.
+OWNER_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")  # a tenant or user id, as the app names it
+TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TAGS: Final = 16
 
 
 class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
@@ -25,6 +31,8 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     delay_s: float | None = None  # or: this many seconds from now
     concurrency_key: str | None = None  # with the type's per-key limit: e.g. the user id (queue controls)
     priority: int = PRIORITY_MIN  # PRIORITY_MIN..PRIORITY_MAX: with a backlog, higher starts first
+    owner: str | None = None  # whose job it is (a tenant or user id: OWNER_PATTERN)
+    tags: list[str] = []  # a few short labels (TAG_PATTERN, at most MAX_TAGS)
 
 
 class BatchJob(JobSubmission, forbid_unknown_fields=True):

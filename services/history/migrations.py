@@ -105,6 +105,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE jobs SET fields_partial = 1",
         "CREATE INDEX jobs_fields_partial ON jobs (created_seq) WHERE fields_partial = 1",
     )),
+    Migration(3, "owners and tags", (
+        # Whose a job is, and its labels (set when it is created): lists filter on both.
+        "ALTER TABLE jobs ADD COLUMN owner TEXT",
+        "CREATE INDEX jobs_by_owner ON jobs (owner, created_seq) WHERE owner IS NOT NULL",
+        """CREATE TABLE job_tags (
+            job_id      TEXT NOT NULL,
+            tag         TEXT NOT NULL,
+            created_seq {bigint} NOT NULL,
+            PRIMARY KEY (job_id, tag)
+        )""",
+        "CREATE INDEX job_tags_by_tag ON job_tags (tag, created_seq)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -52,12 +52,14 @@ class Projection:
         self._jobs = ("jobs", [("id", "text"), ("type", "text"), ("status", "text"), ("created_seq", "bigint"),
                                ("seq", "bigint"), ("created_at", "float8"), ("started_at", "float8"),
                                ("finished_at", "float8"), ("attempt", "int"), ("error", "text"), ("error_reason", "text"),
-                               ("state", "jsonb"), ("fields_partial", "int")],
+                               ("state", "jsonb"), ("fields_partial", "int"), ("owner", "text")],
                       "ON CONFLICT (id) DO UPDATE SET status = excluded.status, seq = excluded.seq, "
                       "started_at = excluded.started_at, finished_at = excluded.finished_at, attempt = excluded.attempt, "
                       "error = excluded.error, error_reason = excluded.error_reason, state = excluded.state, "
                       "fields_partial = CASE WHEN excluded.fields_partial > jobs.fields_partial "
                       "THEN excluded.fields_partial ELSE jobs.fields_partial END")
+        self._tags_rows = ("job_tags", [("job_id", "text"), ("tag", "text"), ("created_seq", "bigint")],
+                           "ON CONFLICT (job_id, tag) DO NOTHING")
         self._fields_rows = ("job_fields", [("job_id", "text"), ("path", "text"), ("value", "text"),
                                             ("created_seq", "bigint")],
                              "ON CONFLICT (job_id, path) DO UPDATE SET value = excluded.value")
@@ -137,6 +139,10 @@ class Projection:
             partial = self._fields(conn, touched, before)
             rows = [self._job_row(state, partial.get(job_id, False)) for job_id, state in touched.items()]
             self.db.insert_rows(conn, *self._jobs[:2], rows, self._jobs[2])
+            tags = [(job_id, tag, state.created_seq) for job_id, state in touched.items()
+                    if before.get(job_id) is None for tag in state.tags]
+            if tags:
+                self.db.insert_rows(conn, *self._tags_rows[:2], tags, self._tags_rows[2])
             self._counts(conn, touched, before)
             self._minutes(conn, touched, before)
         return list(touched.values())
@@ -157,7 +163,7 @@ class Projection:
         error = state.error.replace("\x00", "\ufffd") if state.error else state.error
         return (state.id, state.type, state.status, state.created_seq, state.seq, state.created_at, state.started_at,
                 state.finished_at, state.attempt, error, state.error_reason,
-                _text(encoder.encode(state).decode(), self._pg), int(fields_partial))
+                _text(encoder.encode(state).decode(), self._pg), int(fields_partial), state.owner)
 
     def _fields(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> dict[str, bool]:
         """Index the params of new jobs and the result of jobs that just completed; which of them

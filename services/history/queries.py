@@ -41,6 +41,7 @@ from jobline.contract.history import (
     WindowRequest,
 )
 from jobline.contract.names import is_valid_job_id, is_valid_job_type
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 from jobline.contract.vocabulary import JobStatus
 
 from . import activity, fields
@@ -95,6 +96,9 @@ def check_filter(f: JobFilter) -> None:
                            f"digits, '_' and '-', at most {MAX_FIELD_DEPTH} deep")
     if f.error_contains is not None and not 0 < len(f.error_contains) <= 200:
         raise BadQuery("error text must have 1 to 200 characters")
+    if not all(OWNER_PATTERN.fullmatch(o) for o in f.owners) or not all(TAG_PATTERN.fullmatch(t) for t in f.tags) \
+            or len(f.owners) > MAX_PAGE or len(f.tags) > MAX_TAGS:
+        raise BadQuery("invalid owner or tag")
 
 
 def _where(db: Database, f: JobFilter, *, prefix: str = "") -> tuple[list[str], list[Any]]:
@@ -107,6 +111,12 @@ def _where(db: Database, f: JobFilter, *, prefix: str = "") -> tuple[list[str], 
     if f.types:
         where.append(f"{prefix}type IN ({','.join('?' * len(f.types))})")
         args += f.types
+    if f.owners:
+        where.append(f"{prefix}owner IN ({','.join('?' * len(f.owners))})")
+        args += f.owners
+    for tag in f.tags:
+        where.append(f"EXISTS (SELECT 1 FROM job_tags t WHERE t.job_id = {prefix or 'jobs.'}id AND t.tag = ?)")
+        args.append(tag)
     for column, op, value in (("created_at", ">=", f.created_after), ("created_at", "<", f.created_before),
                               ("finished_at", ">=", f.finished_after), ("finished_at", "<", f.finished_before)):
         if value is not None:

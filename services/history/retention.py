@@ -35,6 +35,7 @@ def prune(db: Database, conn: Any, max_age_s: float, *, now: float | None = None
             marks = ",".join("?" * len(ids))
             conn.execute(db.sql(f"DELETE FROM job_events WHERE job_id IN ({marks})"), ids)
             conn.execute(db.sql(f"DELETE FROM job_fields WHERE job_id IN ({marks})"), ids)
+            conn.execute(db.sql(f"DELETE FROM job_tags WHERE job_id IN ({marks})"), ids)
             conn.execute(db.sql(f"DELETE FROM jobs WHERE id IN ({marks})"), ids)
             gone = Counter((row[1], row[2]) for row in rows)
             db.executemany(conn, db.sql("UPDATE job_counts SET n = n - ? WHERE type = ? AND status = ?"),

@@ -8,7 +8,7 @@ from typing import Final
 
 from jobline.contract.events import encoder
 from jobline.contract.names import PRIORITY_MAX, PRIORITY_MIN, is_valid_job_type
-from jobline.contract.submissions import JobSubmission
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN, JobSubmission
 
 from .catalogue import Catalogue
 from .delays import run_time
@@ -38,6 +38,18 @@ def check_idempotency_key(key: str | None) -> None:
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
         raise Malformed(f"the key must have 1 to {MAX_IDEMPOTENCY_KEY} characters", title="Invalid Idempotency-Key",
                         key="Idempotency-Key", source="header", message="bad length")
+
+
+def _check_labels(submission: JobSubmission) -> None:
+    if submission.owner is not None and not OWNER_PATTERN.fullmatch(submission.owner):
+        raise Invalid("owner is 1 to 128 letters, digits and _ . : @ - (starting with a letter or digit)",
+                      title="Invalid owner", key="owner", message="not an owner id")
+    if len(submission.tags) > MAX_TAGS or len(set(submission.tags)) != len(submission.tags):
+        raise Invalid(f"at most {MAX_TAGS} tags, each once", title="Invalid tags", key="tags", message="too many")
+    for index, tag in enumerate(submission.tags):
+        if not TAG_PATTERN.fullmatch(tag):
+            raise Invalid(f"tags[{index}] is not a tag: 1 to 64 letters, digits, _ and -", title="Invalid tags",
+                          key=f"tags[{index}]", message="not a tag")
 
 
 class JobChecks:
@@ -73,6 +85,7 @@ class JobChecks:
         if not PRIORITY_MIN <= submission.priority <= PRIORITY_MAX:
             raise Invalid(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX} (higher starts first)",
                           title="Invalid priority", key="priority", message="out of range")
+        _check_labels(submission)
         if submission.webhook_url is not None:
             await self._check_webhook(submission.webhook_url)
         check_idempotency_key(idempotency_key)

@@ -67,7 +67,8 @@ def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
                         params=created.params, steps=created.steps, timeout_s=created.timeout_s,
                         max_attempts=created.max_attempts, queue_timeout_s=created.queue_timeout_s,
                         webhook_url=created.webhook_url, batch=created.batch,
-                        concurrency_key=created.concurrency_key, priority=created.priority)
+                        concurrency_key=created.concurrency_key, priority=created.priority, owner=created.owner,
+                        tags=created.tags)
 
 
 async def unschedule(js: JetStreamContext, names: Names, job_id: str) -> None:

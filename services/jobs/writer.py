@@ -73,7 +73,8 @@ class JobWriter:
                           steps=list(info.steps) if info else [], timeout_s=submission.timeout_s,
                           max_attempts=submission.max_attempts, queue_timeout_s=submission.queue_timeout_s,
                           webhook_url=submission.webhook_url, concurrency_key=submission.concurrency_key,
-                          priority=submission.priority, **origin)  # type: ignore[arg-type]
+                          priority=submission.priority, owner=submission.owner, tags=list(submission.tags),
+                          **origin)  # type: ignore[arg-type]
 
     async def submit(self, submission: JobSubmission, idempotency_key: str | None = None,
                      request_fingerprint: str | None = None) -> tuple[JobCreated | JobScheduled, bool]:

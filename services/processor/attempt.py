@@ -182,8 +182,11 @@ class Attempts:
         the job waits for them, tell the runner, and free the slot. Each step is repeated harmlessly
         if this processor dies in between (the children's ids are the same each time)."""
         flow = created.flow or created.job_id  # a job outside any flow becomes the root of one
+        # A child is its parent's owner's, with its tags, unless the handler said otherwise.
+        inherited = {"owner": created.owner, "tags": created.tags}
+        children = [msgspec.structs.replace(child, job={**inherited, **child.job}) for child in spawned]
         request = SpawnRequest(flow=flow, parent=created.job_id, on_child_failure=created.on_child_failure,
-                               created_subject=msg.subject, children=spawned)
+                               created_subject=msg.subject, children=children)
         await publish_reliably(self._js, self._names.flow_spawn(flow), encoder.encode(request),
                                msg_id=f"{created.job_id}:{suspended.attempt}:spawn", give_up_after=30.0)
         await chain.append(suspended, f"{created.job_id}:{suspended.attempt}:suspended")

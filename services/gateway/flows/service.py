@@ -76,9 +76,14 @@ class Flows:
             stored = await self._records.value(root_id)  # (a retry: the first try's record holds what happened since)
             record = stored if stored is not None else record
 
+        root = submission.job
+
         def created_event(job: Planned) -> JobCreated:
             event = writer.created_event(job.submission, job.id, now)
-            return msgspec.structs.replace(event, flow=root_id, parent=job.parent, name=job.name,
+            # A job of the flow is its root's owner's, with the root's tags, unless it says otherwise.
+            owner = event.owner if event.owner is not None else root.owner
+            tags = event.tags or list(root.tags)
+            return msgspec.structs.replace(event, flow=root_id, parent=job.parent, name=job.name, owner=owner, tags=tags,
                                            children=job.children, on_child_failure=job.on_child_failure)
 
         names = writer.names

@@ -75,7 +75,8 @@ async def submit_job(
 
 
 @get("/api/jobs", summary="List and search jobs over all history, newest first", errors=(503,),
-     description="Filters (all optional, combined with AND): `status` and `type` (comma lists), `created_after`/"
+     description="Filters (all optional, combined with AND): `status`, `type` and `owner` (comma lists: any of "
+     "them), `tag` (a comma list: every one of them), `created_after`/"
      "`created_before` and `finished_after`/`finished_before` (unix seconds), `error` (text in the job's error, "
      "case-insensitive), and any `params.<name>=<value>` or `result.<name>=<value>` (nested names with dots; the "
      "value is JSON when it parses — `360`, `true` — else text). `before` is the cursor from `next_before`: "
@@ -95,12 +96,14 @@ async def list_jobs(
     finished_after: FromQuery[float | None] = None,
     finished_before: FromQuery[float | None] = None,
     error: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
 ) -> Response[bytes]:
     if before is not None and not 0 <= before <= MAX_SEQ:
         raise Malformed("before is a cursor from next_before (>= 0)", title="Bad cursor", key="before", source="query")
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=finished_after,
-                                     finished_before=finished_before, error=error)
+                                     finished_before=finished_before, error=error, owner=owner, tag=tag)
     body = await search.list_jobs(history, read_model, job_filter, before=before, limit=limit)
     return Response(body, media_type="application/json")
 

@@ -25,6 +25,7 @@ from jobline.contract.history import (
 )
 from jobline.contract.job_state import JobState
 from jobline.contract.names import is_valid_job_type
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 from jobline.jobs.errors import Malformed, Unavailable
 from jobline.jobs.history_client import HistoryClient, HistoryUnavailable, state_decoder
 
@@ -69,8 +70,13 @@ def _json_or_text(raw: str) -> Any:
 
 def parse_filter(query: Mapping[str, str], *, status: str | None, job_type: str | None, created_after: float | None,
                  created_before: float | None, finished_after: float | None, finished_before: float | None,
-                 error: str | None) -> JobFilter:
+                 error: str | None, owner: str | None = None, tag: str | None = None) -> JobFilter:
     statuses, types = _csv(status, "status"), _csv(job_type, "type")
+    owners, tags = _csv(owner, "owner"), _csv(tag, "tag")
+    if not all(OWNER_PATTERN.fullmatch(o) for o in owners) or len(owners) > MAX_PAGE:
+        raise _bad("owner", "owner is a comma-separated list of owner ids")
+    if not all(TAG_PATTERN.fullmatch(t) for t in tags) or len(tags) > MAX_TAGS:
+        raise _bad("tag", f"tag is a comma-separated list of at most {MAX_TAGS} tags (letters, digits, _ and -)")
     for value in statuses:
         if value not in ALL_STATUSES:
             raise _bad("status", f"unknown status {value!r} (one of {', '.join(ALL_STATUSES)})")
@@ -96,7 +102,8 @@ def parse_filter(query: Mapping[str, str], *, status: str | None, job_type: str 
                             f"and '-', at most {MAX_FIELD_DEPTH} deep)")
         fields.append(FieldMatch(path=path, value=_json_or_text(value)))
     return JobFilter(statuses=statuses, types=types, created_after=created_after, created_before=created_before,
-                     finished_after=finished_after, finished_before=finished_before, error_contains=error, fields=fields)
+                     finished_after=finished_after, finished_before=finished_before, error_contains=error, fields=fields,
+                     owners=owners, tags=tags)
 
 
 def _page_json(jobs: list[bytes], next_before: int | None, partial: bool) -> bytes:
@@ -131,11 +138,12 @@ def _from_memory(read_model: ReadModel, job_filter: JobFilter, *, before: int | 
     if f.fields or f.error_contains or f.finished_after is not None or f.finished_before is not None:
         raise Unavailable(f"searching needs the history service, which did not answer ({cause})",
                           title="History unavailable")
-    statuses, types = set(f.statuses), set(f.types)
+    statuses, types, owners, tags = set(f.statuses), set(f.types), set(f.owners), set(f.tags)
     page: list[JobState] = []
     for state in read_model.newest_first(before_seq=before, created_after=f.created_after,
                                               created_before=f.created_before):
-        if (statuses and state.status not in statuses) or (types and state.type not in types):
+        if (statuses and state.status not in statuses) or (types and state.type not in types) \
+                or (owners and state.owner not in owners) or not tags <= set(state.tags):
             continue
         page.append(state)
         if len(page) == limit:
