@@ -121,6 +121,46 @@ async def test_a_token_for_some_jobs_reads_those_and_nothing_else(client: httpx.
         assert frame["sub"] == "a" and frame["type"] == "snapshot", frame
 
 
+async def test_a_token_for_an_owner_reads_that_owners_jobs_only(client: httpx.AsyncClient, stack: Stack) -> None:
+    from websockets.asyncio.client import connect
+
+    own = {"Authorization": f"Bearer {TOKENS[0]}"}
+    alices, bobs = [], []
+    for owner, ids in (("alice", alices), ("bob", bobs), ("alice", alices)):
+        answer = await client.post("/api/jobs", json={"type": "noop", "owner": owner}, headers=own)
+        ids.append(answer.json()["id"])
+    for job_id in alices + bobs:
+        await read_sse(client, f"/api/jobs/{job_id}/events", headers=own)
+    minted = await client.post("/api/stream-tokens", json={"owner": "alice"}, headers=own)
+    assert minted.status_code == 201 and minted.json()["owner"] == "alice"
+    token = minted.json()["token"]
+    for bad in ({"owner": "not an owner"}, {"owner": "alice", "jobs": [alices[0]]}):
+        assert (await client.post("/api/stream-tokens", json=bad, headers=own)).status_code == 422, bad
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as page:
+        async def get(path: str, query: str = "") -> httpx.Response:
+            return await page.get(f"{path}?access_token={token}{query}")
+
+        for job_id in alices:
+            assert (await get(f"/api/jobs/{job_id}")).json()["owner"] == "alice"
+            assert (await get(f"/api/jobs/{job_id}/timeline")).status_code == 200
+        assert (await read_sse(page, f"/api/jobs/{alices[0]}/events?access_token={token}"))[0].event == "snapshot"
+        for path in (f"/api/jobs/{bobs[0]}", f"/api/jobs/{bobs[0]}/events", f"/api/jobs/{bobs[0]}/timeline",
+                     f"/api/jobs/{bobs[0]}/logs", f"/api/jobs/{bobs[0]}/state"):
+            assert (await get(path, "&at=1")).status_code == 404, path
+        listed = await get("/api/jobs")
+        assert listed.status_code == 200 and {j["id"] for j in listed.json()["jobs"]} == set(alices)
+        assert [j["id"] for j in (await get("/api/jobs", "&owner=bob")).json()["jobs"]] == list(reversed(alices))
+        assert (await get("/api/events", f"&jobs={alices[0]},{bobs[0]}")).status_code == 404
+        for path, query in (("/api/events", ""), ("/api/stats/counts", ""), ("/api/batches", ""), ("/api/logs/stream", "")):
+            assert (await get(path, query)).status_code == 403, path
+    async with connect(stack.url.replace("http://", "ws://") + f"/ws?access_token={token}") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "id": "b", "jobs": [bobs[0]]}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "error"
+        await ws.send(json.dumps({"op": "subscribe", "id": "a", "jobs": alices}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert frame["sub"] == "a" and frame["type"] == "snapshot", frame
+
+
 async def test_concurrent_streams_per_client_are_capped(client: httpx.AsyncClient) -> None:
     job_id = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 3}}, headers=BEARER)).json()["id"]
     opened: list[httpx.Response] = []

@@ -156,10 +156,13 @@ class AsyncClient(Files, Controls):
         answer = await self.get_json("/api/types")
         return answer["types"] if isinstance(answer, dict) else answer  # type: ignore[no-any-return]
 
-    async def stream_token(self, jobs: Iterable[str] | None = None) -> str:
+    async def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None) -> str:
         """A short-lived read-only token for a page (`?access_token=`); with `jobs`, good for those
-        jobs only (what a page showing one user's job should get). Needs a gateway with API tokens."""
-        body = {"jobs": list(jobs)} if jobs is not None else None
+        jobs only, with `owner` for that owner's jobs (what a page of one user should get). Needs a
+        gateway with API tokens."""
+        body: dict[str, Any] | None = {"jobs": list(jobs)} if jobs is not None else None
+        if owner is not None:
+            body = {**(body or {}), "owner": owner}
         return str((await self.request("POST", "/api/stream-tokens", json=body, retry="not_sent")).json()["token"])
 
     # --- watching -------------------------------------------------------------------------

@@ -153,8 +153,8 @@ class Client:
     def types(self) -> TypeList:
         return self._run(self.aio.types())
 
-    def stream_token(self, jobs: Iterable[str] | None = None) -> str:
-        return self._run(self.aio.stream_token(jobs))
+    def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None) -> str:
+        return self._run(self.aio.stream_token(jobs, owner=owner))
 
     def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
                      ) -> BatchAccepted:

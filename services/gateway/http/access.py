@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from jobline.contract.names import is_valid_job_id
+from jobline.contract.submissions import OWNER_PATTERN
 
 from .auth import SESSION_COOKIE, Auth
 from .limits import MAX_WATCHED_JOBS
@@ -22,9 +23,10 @@ class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StreamTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Optional: the jobs the token reads (all of them without it)."""
+    """Optional: the jobs the token reads, or whose (every job without either)."""
 
     jobs: list[str] | None = None
+    owner: str | None = None
 
 
 @post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
@@ -47,19 +49,27 @@ async def create_session(auth: NamedDependency[Auth], data: JSONBody[SessionRequ
       description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes. "
       f"With a body `{{\"jobs\": [\"<id>\", …]}}` (1 to {MAX_WATCHED_JOBS} ids) it reads those jobs only — their "
       "state, events, logs, timeline and artifacts, and /api/events?jobs= of them: any other job is 404, "
-      "every other route 403 (what a page showing one user's job should hold). Without a body it reads everything.")
+      "every other route 403 (what a page showing one user's job should hold). With `{\"owner\": \"<id>\"}` it "
+      "reads that owner's jobs, and lists and searches only them. Without a body it reads everything.")
 async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth],
                               data: JSONBody[StreamTokenRequest | None] = None) -> dict[str, Any]:
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
-    jobs = None if data is None else data.jobs
+    jobs, owner = (None, None) if data is None else (data.jobs, data.owner)
+    if jobs is not None and owner is not None:
+        raise Problem(422, "Invalid scope", "give jobs or an owner, not both",
+                      errors=[{"key": "owner", "source": "body", "message": "not with jobs"}])
+    if owner is not None and not OWNER_PATTERN.fullmatch(owner):
+        raise Problem(422, "Invalid scope", "owner is an owner id (as given at submit)",
+                      errors=[{"key": "owner", "source": "body", "message": "not an owner id"}])
     if jobs is not None:
         if not 1 <= len(jobs) <= MAX_WATCHED_JOBS or not all(is_valid_job_id(j) for j in jobs):
             raise Problem(422, "Invalid scope", f"jobs: 1 to {MAX_WATCHED_JOBS} job ids",
                           errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_WATCHED_JOBS} job ids"}])
         jobs = sorted(set(jobs))
-    return {"token": auth.stream_token(identity, jobs), "expires_in": int(auth.stream_token_ttl_s), "jobs": jobs}
+    return {"token": auth.stream_token(identity, jobs, owner), "expires_in": int(auth.stream_token_ttl_s),
+            "jobs": jobs, "owner": owner}
 
 
 @post("/api/form-tokens", status_code=201, errors=(409,),

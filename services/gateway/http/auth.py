@@ -33,7 +33,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
 from . import job_scope
-from .job_scope import FALSE_WORDS
+from .job_scope import FALSE_WORDS, TokenScope
 from .problems import Problem, send_problem
 
 SESSION_COOKIE = "jobline_session"
@@ -65,10 +65,13 @@ class Auth:
         # Signed tokens stay valid exactly as long as the API tokens they derive from.
         return hashlib.sha256(("jobline-signing:" + ",".join(sorted(self.tokens))).encode()).digest()
 
-    def _sign(self, kind: str, subject: str, ttl: float, jobs: Sequence[str] | None = None) -> str:
+    def _sign(self, kind: str, subject: str, ttl: float, jobs: Sequence[str] | None = None,
+              owner: str | None = None) -> str:
         claims: dict[str, Any] = {"k": kind, "s": subject, "e": int(time.time() + ttl)}
         if jobs is not None:
             claims["j"] = list(jobs)
+        if owner is not None:
+            claims["o"] = owner
         payload = _b64(json.dumps(claims).encode())
         signature = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{signature}"
@@ -101,16 +104,17 @@ class Auth:
     def session_cookie(self, token_id: str) -> str:
         return self._sign("session", token_id, self.session_ttl_s)
 
-    def stream_token(self, token_id: str, jobs: Sequence[str] | None = None) -> str:
-        """A read-only token; with `jobs`, good for those jobs only (job_scope.py)."""
-        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs)
+    def stream_token(self, token_id: str, jobs: Sequence[str] | None = None, owner: str | None = None) -> str:
+        """A read-only token; with `jobs`, good for those jobs only, with `owner` for that owner's
+        (job_scope.py)."""
+        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs, owner)
 
     def form_token(self, token_id: str) -> str:
         return self._sign("form", token_id, self.form_token_ttl_s)
 
-    def identify(self, scope: Scope) -> tuple[str | None, str, frozenset[str] | None]:
-        """(identity, how, jobs): how is bearer, cookie, stream, form or none; jobs the ones a
-        stream token was made for (None: not limited to some jobs)."""
+    def identify(self, scope: Scope) -> tuple[str | None, str, TokenScope | None]:
+        """(identity, how, scope): how is bearer, cookie, stream, form or none; scope what a stream
+        token was made for (None: not limited)."""
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
@@ -128,8 +132,10 @@ class Auth:
             claims = self._claims(token, "stream")
             if claims is None:
                 return None, "stream", None
-            jobs = claims.get("j")
-            return str(claims.get("s")), "stream", frozenset(map(str, jobs)) if isinstance(jobs, list) else None
+            jobs, owner = claims.get("j"), claims.get("o")
+            limited = TokenScope(jobs=frozenset(map(str, jobs)) if isinstance(jobs, list) else None,
+                                 owner=str(owner) if owner is not None else None)
+            return str(claims.get("s")), "stream", limited if limited.jobs is not None or limited.owner else None
         return None, "none", None
 
     # --- caps -----------------------------------------------------------------------------
@@ -211,7 +217,7 @@ def auth_middleware(auth: Auth) -> Any:
             state = scope.setdefault("state", {})
             protected = (path.startswith("/api/") and path != "/api/session") or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
-                identity, how, jobs = auth.identify(scope)
+                identity, how, limited = auth.identify(scope)
                 if scope["type"] == ScopeType.WEBSOCKET and (identity is None or how == "form"):
                     code, reason = (4401, "unauthorized") if identity is None else (4403, "a form token only submits a form")
                     refused: WebSocketCloseEvent = {"type": "websocket.close", "code": code, "reason": reason}
@@ -224,12 +230,12 @@ def auth_middleware(auth: Auth) -> Any:
                 if how == "stream" and method not in ("GET", "HEAD"):
                     await send_problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
                     return
-                outside = None if jobs is None or path == "/ws" else \
-                    job_scope.refusal(path, scope.get("query_string", b""), jobs)
+                outside = None if limited is None or path == "/ws" else \
+                    job_scope.refusal(path, scope.get("query_string", b""), limited)
                 if outside is not None:
                     await send_problem(send, *outside)
                     return
-                state["scope_jobs"] = jobs  # (the WebSocket checks each subscription against it)
+                state["token_scope"] = limited  # (the routes and the WebSocket check the jobs they find)
                 if how == "form" and not (method == "POST" and path == FORM_PATH):
                     await send_problem(send, 403, "Forbidden", "a form token only submits a job form (POST /api/jobs)")
                     return

@@ -1,50 +1,88 @@
-"""What a token scoped to some jobs may read: those jobs, and nothing else.
+"""What a token scoped to some jobs, or to one owner's jobs, may read: those, and nothing else.
 
-A page that shows a user's job (`<jobline-progress>`) gets a stream token minted by its app's
-backend for that job only (`POST /api/stream-tokens {"jobs": [...]}`). With it, a GET of one of
-those jobs (its state, events, logs, timeline, artifacts) and the multiplexed stream of them
-(`/api/events?jobs=…`, no firehose) pass; a job outside the scope is `404`, as if it did not exist
-(an id guessed or copied from another user's page tells nothing); every other route — lists,
-searches, counts, batches, flows, schedules, queues, the services' logs, the firehose — is `403`.
-The WebSocket applies the same rule to each subscription (live/websocket.py).
+A page that shows a user's jobs gets a stream token minted by its app's backend for them only:
+`POST /api/stream-tokens {"jobs": [...]}` (those jobs) or `{"owner": "<id>"}` (every job of that
+owner, those to come included). With it, a GET of such a job (its state, events, logs, timeline,
+artifacts) and the multiplexed stream of such jobs (`/api/events?jobs=…`, no firehose) pass, and,
+for an owner, the list and search of jobs (narrowed to the owner's); a job outside the scope is
+`404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
+every other route — batches, flows, schedules, queues, counts, the services' logs, the firehose —
+is `403`. The middleware (auth.py) judges what the path and query tell; a job's owner is known
+only once it is found, so the routes that find one call `check_visible`; the WebSocket applies
+the same rules to each subscription (live/websocket.py).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
+
+from jobline.contract.job_state import JobState
+from jobline.jobs.errors import NotFound
 
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "off"})  # what Litestar reads as a false bool
 Refusal = tuple[int, str, str]  # status, title, detail
 
 _JOB_PATH = re.compile(r"/api/jobs/(?P<id>[^/]+)(?:/(?:events|logs|timeline|state|artifacts/[^/]+))?")
 _READABLE_BY_ANYONE = ("/api/types",)  # the catalogue of job types holds no one's data
-
 OUTSIDE = "Forbidden", "this token reads only the jobs it was made for"
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """The jobs a token reads: these ids, or this owner's (one of the two)."""
+
+    jobs: frozenset[str] | None = None
+    owner: str | None = None
+
+    def allows(self, job_id: str, owner: str | None) -> bool:
+        return job_id in self.jobs if self.jobs is not None else owner is not None and owner == self.owner
 
 
 def not_found(job_id: str) -> Refusal:
     return 404, "Not found", f"no job {job_id}"
 
 
-def refusal(path: str, query_string: bytes, jobs: frozenset[str]) -> Refusal | None:
-    """Why a GET of `path` with a token scoped to `jobs` must not pass, if it must not."""
-    if path in _READABLE_BY_ANYONE:
+def refusal(path: str, query_string: bytes, scope: TokenScope) -> Refusal | None:
+    """Why a GET of `path` with a scoped token must not pass, as far as the path and query tell."""
+    if path in _READABLE_BY_ANYONE or (path == "/api/jobs" and scope.owner is not None):
         return None
     match = _JOB_PATH.fullmatch(path)
     if match:
-        return None if match["id"] in jobs else not_found(match["id"])
+        return not_found(match["id"]) if scope.jobs is not None and match["id"] not in scope.jobs else None
     if path == "/api/events":
         query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
         watched = [j.strip() for value in query.get("jobs", []) for j in value.split(",") if j.strip()]
         firehose = query.get("firehose")
         if not watched or (firehose and any(v.strip().lower() not in FALSE_WORDS for v in firehose)):
             return 403, OUTSIDE[0], "this token follows only its own jobs: /api/events?jobs=<its jobs> (no firehose)"
-        outside = [j for j in watched if j not in jobs]
+        outside = [j for j in watched if scope.jobs is not None and j not in scope.jobs]
         return not_found(outside[0]) if outside else None
     return 403, *OUTSIDE
 
 
-def allows_subscription(jobs: frozenset[str] | None, watched: list[str], firehose: bool) -> bool:
-    """Whether a WebSocket subscription stays within a token's scope (None: not scoped)."""
-    return jobs is None or (not firehose and bool(watched) and all(j in jobs for j in watched))
+def scope_of(connection_scope: Any) -> TokenScope | None:
+    """The scope of the request's token (None: not a scoped token)."""
+    scope: TokenScope | None = connection_scope.get("state", {}).get("token_scope")
+    return scope
+
+
+def check_visible(connection_scope: Any, job: JobState) -> JobState:
+    """The job, if the request's token may read it; NotFound (as for no such job) otherwise."""
+    scope = scope_of(connection_scope)
+    if scope is not None and not scope.allows(job.id, job.owner):
+        raise NotFound(f"there is no job {job.id!r}", title="Job not found")
+    return job
+
+
+def subscription_refusal(scope: TokenScope | None, watched: list[str], firehose: bool) -> str | None:
+    """Why a WebSocket subscription leaves a token's scope as far as its ids tell (None: it may not)."""
+    if scope is None:
+        return None
+    if firehose or not watched:
+        return "this token follows only the jobs it was made for (no firehose)"
+    if scope.jobs is not None and not all(j in scope.jobs for j in watched):
+        return "no such job"
+    return None

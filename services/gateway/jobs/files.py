@@ -19,6 +19,7 @@ from jobline.jobs.idempotency import fingerprint
 from jobline.jobs.reader import JobReader, check_job_id
 from jobline.jobs.writer import JobWriter, new_job_id
 
+from ..http.job_scope import check_visible
 from ..http.problems import Problem
 from ..settings import GatewaySettings
 from .forms import fill_files, read_form, redirect_target, submission_of, wants_html
@@ -151,7 +152,7 @@ async def upload_metadata(objects: NamedDependency[ObjectStores], upload_id: Fro
 async def artifact(request: Request[Any, Any, Any], reader: NamedDependency[JobReader],
                    objects: NamedDependency[ObjectStores], job_id: FromPath[str],
                    name: FromPath[str]) -> Response[Any]:
-    job = await reader.find(job_id)
+    job = check_visible(request.scope, await reader.find(job_id))
     info = next((a for a in job.artifacts if a.name == name), None)
     opened = await open_artifact(objects, job_id, name) if info is not None else None
     if info is None or opened is None:

@@ -25,6 +25,7 @@ from jobline.jobs.reader import JobReader
 from jobline.jobs.timeline import decoded, fold
 from jobline.jobs.writer import JobWriter
 
+from ..http.job_scope import check_visible, scope_of
 from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
 from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
@@ -104,6 +105,9 @@ async def list_jobs(
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=finished_after,
                                      finished_before=finished_before, error=error, owner=owner, tag=tag)
+    limited = scope_of(request.scope)
+    if limited is not None and limited.owner is not None:  # a token of one owner lists that owner's jobs
+        job_filter = msgspec.structs.replace(job_filter, owners=[limited.owner])
     body = await search.list_jobs(history, read_model, job_filter, before=before, limit=limit)
     return Response(body, media_type="application/json")
 
@@ -137,12 +141,13 @@ async def job_activity(history: NamedDependency[HistoryClient], window: FromQuer
      description="`ETag` is the job's version; `If-None-Match` with it answers 304. `?wait=<s>` (at most JOBLINE_MAX_WAIT_S, 60) "
      "holds the request until the job changes from that version (or from now, without the header).")
 async def get_job(
+    request: Request[Any, Any, Any],
     live: NamedDependency[Live],
     job_id: FromPath[str],
     if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     wait: FromQuery[float] = 0.0,
 ) -> Response[Any]:
-    job = await live.reader.find(job_id)
+    job = check_visible(request.scope, await live.reader.find(job_id))
     if not 0 <= wait <= live.max_wait_s:
         raise Malformed(f"wait must be from 0 to {live.max_wait_s:g} seconds", title="Bad wait", key="wait",
                         source="query")
@@ -158,19 +163,21 @@ async def get_job(
 @get("/api/jobs/{job_id:str}/timeline", summary="A job's whole recorded timeline", errors=(404, 503),
      description="Every stored event of the job in order: `{\"job_id\", \"events\": [{\"seq\", \"subject\", "
      "\"stored_at\", \"event\"}]}`.")
-async def job_timeline(reader: NamedDependency[JobReader], job_id: FromPath[str]) -> Response[bytes]:
-    job = await reader.find(job_id)
+async def job_timeline(request: Request[Any, Any, Any], reader: NamedDependency[JobReader],
+                       job_id: FromPath[str]) -> Response[bytes]:
+    job = check_visible(request.scope, await reader.find(job_id))
     return Response(timeline_json(job_id, await reader.events(job)), media_type="application/json")
 
 
 @get("/api/jobs/{job_id:str}/state", summary="The job as it was at a sequence or a moment", errors=(404, 503),
      description="`?at=` a stream sequence (`123`, `seq:123`) or a moment (ISO 8601, or unix seconds).")
-async def job_state_at(reader: NamedDependency[JobReader], job_id: FromPath[str], at: FromQuery[str]) -> Response[bytes]:
+async def job_state_at(request: Request[Any, Any, Any], reader: NamedDependency[JobReader], job_id: FromPath[str],
+                       at: FromQuery[str]) -> Response[bytes]:
     try:
         seq, ts = parse_at(at)
     except ValueError as exc:
         raise Malformed(f"{at!r} is neither a sequence nor a time", title="Bad at", key="at", source="query") from exc
-    job = await reader.find(job_id)
+    job = check_visible(request.scope, await reader.find(job_id))
     folded = fold(decoded(await reader.events(job)), upto_seq=seq, upto_ts=ts)
     if folded is None:
         raise NotFound(f"job {job_id} did not exist at {at}", title="Not created yet")

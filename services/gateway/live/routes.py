@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import Stream
@@ -17,6 +17,7 @@ from jobline.jobs.errors import Malformed
 from jobline.jobs.reader import check_job_id
 from jobline.jobs.timeline import decoded
 
+from ..http.job_scope import check_visible, scope_of
 from ..http.limits import MAX_LOG_PAGE, MAX_SEQ, MAX_WATCHED_JOBS
 from ..jobs.replay import replay as replay_stream
 from .event_stream import EventStream, StreamWatchdog
@@ -34,6 +35,7 @@ from .streams import Live, finished_before, job_events
      "the end gets 204 (EventSource stops).",
      response_description="text/event-stream")
 async def job_event_stream(
+    request: Request[Any, Any, Any],
     live: NamedDependency[Live],
     job_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
@@ -44,7 +46,7 @@ async def job_event_stream(
     if (replay is not None and not 0 < replay <= 1000) or not (math.isfinite(from_) and from_ >= 0):
         raise Malformed("replay is a speed from >0 to 1000; from is seconds since creation, >= 0", title="Bad replay",
                         key="replay" if replay is not None and not 0 < replay <= 1000 else "from", source="query")
-    job = await live.reader.find(job_id)
+    job = check_visible(request.scope, await live.reader.find(job_id))
     if replay is not None:
         events = decoded(await live.reader.events(job))
         return EventStream(replay_stream(events, speed=replay, offset_s=from_, retry_ms=live.retry_ms), live.watchdog)
@@ -67,6 +69,7 @@ def _csv(raw: str | None) -> frozenset[str] | None:
      "with no gap or duplicate, or sends `reset` when it cannot.",
      response_description="text/event-stream")
 async def events_stream(
+    request: Request[Any, Any, Any],
     live: NamedDependency[Live],
     jobs_param: Annotated[str | None, QueryParameter(name="jobs")] = None,
     firehose: FromQuery[bool | None] = None,
@@ -82,6 +85,10 @@ async def events_stream(
                         source="query")
     for job_id in watched:
         check_job_id(job_id)
+    limited = scope_of(request.scope)
+    if limited is not None and limited.owner is not None:  # (ids alone cannot tell an owner's jobs)
+        for job_id in watched:
+            check_visible(request.scope, await live.reader.find(job_id))
     try:
         wide = WideFilter.parse(type, status) if (firehose if firehose is not None else not watched) else None
     except ValueError as exc:
@@ -96,6 +103,7 @@ async def events_stream(
      "history (old lines from the logsink's store, which outlives the stream's retention), then live "
      "with no gap at the seam, ending with the job's terminal event; `Last-Event-ID` resumes.")
 async def job_logs(
+    request: Request[Any, Any, Any],
     live: NamedDependency[Live],
     job_id: FromPath[str],
     after: FromQuery[int] = 0,
@@ -106,7 +114,7 @@ async def job_logs(
     if not 1 <= limit <= MAX_LOG_PAGE or not 0 <= after <= MAX_SEQ:  # (also with follow: the same query)
         raise Malformed(f"limit is 1 to {MAX_LOG_PAGE}, after a sequence from 0", title="Bad page",
                         key="limit" if not 1 <= limit <= MAX_LOG_PAGE else "after", source="query")
-    job = await live.reader.find(job_id)
+    job = check_visible(request.scope, await live.reader.find(job_id))
     if follow:
         if finished_before(job, last_event_id, live.read_model.last_seq):
             return Response(None, status_code=204)  # it saw the end: EventSource stops

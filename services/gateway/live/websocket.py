@@ -23,9 +23,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from jobline.contract.names import is_valid_job_id
+from jobline.jobs.errors import JobError
 
 from ..http.auth import Auth, client_of
-from ..http.job_scope import allows_subscription
+from ..http.job_scope import check_visible, scope_of, subscription_refusal
 from ..http.limits import MAX_WATCHED_JOBS, MAX_WS_SUBSCRIPTIONS
 from ..settings import GatewaySettings
 from . import sse
@@ -63,7 +64,7 @@ class _Session:
         self._live = live
         self._auth = auth
         self._client = client_of(socket.scope)
-        self._scope_jobs: frozenset[str] | None = socket.scope.get("state", {}).get("scope_jobs")  # (auth.py)
+        self._token_scope = scope_of(socket.scope)  # (auth.py)
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(buffer)
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
 
@@ -106,8 +107,11 @@ class _Session:
         if any(not is_valid_job_id(j) for j in request.jobs) or (not request.jobs and not request.firehose):
             await self._error("subscribe to valid job ids or to the firehose")
             return
-        if not allows_subscription(self._scope_jobs, request.jobs, request.firehose):
-            await self._error("this token follows only the jobs it was made for (no firehose)")
+        outside = subscription_refusal(self._token_scope, request.jobs, request.firehose)
+        if outside is None and self._token_scope is not None and self._token_scope.owner is not None:
+            outside = await self._unowned(request.jobs)
+        if outside is not None:
+            await self._error(outside)
             return
         if name not in self._subscriptions and len(self._subscriptions) >= MAX_WS_SUBSCRIPTIONS:
             await self._error(f"at most {MAX_WS_SUBSCRIPTIONS} subscriptions per connection")
@@ -125,6 +129,15 @@ class _Session:
         frames = frames_of(multiplexed(self._live, frozenset(request.jobs), wide, request.logs,
                                        str(request.after) if request.after is not None else None))
         self._subscriptions[name] = asyncio.create_task(self._pump(name, frames))
+
+    async def _unowned(self, watched: list[str]) -> str | None:
+        """Why an owner's token may not follow these jobs (one is not the owner's), if so."""
+        for job_id in watched:
+            try:
+                check_visible(self._socket.scope, await self._live.reader.find(job_id))
+            except JobError:
+                return "no such job"  # (or none that can be told now: no stream of it)
+        return None
 
     async def _pump(self, name: str, frames: AsyncIterator[bytes]) -> None:
         async for frame in frames:
