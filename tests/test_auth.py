@@ -21,8 +21,10 @@ BEARER = {"Authorization": f"Bearer {TOKENS[1]}"}
 
 
 # The services this module's tests run against (conftest.py's `stack`).
+ROLES = {"viewer": "viewer-secret", "operator": "operator-secret", "backend": "backend-secret"}
 STACK: dict[str, Any] = dict(with_logsink=False, gateway={
-        "api_tokens": TOKENS, "max_streams_per_client": 2, "submit_rate": 1.0,
+        "api_tokens": (*TOKENS, *(f"{role}:{secret}" for role, secret in ROLES.items())),
+        "max_streams_per_client": 2, "submit_rate": 1.0,
         "cors_origins": ("http://app.example",),
     })
 
@@ -159,6 +161,37 @@ async def test_a_token_for_an_owner_reads_that_owners_jobs_only(client: httpx.As
         await ws.send(json.dumps({"op": "subscribe", "id": "a", "jobs": alices}))
         frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert frame["sub"] == "a" and frame["type"] == "snapshot", frame
+
+
+async def test_each_role_does_what_it_may_and_operators_changes_are_recorded(
+        client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="jobline.gateway.audit")
+    as_role = {role: {"Authorization": f"Bearer {secret}"} for role, secret in ROLES.items()}
+    sessions = {role: (await client.get("/api/session", headers=h)).json() for role, h in as_role.items()}
+    assert sessions["viewer"] == {"auth": True, "role": "viewer", "can": ["read"]}
+    assert sessions["operator"]["can"] == ["read", "operate"] and sessions["backend"]["can"] == ["read", "submit"]
+    assert (await client.get("/api/session", headers=BEARER)).json()["role"] == "admin"  # a token without a role
+    job_id = (await client.post("/api/jobs", json={"type": "noop"}, headers=as_role["backend"])).json()["id"]
+    expected = {  # (method, path): the statuses of viewer, operator, backend
+        ("GET", f"/api/jobs/{job_id}"): (200, 200, 200),
+        ("GET", "/api/jobs"): (200, 200, 200),
+        ("POST", "/api/stream-tokens"): (201, 201, 201),
+        ("POST", "/api/jobs"): (403, 403, 202),
+        ("POST", "/api/form-tokens"): (403, 403, 201),
+        ("POST", "/api/queues/noop/pause"): (403, 200, 403),
+        ("POST", "/api/queues/noop/resume"): (403, 200, 403),
+        ("POST", f"/api/jobs/{job_id}/cancel"): (403, 409, 403),  # (the operator may: the job had ended)
+    }
+    await read_sse(client, f"/api/jobs/{job_id}/events", headers=BEARER)
+    for (method, path), statuses in expected.items():
+        body = {"type": "noop"} if path == "/api/jobs" else None
+        got = tuple([(await client.request(method, path, json=body, headers=as_role[role])).status_code
+                     for role in ("viewer", "operator", "backend")])
+        assert got == statuses, (method, path, got)
+    audit = [r.getMessage() for r in caplog.records if r.name == "jobline.gateway.audit"]
+    assert any("role=operator POST /api/queues/noop/pause -> 200" in line for line in audit), audit
+    assert not any("secret" in line for line in audit)
+    assert not any("role=backend POST /api/jobs " in line for line in audit)  # submissions are not operations
 
 
 async def test_concurrent_streams_per_client_are_capped(client: httpx.AsyncClient) -> None:

@@ -345,6 +345,11 @@ $("retry").addEventListener("click", () => {
 });
 window.addEventListener("hashchange", route);
 setInterval(() => { if (!$("page-jobs").hidden) renderAll(); }, 1000); // ages and elapsed times tick
+// What this token's role may do: the page hides the rest (the gateway refuses it anyway).
+api("/api/session").then((session) => {
+  document.body.dataset.can = session.can.join(" ");
+  $("role").textContent = session.auth ? session.role : "";
+}).catch(() => {});
 loadTypes().catch((error) => { $("form-error").textContent = `Could not load job types: ${error.message}`; });
 loadRecentJobs().catch(() => {});
 startActivity();

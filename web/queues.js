@@ -28,7 +28,7 @@ function limits(queue) {
 
 function row(queue) {
   const action = queue.paused ? "resume" : "pause";
-  const button = el("button", { type: "button", class: "secondary", "data-action": action }, queue.paused ? "Resume" : "Pause");
+  const button = el("button", { type: "button", class: "secondary", "data-action": action, "data-needs": "operate" }, queue.paused ? "Resume" : "Pause");
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {

@@ -60,12 +60,14 @@ function details(schedule) {
 
 function row(schedule) {
   const name = encodeURIComponent(schedule.name);
-  const toggle = el("button", { type: "button", class: "secondary", "data-action": schedule.paused ? "resume" : "pause" },
+  const toggle = el("button", { type: "button", class: "secondary", "data-needs": "operate",
+    "data-action": schedule.paused ? "resume" : "pause" },
     schedule.paused ? "Resume" : "Pause");
   toggle.addEventListener("click", () => act(`/api/schedules/${name}/${schedule.paused ? "resume" : "pause"}`, { method: "POST" }));
   // Two clicks, no native dialog: the first arms it (kept across refreshes), the second deletes.
   const armed = deleting.has(schedule.name);
-  const remove = el("button", { type: "button", class: "secondary", "data-action": armed ? "confirm-delete" : "delete",
+  const remove = el("button", { type: "button", class: "secondary", "data-needs": "operate",
+    "data-action": armed ? "confirm-delete" : "delete",
     title: "Its jobs stay" }, armed ? "Really delete?" : "Delete");
   remove.addEventListener("click", () => {
     if (!deleting.has(schedule.name)) {

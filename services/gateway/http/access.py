@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -16,6 +16,7 @@ from jobline.contract.submissions import OWNER_PATTERN
 from .auth import SESSION_COOKIE, Auth
 from .limits import MAX_WATCHED_JOBS
 from .problems import Problem
+from .roles import Role, can
 
 
 class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,6 +43,20 @@ async def create_session(auth: NamedDependency[Auth], data: JSONBody[SessionRequ
     return Response(None, status_code=204, cookies=[Cookie(
         key=SESSION_COOKIE, value=auth.session_cookie(token_id), httponly=True, samesite="strict", path="/",
         max_age=int(auth.session_ttl_s))])
+
+
+@get("/api/session", summary="Who is signed in: the role of the token and what it may do", errors=(401,),
+     description="`{\"auth\": bool, \"role\": \"admin\" | \"operator\" | \"backend\" | \"viewer\", \"can\": "
+     "[\"read\", \"submit\", \"operate\"]}` — the dashboard hides what the role may not do. Without API "
+     "tokens everyone is an admin. 401 without credentials (or with a stream or form token).")
+async def session_info(request: Request[Any, Any, Any], auth: NamedDependency[Auth]) -> dict[str, Any]:
+    if not auth.enabled:
+        return {"auth": False, "role": Role.ADMIN, "can": can(Role.ADMIN)}
+    identity, how, _ = auth.identify(request.scope)
+    if identity is None or how not in ("bearer", "cookie"):
+        raise Problem(401, "Unauthorized", "not signed in: POST /api/session with an API token")
+    role = auth.role_of(identity)
+    return {"auth": True, "role": role, "can": can(role)}
 
 
 @post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
@@ -84,4 +99,4 @@ async def create_form_token(request: Request[Any, Any, Any], auth: NamedDependen
     return {"token": auth.form_token(identity), "expires_in": int(auth.form_token_ttl_s)}
 
 
-access_handlers = [create_session, create_stream_token, create_form_token]
+access_handlers = [session_info, create_session, create_stream_token, create_form_token]

@@ -35,6 +35,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 from . import job_scope
 from .job_scope import FALSE_WORDS, TokenScope
 from .problems import Problem, send_problem
+from .roles import Role, allows, audit, is_operation, parse_token
 
 SESSION_COOKIE = "jobline_session"
 FORM_PATH = "/api/jobs/form"  # where a multipart POST /api/jobs is routed (forms.py)
@@ -54,6 +55,15 @@ class Auth:
     max_streams: int = 100  # concurrent streams per client (429 beyond)
     submit_rate: float = 0.0  # jobs per second per client (0: unlimited); bursts up to 10x the rate
     _open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _secrets: dict[str, tuple[str, Role]] = field(default_factory=dict)  # token -> (its id, its role)
+    _roles: dict[str, Role] = field(default_factory=dict)  # token id -> role
+
+    def __post_init__(self) -> None:
+        for entry in self.tokens:
+            secret, role = parse_token(entry)
+            token_id = hashlib.sha256(secret.encode()).hexdigest()[:12]
+            self._secrets[secret] = (token_id, role)
+            self._roles[token_id] = role
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
@@ -96,10 +106,14 @@ class Auth:
 
     def token_id(self, token: str) -> str | None:
         """A short id for a valid API token (for limits and logs; never the token itself)."""
-        for known in self.tokens:
+        for known, (token_id, _role) in self._secrets.items():
             if hmac.compare_digest(token.encode(), known.encode()):
-                return hashlib.sha256(known.encode()).hexdigest()[:12]
+                return token_id
         return None
+
+    def role_of(self, token_id: str) -> Role:
+        """The role of an API token by its id (roles.py); a session's follows its token's now."""
+        return self._roles.get(token_id, Role.VIEWER)
 
     def session_cookie(self, token_id: str) -> str:
         return self._sign("session", token_id, self.session_ttl_s)
@@ -206,6 +220,41 @@ def take_submit_tokens(request: Request[Any, Any, Any], jobs: int) -> None:
                   f"{jobs} jobs", headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
+Refusal = tuple[int, str, str, list[tuple[bytes, bytes]] | None]
+
+
+def _refusal(auth: Auth, scope: Scope, identity: str | None, how: str, limited: TokenScope | None) -> Refusal | None:
+    """Why these credentials may not make this request (None: they may): none, a read-only or
+    form token used for something else, a scoped token outside its jobs, a role that may not."""
+    path: str = scope["path"]
+    method = str(scope.get("method", "GET"))
+    if identity is None:
+        return 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>", \
+            [(b"www-authenticate", b'Bearer realm="jobline"')]
+    if how == "stream" and method not in ("GET", "HEAD"):
+        return 403, "Forbidden", "a stream token only reads; use the API token to write", None
+    outside = None if limited is None or path == "/ws" else job_scope.refusal(path, scope.get("query_string", b""), limited)
+    if outside is not None:
+        return (*outside, None)
+    if how == "form" and not (method == "POST" and path == FORM_PATH):
+        return 403, "Forbidden", "a form token only submits a job form (POST /api/jobs)", None
+    role = auth.role_of(identity) if how in ("bearer", "cookie") else None
+    if role is not None and not allows(role, method, path):
+        return 403, "Forbidden", f"a token of role {role} may not do this (roles: docs/api.md)", None
+    return None
+
+
+def _audited(send: Send, token_id: str, role: Role, method: str, path: str) -> Send:
+    """`send`, recording the request with its answer's status once it starts (roles.audit)."""
+
+    async def recording(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            audit(token_id, role, method, path, int(message["status"]))
+        await send(message)
+
+    return recording
+
+
 def auth_middleware(auth: Auth) -> Any:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guard(scope: Scope, receive: Receive, send: Send) -> None:
@@ -213,7 +262,7 @@ def auth_middleware(auth: Auth) -> Any:
                 await app(scope, receive, send)
                 return
             path: str = scope["path"]
-            method = scope.get("method", "GET")
+            method = str(scope.get("method", "GET"))
             state = scope.setdefault("state", {})
             protected = (path.startswith("/api/") and path != "/api/session") or path == "/ws"
             if auth.enabled and protected and method != "OPTIONS":
@@ -223,23 +272,14 @@ def auth_middleware(auth: Auth) -> Any:
                     refused: WebSocketCloseEvent = {"type": "websocket.close", "code": code, "reason": reason}
                     await send(refused)  # before accept: refused
                     return
-                if identity is None:
-                    await send_problem(send, 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>",
-                                   [(b"www-authenticate", b'Bearer realm="jobline"')])
+                refused_as = _refusal(auth, scope, identity, how, limited)
+                if refused_as is not None or identity is None:
+                    await send_problem(send, *(refused_as or (401, "Unauthorized", "no credentials", None)))
                     return
-                if how == "stream" and method not in ("GET", "HEAD"):
-                    await send_problem(send, 403, "Forbidden", "a stream token only reads; use the API token to write")
-                    return
-                outside = None if limited is None or path == "/ws" else \
-                    job_scope.refusal(path, scope.get("query_string", b""), limited)
-                if outside is not None:
-                    await send_problem(send, *outside)
-                    return
-                state["token_scope"] = limited  # (the routes and the WebSocket check the jobs they find)
-                if how == "form" and not (method == "POST" and path == FORM_PATH):
-                    await send_problem(send, 403, "Forbidden", "a form token only submits a job form (POST /api/jobs)")
-                    return
-                state["identity"] = identity
+                role = auth.role_of(identity) if how in ("bearer", "cookie") else None
+                if role is not None and is_operation(method, path):
+                    send = _audited(send, identity, role, method, path)
+                state.update(token_scope=limited, role=role, identity=identity)
             client = client_of(scope)
             state["client"] = client  # (what the WebSocket's subscriptions are counted against)
             if scope["type"] == ScopeType.WEBSOCKET:
