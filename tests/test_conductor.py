@@ -156,6 +156,11 @@ async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does
                     timeline = await read_timeline(js, names, job["id"])
                     check_timeline(timeline)  # one end each
                     assert [r.kind for r in timeline if r.kind in ("completed", "failed")] == ["completed"], job
+
+            async def ticked_after_the_kill() -> bool:  # the survivor goes on ticking, whatever the load's pace
+                return any((e.tick or 0) > killed_at + 2 for e in created.of_schedule("load"))
+
+            await eventually(ticked_after_the_kill, timeout=30, what="a tick well after the kill")
             await client.post("/api/schedules/load/pause")
         ticks = sorted(e.tick or 0 for e in created.of_schedule("load"))
         assert len(ticks) == len(set(ticks)), "a tick made twice"

@@ -187,6 +187,14 @@ async def test_a_per_key_limit_lets_key_b_run_while_key_a_waits(client: httpx.As
     waits = [r.event for j in user_a for r in timelines[j] if r.kind == "waiting"]
     assert waits and all(getattr(w, "reason", "") == "waiting for a concurrency slot: user 42" for w in waits)
     assert "waiting" not in [r.kind for r in timelines[user_b]]
+    # A job without a concurrency key counts against its owner's: the limit is per owner then.
+    owner_a = [(await client.post("/api/jobs", json={**slow, "owner": "tenant-a"})).json()["id"] for _ in range(2)]
+    owner_b = (await client.post("/api/jobs", json={**slow, "owner": "tenant-b"})).json()["id"]
+    assert set(await ends(client, [*owner_a, owner_b])) == {"completed"}
+    timelines = {j: await read_timeline(js, stack.names, j) for j in [*owner_a, owner_b]}
+    a_spans = sorted(span_of(timelines[j]) for j in owner_a)
+    assert a_spans[1][0] >= a_spans[0][1], a_spans
+    assert span_of(timelines[owner_b])[0] < a_spans[0][1], "owner B waited for owner A"
 
 
 @pytest.mark.slow

@@ -40,8 +40,8 @@ class Gates:
 
     async def take_slots(self, created: JobCreated) -> HeldSlots:
         """The slots the job needs to start: its type's when the type has a concurrency limit, its
-        key's when it has a concurrency key and the type a per-key limit. NoFreeSlot (holding
-        none) when one is taken."""
+        key's (its concurrency key, else its owner) when it has one and the type a per-key limit.
+        NoFreeSlot (holding none) when one is taken."""
         controls = self._controls.controls(created.type)
         held = HeldSlots()
         if controls.concurrency is not None:
@@ -49,12 +49,14 @@ class Gates:
             if slot is None:
                 raise NoFreeSlot(f"waiting for one of the {controls.concurrency} slot(s) of {created.type}")
             held.slots.append(slot)
-        if controls.key_concurrency is not None and created.concurrency_key is not None:
-            slot = await self._key_slots.take(created.type, created.concurrency_key, controls.key_concurrency,
-                                              created.job_id)
+        # A job without a concurrency key counts against its owner's: a per-key limit is then a
+        # per-owner limit, so one owner's backlog holds at most that many slots of the type.
+        key = created.concurrency_key if created.concurrency_key is not None else created.owner
+        if controls.key_concurrency is not None and key is not None:
+            slot = await self._key_slots.take(created.type, key, controls.key_concurrency, created.job_id)
             if slot is None:
                 await held.release()
-                raise NoFreeSlot(f"waiting for a concurrency slot: {created.concurrency_key}")
+                raise NoFreeSlot(f"waiting for a concurrency slot: {key}")
             held.slots.append(slot)
         return held
 

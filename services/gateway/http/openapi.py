@@ -25,6 +25,7 @@ from jobline.contract.names import (
     SCHEDULE_NAME_PATTERN,
     SERVICE_NAME_RE,
 )
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 from jobline.contract.vocabulary import ALL_STATUSES
 
 from .limits import (
@@ -101,6 +102,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
     "error": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f]{1,200}$"},
+    "owner": {"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}(,{OWNER_PATTERN.pattern})*$"},
+    "tag": {"type": "string", "pattern": f"^{TAG_PATTERN.pattern}(,{TAG_PATTERN.pattern}){{0,{MAX_TAGS - 1}}}$"},
     **{name: {"type": "number", "minimum": 0, "maximum": MAX_UNIX_TIME}
        for name in ("created_after", "created_before", "finished_after", "finished_before")},
     "before": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
@@ -115,7 +118,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
                      {"type": "string", "format": "date-time"}]},
 }
 LIMITS = {"/api/jobs": MAX_PAGE, "/api/jobs/{job_id}/logs": MAX_LOG_PAGE}
-STRICT_QUERY = {"status", "type", "error"}  # read as text by the handler: `null` is a (bad) value there
+STRICT_QUERY = {"status", "type", "error", "owner", "tag"}  # read as text by the handler: `null` is a (bad) value there
 # A parameter that means something else on one path.
 ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/stats/activity", "type"): {"type": "string", "pattern": JOB_TYPE_PATTERN},

@@ -9,9 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from jobline.contract.flows import MAX_FLOW_JOBS
-from jobline.contract.names import JOB_TYPE_PATTERN, PRIORITY_MAX, PRIORITY_MIN, SCHEDULE_NAME_PATTERN
+from jobline.contract.names import JOB_ID_PATTERN, JOB_TYPE_PATTERN, PRIORITY_MAX, PRIORITY_MIN, SCHEDULE_NAME_PATTERN
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 
-from .limits import MAX_BATCH_JOBS, MAX_CONCURRENCY_KEY, MAX_FLOW_DEPTH, MAX_IDEMPOTENCY_KEY, MAX_WEBHOOK_URL
+from .limits import (
+    MAX_BATCH_JOBS,
+    MAX_CONCURRENCY_KEY,
+    MAX_FLOW_DEPTH,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_WATCHED_JOBS,
+    MAX_WEBHOOK_URL,
+)
 
 # A few of the values a schedule accepts: the rest (any valid cron expression, any IANA zone) only
 # the server can check, so they are documented in words (a fuzzer would take "0" for a valid cron).
@@ -36,6 +44,10 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
                                                    {"type": "null"}],
                                          "description": "e.g. the user id: with the type's per-key limit, one key's "
                                                         "jobs wait while another's run"}
+        properties["owner"] = {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}],
+                               "description": "whose job it is (a tenant or user id)"}
+        properties["tags"] = {"type": "array", "maxItems": MAX_TAGS, "uniqueItems": True,
+                              "items": {"type": "string", "pattern": f"^{TAG_PATTERN.pattern}$"}}
         properties["priority"] = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX,
                                   "description": "with a backlog, a higher priority starts first (oldest first within one)"}
         if not webhooks:
@@ -84,6 +96,13 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
             "key_concurrency": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"type": "null"}]},
             "rate_max": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 1_000_000}, {"type": "null"}]},
             "rate_window_s": {"type": "number", "minimum": 0.1, "maximum": 86400}}
+    scope = schemas.get("StreamTokenRequest")
+    if scope is not None:  # jobs or an owner, not both (said in the route's description)
+        scope["additionalProperties"] = False
+        scope["properties"] = {
+            "jobs": {"oneOf": [{"type": "array", "minItems": 1, "maxItems": MAX_WATCHED_JOBS,
+                                "items": {"type": "string", "pattern": JOB_ID_PATTERN}}, {"type": "null"}]},
+            "owner": {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}]}}
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False
