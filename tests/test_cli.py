@@ -95,10 +95,13 @@ def watched_job_id(out: str) -> str:
 async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path: Path) -> None:
     code, out, _ = await jobline(stack, "submit", "demo", *FAST, "--param", "fail_at_step=B", "--wait", "--json")
     failed = watched_job_id(out)
-    code, out, _ = await jobline(stack, "submit", "noop", "--param", "height=720", "--priority", "7", "--wait", "--json")
+    code, out, _ = await jobline(stack, "submit", "noop", "--param", "height=720", "--priority", "7", "--owner", "acme",
+                                 "--tag", "video", "--tag", "hd", "--wait", "--json")
     tall = watched_job_id(out)
     code, out, _ = await jobline(stack, "jobs", "--param", "height=720", "--json")
-    assert [(j["id"], j["priority"]) for j in json.loads(out)] == [(tall, 7)]
+    assert [(j["id"], j["priority"], j["owner"], j["tags"]) for j in json.loads(out)] == [(tall, 7, "acme", ["video", "hd"])]
+    code, out, _ = await jobline(stack, "jobs", "--owner", "acme", "--tag", "hd,video", "--json")
+    assert [j["id"] for j in json.loads(out)] == [tall]
     code, out, _ = await jobline(stack, "jobs", "--error", "fail_at_step", "--since", "10m", "--json")
     assert [j["id"] for j in json.loads(out)] == [failed]
     code, out, _ = await jobline(stack, "jobs", "--since", "yesterday-ish")

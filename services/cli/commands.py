@@ -172,6 +172,7 @@ def job_filters(args: argparse.Namespace) -> dict[str, Any]:
     filters: dict[str, Any] = {
         "status": args.status, "type": args.type, "created_after": args.since, "created_before": args.until,
         "finished_after": args.finished_since, "finished_before": args.finished_until, "error": args.error,
+        "owner": args.owner, "tag": args.tag,
     }
     for root, pairs in (("params", args.param), ("result", args.result)):
         for key, value in pairs:
@@ -236,7 +237,8 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         stored = client.upload(args.file, content_type=guess_type(args.file))
         params["upload"] = stored.id
     job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
-                        run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority)
+                        run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority,
+                        owner=args.owner, tags=args.tag or None)
     if args.json and not args.wait:
         _print_json(msgspec.to_builtins(job.aio.accepted))
     elif not args.json:

@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                              "jobs wait while another's run")
     submit.add_argument("--priority", type=int, choices=range(0, 10), metavar="0-9",
                         help="with a backlog, a higher priority starts first (default 0)")
+    submit.add_argument("--owner", help="whose job it is (a tenant or user id)")
+    submit.add_argument("--tag", action="append", default=[], help="a label (repeat for more)")
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends (exit code as `watch`)")
     submit.add_argument("--json", action="store_true", help="print JSON")
 
@@ -93,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--finished-since", type=_moment, metavar="WHEN", help="ended at or after WHEN")
         sub.add_argument("--finished-until", type=_moment, metavar="WHEN", help="ended before WHEN")
         sub.add_argument("--error", help="text in the job's error (case-insensitive)")
+        sub.add_argument("--owner", help="one or more owners, comma separated")
+        sub.add_argument("--tag", help="one or more tags, comma separated (every one of them)")
         sub.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
                          help="a params field equal to VALUE (JSON if it parses); nested keys with dots; repeatable")
         sub.add_argument("--result", action="append", type=_param, default=[], metavar="KEY=VALUE",
