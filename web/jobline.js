@@ -113,9 +113,11 @@ class Connection {
       onStatus: (status) => {
         if (stream !== this.source) return;
         if (status === "live") this.retry = 0;
-        if (status === "closed") { // refused (an expired token, a 5xx): open again, later
+        if (status === "closed") { // refused (an expired token, a 5xx, a job not found): open again, later
           this.source = null;
           this.later(this.lastId);
+          // EventSource does not say why: a job with no state yet is asked for, to tell its element.
+          for (const id of this.key.split(",")) if (id && !this.states.has(id)) this.fetchState(id);
         } else this.setStatus(status);
       },
       onMessage: (kind, text, id) => {

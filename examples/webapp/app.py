@@ -6,18 +6,23 @@ It is a separate process on its own origin. Its pages load `jobline.js` from the
 `<jobline-progress>` and `<jobline-upload>`; the upload form also works without JavaScript (a plain
 multipart form posted straight to Jobline, which redirects back here). The gateway must list this
 app's origin in JOBLINE_CORS_ORIGINS. The API token never reaches the browser: this app's backend
-trades it for short-lived tokens (`/token`): for streams, read-only and good for the jobs the page
-shows only (a real app checks first that its user may see them); for forms, submit-only.
+trades it for short-lived tokens (`/token`) made for the signed-in user: for streams, read-only
+and good for that user's jobs only (another user's job is 404 to the page); for forms, submit-only,
+each job stamped with the user as its owner. Users here are a name in a cookie (`/signin?user=…`,
+`guest` without one): a real app has its own sign-in.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import uvicorn
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import Cookie
 from litestar.static_files import create_static_files_router
 
 from jobline.client import AsyncClient
@@ -27,6 +32,7 @@ TOKEN = os.environ.get("JOBLINE_TOKEN") or None
 PORT = int(os.environ.get("WEBAPP_PORT", "8500"))
 HOST = os.environ.get("WEBAPP_HOST", "127.0.0.1")
 HERE = Path(__file__).parent
+OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")  # (Jobline's owner ids)
 jobline = AsyncClient(JOBLINE_URL, token=TOKEN)
 
 
@@ -44,20 +50,31 @@ def page(title: str, body: str) -> Response[str]:
     return Response(document, media_type=MediaType.HTML, headers={"Content-Security-Policy": csp})
 
 
-async def short_token(purpose: str, jobs: list[str] | None = None) -> str | None:
+def user_of(request: Request[Any, Any, Any]) -> str:
+    """The signed-in user (this example's stand-in for a real sign-in)."""
+    name = request.cookies.get("user", "guest")
+    return name if OWNER.fullmatch(name) else "guest"
+
+
+async def short_token(purpose: str, user: str) -> str | None:
+    """A token for this user's page: its jobs to read, or a form whose jobs are the user's."""
     if TOKEN is None:
         return None
     if purpose == "form":
-        answer = (await jobline.request("POST", "/api/form-tokens", retry="not_sent")).json()
-        return str(answer["token"])
-    if not jobs:
-        return None  # a page reads the jobs it shows, never all of them
-    return await jobline.stream_token(jobs)  # (here is where your app checks that its user may see them)
+        return await jobline.form_token(owner=user)
+    return await jobline.stream_token(owner=user)
+
+
+@get("/signin")
+async def signin(user: str) -> Response[None]:
+    return Response(None, status_code=303, headers={"Location": "/"},
+                    cookies=[Cookie(key="user", value=user if OWNER.fullmatch(user) else "guest", httponly=True,
+                                    samesite="lax", path="/")])
 
 
 @get("/")
-async def index() -> Response[str]:
-    token = await short_token("form")
+async def index(request: Request[Any, Any, Any]) -> Response[str]:
+    token = await short_token("form", user_of(request))
     action = f"{JOBLINE_URL}/api/jobs" + (f"?access_token={token}" if token else "")
     back = f"http://{HOST}:{PORT}/jobs/{{id}}"
     return page("Upload a video", f"""
@@ -81,13 +98,13 @@ async def job_page(job_id: str) -> Response[str]:
 
 
 @get("/token")
-async def token(purpose: str = "stream", jobs: str = "") -> Response[dict[str, str | None]]:
-    wanted = [job for job in jobs.split(",") if job]
-    return Response({"token": await short_token("form" if purpose == "form" else "stream", wanted)},
+async def token(request: Request[Any, Any, Any], purpose: str = "stream") -> Response[dict[str, str | None]]:
+    # The page says which jobs it reads (`jobs=`): a token for the user's jobs covers them, and no other.
+    return Response({"token": await short_token("form" if purpose == "form" else "stream", user_of(request))},
                     headers={"Cache-Control": "no-store"})
 
 
-app = Litestar([index, job_page, token, create_static_files_router(path="/static", directories=[HERE / "static"])])
+app = Litestar([signin, index, job_page, token, create_static_files_router(path="/static", directories=[HERE / "static"])])
 
 if __name__ == "__main__":
     print(f"example web app on http://{HOST}:{PORT}/ (Jobline at {JOBLINE_URL})", flush=True)

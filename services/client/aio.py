@@ -165,6 +165,12 @@ class AsyncClient(Files, Controls):
             body = {**(body or {}), "owner": owner}
         return str((await self.request("POST", "/api/stream-tokens", json=body, retry="not_sent")).json()["token"])
 
+    async def form_token(self, *, owner: str | None = None) -> str:
+        """A token for a page's plain form (`?access_token=` in its action); with `owner`, every job
+        it submits is that owner's, whatever the form says."""
+        body = {"owner": owner} if owner is not None else None
+        return str((await self.request("POST", "/api/form-tokens", json=body, retry="not_sent")).json()["token"])
+
     # --- watching -------------------------------------------------------------------------
     def watch(self, job_id: str) -> AsyncIterator[StreamEvent]:
         return self.job(job_id).watch()

@@ -153,6 +153,9 @@ class Client:
     def types(self) -> TypeList:
         return self._run(self.aio.types())
 
+    def form_token(self, *, owner: str | None = None) -> str:
+        return self._run(self.aio.form_token(owner=owner))
+
     def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None) -> str:
         return self._run(self.aio.stream_token(jobs, owner=owner))
 

@@ -4,7 +4,7 @@ const { configure } = await import(`${gateway}/jobline.js`);
 
 configure({
   gateway,
-  // A stream token for the jobs this page shows, and only those (our backend asks Jobline for it).
+  // A token from our backend, made for the signed-in user: it reads that user's jobs and no other.
   token: tokens ? async (purpose, { jobs }) => {
     const query = new URLSearchParams({ purpose, jobs: jobs.join(",") });
     return (await (await fetch(`/token?${query}`)).json()).token;

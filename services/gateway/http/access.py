@@ -23,6 +23,12 @@ class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
     token: str
 
 
+class FormTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Optional: whose the jobs the form submits are (stamped on each, whatever the form says)."""
+
+    owner: str | None = None
+
+
 class StreamTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Optional: the jobs the token reads, or whose (every job without either)."""
 
@@ -87,16 +93,22 @@ async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDepend
             "jobs": jobs, "owner": owner}
 
 
-@post("/api/form-tokens", status_code=201, errors=(409,),
+@post("/api/form-tokens", status_code=201, errors=(400, 409, 422),
       summary="A token that lets a page's plain HTML form submit one kind of request",
       description="For `<form action=\".../api/jobs?access_token=...\">` on a page that has no script or must not "
-      "hold the API token: good only for POST /api/jobs (a form), for JOBLINE_FORM_TOKEN_TTL_S (an hour). "
+      "hold the API token: good only for POST /api/jobs (a form), for JOBLINE_FORM_TOKEN_TTL_S (an hour). With "
+      "`{\"owner\": \"<id>\"}` every job it submits is that owner's (what the form says is ignored). "
       "409 when the gateway has no API tokens (forms need none).")
-async def create_form_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth]) -> dict[str, Any]:
+async def create_form_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth],
+                            data: JSONBody[FormTokenRequest | None] = None) -> dict[str, Any]:
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(409, "No tokens", "this gateway has no API tokens; forms need no token")
-    return {"token": auth.form_token(identity), "expires_in": int(auth.form_token_ttl_s)}
+    owner = None if data is None else data.owner
+    if owner is not None and not OWNER_PATTERN.fullmatch(owner):
+        raise Problem(422, "Invalid owner", "owner is an owner id (as given at submit)",
+                      errors=[{"key": "owner", "source": "body", "message": "not an owner id"}])
+    return {"token": auth.form_token(identity, owner), "expires_in": int(auth.form_token_ttl_s), "owner": owner}
 
 
 access_handlers = [session_info, create_session, create_stream_token, create_form_token]

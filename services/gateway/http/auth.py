@@ -123,8 +123,9 @@ class Auth:
         (job_scope.py)."""
         return self._sign("stream", token_id, self.stream_token_ttl_s, jobs, owner)
 
-    def form_token(self, token_id: str) -> str:
-        return self._sign("form", token_id, self.form_token_ttl_s)
+    def form_token(self, token_id: str, owner: str | None = None) -> str:
+        """A token for a page's plain form; with `owner`, every job it submits is that owner's."""
+        return self._sign("form", token_id, self.form_token_ttl_s, owner=owner)
 
     def identify(self, scope: Scope) -> tuple[str | None, str, TokenScope | None]:
         """(identity, how, scope): how is bearer, cookie, stream, form or none; scope what a stream
@@ -140,9 +141,10 @@ class Auth:
         query = parse_qs(scope.get("query_string", b"").decode())
         if "access_token" in query:
             token = query["access_token"][0]
-            form = self._verify(token, "form")
+            form = self._claims(token, "form")
             if form is not None:
-                return form, "form", None
+                owner = form.get("o")
+                return str(form.get("s")), "form", TokenScope(owner=str(owner)) if owner is not None else None
             claims = self._claims(token, "stream")
             if claims is None:
                 return None, "stream", None
@@ -233,7 +235,8 @@ def _refusal(auth: Auth, scope: Scope, identity: str | None, how: str, limited: 
             [(b"www-authenticate", b'Bearer realm="jobline"')]
     if how == "stream" and method not in ("GET", "HEAD"):
         return 403, "Forbidden", "a stream token only reads; use the API token to write", None
-    outside = None if limited is None or path == "/ws" else job_scope.refusal(path, scope.get("query_string", b""), limited)
+    outside = None if limited is None or how != "stream" or path == "/ws" else \
+        job_scope.refusal(path, scope.get("query_string", b""), limited)
     if outside is not None:
         return (*outside, None)
     if how == "form" and not (method == "POST" and path == FORM_PATH):

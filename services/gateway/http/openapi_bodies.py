@@ -103,6 +103,11 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
             "jobs": {"oneOf": [{"type": "array", "minItems": 1, "maxItems": MAX_WATCHED_JOBS,
                                 "items": {"type": "string", "pattern": JOB_ID_PATTERN}}, {"type": "null"}]},
             "owner": {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}]}}
+    form_scope = schemas.get("FormTokenRequest")
+    if form_scope is not None:
+        form_scope["additionalProperties"] = False
+        form_scope["properties"] = {
+            "owner": {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}]}}
     session = schemas.get("SessionRequest")
     if session is not None:
         session["additionalProperties"] = False

@@ -13,13 +13,14 @@ from litestar.params import FromPath, FromQuery, HeaderParameter
 from litestar.response import Stream
 
 from jobline.contract.events import JobScheduled
+from jobline.contract.submissions import JobSubmission
 from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.errors import NotFound
 from jobline.jobs.idempotency import fingerprint
 from jobline.jobs.reader import JobReader, check_job_id
 from jobline.jobs.writer import JobWriter, new_job_id
 
-from ..http.job_scope import check_visible
+from ..http.job_scope import check_visible, scope_of
 from ..http.problems import Problem
 from ..settings import GatewaySettings
 from .forms import fill_files, read_form, redirect_target, submission_of, wants_html
@@ -47,6 +48,14 @@ class FormAccepted(msgspec.Struct):
     status: str
     links: dict[str, str]
     uploads: list[Upload]
+
+
+def stamped(connection_scope: Any, submission: JobSubmission) -> JobSubmission:
+    """The submission as a form token made for an owner sends it: that owner's, whatever the form says."""
+    limited = scope_of(connection_scope)
+    if limited is not None and limited.owner is not None:
+        submission.owner = limited.owner
+    return submission
 
 
 @post("/api/jobs/form", status_code=202, summary="Submit a job with its files: a multipart form",
@@ -80,7 +89,7 @@ async def submit_form(
     stored: list[Upload] = []
     try:
         job_type = (form.first("type") or "").strip()
-        submission = submission_of(form, catalogue.types.get(job_type))
+        submission = stamped(request.scope, submission_of(form, catalogue.types.get(job_type)))
         key = idempotency_key if idempotency_key is not None else (form.first("idempotency_key") or None)
         fill_files(submission, form, [new_job_id() for _ in form.files])  # (ids to be: the schema wants some)
         await writer.checks.check(submission, key)
@@ -88,7 +97,7 @@ async def submit_form(
         origins = frozenset(o.lower() for o in settings.cors_origins)
         if redirect:
             redirect_target(redirect, "x", origins)  # refused before anything is stored
-        request_print = fingerprint(submission_of(form, catalogue.types.get(job_type)))  # (without file ids)
+        request_print = fingerprint(stamped(request.scope, submission_of(form, catalogue.types.get(job_type))))
         for _, spooled in form.files:
             stored.append(await spooled.store(objects, new_job_id()))
         fill_files(submission, form, [item.id for item in stored])
