@@ -321,6 +321,19 @@ async def test_websocket_subscriptions_count_against_the_stream_cap(stack: Stack
         assert reply["type"] == "snapshot" and reply["sub"] == "c"
 
 
+async def test_a_form_token_made_for_an_owner_makes_that_owners_jobs(client: httpx.AsyncClient, stack: Stack) -> None:
+    own = {"Authorization": f"Bearer {TOKENS[0]}"}
+    minted = await client.post("/api/form-tokens", json={"owner": "carol"}, headers=own)
+    assert minted.status_code == 201 and minted.json()["owner"] == "carol"
+    assert (await client.post("/api/form-tokens", json={"owner": "no one"}, headers=own)).status_code == 422
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as page:
+        answer = await page.post(f"/api/jobs?access_token={minted.json()['token']}", headers={"Accept": "application/json"},
+                                 files={"type": (None, "noop"), "owner": (None, "mallory")})  # (a claim it cannot make)
+    assert answer.status_code == 202, answer.text
+    state = (await client.get(f"/api/jobs/{answer.json()['id']}", headers=own)).json()
+    assert state["owner"] == "carol"
+
+
 async def test_a_websocket_with_a_form_token_is_refused_cleanly(client: httpx.AsyncClient, stack: Stack) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
