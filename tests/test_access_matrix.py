@@ -23,7 +23,7 @@ ADMIN = "matrix-admin-secret"
 ROLE_TOKENS = {Role.VIEWER: "matrix-viewer-secret", Role.OPERATOR: "matrix-operator-secret",
                Role.BACKEND: "matrix-backend-secret"}
 TOKENS = (ADMIN, *(f"{role}:{secret}" for role, secret in ROLE_TOKENS.items()))
-STACK: dict[str, Any] = dict(with_logsink=False, gateway={"api_tokens": TOKENS})
+STACK: dict[str, Any] = dict(gateway={"api_tokens": TOKENS})
 SKIPPED = {"/api/session"}  # (signs in with a token in its body, and says who: tests/test_auth.py)
 JOB_PATH = re.compile(r"/api/jobs/\{job_id\}(/.*)?")
 
