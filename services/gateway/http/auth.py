@@ -55,6 +55,7 @@ class Auth:
     max_streams: int = 100  # concurrent streams per client (429 beyond)
     submit_rate: float = 0.0  # jobs per second per client (0: unlimited); bursts up to 10x the rate
     _open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _secrets: dict[str, tuple[str, Role]] = field(default_factory=dict)  # token -> (its id, its role)
     _roles: dict[str, Role] = field(default_factory=dict)  # token id -> role
 
@@ -64,7 +65,6 @@ class Auth:
             token_id = hashlib.sha256(secret.encode()).hexdigest()[:12]
             self._secrets[secret] = (token_id, role)
             self._roles[token_id] = role
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
