@@ -194,6 +194,26 @@ async def test_each_role_does_what_it_may_and_operators_changes_are_recorded(
     assert not any("role=backend POST /api/jobs " in line for line in audit)  # submissions are not operations
 
 
+@pytest.mark.slow
+async def test_the_dashboard_shows_the_role_and_hides_what_it_may_not_do(stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    from .browser import chromium
+
+    async with chromium() as browser:
+        for role, offered in (("viewer", False), ("operator", False), ("backend", True)):
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(stack.url + "/")
+            await page.fill("#login-token", ROLES[role])
+            async with page.expect_navigation():
+                await page.click("#login button[type=submit]")
+            await expect(page.locator("#role")).to_have_text(role)
+            submit_form = page.locator("section[data-needs=submit]")
+            await (expect(submit_form).to_be_visible() if offered else expect(submit_form).to_be_hidden())
+            await context.close()
+
+
 async def test_concurrent_streams_per_client_are_capped(client: httpx.AsyncClient) -> None:
     job_id = (await client.post("/api/jobs", json={"type": "demo", "params": {"step_seconds": 3}}, headers=BEARER)).json()["id"]
     opened: list[httpx.Response] = []
