@@ -341,6 +341,26 @@ async def test_websocket_subscriptions_count_against_the_stream_cap(stack: Stack
         assert reply["type"] == "snapshot" and reply["sub"] == "c"
 
 
+async def test_a_token_for_a_tag_reads_the_jobs_carrying_it(client: httpx.AsyncClient, stack: Stack) -> None:
+    from jobline.client import AsyncClient
+
+    own = {"Authorization": f"Bearer {TOKENS[0]}"}
+    tagged, untagged = [(await client.post("/api/jobs", json={"type": "noop", "tags": tags}, headers=own)).json()["id"]
+                        for tags in (["launch", "eu"], ["eu"])]
+    for job_id in (tagged, untagged):
+        await read_sse(client, f"/api/jobs/{job_id}/events", headers=own)
+    async with AsyncClient(stack.url, token=TOKENS[0]) as jobline:
+        token = await jobline.stream_token(tags=["launch"])
+    async with httpx.AsyncClient(base_url=stack.url, timeout=20) as page:
+        assert (await page.get(f"/api/jobs/{tagged}?access_token={token}")).status_code == 200
+        assert (await page.get(f"/api/jobs/{untagged}?access_token={token}")).status_code == 404
+        listed = (await page.get(f"/api/jobs?tag=eu&access_token={token}")).json()["jobs"]
+        assert [job["id"] for job in listed] == [tagged]  # (narrowed to its tag, whatever is asked)
+        assert (await page.get(f"/api/events?access_token={token}")).status_code == 403
+    refused = await client.post("/api/stream-tokens", json={"jobs": [tagged], "tags": ["eu"]}, headers=own)
+    assert refused.status_code == 422
+
+
 async def test_a_form_token_made_for_an_owner_makes_that_owners_jobs(client: httpx.AsyncClient, stack: Stack) -> None:
     own = {"Authorization": f"Bearer {TOKENS[0]}"}
     minted = await client.post("/api/form-tokens", json={"owner": "carol"}, headers=own)

@@ -156,13 +156,16 @@ class AsyncClient(Files, Controls):
         answer = await self.get_json("/api/types")
         return answer["types"] if isinstance(answer, dict) else answer  # type: ignore[no-any-return]
 
-    async def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None) -> str:
+    async def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None,
+                           tags: Iterable[str] = ()) -> str:
         """A short-lived read-only token for a page (`?access_token=`); with `jobs`, good for those
-        jobs only, with `owner` for that owner's jobs (what a page of one user should get). Needs a
-        gateway with API tokens."""
+        jobs only, with `owner` and/or `tags` for that owner's jobs and/or those with all the tags
+        (what a page of one user should get). Needs a gateway with API tokens."""
         body: dict[str, Any] | None = {"jobs": list(jobs)} if jobs is not None else None
         if owner is not None:
             body = {**(body or {}), "owner": owner}
+        if tags:
+            body = {**(body or {}), "tags": list(tags)}
         return str((await self.request("POST", "/api/stream-tokens", json=body, retry="not_sent")).json()["token"])
 
     async def form_token(self, *, owner: str | None = None) -> str:

@@ -156,8 +156,9 @@ class Client:
     def form_token(self, *, owner: str | None = None) -> str:
         return self._run(self.aio.form_token(owner=owner))
 
-    def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None) -> str:
-        return self._run(self.aio.stream_token(jobs, owner=owner))
+    def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None,
+                     tags: Iterable[str] = ()) -> str:
+        return self._run(self.aio.stream_token(jobs, owner=owner, tags=tags))
 
     def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
                      ) -> BatchAccepted:

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from jobline.contract.names import is_valid_job_id
-from jobline.contract.submissions import OWNER_PATTERN
+from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 
 from .auth import SESSION_COOKIE, Auth
 from .limits import MAX_WATCHED_JOBS
@@ -34,6 +34,7 @@ class StreamTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     jobs: list[str] | None = None
     owner: str | None = None
+    tags: list[str] = []
 
 
 @post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
@@ -77,10 +78,13 @@ async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDepend
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
-    jobs, owner = (None, None) if data is None else (data.jobs, data.owner)
-    if jobs is not None and owner is not None:
-        raise Problem(422, "Invalid scope", "give jobs or an owner, not both",
+    jobs, owner, tags = (None, None, []) if data is None else (data.jobs, data.owner, data.tags)
+    if jobs is not None and (owner is not None or tags):
+        raise Problem(422, "Invalid scope", "give jobs, or an owner and/or tags, not both",
                       errors=[{"key": "owner", "source": "body", "message": "not with jobs"}])
+    if len(tags) > MAX_TAGS or not all(TAG_PATTERN.fullmatch(t) for t in tags):
+        raise Problem(422, "Invalid scope", f"tags: at most {MAX_TAGS} tags (letters, digits, _ and -)",
+                      errors=[{"key": "tags", "source": "body", "message": "not tags"}])
     if owner is not None and not OWNER_PATTERN.fullmatch(owner):
         raise Problem(422, "Invalid scope", "owner is an owner id (as given at submit)",
                       errors=[{"key": "owner", "source": "body", "message": "not an owner id"}])
@@ -89,8 +93,8 @@ async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDepend
             raise Problem(422, "Invalid scope", f"jobs: 1 to {MAX_WATCHED_JOBS} job ids",
                           errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_WATCHED_JOBS} job ids"}])
         jobs = sorted(set(jobs))
-    return {"token": auth.stream_token(identity, jobs, owner), "expires_in": int(auth.stream_token_ttl_s),
-            "jobs": jobs, "owner": owner}
+    return {"token": auth.stream_token(identity, jobs, owner, sorted(set(tags))), "expires_in": int(auth.stream_token_ttl_s),
+            "jobs": jobs, "owner": owner, "tags": sorted(set(tags))}
 
 
 @post("/api/form-tokens", status_code=201, errors=(400, 409, 422),

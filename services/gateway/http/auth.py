@@ -76,12 +76,14 @@ class Auth:
         return hashlib.sha256(("jobline-signing:" + ",".join(sorted(self.tokens))).encode()).digest()
 
     def _sign(self, kind: str, subject: str, ttl: float, jobs: Sequence[str] | None = None,
-              owner: str | None = None) -> str:
+              owner: str | None = None, tags: Sequence[str] = ()) -> str:
         claims: dict[str, Any] = {"k": kind, "s": subject, "e": int(time.time() + ttl)}
         if jobs is not None:
             claims["j"] = list(jobs)
         if owner is not None:
             claims["o"] = owner
+        if tags:
+            claims["t"] = list(tags)
         payload = _b64(json.dumps(claims).encode())
         signature = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{signature}"
@@ -118,10 +120,11 @@ class Auth:
     def session_cookie(self, token_id: str) -> str:
         return self._sign("session", token_id, self.session_ttl_s)
 
-    def stream_token(self, token_id: str, jobs: Sequence[str] | None = None, owner: str | None = None) -> str:
-        """A read-only token; with `jobs`, good for those jobs only, with `owner` for that owner's
-        (job_scope.py)."""
-        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs, owner)
+    def stream_token(self, token_id: str, jobs: Sequence[str] | None = None, owner: str | None = None,
+                     tags: Sequence[str] = ()) -> str:
+        """A read-only token; with `jobs`, good for those jobs only, with `owner` and/or `tags` for
+        that owner's jobs and/or those carrying the tags (job_scope.py)."""
+        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs, owner, tags)
 
     def form_token(self, token_id: str, owner: str | None = None) -> str:
         """A token for a page's plain form; with `owner`, every job it submits is that owner's."""
@@ -148,10 +151,12 @@ class Auth:
             claims = self._claims(token, "stream")
             if claims is None:
                 return None, "stream", None
-            jobs, owner = claims.get("j"), claims.get("o")
+            jobs, owner, tags = claims.get("j"), claims.get("o"), claims.get("t")
             limited = TokenScope(jobs=frozenset(map(str, jobs)) if isinstance(jobs, list) else None,
-                                 owner=str(owner) if owner is not None else None)
-            return str(claims.get("s")), "stream", limited if limited.jobs is not None or limited.owner else None
+                                 owner=str(owner) if owner is not None else None,
+                                 tags=frozenset(map(str, tags)) if isinstance(tags, list) else frozenset())
+            scoped = limited.jobs is not None or limited.owner is not None or limited.tags
+            return str(claims.get("s")), "stream", limited if scoped else None
         return None, "none", None
 
     # --- caps -----------------------------------------------------------------------------

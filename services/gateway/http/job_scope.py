@@ -1,8 +1,10 @@
-"""What a token scoped to some jobs, or to one owner's jobs, may read: those, and nothing else.
+"""What a token scoped to some jobs, to one owner's jobs or to tagged jobs may read: those, and
+nothing else.
 
 A page that shows a user's jobs gets a stream token minted by its app's backend for them only:
-`POST /api/stream-tokens {"jobs": [...]}` (those jobs) or `{"owner": "<id>"}` (every job of that
-owner, those to come included). With it, a GET of such a job (its state, events, logs, timeline,
+`POST /api/stream-tokens {"jobs": [...]}` (those jobs), `{"owner": "<id>"}` (every job of that
+owner, those to come included) or `{"tags": [...]}` (every job carrying all those tags; with an
+owner, that owner's such jobs). With it, a GET of such a job (its state, events, logs, timeline,
 artifacts) and the multiplexed stream of such jobs (`/api/events?jobs=…`, no firehose) pass, and,
 for an owner, the list and search of jobs (narrowed to the owner's); a job outside the scope is
 `404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
@@ -32,13 +34,21 @@ OUTSIDE = "Forbidden", "this token reads only the jobs it was made for"
 
 @dataclass(frozen=True)
 class TokenScope:
-    """The jobs a token reads: these ids, or this owner's (one of the two)."""
+    """The jobs a token reads: these ids; or this owner's and/or those with all these tags."""
 
     jobs: frozenset[str] | None = None
     owner: str | None = None
+    tags: frozenset[str] = frozenset()
 
-    def allows(self, job_id: str, owner: str | None) -> bool:
-        return job_id in self.jobs if self.jobs is not None else owner is not None and owner == self.owner
+    @property
+    def lists(self) -> bool:
+        """Whether it may list jobs (narrowed to its owner and tags): not a token for some ids."""
+        return self.jobs is None
+
+    def allows(self, job: JobState) -> bool:
+        if self.jobs is not None:
+            return job.id in self.jobs
+        return (self.owner is None or job.owner == self.owner) and self.tags <= set(job.tags)
 
 
 def not_found(job_id: str) -> Refusal:
@@ -47,7 +57,7 @@ def not_found(job_id: str) -> Refusal:
 
 def refusal(path: str, query_string: bytes, scope: TokenScope) -> Refusal | None:
     """Why a GET of `path` with a scoped token must not pass, as far as the path and query tell."""
-    if path in _READABLE_BY_ANYONE or (path == "/api/jobs" and scope.owner is not None):
+    if path in _READABLE_BY_ANYONE or (path == "/api/jobs" and scope.lists):
         return None
     match = _JOB_PATH.fullmatch(path)
     if match:
@@ -72,7 +82,7 @@ def scope_of(connection_scope: Any) -> TokenScope | None:
 def check_visible(connection_scope: Any, job: JobState) -> JobState:
     """The job, if the request's token may read it; NotFound (as for no such job) otherwise."""
     scope = scope_of(connection_scope)
-    if scope is not None and not scope.allows(job.id, job.owner):
+    if scope is not None and not scope.allows(job):
         raise NotFound(f"there is no job {job.id!r}", title="Job not found")
     return job
 

@@ -102,7 +102,8 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
         scope["properties"] = {
             "jobs": {"oneOf": [{"type": "array", "minItems": 1, "maxItems": MAX_WATCHED_JOBS,
                                 "items": {"type": "string", "pattern": JOB_ID_PATTERN}}, {"type": "null"}]},
-            "owner": {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}]}}
+            "owner": {"oneOf": [{"type": "string", "pattern": f"^{OWNER_PATTERN.pattern}$"}, {"type": "null"}]},
+            "tags": {"type": "array", "maxItems": MAX_TAGS, "items": {"type": "string", "pattern": f"^{TAG_PATTERN.pattern}$"}}}
     form_scope = schemas.get("FormTokenRequest")
     if form_scope is not None:
         form_scope["additionalProperties"] = False

@@ -106,8 +106,10 @@ async def list_jobs(
                                      created_before=created_before, finished_after=finished_after,
                                      finished_before=finished_before, error=error, owner=owner, tag=tag)
     limited = scope_of(request.scope)
-    if limited is not None and limited.owner is not None:  # a token of one owner lists that owner's jobs
-        job_filter = msgspec.structs.replace(job_filter, owners=[limited.owner])
+    if limited is not None and limited.lists:  # a token of an owner or tags lists those jobs only
+        job_filter = msgspec.structs.replace(
+            job_filter, owners=[limited.owner] if limited.owner is not None else job_filter.owners,
+            tags=sorted(set(job_filter.tags) | limited.tags))
     body = await search.list_jobs(history, read_model, job_filter, before=before, limit=limit)
     return Response(body, media_type="application/json")
 

@@ -86,7 +86,7 @@ async def events_stream(
     for job_id in watched:
         check_job_id(job_id)
     limited = scope_of(request.scope)
-    if limited is not None and limited.owner is not None:  # (ids alone cannot tell an owner's jobs)
+    if limited is not None and limited.lists:  # (ids alone cannot tell an owner's or a tag's jobs)
         for job_id in watched:
             check_visible(request.scope, await live.reader.find(job_id))
     try:

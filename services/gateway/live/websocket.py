@@ -108,7 +108,7 @@ class _Session:
             await self._error("subscribe to valid job ids or to the firehose")
             return
         outside = subscription_refusal(self._token_scope, request.jobs, request.firehose)
-        if outside is None and self._token_scope is not None and self._token_scope.owner is not None:
+        if outside is None and self._token_scope is not None and self._token_scope.lists:
             outside = await self._unowned(request.jobs)
         if outside is not None:
             await self._error(outside)
