@@ -406,7 +406,8 @@ async def test_a_job_long_gone_from_the_stream_is_found_in_history_and_opens_wit
         import httpx
 
         async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-            old = (await client.post("/api/jobs", json={"type": "demo", "params": {"tick": 0.05}})).json()["id"]
+            old = (await client.post("/api/jobs", json={"type": "demo", "params": {"tick": 0.05}, "owner": "acme",
+                                                         "tags": ["promo"]})).json()["id"]
             await read_sse(client, f"/api/jobs/{old}/events")
             newer = (await client.post("/api/jobs", json={"type": "hostile"})).json()["id"]
             await read_sse(client, f"/api/jobs/{newer}/events")
@@ -427,8 +428,17 @@ async def test_a_job_long_gone_from_the_stream_is_found_in_history_and_opens_wit
             await page.fill("#history-type", "demo")
             await page.click("#history-form button[type=submit]")
             await expect(page.locator("#history-rows tr")).to_have_count(1)
+            await page.select_option("#history-status", "")  # by owner and tag instead
+            await page.fill("#history-type", "")
+            await page.fill("#history-owner", "acme")
+            await page.fill("#history-tag", "promo")
+            await page.click("#history-form button[type=submit]")
+            await expect(page.locator("#history-rows tr")).to_have_count(1)
+            await expect(page.locator("#history-rows tr td").nth(3)).to_have_text("acme")
             await page.click(f"#history-rows a[href='#/jobs/{old}']")
             await expect(page.locator("#job-status")).to_have_text("completed")
+            await expect(page.locator("#job-labels")).to_contain_text("acme")
+            await expect(page.locator("#job-labels")).to_contain_text("#promo")
             statuses = await page.locator("#steps li").evaluate_all("items => items.map(i => i.dataset.status)")
             assert statuses == ["done", "done", "done"]
             await expect(page.locator("#gantt svg rect")).to_have_count(3)

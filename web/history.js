@@ -1,5 +1,5 @@
 // The History page: every job ever kept (the history service's), searched by status, type, time,
-// error text and params/result fields, a page at a time with a stable cursor. A job opens on its
+// error text, owner, tags and params/result fields, a page at a time with a stable cursor. A job opens on its
 // own page (steps, logs, replay) however old it is.
 
 import { $, api, el, formatDuration, formatWhen } from "/ui.js";
@@ -29,6 +29,8 @@ function query() {
   set("created_after", moment($("history-from")));
   set("created_before", moment($("history-to")));
   set("error", $("history-error").value.trim());
+  set("owner", $("history-owner").value.replace(/\s+/g, ""));
+  set("tag", $("history-tag").value.replace(/\s+/g, ""));
   for (const line of $("history-fields").value.split("\n")) {
     const [key, ...rest] = line.split("=");
     if (key.trim() && rest.length) params.append(key.trim(), rest.join("=").trim());
@@ -49,7 +51,7 @@ async function show(index) {
     $("history-older").disabled = page.next_before == null;
     $("history-page").textContent = `page ${index + 1}`;
     $("history-rows").replaceChildren(...(page.jobs.length ? page.jobs.map(row) : [
-      el("tr", {}, el("td", { colSpan: 7 }, "No job matches."))]));
+      el("tr", {}, el("td", { colSpan: 8 }, "No job matches."))]));
   } catch (error) {
     $("history-error-text").textContent = error.message;
   }
@@ -61,6 +63,7 @@ function row(job) {
     el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id.slice(-10))),
     el("td", {}, job.type),
     el("td", {}, el("span", { class: "pill", "data-status": job.status }, job.status)),
+    el("td", { title: (job.tags || []).map((t) => `#${t}`).join(" ") }, job.owner || ""),
     el("td", {}, formatWhen(job.created_at)),
     el("td", {}, formatWhen(job.finished_at)),
     el("td", {}, formatDuration(ran)),
