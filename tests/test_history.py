@@ -256,6 +256,27 @@ async def test_jobs_have_an_owner_and_tags_that_lists_filter_on(stack: Stack, cl
         assert (await client.get(f"/api/jobs?{bad_query}")).status_code == 400, bad_query
 
 
+async def test_every_live_job_a_filter_matches_is_cancelled_in_one_request(stack: Stack, client: httpx.AsyncClient) -> None:
+    async def later(owner: str) -> str:
+        answer = await client.post("/api/jobs", json={"type": "noop", "delay_s": 600, "owner": owner})
+        return str(answer.json()["id"])
+
+    acme = [await later("acme") for _ in range(5)]
+    zed = [await later("zed") for _ in range(2)]
+    done = await submit(client, "noop")
+    await ended(client, done)
+    answer = await client.post("/api/jobs/cancel?status=scheduled,completed&owner=acme")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"matched": 5, "cancelled": 5, "cancelling": 0, "more": False}
+    for job_id in acme:
+        assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
+    for job_id in zed:
+        assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "scheduled"
+    assert (await client.post("/api/jobs/cancel?status=scheduled&owner=acme")).json()["matched"] == 0
+    assert (await client.post("/api/jobs/cancel?status=completed")).json()["matched"] == 0  # (ended: nothing to do)
+    assert (await client.post("/api/jobs/cancel")).status_code == 400  # the statuses are always named
+
+
 # --- when the history service is away ---------------------------------------------------------------------
 async def test_without_the_history_service_live_jobs_work_and_history_requests_answer_503_at_once(
         nats_server: EmbeddedNats, names: Names, data_dir: Path, js: JetStreamContext) -> None:

@@ -31,6 +31,7 @@ from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
 from ..live.streams import Live, wait_for_change
 from . import search
+from .bulk import BulkCancelled, cancel_matching
 from .replay import parse_at, timeline_json
 from .search import JobPage
 
@@ -114,6 +115,29 @@ async def list_jobs(
     return Response(body, media_type="application/json")
 
 
+@post("/api/jobs/cancel", status_code=200, summary="Cancel every live job a filter matches", errors=(400, 503),
+      description="`status` (required: the live statuses to cancel, e.g. `pending,retrying`; ended ones match "
+      "nothing), and optionally `type`, `owner`, `tag`, `created_after`, `created_before`, `params.<name>=` as "
+      "for `GET /api/jobs`. Each job is cancelled as `POST /api/jobs/{id}/cancel` would; at most 10,000 a "
+      "request: `more: true` when others remain (ask again). `{\"matched\", \"cancelled\", \"cancelling\", "
+      "\"more\"}`.")
+async def cancel_jobs(
+    request: Request[Any, Any, Any],
+    writer: NamedDependency[JobWriter],
+    history: NamedDependency[HistoryClient],
+    status: FromQuery[str],
+    type: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    created_after: FromQuery[float | None] = None,
+    created_before: FromQuery[float | None] = None,
+) -> BulkCancelled:
+    job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
+                                     created_before=created_before, finished_after=None, finished_before=None,
+                                     error=None, owner=owner, tag=tag)
+    return await cancel_matching(writer, history, job_filter)  # (HistoryUnavailable: 503, nothing cancelled)
+
+
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
       description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
       "as soon as its processor has stopped the work. 409 when the job already ended.")
@@ -192,5 +216,5 @@ async def list_types(catalogue: NamedDependency[Catalogue]) -> list[JobTypeInfo]
     return [types[name] for name in sorted(types)]
 
 
-job_handlers = [submit_job, list_jobs, cancel_job, job_counts, job_activity, get_job, job_timeline, job_state_at,
+job_handlers = [submit_job, list_jobs, cancel_jobs, cancel_job, job_counts, job_activity, get_job, job_timeline, job_state_at,
                 list_types]
