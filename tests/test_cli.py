@@ -121,6 +121,14 @@ async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path:
     assert code == 0, err
     assert "2 job(s) in the history" in out and "demo" in out and "noop" in out
 
+    # Every live job a filter matches, at once.
+    code, out, _ = await jobline(stack, "submit", "noop", "--owner", "acme", "--delay", "600", "--json")
+    later = json.loads(out)["id"]
+    code, out, _ = await jobline(stack, "cancel", "--status", "scheduled", "--owner", "acme", "--json")
+    assert code == 0 and json.loads(out) == {"matched": 1, "cancelled": 1, "cancelling": 0, "more": False}
+    code, out, _ = await jobline(stack, "jobs", "--status", "cancelled", "--json")
+    assert [j["id"] for j in json.loads(out)] == [later]
+
 
 async def test_schedules_create_list_show_pause_resume_and_delete(stack: Stack) -> None:
     code, out, err = await jobline(stack, "schedules", "create", "ticker", "--cron", "* * * * * *", "--type", "noop",

@@ -291,6 +291,15 @@ def replay(client: Client, args: argparse.Namespace) -> int:
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:
+    if args.id is None:
+        if not args.status:
+            console.print("give a job id, or --status (and more filters) for every job it matches")
+            return EXIT_ERROR
+        done = client.cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag)
+        _print_json(done) if args.json else console.print(
+            f"{done['matched']} matched: {done['cancelled']} cancelled, {done['cancelling']} stopping"
+            + (" (more match: run it again)" if done["more"] else ""))
+        return EXIT_OK
     status = client.cancel(args.id)
     _print_json({"id": args.id, "status": status}) if args.json else console.print(f"{args.id}: {status}")
     return EXIT_OK

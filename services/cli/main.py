@@ -127,8 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--from", dest="offset", type=float, default=0.0, help="seconds after the job's creation")
     replay.add_argument("--json", action="store_true")
 
-    cancel = command("cancel", "cancel a job")
-    cancel.add_argument("id")
+    cancel = command("cancel", "cancel a job, or every live job a filter matches")
+    cancel.add_argument("id", nargs="?", help="the job (or, instead, a filter: --status and more)")
+    cancel.add_argument("--status", help="with no id: the live statuses to cancel, e.g. pending,retrying")
+    cancel.add_argument("--type", help="with --status: only jobs of these types (comma separated)")
+    cancel.add_argument("--owner", help="with --status: only these owners' jobs (comma separated)")
+    cancel.add_argument("--tag", help="with --status: only jobs with every one of these tags")
     cancel.add_argument("--json", action="store_true")
 
     schedules.add_parser(command, _param)

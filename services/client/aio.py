@@ -126,6 +126,15 @@ class AsyncClient(Files, Controls):
         answer = (await self.request("POST", f"/api/jobs/{job_id}/cancel", retry="not_sent")).json()
         return str(answer["status"])
 
+    async def cancel_matching(self, status: str | Iterable[str], **filters: Any) -> dict[str, Any]:
+        """Cancel every live job with one of these statuses that the filters match (type, owner, tag,
+        created_after, created_before: as `list`); at most 10,000 a call (`more` when others remain)."""
+        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
+                 for k, v in {"status": status, **filters}.items() if v is not None}
+        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/cancel", params=query,
+                                                     retry="not_sent")).json()
+        return answer
+
     async def timeline(self, job_id: str) -> Timeline:
         """Every stored event of the job, in order, with its stream sequence."""
         rows = (await self.get_json(f"/api/jobs/{job_id}/timeline"))["events"]

@@ -134,6 +134,9 @@ class Client:
     def cancel(self, job_id: str) -> str:
         return self._run(self.aio.cancel(job_id))
 
+    def cancel_matching(self, status: str | Iterable[str], **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.cancel_matching(status, **filters))
+
     def timeline(self, job_id: str) -> Timeline:
         return self._run(self.aio.timeline(job_id))
 
