@@ -200,6 +200,12 @@ async def test_each_users_page_reads_that_users_jobs_and_nothing_of_anothers(sys
             element.id = 'guessed'; element.setAttribute('job', id); document.body.append(element); }""", bobs.id)
         await expect(page.locator("#guessed [part~=error]")).to_contain_text("404", timeout=10_000)  # (said, not shown)
         await expect(page.locator("#guessed")).not_to_have_attribute("status", re.compile(".+"))
+        # A job the page may not read does not hold up the stream of those it may.
+        async with AsyncClient(running.url, token=TOKEN) as jobline:
+            another = await jobline.submit("chatty", {"tick": 0.1}, owner="alice")
+        await page.evaluate("""id => { const element = document.createElement('jobline-progress');
+            element.id = 'another'; element.setAttribute('job', id); document.body.append(element); }""", another.id)
+        await expect(page.locator("#another")).to_have_attribute("status", "completed", timeout=30_000)
         # Every way the page's script could try, with the token the app gives it.
         answers = await page.evaluate("""async ([gateway, theirs]) => {
             const token = (await (await fetch(`/token?purpose=stream&jobs=${theirs}`)).json()).token;

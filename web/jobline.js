@@ -47,6 +47,7 @@ class Connection {
   constructor() {
     this.watchers = new Map(); // job id -> Set of handlers
     this.states = new Map(); // job id -> state
+    this.missing = new Set(); // jobs the gateway says do not exist (for this token): left out of the stream
     this.source = null;
     this.key = "";
     this.lastId = null;
@@ -57,6 +58,7 @@ class Connection {
   }
 
   watch(jobId, handlers) {
+    this.missing.delete(jobId); // (asked again: it may exist by now)
     if (!this.watchers.has(jobId)) this.watchers.set(jobId, new Set());
     this.watchers.get(jobId).add(handlers);
     const known = this.states.get(jobId);
@@ -85,7 +87,8 @@ class Connection {
   }
 
   sync() {
-    const live = [...this.watchers.keys()].filter((id) => !TERMINAL.includes(this.states.get(id)?.status));
+    const live = [...this.watchers.keys()]
+      .filter((id) => !this.missing.has(id) && !TERMINAL.includes(this.states.get(id)?.status));
     const key = live.sort().join(",");
     if (key === this.key && this.source) return;
     const added = live.some((id) => !this.key.split(",").includes(id));
@@ -165,7 +168,11 @@ class Connection {
       const response = await fetch(await withToken(`/api/jobs/${encodeURIComponent(jobId)}`, "stream", [jobId]),
         { headers: { Accept: "application/json" } });
       if (response.ok) this.setState(await response.json());
-      else this.emit(jobId, "onError", `${response.status}: ${(await response.json()).detail || response.statusText}`);
+      else {
+        // A job that is not there (or not for this token) must not hold up the stream of the others.
+        if (response.status === 404) { this.missing.add(jobId); this.schedule(); }
+        this.emit(jobId, "onError", `${response.status}: ${(await response.json()).detail || response.statusText}`);
+      }
     } catch (error) {
       this.emit(jobId, "onError", String(error));
     }
