@@ -302,6 +302,26 @@ async def test_pause_a_type_from_the_dashboard_and_resume_it(page: Page) -> None
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
 
 
+async def test_the_workers_page_shows_the_processor_and_drains_and_resumes_it(page: Page) -> None:
+    await expect(page.locator('tr[data-queue="demo"] .workers')).to_have_text("1", timeout=10_000)
+    await page.click("#nav-workers")
+    worker = page.locator("#worker-rows tr[data-worker]")
+    await expect(worker).to_have_count(1)
+    await expect(worker.locator(".state")).to_have_text("up")
+    await expect(worker).to_contain_text("demo")
+    await expect(worker.locator(".slots")).to_have_text(re.compile(r"^0 / \d+$"))
+    await worker.locator('button[data-action="drain"]').click()
+    await expect(worker.locator(".state")).to_have_text("drained")
+    await page.goto(page.url.split("#")[0] + "#/")
+    job_id = await submit_from_form(page, "demo", {"tick": 0.01})
+    await page.goto(page.url.split("#")[0] + "#/workers")
+    await expect(worker.locator(".state")).to_have_text("drained")
+    await worker.locator('button[data-action="resume"]').click()
+    await expect(worker.locator(".state")).to_have_text("up")
+    await page.goto(page.url.split("#")[0] + f"#/jobs/{job_id}")
+    await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+
+
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:
     clip = await make_clip(tmp_path / "clip.mp4")
     await page.select_option("#job-type", "video-transcode")

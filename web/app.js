@@ -12,6 +12,7 @@ import { applyEvent, longJobNotice, startJob, TERMINAL } from "/jobstate.js";
 import { loadTypes, submit, typeTimeout } from "/new-job.js";
 import { openReplay, stopPlaying } from "/replay.js";
 import { stopServiceLogs, tailServiceLogs } from "/service-logs.js";
+import { closeWorkers, openWorkers } from "/workers.js";
 import { StreamHub } from "/stream-hub.js";
 import { $, api, el, formatClock, formatSeconds, LEVELS, now } from "/ui.js";
 import { STATUSES } from "/vocabulary.js";
@@ -275,11 +276,12 @@ function unwatch() {
 
 // ---- routing ------------------------------------------------------------------------------
 function show(page) {
-  for (const name of ["jobs", "replay", "logs", "history", "schedules", "batches"]) $(`page-${name}`).hidden = name !== page;
+  for (const name of ["jobs", "replay", "logs", "history", "schedules", "batches", "workers"]) $(`page-${name}`).hidden = name !== page;
   if (page !== "schedules") closeSchedules();
   if (page !== "batches") closeBatches();
+  if (page !== "workers") closeWorkers();
   for (const [name, link] of [["jobs", $("nav-jobs")], ["history", $("nav-history")], ["logs", $("nav-logs")],
-                              ["schedules", $("nav-schedules")], ["batches", $("nav-batches")]]) {
+                              ["schedules", $("nav-schedules")], ["batches", $("nav-batches")], ["workers", $("nav-workers")]]) {
     if (name === page) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
 }
@@ -306,6 +308,11 @@ function route() {
     stopServiceLogs();
     show("schedules");
     openSchedules();
+  } else if (hash === "#/workers") {
+    stopPlaying();
+    stopServiceLogs();
+    show("workers");
+    openWorkers();
   } else if (hash === "#/history") {
     stopPlaying();
     stopServiceLogs();

@@ -45,6 +45,7 @@ function row(queue) {
       queue.paused ? "paused" : "active")),
     el("td", { class: "waiting" }, String(queue.waiting)),
     el("td", { class: "running" }, String(queue.running)),
+    el("td", { class: "workers" }, String(queue.workers ?? 0)),
     el("td", {}, limits(queue)),
     el("td", {}, button));
 }

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import queues, schedules
+from . import queues, schedules, workers
 from .exit_codes import EXIT_ERROR
 
 
@@ -137,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schedules.add_parser(command, _param)
     queues.add_parser(command)
+    workers.add_parser(command)
 
     tail = commands.add_parser("tail", help="print raw events from NATS with their subject and sequence "
                                             "(for when the nats CLI is not at hand)")
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         schedules.check(parser, args)
     if args.command == "queues":
         queues.check(parser, args)
+    if args.command == "workers":
+        workers.check(parser, args)
     if args.command == "up":
         from .launcher import up
 
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             return schedules.run(client, args)
         if args.command == "queues":
             return queues.run(client, args)
+        if args.command == "workers":
+            return workers.run(client, args)
         return run_command(client, args)
     except ApiError as exc:
         print(f"error: {exc.detail or exc.title} ({exc.status})", file=sys.stderr)

@@ -13,6 +13,7 @@ from jobline.contract.events import LogRow
 from jobline.contract.job_state import ArtifactInfo, JobState, StepState
 from jobline.contract.queues import QueueView
 from jobline.contract.schedules import MissedTicks, ScheduleView
+from jobline.contract.workers import WorkerView
 
 from . import events
 from .aio import Accepted, AsyncClient, AsyncJob
@@ -24,5 +25,5 @@ from .sync import Client, Job
 __all__ = [
     "Accepted", "ApiError", "ArtifactInfo", "AsyncClient", "AsyncJob", "Client", "Job", "JobCancelled", "JobError",
     "JobExpired", "JobFailed", "JobState", "JoblineError", "LogRow", "MissedTicks", "QueueView", "RawEvent", "ReplayEnded",
-    "ScheduleView", "Snapshot", "StepState", "StreamEvent", "Unreachable", "Upload", "events",
+    "ScheduleView", "Snapshot", "StepState", "StreamEvent", "Unreachable", "Upload", "WorkerView", "events",
 ]

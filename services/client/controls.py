@@ -14,16 +14,20 @@ from jobline.contract.flows import FlowAccepted, FlowTreeNode
 from jobline.contract.queues import QueueView
 from jobline.contract.schedules import ScheduleView
 from jobline.contract.vocabulary import Overlap
+from jobline.contract.workers import WorkerView
 
 from .stream import RawEvent
 from .transport import Transport, submission_body
 
 Schedules = list[ScheduleView]
 Queues = list[QueueView]
+Workers = list[WorkerView]
 _schedule_decoder = msgspec.json.Decoder(ScheduleView)
 _schedules_decoder = msgspec.json.Decoder(list[ScheduleView])
 _queue_decoder = msgspec.json.Decoder(QueueView)
 _queues_decoder = msgspec.json.Decoder(list[QueueView])
+_worker_decoder = msgspec.json.Decoder(WorkerView)
+_workers_decoder = msgspec.json.Decoder(list[WorkerView])
 _batch_accepted_decoder = msgspec.json.Decoder(BatchAccepted)
 _batch_state_decoder = msgspec.json.Decoder(BatchState)
 _flow_accepted_decoder = msgspec.json.Decoder(FlowAccepted)
@@ -124,3 +128,19 @@ class Controls(Transport):
         if unknown:
             raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
         return _queue_decoder.decode((await self.request("PUT", f"/api/queues/{job_type}", json=limits)).content)
+
+    # --- workers -------------------------------------------------------------------------------
+    async def workers(self) -> Workers:
+        """Every processor at work: its types, slots, the jobs it runs, its state (up, draining,
+        drained, gone)."""
+        return _workers_decoder.decode((await self.request("GET", "/api/workers")).content)
+
+    async def worker(self, worker_id: str) -> WorkerView:
+        return _worker_decoder.decode((await self.request("GET", f"/api/workers/{worker_id}")).content)
+
+    async def drain_worker(self, worker_id: str) -> WorkerView:
+        """The processor takes no new job and runs those it has to their end (it stays up)."""
+        return _worker_decoder.decode((await self.request("POST", f"/api/workers/{worker_id}/drain")).content)
+
+    async def resume_worker(self, worker_id: str) -> WorkerView:
+        return _worker_decoder.decode((await self.request("POST", f"/api/workers/{worker_id}/resume")).content)

@@ -25,9 +25,10 @@ from jobline.contract.flows import FlowAccepted, FlowTreeNode
 from jobline.contract.job_state import ArtifactInfo, JobState
 from jobline.contract.queues import QueueView
 from jobline.contract.schedules import ScheduleView
+from jobline.contract.workers import WorkerView
 
 from .aio import AsyncClient, AsyncJob
-from .controls import Queues, Schedules
+from .controls import Queues, Schedules, Workers
 from .files import Upload
 from .stream import RawEvent, StreamEvent
 
@@ -218,6 +219,18 @@ class Client:
 
     def set_queue_limits(self, job_type: str, **limits: int | float | None) -> QueueView:
         return self._run(self.aio.set_queue_limits(job_type, **limits))
+
+    def workers(self) -> Workers:
+        return self._run(self.aio.workers())
+
+    def worker(self, worker_id: str) -> WorkerView:
+        return self._run(self.aio.worker(worker_id))
+
+    def drain_worker(self, worker_id: str) -> WorkerView:
+        return self._run(self.aio.drain_worker(worker_id))
+
+    def resume_worker(self, worker_id: str) -> WorkerView:
+        return self._run(self.aio.resume_worker(worker_id))
 
     def watch(self, job_id: str) -> Iterator[StreamEvent]:
         return self.job(job_id).watch()

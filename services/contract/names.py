@@ -162,6 +162,15 @@ class _StoreNames(_Namespaced):
         return self._stream("IDEMPOTENCY").lower()
 
     @property
+    def workers_bucket(self) -> str:
+        """KV bucket: worker id → what that processor last said of itself (contract/workers.py)."""
+        return self._stream("WORKERS").lower()
+
+    def worker_rpc(self, worker_id: str, action: str = "*") -> str:
+        """`rpc.workers.<id>.<action>`: what one processor answers (drain, resume)."""
+        return self._subject("rpc", "workers", worker_id, action)
+
+    @property
     def log_history_rpc(self) -> str:
         """Request/reply subject of the logsink; outside the streams' `jobs.>`/`logs.>` space."""
         return self._subject("rpc", "logsink", "history")

@@ -42,6 +42,7 @@ class QueueView(msgspec.Struct, kw_only=True):
     waiting: int  # jobs not yet handed to a processor (a retrying job waiting out its backoff included)
     running: int  # handed to a processor and not yet acknowledged (running, or waiting for a rate token)
     updated_at: float
+    workers: int = 0  # processors serving the type now (not gone; drained ones included)
 
 
 controls_decoder = msgspec.json.Decoder(QueueControls)

@@ -29,6 +29,7 @@ from jobline.jobs.history_client import HistoryClient, HistoryUnavailable
 from jobline.jobs.idempotency import open_bucket as open_idempotency
 from jobline.jobs.reader import JobReader
 from jobline.jobs.schedules import ScheduleStore
+from jobline.jobs.workers import Workers
 from jobline.jobs.writer import JobWriter
 from jobline.runtime.buckets import key_value
 from jobline.runtime.connection import close_connection, connect, instance_name
@@ -65,6 +66,7 @@ from .queues.routes import queue_handlers
 from .queues.store import QueueStore
 from .schedules.routes import schedule_handlers
 from .settings import GatewaySettings
+from .workers.routes import worker_handlers
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -88,6 +90,7 @@ class Wired:
     flows: Flows
     schedules: ScheduleStore
     queues: QueueStore
+    workers: Workers
     readiness: Readiness
     metrics: GatewayMetrics
 
@@ -162,6 +165,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
             feed = JobFeed(nc, js, names, read_model, hub)
             stack.push_async_callback(feed.stop)
             await feed.start(catch_up_timeout=600.0)
+            workers = Workers(nc, names)
+            stack.push_async_callback(workers.stop)
+            await workers.start(js, replicas)
             readiness = Readiness(nc)
             app.state.wired = built = Wired(
                 writer=writer, reader=reader, checks=checks, catalogue=catalogue, history=history,
@@ -171,7 +177,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
                                                      BatchRecord), writer, read_model),
                 flows=Flows(KvRecords(await key_value(js, flows_bucket_config(names, replicas)), FlowRecord), writer),
                 schedules=await ScheduleStore.open(js, names, replicas, settings.schedule_catchup_s),
-                queues=QueueStore(js, names, KvRecords(controls, QueueControls), catalogue, replicas),
+                queues=QueueStore(js, names, KvRecords(controls, QueueControls), catalogue, replicas, workers.serving),
+                workers=workers,
                 readiness=readiness, metrics=metrics)
             wired.update(vars(built))
             app.state.catalogue = catalogue  # (the OpenAPI document names the served types)
@@ -189,7 +196,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
     dependencies |= {"settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
                      "auth": Provide(lambda: auth, use_cache=True, sync_to_thread=False)}
     handlers: list[Any] = [ws_endpoint, *access_handlers, *ops_handlers, *job_handlers, *file_handlers,
-                           *stream_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers]
+                           *stream_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers,
+                           *worker_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

@@ -8,6 +8,7 @@ between the attempt's `started` and its registration here must not be lost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class RunningJobs:
 
     def remove(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
+
+    def ids(self, most: int) -> list[str]:
+        """The ids of jobs whose handler runs here now (at most `most`)."""
+        return list(itertools.islice(self._jobs, most))
 
     async def on_cancel_request(self, msg: Msg) -> None:
         try:

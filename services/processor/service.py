@@ -14,6 +14,7 @@ from jobline.runtime.stream_setup import ensure_streams
 
 from .metrics import ProcessorMetrics
 from .objects import Objects
+from .presence import Presence
 from .registry import Registry, TaskModuleError, default_registry, load_task_modules
 from .settings import ProcessorSettings
 from .type_catalogue import advertise
@@ -45,6 +46,7 @@ async def run(settings: ProcessorSettings, stop: asyncio.Event, registry: Regist
             await until_stopped(stop, worker.start())
             await until_stopped(stop, advertise(js, settings.names, registry, worker.served_types(),
                                                 settings.retention.replicas, settings.default_timeout_s))
+            await stack.enter_async_context(Presence.running(nc, js, settings, worker, instance))
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
                                                       ready=lambda: nc.is_connected and not stop.is_set()))
             await worker.run(stop)

@@ -30,6 +30,7 @@ class ProcessorSettings:
     progress_rate: float = 10.0  # progress events per second per job at most
     drain_grace_s: float = 10.0  # on SIGTERM, how long running jobs may take to finish
     priority_share_s: float = 30.0  # no priority starves: this often, the band served least recently goes first once
+    worker_beat_s: float = 5.0  # how often it rewrites its entry in the workers bucket (gone after 3 missed)
     ops_host: str = "127.0.0.1"
     ops_port: int = 9101  # /metrics, /healthz, /readyz (a free port if taken)
     log_level: str = "INFO"
@@ -56,6 +57,7 @@ class ProcessorSettings:
             progress_rate=env.env_float("JOBLINE_PROGRESS_RATE", d.progress_rate),
             drain_grace_s=env.env_float("JOBLINE_DRAIN_GRACE_S", d.drain_grace_s),
             priority_share_s=env.env_float("JOBLINE_PRIORITY_SHARE_S", d.priority_share_s),
+            worker_beat_s=env.env_float("JOBLINE_WORKER_BEAT_S", d.worker_beat_s),
             ops_host=env.env_str("JOBLINE_OPS_HOST", d.ops_host),
             ops_port=env.env_int("JOBLINE_OPS_PORT", d.ops_port),
             log_level=env.log_level(),

@@ -62,7 +62,8 @@ class Worker:
                                   Gates(js, self._names, self.controls, self.key_slots, settings.ack_wait_s),
                                   self._running, finish=self._finish)
         self._instance = instance
-        self._draining = False
+        self._draining = False  # stopping: what comes is handed back, running jobs get the grace period
+        self.quiet = False  # drained by an operator: takes no new job, runs what it has to the end
         self._cancels: Subscription | None = None
         self.jobs_done = 0
 
@@ -84,7 +85,8 @@ class Worker:
         # concurrency are the broker's. A break (a restarted server, silence) asks again.
         for job_type in self.served_types():
             self._intakes[job_type] = Intake(self._nc, self._js, self._settings, self.controls, job_type,
-                                             start=self._start, free=self._free, draining=lambda: self._draining)
+                                             start=self._start, free=self._free,
+                                             draining=lambda: self._draining or self.quiet)
         for intake in self._intakes.values():
             await intake.start()
 
@@ -106,11 +108,30 @@ class Worker:
             await self.controls.stop()
 
     def _free(self) -> int:
-        return max(self._settings.concurrency - len(self._tasks), 0)
+        return 0 if self.quiet else max(self._settings.concurrency - len(self._tasks), 0)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def running_ids(self, most: int) -> list[str]:
+        return self._running.ids(most)
+
+    def set_quiet(self, quiet: bool) -> None:
+        """Drain (take no new job; those running go on to their end) or take work again."""
+        if quiet != self.quiet:
+            log.info("%s: %s", self._instance, "drained by an operator: taking no new job" if quiet else "taking jobs again")
+        self.quiet = quiet
+        if not quiet:
+            for intake in self._intakes.values():
+                intake.wake()
 
     def _start(self, msg: Msg) -> None:
         if self._draining:
             _hand_back(msg)
+            return
+        if self.quiet:  # (a pull answered after the drain: someone else takes it)
+            _hand_back(msg, OVERFLOW_NAK_S)
             return
         if not self._free():  # more queues delivered than there were slots: hand it to someone else
             _hand_back(msg, OVERFLOW_NAK_S)

@@ -27,6 +27,7 @@ from jobline.contract.names import (
 )
 from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 from jobline.contract.vocabulary import ALL_STATUSES
+from jobline.contract.workers import WORKER_ID_PATTERN
 
 from .limits import (
     MAX_LOG_PAGE,
@@ -98,6 +99,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
     "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "flow_id": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "worker_id": {"type": "string", "pattern": WORKER_ID_PATTERN},
     "name": {"type": "string", "pattern": "^[^/\\u0000-\\u001f\\u007f]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},

@@ -7,7 +7,7 @@ path:
 | role | may |
 |---|---|
 | admin | everything |
-| operator | read everything; cancel jobs (one, or all a filter matches), batches and flows; queue controls; schedules |
+| operator | read everything; cancel jobs (one or by filter), batches and flows; queue controls; schedules; drain workers |
 | backend | read everything; submit jobs, batches, flows, uploads; mint form tokens |
 | viewer | read everything |
 
@@ -34,7 +34,8 @@ class Role(StrEnum):
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
 _SUBMITS = re.compile(r"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens)")
-_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/cancel|queues(/.*)?|schedules(/.*)?)")
+_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/cancel|queues(/.*)?|schedules(/.*)?"
+                       r"|workers/[^/]+/(drain|resume))")
 
 
 def parse_token(entry: str) -> tuple[str, Role]:

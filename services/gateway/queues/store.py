@@ -52,12 +52,13 @@ def check_limits(limits: QueueLimits) -> None:
 
 class QueueStore:
     def __init__(self, js: JetStreamContext, names: Names, records: KvRecords[QueueControls], catalogue: Catalogue,
-                 replicas: int):
+                 replicas: int, serving: Callable[[str], int] = lambda job_type: 0):
         self.js = js
         self.names = names
         self.records = records  # KV queue_controls: what counts (processors read it when they make a queue)
         self.catalogue = catalogue
         self.replicas = replicas
+        self.serving = serving  # how many processors serve a type (the workers bucket)
 
     def _known(self, job_type: str) -> None:
         if not is_valid_job_type(job_type) or job_type not in self.catalogue.types:
@@ -74,7 +75,7 @@ class QueueStore:
         return QueueView(type=job_type, paused=controls.paused, concurrency=controls.concurrency,
                          key_concurrency=controls.key_concurrency,
                          rate_max=controls.rate_max, rate_window_s=controls.rate_window_s, waiting=waiting,
-                         running=running, updated_at=controls.updated_at)
+                         running=running, updated_at=controls.updated_at, workers=self.serving(job_type))
 
     async def _counts(self, durable: str) -> tuple[int, int]:
         """(waiting, running) of one queue of the type (one per priority band)."""
