@@ -1,7 +1,8 @@
 """This processor in the `workers` bucket (contract/workers.py): its entry rewritten every beat, the
 drain and resume requests an operator sends it, and its entry deleted when it stops cleanly.
 
-Off the job path: one KV put per beat (5 s by default) whatever the load, and nothing per job.
+Off the job path: one KV put per beat (5 s by default), and one a second at most while jobs start
+and end (so the page shows them within a second); per job, setting an event.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .settings import ProcessorSettings
 from .worker import Worker
 
 log = logging.getLogger(__name__)
+CHANGE_GAP_S = 1.0  # a job's start or end is shown within this long (one put a second at most)
+SETTLE_S = 0.2
 
 
 def _version() -> str:
@@ -70,11 +73,24 @@ class Presence:
         with contextlib.suppress(Exception):
             await msg.respond(encoder.encode(view_of(self.entry())))
 
+    def changed(self) -> None:
+        """A job started or ended here: the entry is rewritten soon (at most once a second), not
+        only at the next beat."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Beat until cancelled (also while the processor drains on its way out)."""
+        beat_s = max(self._settings.worker_beat_s, 0.1)
         while True:
+            self._wake.clear()
             await self._beat()
-            await asyncio.sleep(max(self._settings.worker_beat_s, 0.1))
+            await asyncio.sleep(min(CHANGE_GAP_S, beat_s))
+            try:
+                async with asyncio.timeout(max(beat_s - CHANGE_GAP_S, 0.0)):
+                    await self._wake.wait()
+                await asyncio.sleep(SETTLE_S)  # (a job that just started has its handler running by then)
+            except TimeoutError:
+                pass
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -83,6 +99,7 @@ class Presence:
         """Beat and answer until the block ends; then leave the bucket (a clean stop is not "gone")."""
         kv = await key_value(js, workers_bucket_config(settings.names, settings.retention.replicas))
         presence = cls(nc, kv, settings, worker, instance)
+        worker.on_change = presence.changed
         requests = await nc.subscribe(settings.names.worker_rpc(presence.id), cb=presence._on_request)
         beats = asyncio.create_task(presence.run())
         try:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -66,6 +67,7 @@ class Worker:
         self.quiet = False  # drained by an operator: takes no new job, runs what it has to the end
         self._cancels: Subscription | None = None
         self.jobs_done = 0
+        self.on_change: Callable[[], None] = lambda: None  # a job started or ended (presence.py)
 
     def served_types(self) -> list[str]:
         wanted = list(self._settings.job_types) or self._registry.names()
@@ -139,9 +141,11 @@ class Worker:
         key, delivered = delivery_of(msg)
         task = asyncio.create_task(self._process(msg, key, delivered), name=f"job-{key}")
         self._tasks[key] = task
+        self.on_change()
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.pop(key, None)
+            self.on_change()
             for intake in self._intakes.values():
                 intake.wake()  # a slot is free
             if not t.cancelled() and t.exception() is not None:
