@@ -26,7 +26,7 @@ from jobline.processor.video_tasks import STEPS, RenditionsParams, TranscodePara
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .browser import chromium
-from .helpers import Stack, running_stack, wait_for_job_type
+from .helpers import Stack, read_sse, running_stack, wait_for_job_type
 from .oracle import read_timeline
 from .processes import ServiceProcess, free_port, gateway_url, service_env, stop_all
 
@@ -320,6 +320,27 @@ async def test_the_workers_page_shows_the_processor_and_drains_and_resumes_it(pa
     await expect(worker.locator(".state")).to_have_text("up")
     await page.goto(page.url.split("#")[0] + f"#/jobs/{job_id}")
     await expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+
+
+async def test_retry_every_failed_job_of_a_search_from_the_history_page(page: Page, client: httpx.AsyncClient) -> None:
+    failed = []
+    for _ in range(3):
+        answer = await client.post("/api/jobs", json={"type": "broken", "tags": ["retry-me"]})
+        failed.append(answer.json()["id"])
+    for job_id in failed:
+        await read_sse(client, f"/api/jobs/{job_id}/events")
+    await page.click("#nav-history")
+    await page.select_option("#history-status", "failed")
+    await page.fill("#history-tag", "retry-me")
+    await page.click("#history-retry")
+    await expect(page.locator("#history-retry-count")).to_have_text("Retry 3 failed jobs?")
+    await page.click("#history-retry-confirm")
+    await expect(page).to_have_url(re.compile(r"#/batches/[A-Za-z0-9_-]+$"), timeout=10_000)
+    await expect(page.locator("#batch-grid .cell")).to_have_count(3)
+    batch_id = page.url.rsplit("/", 1)[1]
+    retried = (await client.get(f"/api/batches/{batch_id}")).json()["jobs"]
+    await page.goto(page.url.split("#")[0] + f"#/jobs/{retried[0]['id']}")
+    await expect(page.locator("#job-origin .retry-of")).to_have_text(re.compile(r"^retry of "))
 
 
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:

@@ -154,7 +154,8 @@ function renderDetail() {
   // Where it came from: its batch (a link to the batch page) or the recurring schedule that made it.
   const origin = job.batch ? el("a", { href: `#/batches/${job.batch}` }, "its batch")
     : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
-  $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []));
+  const again = job.retry_of ? el("a", { href: `#/jobs/${job.retry_of}`, class: "retry-of" }, `retry of ${job.retry_of.slice(-10)}`) : null;
+  $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []), ...(again ? [" · ", again] : []));
   // Whose it is and its labels, as chips (text).
   $("job-labels").replaceChildren(
     ...(job.owner ? [el("span", { class: "pill", "data-label": "owner", title: "owner" }, job.owner)] : []),

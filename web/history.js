@@ -14,7 +14,49 @@ export function openHistory() {
   $("history-form").addEventListener("submit", (event) => { event.preventDefault(); pages = [null]; show(0); });
   $("history-older").addEventListener("click", () => show(shown + 1));
   $("history-newer").addEventListener("click", () => show(shown - 1));
+  $("history-retry").addEventListener("click", askRetry);
+  $("history-retry-cancel").addEventListener("click", () => { $("history-retry-ask").hidden = true; });
+  $("history-retry-confirm").addEventListener("click", retry);
   show(0);
+}
+
+// Bulk retry: what the filter matches (a dry run) is shown first; confirmed, the new jobs are one
+// batch, whose page follows them live.
+function retryQuery() {
+  const params = query();
+  params.delete("limit");
+  return params;
+}
+
+async function askRetry() {
+  $("history-error-text").textContent = "";
+  const status = $("history-status").value;
+  if (!["failed", "expired", "cancelled", "completed"].includes(status)) {
+    $("history-error-text").textContent = "Choose an ended status (failed, expired, cancelled, completed) to retry.";
+    return;
+  }
+  try {
+    const dry = await api(`/api/jobs/retry?${retryQuery()}&dry_run=true`, { method: "POST" });
+    $("history-retry-count").textContent = dry.matched ? `Retry ${dry.matched} ${status} job${dry.matched === 1 ? "" : "s"}?`
+      : "No job matches.";
+    $("history-retry-confirm").hidden = !dry.matched;
+    $("history-retry-ask").hidden = false;
+  } catch (error) {
+    $("history-error-text").textContent = error.message;
+  }
+}
+
+async function retry() {
+  $("history-retry-confirm").disabled = true;
+  try {
+    const done = await api(`/api/jobs/retry?${retryQuery()}`, { method: "POST" });
+    $("history-retry-ask").hidden = true;
+    if (done.batch) location.hash = `#/batches/${done.batch}`;
+  } catch (error) {
+    $("history-error-text").textContent = error.message;
+  } finally {
+    $("history-retry-confirm").disabled = false;
+  }
 }
 
 function moment(input) {

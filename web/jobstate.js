@@ -19,7 +19,7 @@ function newState(event, seq) {
     steps: (event.steps ?? []).map((name) => newStep(name)), created_seq: seq, seq,
     timeout_s: event.timeout_s ?? null, max_attempts: event.max_attempts ?? null, webhook_url: event.webhook_url ?? null,
     batch: event.batch ?? null, concurrency_key: event.concurrency_key ?? null, priority: event.priority ?? 0,
-    owner: event.owner ?? null, tags: [...(event.tags ?? [])],
+    owner: event.owner ?? null, tags: [...(event.tags ?? [])], retry_of: event.retry_of ?? null,
   });
   if (event.kind === "created") {
     Object.assign(job, { schedule: event.schedule ?? null, tick: event.tick ?? null, flow: event.flow ?? null,

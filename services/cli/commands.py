@@ -305,10 +305,26 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def retry(client: Client, args: argparse.Namespace) -> int:
+    filters = {k: v for k, v in job_filters(args).items() if k != "status"}
+    done = client.retry_matching(args.status, dry_run=args.dry_run, **filters)
+    if args.json:
+        _print_json(done)
+    elif args.dry_run:
+        shown = ", ".join(done["retried"]) + (" …" if done["matched"] > len(done["retried"]) else "")
+        console.print(f"{done['matched']} job(s) would run again" + (f": {shown}" if shown else ""))
+    elif done["batch"] is None:
+        console.print("no job matches")
+    else:
+        console.print(f"{done['matched']} matched: {done['created']} new job(s) in batch {done['batch']} "
+                      f"(the Batches page follows it)")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
     "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
-    "cancel": cancel,
+    "cancel": cancel, "retry": retry,
 }
 
 

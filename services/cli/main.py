@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--json", action="store_true")
 
+    retry = command("retry", "run every ended job a filter matches again, each as a new job (retry_of the old), "
+                             "in one batch: --status failed (required) and the filters of `jobs`")
+    job_filters(retry)
+    retry.add_argument("--dry-run", action="store_true", help="only count what would run again")
+    retry.add_argument("--json", action="store_true")
+
     export = command("export", "every job matching the filters as JSON lines (all pages), optionally with "
                                "their events")
     job_filters(export)
@@ -160,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         queues.check(parser, args)
     if args.command == "workers":
         workers.check(parser, args)
+    if args.command == "retry" and not args.status:
+        parser.error("retry needs --status (the ended statuses to run again, e.g. failed)")
     if args.command == "up":
         from .launcher import up
 

@@ -135,6 +135,19 @@ class AsyncClient(Files, Controls):
                                                      retry="not_sent")).json()
         return answer
 
+    async def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
+                             ) -> dict[str, Any]:
+        """Run every ended job with one of these statuses that the filters match (as `list`, plus
+        `error`, `finished_after`, `finished_before`, `params.<name>`) again, each as a new job
+        (`retry_of` the old), in one batch: `{"matched", "batch", "jobs", "retried", "created"}`.
+        `dry_run`: only count. The same call again makes nothing twice."""
+        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
+                 for k, v in {"status": status, **filters}.items() if v is not None}
+        if dry_run:
+            query["dry_run"] = "true"
+        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/retry", params=query)).json()
+        return answer
+
     async def timeline(self, job_id: str) -> Timeline:
         """Every stored event of the job, in order, with its stream sequence."""
         rows = (await self.get_json(f"/api/jobs/{job_id}/timeline"))["events"]

@@ -138,6 +138,9 @@ class Client:
     def cancel_matching(self, status: str | Iterable[str], **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.cancel_matching(status, **filters))
 
+    def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.retry_matching(status, dry_run=dry_run, **filters))
+
     def timeline(self, job_id: str) -> Timeline:
         return self._run(self.aio.timeline(job_id))
 

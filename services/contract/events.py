@@ -55,6 +55,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     resumed: int = 0  # > 0: published again after children it spawned ended (the how-many-th time)
     owner: str | None = None  # whose job it is (submissions.OWNER_PATTERN)
     tags: list[str] = []  # its labels
+    retry_of: str | None = None  # made to run an ended job again (POST /api/jobs/retry): that job's id
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -74,6 +75,7 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     priority: int = 0
     owner: str | None = None
     tags: list[str] = []
+    retry_of: str | None = None
 
 
 class JobBlocked(_JobEvent, frozen=True, kw_only=True, tag="blocked"):

@@ -83,6 +83,7 @@ class JobState(msgspec.Struct, kw_only=True):
     priority: int = 0  # 0..9, higher starts first
     owner: str | None = None  # whose job it is
     tags: list[str] = []  # its labels
+    retry_of: str | None = None  # the ended job it runs again (a bulk retry)
     flow: str | None = None  # a job of a flow: the flow's id (its root job's) …
     parent: str | None = None  # … its parent …
     name: str | None = None  # … its name among its siblings
@@ -123,7 +124,7 @@ def new_state(event: JobCreated | JobScheduled | JobBlocked, seq: int) -> JobSta
         timeout_s=event.timeout_s, max_attempts=event.max_attempts, webhook_url=event.webhook_url,
     )
     state.batch, state.concurrency_key, state.priority = event.batch, event.concurrency_key, event.priority
-    state.owner, state.tags = event.owner, list(event.tags)
+    state.owner, state.tags, state.retry_of = event.owner, list(event.tags), event.retry_of
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
         state.flow, state.parent, state.name, state.children = event.flow, event.parent, event.name, list(event.children)

@@ -7,15 +7,18 @@ from typing import Annotated, Any
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 
 from jobline.contract.batches import BatchAccepted, BatchState, BatchSummary
 from jobline.contract.submissions import BatchSubmission
+from jobline.jobs.history_client import HistoryClient
 
 from ..http.auth import take_submit_tokens
 from ..http.limits import MAX_BATCH_BYTES
+from ..jobs.search import parse_filter
 from ..live.event_stream import EventStream, StreamWatchdog
 from ..live.streams import Live
+from .retry import BulkRetried, retry_matching
 from .service import Batches, links
 from .stream import batch_events
 
@@ -39,6 +42,51 @@ async def submit_batch(request: Request[Any, Any, Any], batches: NamedDependency
         headers["Idempotent-Replayed"] = "true"
     return Response(BatchAccepted(id=record.id, jobs=record.jobs, links=links(record.id)), status_code=202,
                     headers=headers)
+
+
+@post("/api/jobs/retry", status_code=202, summary="Retry every ended job a filter matches, as one batch",
+      errors=(400, 409, 413, 422, 429, 503),
+      description="`status` (required: ended statuses, e.g. `failed` or `failed,expired`), and optionally `type`, "
+      "`owner`, `tag`, `created_after`/`created_before`, `finished_after`/`finished_before`, `error` (text in the "
+      "error) and `params.<name>=` as for `GET /api/jobs`. Each matched job runs again as a new job with the same "
+      "type, params, owner, tags, priority and limits and `retry_of` = the old job's id; the new jobs are one batch "
+      "(`batch`: follow it at `/api/batches/{id}` and its `events`). `dry_run=true`: only count (and list the first "
+      "20), change nothing (200). Idempotent: the same request answers the same batch (`Idempotent-Replayed`), and "
+      "a job retried once is not retried again by another request (its retry is). At most 10,000 jobs: more is a "
+      "422 with `matched`.",
+      responses={200: ResponseSpec(BulkRetried, description="A dry run, or no job matched: nothing was made",
+                                   generate_examples=False),
+                 202: ResponseSpec(BulkRetried, description="The new jobs are stored, as one batch",
+                                   generate_examples=False)})
+async def retry_jobs(
+    request: Request[Any, Any, Any],
+    batches: NamedDependency[Batches],
+    history: NamedDependency[HistoryClient],
+    status: FromQuery[str],
+    type: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    error: FromQuery[str | None] = None,
+    created_after: FromQuery[float | None] = None,
+    created_before: FromQuery[float | None] = None,
+    finished_after: FromQuery[float | None] = None,
+    finished_before: FromQuery[float | None] = None,
+    dry_run: FromQuery[bool] = False,
+) -> Response[BulkRetried]:
+    job_filter = parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
+                              created_before=created_before, finished_after=finished_after,
+                              finished_before=finished_before, error=error, owner=owner, tag=tag)
+    if dry_run:
+        answer, _ = await retry_matching(batches, history, job_filter, batches.seen_seq, True)
+        return Response(answer, status_code=200)
+    states_seen = batches.seen_seq
+    # (each new job counts against the submit rate, as in a batch: counted once the matches are known)
+    answer, fresh = await retry_matching(batches, history, job_filter, states_seen, False,
+                                         before_create=lambda n: take_submit_tokens(request, n))
+    headers = {} if fresh else {"Idempotent-Replayed": "true"}
+    if answer.batch is not None:
+        headers["Location"] = f"/api/batches/{answer.batch}"
+    return Response(answer, status_code=202 if answer.batch is not None else 200, headers=headers)
 
 
 @get("/api/batches", summary="The newest batches (at most 100), newest first", errors=(503,))
@@ -71,4 +119,4 @@ async def batch_event_stream(batches: NamedDependency[Batches], live: NamedDepen
     return EventStream(batch_events(batches, live, record), watchdog)
 
 
-batch_handlers = [submit_batch, list_batches, get_batch, cancel_batch, batch_event_stream]
+batch_handlers = [retry_jobs, submit_batch, list_batches, get_batch, cancel_batch, batch_event_stream]

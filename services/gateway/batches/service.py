@@ -98,14 +98,16 @@ class Batches:
         self._writer = writer
         self._read_model = read_model
 
-    async def create(self, submission: BatchSubmission, idempotency_key: str | None) -> tuple[BatchRecord, bool]:
+    async def create(self, submission: BatchSubmission, idempotency_key: str | None,
+                     retry_of: list[str] | None = None) -> tuple[BatchRecord, bool]:
         """Check every job, then store the batch's jobs — all in one atomic write, each only if it
         does not exist yet — and then its record; returns the record and whether it is new (False:
         an earlier request with the same Idempotency-Key made it).
 
         The record is written after the jobs: a request that fails stores neither, and a gateway
         dying between the two leaves jobs whose batch is not listed until the request is repeated
-        with its Idempotency-Key (which finds the jobs and writes the record)."""
+        with its Idempotency-Key (which finds the jobs and writes the record). `retry_of`: for a bulk
+        retry, the ended job each one runs again."""
         writer = self._writer
         _check(submission)
         check_idempotency_key(idempotency_key)
@@ -131,7 +133,8 @@ class Batches:
         ours = [(i, key) for (i, key), claimed_id in zip(keyed, claims, strict=True) if claimed_id == job_ids[i]]
         for (index, _), claimed_id in zip(keyed, claims, strict=True):
             job_ids[index] = claimed_id  # (a job an earlier request made under that key is this batch's too)
-        jobs = [created(self._names, writer.created_event(spec, job_ids[i], run_at or now, batch=batch_id), run_at, now)
+        jobs = [created(self._names, writer.created_event(spec, job_ids[i], run_at or now, batch=batch_id,
+                                                          retry_of=retry_of[i] if retry_of else None), run_at, now)
                 for i, (spec, run_at) in enumerate(zip(submission.jobs, run_times, strict=True))]
         try:
             await writer.store_all(jobs)  # (a job another request made under its key exists: left out)
@@ -144,6 +147,11 @@ class Batches:
         record = BatchRecord(id=batch_id, created_at=now, jobs=job_ids)
         await self._records.create(batch_id, record)  # (False: another try of the same request wrote it)
         return record, fresh
+
+    @property
+    def seen_seq(self) -> int:
+        """How far this gateway has seen the job stream (a search waits for the history to get there)."""
+        return self._read_model.last_seq
 
     async def require(self, batch_id: str) -> BatchRecord:
         record = await self._records.value(batch_id) if is_valid_job_id(batch_id) else None

@@ -26,7 +26,7 @@ from jobline.contract.names import (
     SERVICE_NAME_RE,
 )
 from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
-from jobline.contract.vocabulary import ALL_STATUSES
+from jobline.contract.vocabulary import ALL_STATUSES, TERMINAL_STATUSES
 from jobline.contract.workers import WORKER_ID_PATTERN
 
 from .limits import (
@@ -126,6 +126,7 @@ ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/stats/activity", "type"): {"type": "string", "pattern": JOB_TYPE_PATTERN},
     ("/api/events", "type"): {"type": "string", "pattern": _type_list()},
     ("/api/events", "status"): {"type": "string", "pattern": _list_of(ALL_STATUSES)},
+    ("/api/jobs/retry", "status"): {"type": "string", "pattern": _list_of(sorted(TERMINAL_STATUSES))},
     ("/api/events", "jobs"): {"type": "string", "pattern": f"^{_ID}(,{_ID})*$"},
     ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
     **{(path, "name"): {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}

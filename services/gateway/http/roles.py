@@ -34,7 +34,7 @@ class Role(StrEnum):
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
 _SUBMITS = re.compile(r"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens)")
-_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/cancel|queues(/.*)?|schedules(/.*)?"
+_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry)|queues(/.*)?|schedules(/.*)?"
                        r"|workers/[^/]+/(drain|resume))")
 
 
