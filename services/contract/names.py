@@ -166,6 +166,11 @@ class _StoreNames(_Namespaced):
         """KV bucket: worker id → what that processor last said of itself (contract/workers.py)."""
         return self._stream("WORKERS").lower()
 
+    @property
+    def unique_bucket(self) -> str:
+        """KV bucket: `<type>.<unique_key hashed>` → the job that holds the key (jobs/unique.py)."""
+        return self._stream("UNIQUE_KEYS").lower()
+
     def worker_rpc(self, worker_id: str, action: str = "*") -> str:
         """`rpc.workers.<id>.<action>`: what one processor answers (drain, resume)."""
         return self._subject("rpc", "workers", worker_id, action)

@@ -5,7 +5,7 @@ spawned child), and the client library writes them."""
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -16,6 +16,14 @@ from .vocabulary import ChildFailurePolicy
 OWNER_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")  # a tenant or user id, as the app names it
 TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TAGS: Final = 16
+
+
+# A job with a unique_key: `active` — while a job of that key (and type) has not ended, a submission
+# answers it instead of making another; `throttle` — one job per key per window, the window's first;
+# `debounce` — the job starts a window after the last submission of its key, with that one's params.
+UniqueMode = Literal["active", "throttle", "debounce"]
+MAX_UNIQUE_KEY: Final = 255
+MAX_UNIQUE_WINDOW_S: Final = 86400.0
 
 
 class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,6 +41,9 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True):
     priority: int = PRIORITY_MIN  # PRIORITY_MIN..PRIORITY_MAX: with a backlog, higher starts first
     owner: str | None = None  # whose job it is (a tenant or user id: OWNER_PATTERN)
     tags: list[str] = []  # a few short labels (TAG_PATTERN, at most MAX_TAGS)
+    unique_key: str | None = None  # one job of the type per key at a time (`unique_mode` says how): POST /api/jobs only
+    unique_mode: UniqueMode = "active"
+    unique_window_s: float | None = None  # throttle and debounce: the window
 
 
 class BatchJob(JobSubmission, forbid_unknown_fields=True):

@@ -29,6 +29,7 @@ from jobline.jobs.history_client import HistoryClient, HistoryUnavailable
 from jobline.jobs.idempotency import open_bucket as open_idempotency
 from jobline.jobs.reader import JobReader
 from jobline.jobs.schedules import ScheduleStore
+from jobline.jobs.unique import bucket_config as unique_bucket_config
 from jobline.jobs.workers import Workers
 from jobline.jobs.writer import JobWriter
 from jobline.runtime.buckets import key_value
@@ -158,7 +159,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
             controls = await key_value(js, queue_controls_bucket_config(names, replicas))
             checks = JobChecks(catalogue, job_limits(settings))
             writer = JobWriter(nc, js, names, checks, await open_idempotency(js, names, settings.idempotency_ttl_s, replicas),
-                               Bands(js, names, controls), reader, on_stored=metrics.count_submitted)
+                               Bands(js, names, controls), reader, on_stored=metrics.count_submitted,
+                               unique=await key_value(js, unique_bucket_config(names.unique_bucket, replicas)))
             live = Live(read_model, hub, reader, LogClient(nc, names), js, names, watchdog, settings.sse_retry_ms,
                         settings.snapshot_log_lines, settings.max_wait_s)
             await load_live_window(history, read_model, settings)

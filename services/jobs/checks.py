@@ -8,7 +8,14 @@ from typing import Final
 
 from jobline.contract.events import encoder
 from jobline.contract.names import PRIORITY_MAX, PRIORITY_MIN, is_valid_job_type
-from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN, JobSubmission
+from jobline.contract.submissions import (
+    MAX_TAGS,
+    MAX_UNIQUE_KEY,
+    MAX_UNIQUE_WINDOW_S,
+    OWNER_PATTERN,
+    TAG_PATTERN,
+    JobSubmission,
+)
 
 from .catalogue import Catalogue
 from .delays import run_time
@@ -86,6 +93,7 @@ class JobChecks:
             raise Invalid(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX} (higher starts first)",
                           title="Invalid priority", key="priority", message="out of range")
         _check_labels(submission)
+        _check_unique(submission)
         if submission.webhook_url is not None:
             await self._check_webhook(submission.webhook_url)
         check_idempotency_key(idempotency_key)
@@ -93,7 +101,8 @@ class JobChecks:
 
     async def check_now(self, submission: JobSubmission) -> None:
         """`check` for a job that runs when something else says (a schedule's tick, a flow's turn):
-        no run_at or delay_s of its own."""
+        no run_at or delay_s of its own, no unique_key."""
+        refuse_unique(submission)
         if submission.run_at is not None or submission.delay_s is not None:
             raise Invalid("it runs at its tick or turn: no run_at or delay_s", title="Invalid job", key="delay_s"
                           if submission.delay_s is not None else "run_at", message="not allowed here")
@@ -121,3 +130,35 @@ class JobChecks:
             await check_target(url, self.limits.webhook_allow)
         except WebhookTargetRefused as exc:
             raise Invalid(str(exc), title="Webhook refused", key="webhook_url") from exc
+
+
+def refuse_unique(submission: JobSubmission) -> None:
+    """One job per key is decided for one submission at a time (`POST /api/jobs`): not in a batch, a
+    flow or a schedule."""
+    if submission.unique_key is not None:
+        raise Invalid("unique_key is taken by POST /api/jobs only (not in a batch, flow or schedule)",
+                      title="Invalid job", key="unique_key", message="not allowed here")
+
+
+def _check_unique(submission: JobSubmission) -> None:
+    key, mode, window = submission.unique_key, submission.unique_mode, submission.unique_window_s
+    if key is None:
+        if mode != "active" or window is not None:
+            raise Invalid("unique_mode and unique_window_s go with a unique_key", title="Invalid unique key",
+                          key="unique_key", message="missing")
+        return
+    if not 0 < len(key) <= MAX_UNIQUE_KEY or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise Invalid(f"unique_key must have 1 to {MAX_UNIQUE_KEY} characters, none of them a control character",
+                      title="Invalid unique key", key="unique_key", message="bad key")
+    if mode == "active":
+        if window is not None:
+            raise Invalid("unique_window_s is for throttle and debounce (active holds until the job ends)",
+                          title="Invalid unique key", key="unique_window_s", message="not for active")
+        return
+    if window is None or not 0 < window <= MAX_UNIQUE_WINDOW_S:
+        raise Invalid(f"{mode} needs unique_window_s above 0 and at most {MAX_UNIQUE_WINDOW_S:g} seconds",
+                      title="Invalid unique key", key="unique_window_s", message="out of range")
+    if mode == "debounce" and (submission.run_at is not None or submission.delay_s is not None):
+        raise Invalid("a debounced job starts its window after the last submission: no run_at or delay_s",
+                      title="Invalid unique key", key="delay_s" if submission.delay_s is not None else "run_at",
+                      message="not with debounce")

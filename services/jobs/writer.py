@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
 from jobline.contract.events import CancelRequested, JobCancelled, JobCreated, JobScheduled, encoder
+from jobline.contract.job_state import JobState
 from jobline.contract.names import Names
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, expect_last, fenced, subject_of
 from jobline.contract.submissions import JobSubmission
@@ -33,11 +35,12 @@ from jobline.runtime.publishing import publish_if_last, publish_reliably
 from .bands import Bands
 from .checks import JobChecks
 from .delays import schedule_headers, scheduled_event, unschedule
-from .errors import Conflict, JobError, TooLarge, Unavailable
+from .errors import Conflict, Invalid, JobError, TooLarge, Unavailable
 from .history_client import HistoryUnavailable
 from .idempotency import claim, fingerprint
 from .new_jobs import NewJob, existing
 from .reader import JobReader
+from .unique import Taken, UniqueKeys
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4  # atomic writes of what is still missing, each after finding what exists
@@ -52,9 +55,19 @@ def new_job_id() -> str:
     return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
+class Held(Exception):
+    """The submission's unique_key is held by `job_id` (`state`: as this gateway last saw it, if it
+    did): it answers the submission, and nothing is made."""
+
+    def __init__(self, job_id: str, state: JobState | None):
+        super().__init__(job_id)
+        self.job_id, self.state = job_id, state
+
+
 class JobWriter:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, checks: JobChecks, keys: KeyValue,
-                 bands: Bands, reader: JobReader, on_stored: Callable[[str], None] = lambda job_type: None):
+                 bands: Bands, reader: JobReader, on_stored: Callable[[str], None] = lambda job_type: None,
+                 unique: KeyValue | None = None):
         self.nc = nc
         self.js = js
         self.names = names
@@ -63,6 +76,7 @@ class JobWriter:
         self.bands = bands
         self.reader = reader
         self._on_stored = on_stored  # (the gateway counts submissions per type)
+        self.unique = UniqueKeys(unique, reader) if unique is not None else None  # unique_key: one job per key
 
     # --- new jobs ---------------------------------------------------------------------------
     def created_event(self, submission: JobSubmission, job_id: str, ts: float, **origin: str | float | None
@@ -95,8 +109,28 @@ class JobWriter:
                 # The first request claimed the key but may have died before storing the job: store
                 # it (the created event's Nats-Msg-Id makes a race between the two a single message).
                 job_id, fresh = claimed, False
+        replaced = None
+        if submission.unique_key is not None and fresh:
+            if self.unique is None:
+                raise Invalid("unique_key is taken by POST /api/jobs only", title="Invalid job", key="unique_key")
+            try:
+                replaced = await self.unique.take(submission, job_id)
+            except Taken as taken:
+                raise Held(taken.job_id, self.reader.live.get(taken.job_id)) from None
+            if submission.unique_mode == "debounce":
+                # (checked: no run_at of its own; whole seconds, the broker's, never before the window ends)
+                run_at = float(math.ceil(submitted_at + (submission.unique_window_s or 0.0)))
         event = self.created_event(submission, job_id, run_at or submitted_at)
-        return await self.store(event, run_at, submitted_at), fresh
+        try:
+            stored = await self.store(event, run_at, submitted_at)
+        except BaseException:
+            if submission.unique_key is not None and self.unique is not None and fresh:
+                await self.unique.release(submission, job_id)
+            raise
+        if replaced is not None:  # (debounce: the job this one replaces has not started; it will not)
+            with contextlib.suppress(JobError):
+                await self.cancel(replaced, f"debounced: replaced by {job_id}")
+        return stored, fresh
 
     async def _made_before(self, job_id: str) -> JobCreated | None:
         """The job an Idempotency-Key names, if it was made (it may have left memory: the history

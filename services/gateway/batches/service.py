@@ -22,7 +22,7 @@ from jobline.contract.job_state import JobState
 from jobline.contract.names import Names, is_valid_job_id
 from jobline.contract.submissions import BatchSubmission
 from jobline.contract.vocabulary import TERMINAL_STATUSES, JobStatus
-from jobline.jobs.checks import check_idempotency_key
+from jobline.jobs.checks import check_idempotency_key, refuse_unique
 from jobline.jobs.errors import Conflict, Invalid, JobError, NotFound, Unavailable
 from jobline.jobs.history_client import HistoryUnavailable
 from jobline.jobs.idempotency import claim, fingerprint, release
@@ -114,6 +114,7 @@ class Batches:
         run_times: list[float | None] = []
         for index, spec in enumerate(submission.jobs):
             try:
+                refuse_unique(spec)
                 run_times.append(await writer.checks.check(spec, spec.idempotency_key))
             except JobError as error:
                 raise error.within(f"jobs[{index}]", index=index) from None

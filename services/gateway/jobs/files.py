@@ -12,13 +12,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter
 from litestar.response import Stream
 
-from jobline.contract.events import JobScheduled
+from jobline.contract.events import JobCreated, JobScheduled
 from jobline.contract.submissions import JobSubmission
 from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.errors import NotFound
 from jobline.jobs.idempotency import fingerprint
 from jobline.jobs.reader import JobReader, check_job_id
-from jobline.jobs.writer import JobWriter, new_job_id
+from jobline.jobs.writer import Held, JobWriter, new_job_id
 
 from ..http.job_scope import check_visible, scope_of
 from ..http.problems import Problem
@@ -101,7 +101,10 @@ async def submit_form(
         for _, spooled in form.files:
             stored.append(await spooled.store(objects, new_job_id()))
         fill_files(submission, form, [item.id for item in stored])
-        event, fresh = await writer.submit(submission, key, request_print)
+        try:
+            event, fresh = await writer.submit(submission, key, request_print)
+        except Held as held:  # its unique_key is held: that job answers (these files are not needed)
+            event, fresh = JobCreated(ts=0.0, job_id=held.job_id, type=submission.type), False
     except BaseException:
         for item in stored:
             await delete_upload(objects, item.id)

@@ -41,7 +41,8 @@ from .objects import SpooledUpload, within
 
 # Fields that are not params: what the JSON body has besides `params`, and the form's own controls.
 OPTIONS = {"timeout_s": float, "queue_timeout_s": float, "max_attempts": int, "webhook_url": str, "run_at": str,
-           "delay_s": float, "concurrency_key": str, "priority": int}
+           "delay_s": float, "concurrency_key": str, "priority": int, "unique_key": str, "unique_mode": str,
+           "unique_window_s": float}
 CONTROLS = frozenset({"type", "params", "redirect", "idempotency_key", "access_token"})
 
 

@@ -23,7 +23,7 @@ from jobline.jobs.errors import Malformed, NotFound
 from jobline.jobs.history_client import HistoryClient
 from jobline.jobs.reader import JobReader
 from jobline.jobs.timeline import decoded, fold
-from jobline.jobs.writer import JobWriter
+from jobline.jobs.writer import Held, JobWriter
 
 from ..http.job_scope import check_visible, scope_of
 from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
@@ -55,15 +55,27 @@ def etag(state: JobState) -> str:
 @post("/api/jobs", status_code=202, summary="Submit a job", request_max_body_size=MAX_JOB_BYTES,
       errors=(409, 413, 422, 429, 503),
       description="With an `Idempotency-Key` header, repeating the request (also concurrently, also days "
-      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another.",
+      "later within JOBLINE_IDEMPOTENCY_TTL_S) returns the same job instead of creating another. With a "
+      "`unique_key`, one job of the type per key: `unique_mode` `active` (default: while a job of the key has not "
+      "ended, a submission answers 200 with that job, nothing made), `throttle` (one per `unique_window_s`: 200 "
+      "with the window's job), `debounce` (the job starts `unique_window_s` after the last submission, with its "
+      "params: each new one replaces the waiting job, which ends cancelled naming its replacement).",
       responses={202: ResponseSpec(Accepted, description="Stored: the job runs as soon as a processor takes it",
+                                   generate_examples=False),
+                 200: ResponseSpec(Accepted, description="Its unique_key is held by this job: nothing was made",
                                    generate_examples=False)})
 async def submit_job(
     writer: NamedDependency[JobWriter],
     data: JSONBody[JobSubmission],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> SentJSON:
-    event, fresh = await writer.submit(data, idempotency_key)
+    try:
+        event, fresh = await writer.submit(data, idempotency_key)
+    except Held as held:  # its unique_key is held: that job answers, nothing is made
+        accepted = Accepted(id=held.job_id, status=held.state.status if held.state else "pending",
+                            links=links(held.job_id))
+        return SentJSON(200, encoder.encode(accepted), [(b"location", accepted.links["self"].encode()),
+                                                        (b"unique-key-held", b"true")])
     job_links = links(event.job_id)
     headers = [(b"location", job_links["self"].encode())]
     # What a new job is when accepted (a processor may have taken it by now: GET says).
