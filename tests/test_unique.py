@@ -140,3 +140,25 @@ async def test_bad_unique_keys_are_refused(gateways: tuple[str, str]) -> None:
                                                 "unique_mode": "sometimes"})).status_code == 400
         in_batch = await a.post("/api/batches", json={"jobs": [{"type": "transcode", "unique_key": "k"}]})
         assert in_batch.status_code == 422 and in_batch.json()["errors"][0]["key"] == "jobs[0].unique_key"
+
+
+async def test_the_client_and_the_cli_submit_with_a_unique_key(gateways: tuple[str, str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from jobline.client import AsyncClient
+
+    release = tmp_path / "release"
+    async with AsyncClient(gateways[0]) as jobline:
+        first = await jobline.submit("transcode", {"release": str(release)}, unique_key="upload-7")
+        again = await jobline.submit("transcode", {"release": str(release)}, unique_key="upload-7")
+        assert again.id == first.id  # (each call has its own Idempotency-Key: the unique key decides)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "jobline.cli.main", "submit", "transcode", *args,
+                                   "--url", gateways[1]], capture_output=True, text=True, timeout=60)
+
+        answer = await asyncio.to_thread(cli, "-p", f"release={release}", "--unique-key", "upload-7")
+        assert answer.returncode == 0 and first.id in answer.stdout, answer.stdout + answer.stderr
+        release.write_text("go")
+        assert (await first.wait(timeout=20)).status == "completed"

@@ -238,7 +238,8 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         params["upload"] = stored.id
     job = client.submit(args.type, params, idempotency_key=args.idempotency_key, delay_s=args.delay,
                         run_at=args.at, concurrency_key=args.concurrency_key, priority=args.priority,
-                        owner=args.owner, tags=args.tag or None)
+                        owner=args.owner, tags=args.tag or None, unique_key=args.unique_key,
+                        unique_mode=args.unique_mode, unique_window_s=args.unique_window)
     if args.json and not args.wait:
         _print_json(msgspec.to_builtins(job.aio.accepted))
     elif not args.json:

@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--concurrency-key", metavar="KEY",
                         help="e.g. the user id: with the type's per-key limit (queues limit --per-key) one key's "
                              "jobs wait while another's run")
+    submit.add_argument("--unique-key", metavar="KEY", help="one job of the type per key: while its job has not "
+                        "ended, submitting again returns it (see --unique-mode)")
+    submit.add_argument("--unique-mode", choices=("active", "throttle", "debounce"),
+                        help="with --unique-key: active (default), throttle (one per window) or debounce (starts a "
+                             "window after the last submission)")
+    submit.add_argument("--unique-window", type=float, metavar="SECONDS", help="the throttle or debounce window")
     submit.add_argument("--priority", type=int, choices=range(0, 10), metavar="0-9",
                         help="with a backlog, a higher priority starts first (default 0)")
     submit.add_argument("--owner", help="whose job it is (a tenant or user id)")

@@ -61,12 +61,15 @@ class AsyncClient(Files, Controls):
                      queue_timeout_s: float | None = None, webhook_url: str | None = None,
                      run_at: str | datetime | None = None, delay_s: float | None = None,
                      concurrency_key: str | None = None, priority: int | None = None, owner: str | None = None,
-                     tags: Iterable[str] | None = None) -> AsyncJob:
+                     tags: Iterable[str] | None = None, unique_key: str | None = None, unique_mode: str | None = None,
+                     unique_window_s: float | None = None) -> AsyncJob:
         """Submit a job; returns at once (the job runs on a processor). Retried safely: the
         `Idempotency-Key` (made here when not given) makes every retry find the same job.
         `run_at` (an aware datetime or RFC 3339 text) or `delay_s`: it is `scheduled` until then.
         `priority` 0 (the default) to 9: with a backlog, a higher priority starts first. `owner`:
-        whose job it is (a tenant or user id); `tags`: a few labels (both filter `list`)."""
+        whose job it is (a tenant or user id); `tags`: a few labels (both filter `list`).
+        `unique_key`: one job of the type per key — `unique_mode` "active" (default: while one has
+        not ended, the submission returns it), "throttle" or "debounce" (per `unique_window_s`)."""
         if isinstance(run_at, datetime):
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a time zone (an aware datetime)")
@@ -75,7 +78,8 @@ class AsyncClient(Files, Controls):
         body = submission_body(type, params, timeout_s=timeout_s, max_attempts=max_attempts,
                                queue_timeout_s=queue_timeout_s, webhook_url=webhook_url, run_at=run_at,
                                delay_s=delay_s, concurrency_key=concurrency_key, priority=priority, owner=owner,
-                               tags=list(tags) if tags is not None else None)
+                               tags=list(tags) if tags is not None else None, unique_key=unique_key,
+                               unique_mode=unique_mode, unique_window_s=unique_window_s)
         response = await self.request("POST", "/api/jobs", json=body, headers={"Idempotency-Key": key})
         accepted = _accepted_decoder.decode(response.content)
         return AsyncJob(self, accepted.id, accepted=accepted)

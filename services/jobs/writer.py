@@ -37,7 +37,7 @@ from .checks import JobChecks
 from .delays import schedule_headers, scheduled_event, unschedule
 from .errors import Conflict, Invalid, JobError, TooLarge, Unavailable
 from .history_client import HistoryUnavailable
-from .idempotency import claim, fingerprint
+from .idempotency import claim, fingerprint, release
 from .new_jobs import NewJob, existing
 from .reader import JobReader
 from .unique import Taken, UniqueKeys
@@ -116,6 +116,8 @@ class JobWriter:
             try:
                 replaced = await self.unique.take(submission, job_id)
             except Taken as taken:
+                if idempotency_key is not None:  # (a retry of this request must find the key held again, not
+                    await release(self.keys, idempotency_key, job_id)  # store the job it claimed)
                 raise Held(taken.job_id, self.reader.live.get(taken.job_id)) from None
             if submission.unique_mode == "debounce":
                 # (checked: no run_at of its own; whole seconds, the broker's, never before the window ends)

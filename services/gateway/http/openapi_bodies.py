@@ -23,6 +23,7 @@ from .limits import (
 
 # A few of the values a schedule accepts: the rest (any valid cron expression, any IANA zone) only
 # the server can check, so they are documented in words (a fuzzer would take "0" for a valid cron).
+UNIQUE_FIELDS = ("unique_key", "unique_mode", "unique_window_s")
 CRON_EXAMPLES = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "0 3 * * *", "*/15 * * * *"]
 ZONE_EXAMPLES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
 
@@ -65,6 +66,16 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
         properties["run_at"] = {"oneOf": [{"type": "null"}], "description": (
             "an RFC 3339 time with its zone (e.g. 2026-12-01T08:00:00Z), in the future and at most "
             f"{max_delay_s:g} s ahead: the job is `scheduled` until then; not with delay_s (422 otherwise)")}
+        # Which combinations are valid (a window for throttle and debounce only, no run_at with
+        # debounce) no schema here says: documented in words, only the defaults in the schema.
+        properties["unique_key"] = {"oneOf": [{"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f]{1,255}$"},
+                                              {"type": "null"}], "description": (
+            "1 to 255 characters: one job of the type per key (POST /api/jobs only: 422 in a batch, flow or schedule)")}
+        properties["unique_mode"] = {"type": "string", "enum": ["active"], "default": "active", "description": (
+            "with unique_key: `active` (while its job has not ended, a submission answers it: 200), `throttle` (one "
+            "per unique_window_s) or `debounce` (it starts unique_window_s after the last submission)")}
+        properties["unique_window_s"] = {"oneOf": [{"type": "null"}], "description": (
+            "throttle and debounce: the window, above 0 and at most 86400 s (422 otherwise, and with active)")}
         submission = schemas["JobSubmission"] = _typed_params(submission, params_schemas, schemas)
     spec = schemas.get("ScheduleSpec")
     if spec is not None and submission is not None:
@@ -85,7 +96,12 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
         batch["additionalProperties"] = False
         key = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}, {"type": "null"}],
                "description": "unique within the batch"}
-        job = _each_variant(submission, lambda v: v["properties"].update(idempotency_key=key))
+        def keyed(variant: dict[str, Any]) -> None:
+            variant["properties"].update(idempotency_key=key)
+            for name in UNIQUE_FIELDS:  # (refused in a batch: 422)
+                variant["properties"].pop(name, None)
+
+        job = _each_variant(submission, keyed)
         batch["properties"] = {"jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_JOBS, "items": job}}
         batch["required"] = ["jobs"]
     limits = schemas.get("QueueLimits")
@@ -178,7 +194,7 @@ def _without_times(submission: dict[str, Any]) -> dict[str, Any]:
     """A job as POST /api/jobs takes it, for where it runs at a time not its own (a schedule's tick,
     a flow's turn): without run_at and delay_s (422 with them)."""
     def drop(variant: dict[str, Any]) -> None:
-        for name in ("run_at", "delay_s"):
+        for name in ("run_at", "delay_s", *UNIQUE_FIELDS):  # (unique keys: POST /api/jobs only)
             variant["properties"].pop(name, None)
 
     return _each_variant(submission, drop)
