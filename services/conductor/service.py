@@ -1,5 +1,5 @@
-"""The conductor service: `run(settings, stop)` runs the flow runner, the schedule runner and the
-webhook dispatcher until `stop` is set."""
+"""The conductor service: `run(settings, stop)` runs the flow runner, the schedule runner, the
+webhook dispatcher and the failure alerts until `stop` is set."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 
 from jobline.contract.flows import FlowRecord, flows_bucket_config
 from jobline.contract.queues import queue_controls_bucket_config
+from jobline.jobs.alerts import AlertRules
 from jobline.jobs.bands import Bands
 from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.checks import JobChecks
@@ -25,6 +26,7 @@ from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.ops_http import serve_ops
 from jobline.runtime.stream_setup import ensure_streams
 
+from .alert_watch import AlertWatch
 from .flow_runner import FlowRunner
 from .metrics import ConductorMetrics
 from .schedule_runner import ScheduleRunner
@@ -48,7 +50,8 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
             catalogue = Catalogue()
             stack.push_async_callback(catalogue.stop)
             await until_stopped(stop, catalogue.start(js, names, replicas))
-            reader = JobReader(js, names, HistoryClient(nc, names, settings.history_timeout_s), NoLiveJobs())
+            history = HistoryClient(nc, names, settings.history_timeout_s)
+            reader = JobReader(js, names, history, NoLiveJobs())
             writer = JobWriter(nc, js, names, JobChecks(catalogue, settings.job_limits),
                                await until_stopped(stop, open_idempotency(js, names, settings.idempotency_ttl_s, replicas)),
                                Bands(js, names, await key_value(js, queue_controls_bucket_config(names, replicas))),
@@ -66,9 +69,13 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
                                          on_attempt=lambda ok: metrics.webhook_attempts.labels(str(ok).lower()).inc())
             stack.push_async_callback(webhooks.stop)
             await until_stopped(stop, webhooks.start())
+            alerts = AlertWatch(await until_stopped(stop, AlertRules.open(js, names, replicas)), history,
+                                settings.webhooks, max(settings.alert_check_s, 0.1))
+            stack.push_async_callback(alerts.stop)
+            alerts.start()
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
                                                       ready=lambda: nc.is_connected and not stop.is_set()))
-            log.info("conductor running flows, schedules and webhooks")
+            log.info("conductor running flows, schedules, webhooks and failure alerts")
             await stop.wait()
     except Stopped:
         log.info("told to stop while starting")

@@ -32,6 +32,7 @@ class ConductorSettings:
     max_attempts: int = 100
     idempotency_ttl_s: float = 86400.0
     history_timeout_s: float = 5.0
+    alert_check_s: float = 15.0  # how often failure alert rules are evaluated
     ops_host: str = "127.0.0.1"
     ops_port: int = 9104  # /metrics, /healthz, /readyz (a free port if taken)
     log_level: str = "INFO"
@@ -63,6 +64,7 @@ class ConductorSettings:
             max_attempts=env.env_int("JOBLINE_MAX_ATTEMPTS_LIMIT", d.max_attempts),
             idempotency_ttl_s=env.env_float("JOBLINE_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s),
             history_timeout_s=env.env_float("JOBLINE_HISTORY_TIMEOUT_S", d.history_timeout_s),
+            alert_check_s=env.env_float("JOBLINE_ALERT_CHECK_S", d.alert_check_s),
             ops_host=env.env_str("JOBLINE_OPS_HOST", d.ops_host),
             ops_port=env.env_int("JOBLINE_OPS_PORT", d.ops_port),
             log_level=env.log_level(),

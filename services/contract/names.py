@@ -167,6 +167,11 @@ class _StoreNames(_Namespaced):
         return self._stream("WORKERS").lower()
 
     @property
+    def alerts_bucket(self) -> str:
+        """KV bucket: alert name → its rule and whether it fires (contract/alerts.py)."""
+        return self._stream("ALERTS").lower()
+
+    @property
     def unique_bucket(self) -> str:
         """KV bucket: `<type>.<unique_key hashed>` → the job that holds the key (jobs/unique.py)."""
         return self._stream("UNIQUE_KEYS").lower()

@@ -22,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from jobline.contract.batches import BatchRecord, batches_bucket_config
 from jobline.contract.flows import FlowRecord, flows_bucket_config
 from jobline.contract.queues import QueueControls, queue_controls_bucket_config
+from jobline.jobs.alerts import AlertRules
 from jobline.jobs.bands import Bands
 from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.checks import JobChecks, JobLimits
@@ -38,6 +39,7 @@ from jobline.runtime.kv_records import KvRecords
 from jobline.runtime.log_shipping import ship_logs
 from jobline.runtime.stream_setup import ensure_streams
 
+from .alerts.routes import alert_handlers
 from .batches.routes import batch_handlers
 from .batches.service import Batches
 from .flows.routes import flow_handlers
@@ -92,6 +94,7 @@ class Wired:
     schedules: ScheduleStore
     queues: QueueStore
     workers: Workers
+    alerts: AlertRules
     readiness: Readiness
     metrics: GatewayMetrics
 
@@ -180,7 +183,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 flows=Flows(KvRecords(await key_value(js, flows_bucket_config(names, replicas)), FlowRecord), writer),
                 schedules=await ScheduleStore.open(js, names, replicas, settings.schedule_catchup_s),
                 queues=QueueStore(js, names, KvRecords(controls, QueueControls), catalogue, replicas, workers.serving),
-                workers=workers,
+                workers=workers, alerts=await AlertRules.open(js, names, replicas, checks),
                 readiness=readiness, metrics=metrics)
             wired.update(vars(built))
             app.state.catalogue = catalogue  # (the OpenAPI document names the served types)
@@ -199,7 +202,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                      "auth": Provide(lambda: auth, use_cache=True, sync_to_thread=False)}
     handlers: list[Any] = [ws_endpoint, *access_handlers, *ops_handlers, *job_handlers, *file_handlers,
                            *stream_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers,
-                           *worker_handlers]
+                           *worker_handlers, *alert_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

@@ -95,7 +95,7 @@ class JobChecks:
         _check_labels(submission)
         _check_unique(submission)
         if submission.webhook_url is not None:
-            await self._check_webhook(submission.webhook_url)
+            await self.check_webhook(submission.webhook_url)
         check_idempotency_key(idempotency_key)
         return run_time(submission.run_at, submission.delay_s, self.limits.max_delay_s)
 
@@ -120,7 +120,7 @@ class JobChecks:
             raise Invalid(f"max_attempts must be from 1 to {self.limits.max_attempts}", title="Invalid limit",
                           key="max_attempts", message="out of range")
 
-    async def _check_webhook(self, url: str) -> None:
+    async def check_webhook(self, url: str) -> None:
         if not self.limits.webhook_secrets:
             raise Invalid("this service has no JOBLINE_WEBHOOK_SECRETS to sign webhooks with", title="Webhooks are off",
                           key="webhook_url", message="webhooks are not configured")

@@ -18,6 +18,7 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from jobline.contract.alerts import ALERT_NAME_PATTERN
 from jobline.contract.history import MAX_PAGE
 from jobline.contract.names import (
     JOB_ID_PATTERN,
@@ -131,6 +132,7 @@ ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
     **{(path, "name"): {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}
        for path in ("/api/schedules/{name}", "/api/schedules/{name}/pause", "/api/schedules/{name}/resume")},
+    ("/api/alerts/{name}", "name"): {"type": "string", "pattern": ALERT_NAME_PATTERN},
 }
 # One event of a stream, as an SSE client parses it (schemathesis checks each).
 SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"},

@@ -35,7 +35,7 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
 _SUBMITS = re.compile(r"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens)")
 _OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry)|queues(/.*)?|schedules(/.*)?"
-                       r"|workers/[^/]+/(drain|resume))")
+                       r"|workers/[^/]+/(drain|resume)|alerts(/.*)?)")
 
 
 def parse_token(entry: str) -> tuple[str, Role]:
