@@ -114,3 +114,24 @@ async def test_rules_are_checked_and_deleted(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/api/alerts/any-type")).status_code == 204
     assert (await client.get("/api/alerts/any-type")).status_code == 404
     assert (await client.delete("/api/alerts/any-type")).status_code == 404
+
+
+@pytest.mark.slow
+async def test_the_cli_sets_lists_and_deletes_rules(client: httpx.AsyncClient) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobline.cli.main", "alerts", *args, "--url", str(client.base_url)],
+                              capture_output=True, text=True, timeout=60)
+
+    made = await asyncio.to_thread(cli, "set", "codec-cli", "--type", "codec", "--failures", "3", "--window", "60")
+    assert made.returncode == 0 and "codec-cli" in made.stdout, made.stdout + made.stderr
+    listed = await asyncio.to_thread(cli, "--json")
+    rules = {r["name"]: r["rule"] for r in json.loads(listed.stdout)}
+    assert rules["codec-cli"]["min_failures"] == 3 and rules["codec-cli"]["type"] == "codec"
+    refused = await asyncio.to_thread(cli, "set", "codec-cli", "--failures", "0")
+    assert refused.returncode != 0 and "min_failures" in refused.stderr
+    gone = await asyncio.to_thread(cli, "delete", "codec-cli")
+    assert gone.returncode == 0
+    assert (await client.get("/api/alerts/codec-cli")).status_code == 404

@@ -64,7 +64,7 @@ registry.task("video-renditions", params=RenditionsParams, steps=["Probe", "Rend
 
 
 # The services this module's tests run against (conftest.py's `stack`).
-STACK: dict[str, Any] = dict(registry=registry, with_logsink=False)
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False, conductor={"alert_check_s": 0.3})
 
 
 async def open_page(url: str) -> AsyncIterator[Page]:
@@ -341,6 +341,22 @@ async def test_retry_every_failed_job_of_a_search_from_the_history_page(page: Pa
     retried = (await client.get(f"/api/batches/{batch_id}")).json()["jobs"]
     await page.goto(page.url.split("#")[0] + f"#/jobs/{retried[0]['id']}")
     await expect(page.locator("#job-origin .retry-of")).to_have_text(re.compile(r"^retry of "))
+
+
+async def test_a_firing_failure_alert_shows_a_banner_on_every_page(page: Page, client: httpx.AsyncClient) -> None:
+    banner = page.locator("#alerts-banner")
+    await expect(banner).to_be_hidden()
+    rule = await client.put("/api/alerts/broken-failing", json={"type": "broken", "min_failures": 2, "window_s": 60})
+    assert rule.status_code == 200, rule.text
+    for _ in range(2):
+        job_id = (await client.post("/api/jobs", json={"type": "broken"})).json()["id"]
+        await read_sse(client, f"/api/jobs/{job_id}/events")
+    await expect(banner).to_be_visible(timeout=15_000)
+    await expect(banner.locator('[data-alert="broken-failing"]')).to_contain_text("2 broken jobs failed")
+    await page.click("#nav-history")
+    await expect(banner).to_be_visible()
+    assert (await client.delete("/api/alerts/broken-failing")).status_code == 204
+    await expect(banner).to_be_hidden(timeout=15_000)
 
 
 async def test_upload_a_clip_and_watch_the_transcoded_video_play(page: Page, tmp_path: Path) -> None:

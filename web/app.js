@@ -3,6 +3,7 @@
 // being watched and its log lines all come over one multiplexed EventSource (/api/events).
 
 import { renderGantt, startActivity, refreshActivitySoon } from "/charts.js";
+import { startAlerts } from "/alerts.js";
 import { closeBatches, openBatches } from "/batches.js";
 import { closeFlow, showFlow } from "/flows.js";
 import { openHistory } from "/history.js";
@@ -362,4 +363,5 @@ loadTypes().catch((error) => { $("form-error").textContent = `Could not load job
 loadRecentJobs().catch(() => {});
 startActivity();
 startQueues();
+startAlerts();
 route();

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import queues, schedules, workers
+from . import alerts, queues, schedules, workers
 from .exit_codes import EXIT_ERROR
 
 
@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     schedules.add_parser(command, _param)
     queues.add_parser(command)
     workers.add_parser(command)
+    alerts.add_parser(command)
 
     tail = commands.add_parser("tail", help="print raw events from NATS with their subject and sequence "
                                             "(for when the nats CLI is not at hand)")
@@ -161,17 +162,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands with actions of their own (`jobline queues pause TYPE`): each module checks and runs them.
+GROUPS: dict[str, Any] = {"schedules": schedules, "queues": queues, "workers": workers, "alerts": alerts}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    group = GROUPS.get(args.command)
     if args.command == "submit" and [args.type, args.batch, args.flow].count(None) != 2:
         parser.error("submit needs one of a job TYPE, --batch FILE or --flow FILE")
-    if args.command == "schedules":
-        schedules.check(parser, args)
-    if args.command == "queues":
-        queues.check(parser, args)
-    if args.command == "workers":
-        workers.check(parser, args)
+    if group is not None:
+        group.check(parser, args)
     if args.command == "retry" and not args.status:
         parser.error("retry needs --status (the ended statuses to run again, e.g. failed)")
     if args.command == "up":
@@ -188,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = Client(args.url, token=args.token)
     try:
-        if args.command == "schedules":
-            return schedules.run(client, args)
-        if args.command == "queues":
-            return queues.run(client, args)
-        if args.command == "workers":
-            return workers.run(client, args)
-        return run_command(client, args)
+        return int(group.run(client, args)) if group is not None else run_command(client, args)
     except ApiError as exc:
         print(f"error: {exc.detail or exc.title} ({exc.status})", file=sys.stderr)
         return EXIT_ERROR

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from jobline.contract.alerts import AlertRecord
 from jobline.contract.batches import BatchAccepted, BatchState
 from jobline.contract.flows import FlowAccepted, FlowTreeNode
 from jobline.contract.queues import QueueView
@@ -22,11 +23,14 @@ from .transport import Transport, submission_body
 Schedules = list[ScheduleView]
 Queues = list[QueueView]
 Workers = list[WorkerView]
+Alerts = list[AlertRecord]
 _schedule_decoder = msgspec.json.Decoder(ScheduleView)
 _schedules_decoder = msgspec.json.Decoder(list[ScheduleView])
 _queue_decoder = msgspec.json.Decoder(QueueView)
 _queues_decoder = msgspec.json.Decoder(list[QueueView])
 _worker_decoder = msgspec.json.Decoder(WorkerView)
+_alert_decoder = msgspec.json.Decoder(AlertRecord)
+_alerts_decoder = msgspec.json.Decoder(list[AlertRecord])
 _workers_decoder = msgspec.json.Decoder(list[WorkerView])
 _batch_accepted_decoder = msgspec.json.Decoder(BatchAccepted)
 _batch_state_decoder = msgspec.json.Decoder(BatchState)
@@ -144,3 +148,19 @@ class Controls(Transport):
 
     async def resume_worker(self, worker_id: str) -> WorkerView:
         return _worker_decoder.decode((await self.request("POST", f"/api/workers/{worker_id}/resume")).content)
+
+    # --- failure alerts ------------------------------------------------------------------------
+    async def alerts(self) -> Alerts:
+        """Every failure alert rule with what it last found (`state.firing`)."""
+        return _alerts_decoder.decode((await self.request("GET", "/api/alerts")).content)
+
+    async def set_alert(self, name: str, *, type: str | None = None, min_failures: int = 5, window_s: float = 600.0,
+                        min_rate: float | None = None, webhook_url: str | None = None) -> AlertRecord:
+        """Create or replace a rule: it fires while at least `min_failures` jobs of `type` (every type
+        when None) failed or expired within `window_s` (and, with `min_rate`, that share of those that ended)."""
+        rule = {"type": type, "min_failures": min_failures, "window_s": window_s, "min_rate": min_rate,
+                "webhook_url": webhook_url}
+        return _alert_decoder.decode((await self.request("PUT", f"/api/alerts/{name}", json=rule)).content)
+
+    async def delete_alert(self, name: str) -> None:
+        await self.request("DELETE", f"/api/alerts/{name}")

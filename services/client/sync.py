@@ -19,6 +19,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
+from jobline.contract.alerts import AlertRecord
 from jobline.contract.batches import BatchAccepted, BatchState
 from jobline.contract.events import JobEvent, LogRow
 from jobline.contract.flows import FlowAccepted, FlowTreeNode
@@ -28,7 +29,7 @@ from jobline.contract.schedules import ScheduleView
 from jobline.contract.workers import WorkerView
 
 from .aio import AsyncClient, AsyncJob
-from .controls import Queues, Schedules, Workers
+from .controls import Alerts, Queues, Schedules, Workers
 from .files import Upload
 from .stream import RawEvent, StreamEvent
 
@@ -222,6 +223,15 @@ class Client:
 
     def set_queue_limits(self, job_type: str, **limits: int | float | None) -> QueueView:
         return self._run(self.aio.set_queue_limits(job_type, **limits))
+
+    def alerts(self) -> Alerts:
+        return self._run(self.aio.alerts())
+
+    def set_alert(self, name: str, **rule: Any) -> AlertRecord:
+        return self._run(self.aio.set_alert(name, **rule))
+
+    def delete_alert(self, name: str) -> None:
+        self._run(self.aio.delete_alert(name))
 
     def workers(self) -> Workers:
         return self._run(self.aio.workers())
