@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, delete, get, put
+from litestar import Request, delete, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -44,9 +44,8 @@ async def put_alert(request: Request[Any, Any, Any], alerts: NamedDependency[Ale
 
 
 @delete("/api/alerts/{name:str}", status_code=204, summary="Delete a failure alert rule", errors=(404, 503))
-async def delete_alert(alerts: NamedDependency[AlertRules], name: FromPath[str]) -> Response[None]:
+async def delete_alert(alerts: NamedDependency[AlertRules], name: FromPath[str]) -> None:
     await alerts.delete(name)
-    return Response(None, status_code=204)
 
 
 alert_handlers = [list_alerts, get_alert, put_alert, delete_alert]

@@ -104,6 +104,18 @@ def complete_bodies(schemas: dict[str, Any], *, job_types: list[str], max_timeou
         job = _each_variant(submission, keyed)
         batch["properties"] = {"jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_JOBS, "items": job}}
         batch["required"] = ["jobs"]
+    rule = schemas.get("AlertRule")
+    if rule is not None:
+        rule["additionalProperties"] = False
+        rule["properties"] = {
+            "type": {"oneOf": [{"type": "string", "pattern": JOB_TYPE_PATTERN}, {"type": "null"}]},
+            "min_failures": {"type": "integer", "minimum": 1, "maximum": 100_000},
+            "window_s": {"type": "number", "minimum": 1, "maximum": 7 * 86400},
+            "min_rate": {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "null"}]}}
+        # (a URL is refused, 422, until JOBLINE_WEBHOOK_SECRETS is set)
+        url = [{"type": "string", "minLength": 8, "maxLength": MAX_WEBHOOK_URL, "pattern": "^https?://[^/?#@]+"}]
+        rule["properties"]["webhook_url"] = {"oneOf": [*(url if webhooks else []), {"type": "null"}],
+                                             "description": "http(s) URL of a public host (422 otherwise)"}
     limits = schemas.get("QueueLimits")
     if limits is not None:
         limits["additionalProperties"] = False
