@@ -265,9 +265,12 @@ async def test_every_live_job_a_filter_matches_is_cancelled_in_one_request(stack
     zed = [await later("zed") for _ in range(2)]
     done = await submit(client, "noop")
     await ended(client, done)
+    dry = await client.post("/api/jobs/cancel?status=scheduled,completed&owner=acme&dry_run=true")
+    assert dry.json() == {"matched": 5, "cancelled": 0, "cancelling": 0, "more": False, "dry_run": True}
+    assert (await client.get(f"/api/jobs/{acme[0]}")).json()["status"] == "scheduled"  # (only counted)
     answer = await client.post("/api/jobs/cancel?status=scheduled,completed&owner=acme")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"matched": 5, "cancelled": 5, "cancelling": 0, "more": False}
+    assert answer.json() == {"matched": 5, "cancelled": 5, "cancelling": 0, "more": False, "dry_run": False}
     for job_id in acme:
         assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
     for job_id in zed:

@@ -296,9 +296,11 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
         if not args.status:
             console.print("give a job id, or --status (and more filters) for every job it matches")
             return EXIT_ERROR
-        done = client.cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag)
+        done = client.cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag,
+                                      dry_run=args.dry_run)
         _print_json(done) if args.json else console.print(
-            f"{done['matched']} matched: {done['cancelled']} cancelled, {done['cancelling']} stopping"
+            (f"{done['matched']} would be cancelled" if args.dry_run else
+             f"{done['matched']} matched: {done['cancelled']} cancelled, {done['cancelling']} stopping")
             + (" (more match: run it again)" if done["more"] else ""))
         return EXIT_OK
     status = client.cancel(args.id)

@@ -145,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--type", help="with --status: only jobs of these types (comma separated)")
     cancel.add_argument("--owner", help="with --status: only these owners' jobs (comma separated)")
     cancel.add_argument("--tag", help="with --status: only jobs with every one of these tags")
+    cancel.add_argument("--dry-run", action="store_true", help="with --status: only count what would be cancelled")
     cancel.add_argument("--json", action="store_true")
 
     schedules.add_parser(command, _param)

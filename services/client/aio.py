@@ -130,11 +130,15 @@ class AsyncClient(Files, Controls):
         answer = (await self.request("POST", f"/api/jobs/{job_id}/cancel", retry="not_sent")).json()
         return str(answer["status"])
 
-    async def cancel_matching(self, status: str | Iterable[str], **filters: Any) -> dict[str, Any]:
+    async def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
+                              ) -> dict[str, Any]:
         """Cancel every live job with one of these statuses that the filters match (type, owner, tag,
-        created_after, created_before: as `list`); at most 10,000 a call (`more` when others remain)."""
+        created_after, created_before: as `list`); at most 10,000 a call (`more` when others remain).
+        `dry_run`: only count them."""
         query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
                  for k, v in {"status": status, **filters}.items() if v is not None}
+        if dry_run:
+            query["dry_run"] = "true"
         answer: dict[str, Any] = (await self.request("POST", "/api/jobs/cancel", params=query,
                                                      retry="not_sent")).json()
         return answer

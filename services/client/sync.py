@@ -136,8 +136,8 @@ class Client:
     def cancel(self, job_id: str) -> str:
         return self._run(self.aio.cancel(job_id))
 
-    def cancel_matching(self, status: str | Iterable[str], **filters: Any) -> dict[str, Any]:
-        return self._run(self.aio.cancel_matching(status, **filters))
+    def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.cancel_matching(status, dry_run=dry_run, **filters))
 
     def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.retry_matching(status, dry_run=dry_run, **filters))

@@ -30,6 +30,7 @@ class BulkCancelled(msgspec.Struct, kw_only=True):
     cancelled: int  # ended `cancelled` at once
     cancelling: int  # running: they end when their processor has stopped the work
     more: bool  # more jobs match than were acted on: ask again
+    dry_run: bool = False  # only counted: nothing was cancelled
 
 
 def _live_only(job_filter: JobFilter) -> JobFilter:
@@ -37,7 +38,8 @@ def _live_only(job_filter: JobFilter) -> JobFilter:
     return msgspec.structs.replace(job_filter, statuses=statuses)
 
 
-async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter: JobFilter) -> BulkCancelled:
+async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter: JobFilter,
+                          dry_run: bool = False) -> BulkCancelled:
     live = _live_only(job_filter)
     ids: list[str] = []
     before = None
@@ -52,6 +54,9 @@ async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter:
                 break
         more = len(ids) > MAX_BULK or before is not None
         ids = ids[:MAX_BULK]
+
+    if dry_run:  # (only how many: nothing is cancelled)
+        return BulkCancelled(matched=len(ids), cancelled=0, cancelling=0, more=more, dry_run=True)
 
     async def cancel(job_id: str) -> str:
         try:

@@ -132,7 +132,7 @@ async def list_jobs(
       "nothing), and optionally `type`, `owner`, `tag`, `created_after`, `created_before`, `params.<name>=` as "
       "for `GET /api/jobs`. Each job is cancelled as `POST /api/jobs/{id}/cancel` would; at most 10,000 a "
       "request: `more: true` when others remain (ask again). `{\"matched\", \"cancelled\", \"cancelling\", "
-      "\"more\"}`.")
+      "\"more\"}`. `dry_run=true`: only count (`matched`), cancel nothing.")
 async def cancel_jobs(
     request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
@@ -143,11 +143,12 @@ async def cancel_jobs(
     tag: FromQuery[str | None] = None,
     created_after: FromQuery[float | None] = None,
     created_before: FromQuery[float | None] = None,
+    dry_run: FromQuery[bool] = False,
 ) -> BulkCancelled:
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=None, finished_before=None,
                                      error=None, owner=owner, tag=tag)
-    return await cancel_matching(writer, history, job_filter)  # (HistoryUnavailable: 503, nothing cancelled)
+    return await cancel_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing cancelled)
 
 
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
