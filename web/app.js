@@ -156,7 +156,9 @@ function renderDetail() {
   const origin = job.batch ? el("a", { href: `#/batches/${job.batch}` }, "its batch")
     : job.schedule ? el("a", { href: "#/schedules" }, `schedule ${job.schedule}`) : null;
   const again = job.retry_of ? el("a", { href: `#/jobs/${job.retry_of}`, class: "retry-of" }, `retry of ${job.retry_of.slice(-10)}`) : null;
-  $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []), ...(again ? [" · ", again] : []));
+  const trace = job.trace_id ? el("span", { class: "trace-id", title: `OpenTelemetry trace ${job.trace_id}` }, `trace ${job.trace_id.slice(0, 8)}…`) : null;
+  $("job-origin").replaceChildren(...(origin ? ["· ", origin] : []), ...(again ? [" · ", again] : []),
+    ...(trace ? [" · ", trace] : []));
   // Whose it is and its labels, as chips (text).
   $("job-labels").replaceChildren(
     ...(job.owner ? [el("span", { class: "pill", "data-label": "owner", title: "owner" }, job.owner)] : []),

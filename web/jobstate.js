@@ -20,6 +20,7 @@ function newState(event, seq) {
     timeout_s: event.timeout_s ?? null, max_attempts: event.max_attempts ?? null, webhook_url: event.webhook_url ?? null,
     batch: event.batch ?? null, concurrency_key: event.concurrency_key ?? null, priority: event.priority ?? 0,
     owner: event.owner ?? null, tags: [...(event.tags ?? [])], retry_of: event.retry_of ?? null,
+    trace_id: event.traceparent ? event.traceparent.slice(3, 35) : null,
   });
   if (event.kind === "created") {
     Object.assign(job, { schedule: event.schedule ?? null, tick: event.tick ?? null, flow: event.flow ?? null,

@@ -56,6 +56,7 @@ class JobCreated(_JobEvent, frozen=True, kw_only=True, tag="created"):
     owner: str | None = None  # whose job it is (submissions.OWNER_PATTERN)
     tags: list[str] = []  # its labels
     retry_of: str | None = None  # made to run an ended job again (POST /api/jobs/retry): that job's id
+    traceparent: str | None = None  # W3C: the span that submitted it (runtime/tracing.py); the processor's join it
 
 
 class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
@@ -76,6 +77,7 @@ class JobScheduled(_JobEvent, frozen=True, kw_only=True, tag="scheduled"):
     owner: str | None = None
     tags: list[str] = []
     retry_of: str | None = None
+    traceparent: str | None = None
 
 
 class JobBlocked(_JobEvent, frozen=True, kw_only=True, tag="blocked"):

@@ -84,6 +84,7 @@ class JobState(msgspec.Struct, kw_only=True):
     owner: str | None = None  # whose job it is
     tags: list[str] = []  # its labels
     retry_of: str | None = None  # the ended job it runs again (a bulk retry)
+    trace_id: str | None = None  # its OpenTelemetry trace (from the submission's traceparent)
     flow: str | None = None  # a job of a flow: the flow's id (its root job's) …
     parent: str | None = None  # … its parent …
     name: str | None = None  # … its name among its siblings
@@ -125,6 +126,7 @@ def new_state(event: JobCreated | JobScheduled | JobBlocked, seq: int) -> JobSta
     )
     state.batch, state.concurrency_key, state.priority = event.batch, event.concurrency_key, event.priority
     state.owner, state.tags, state.retry_of = event.owner, list(event.tags), event.retry_of
+    state.trace_id = event.traceparent[3:35] if event.traceparent else None  # (00-<trace id>-<span id>-<flags>)
     if isinstance(event, JobCreated):
         state.schedule, state.tick = event.schedule, event.tick
         state.flow, state.parent, state.name, state.children = event.flow, event.parent, event.name, list(event.children)

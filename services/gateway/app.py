@@ -33,6 +33,7 @@ from jobline.jobs.schedules import ScheduleStore
 from jobline.jobs.unique import bucket_config as unique_bucket_config
 from jobline.jobs.workers import Workers
 from jobline.jobs.writer import JobWriter
+from jobline.runtime import tracing
 from jobline.runtime.buckets import key_value
 from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.kv_records import KvRecords
@@ -163,7 +164,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
             checks = JobChecks(catalogue, job_limits(settings))
             writer = JobWriter(nc, js, names, checks, await open_idempotency(js, names, settings.idempotency_ttl_s, replicas),
                                Bands(js, names, controls), reader, on_stored=metrics.count_submitted,
-                               unique=await key_value(js, unique_bucket_config(names.unique_bucket, replicas)))
+                               unique=await key_value(js, unique_bucket_config(names.unique_bucket, replicas)),
+                               tracer=tracing.tracer(SERVICE))
             live = Live(read_model, hub, reader, LogClient(nc, names), js, names, watchdog, settings.sse_retry_ms,
                         settings.snapshot_log_lines, settings.max_wait_s)
             await load_live_window(history, read_model, settings)

@@ -68,7 +68,8 @@ def scheduled_event(created: JobCreated, submitted_at: float) -> JobScheduled:
                         max_attempts=created.max_attempts, queue_timeout_s=created.queue_timeout_s,
                         webhook_url=created.webhook_url, batch=created.batch,
                         concurrency_key=created.concurrency_key, priority=created.priority, owner=created.owner,
-                        tags=created.tags, retry_of=created.retry_of)
+                        tags=created.tags, retry_of=created.retry_of,
+                        traceparent=created.traceparent)
 
 
 async def unschedule(js: JetStreamContext, names: Names, job_id: str) -> None:

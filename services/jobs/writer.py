@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
@@ -31,6 +32,7 @@ from jobline.contract.submissions import JobSubmission
 from jobline.runtime.atomic_publish import BATCH_TOO_LARGE_ERR, publish_batch_reliably
 from jobline.runtime.end_signals import signal_end
 from jobline.runtime.publishing import publish_if_last, publish_reliably
+from jobline.runtime.tracing import context_of, traceparent_of, valid_traceparent
 
 from .bands import Bands
 from .checks import JobChecks
@@ -41,6 +43,9 @@ from .idempotency import claim, fingerprint, release
 from .new_jobs import NewJob, existing
 from .reader import JobReader
 from .unique import Taken, UniqueKeys
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4  # atomic writes of what is still missing, each after finding what exists
@@ -67,7 +72,7 @@ class Held(Exception):
 class JobWriter:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, checks: JobChecks, keys: KeyValue,
                  bands: Bands, reader: JobReader, on_stored: Callable[[str], None] = lambda job_type: None,
-                 unique: KeyValue | None = None):
+                 unique: KeyValue | None = None, tracer: Tracer | None = None):
         self.nc = nc
         self.js = js
         self.names = names
@@ -77,6 +82,7 @@ class JobWriter:
         self.reader = reader
         self._on_stored = on_stored  # (the gateway counts submissions per type)
         self.unique = UniqueKeys(unique, reader) if unique is not None else None  # unique_key: one job per key
+        self.tracer = tracer  # None: tracing is off (runtime/tracing.py)
 
     # --- new jobs ---------------------------------------------------------------------------
     def created_event(self, submission: JobSubmission, job_id: str, ts: float, **origin: str | float | None
@@ -91,7 +97,21 @@ class JobWriter:
                           **origin)  # type: ignore[arg-type]
 
     async def submit(self, submission: JobSubmission, idempotency_key: str | None = None,
-                     request_fingerprint: str | None = None) -> tuple[JobCreated | JobScheduled, bool]:
+                     request_fingerprint: str | None = None, traceparent: str | None = None,
+                     ) -> tuple[JobCreated | JobScheduled, bool]:
+        """`_submit` in a `submit` span of the job's trace (continuing `traceparent`, the submitting
+        request's) when tracing is on; off, a valid `traceparent` is carried on as it is."""
+        parent = valid_traceparent(traceparent)
+        if self.tracer is None:
+            return await self._submit(submission, idempotency_key, request_fingerprint, parent)
+        with self.tracer.start_as_current_span("submit", context=context_of(parent),
+                                               attributes={"jobline.job.type": submission.type}) as span:
+            stored, fresh = await self._submit(submission, idempotency_key, request_fingerprint, traceparent_of(span))
+            span.set_attribute("jobline.job.id", stored.job_id)
+            return stored, fresh
+
+    async def _submit(self, submission: JobSubmission, idempotency_key: str | None, request_fingerprint: str | None,
+                      traceparent: str | None) -> tuple[JobCreated | JobScheduled, bool]:
         """Check the job, then store its created event (or, for a delayed job, its schedule and its
         scheduled event); returns it and whether it is new (False: an earlier request with the same
         Idempotency-Key created it; a key used before for something else raises KeyReused).
@@ -122,7 +142,7 @@ class JobWriter:
             if submission.unique_mode == "debounce":
                 # (checked: no run_at of its own; whole seconds, the broker's, never before the window ends)
                 run_at = float(math.ceil(submitted_at + (submission.unique_window_s or 0.0)))
-        event = self.created_event(submission, job_id, run_at or submitted_at)
+        event = self.created_event(submission, job_id, run_at or submitted_at, traceparent=traceparent)
         try:
             stored = await self.store(event, run_at, submitted_at)
         except BaseException:

@@ -36,6 +36,7 @@ from jobline.contract.events import (
 from jobline.contract.flows import SUSPENDED, ChildOutcome, SpawnedChild, SpawnRequest
 from jobline.contract.names import ENDED
 from jobline.contract.vocabulary import ChildFailurePolicy, FailureReason
+from jobline.runtime import tracing
 from jobline.runtime.end_signals import signal_end, signal_flow
 from jobline.runtime.publishing import publish_reliably
 
@@ -50,6 +51,7 @@ from .outcome import outcome_of
 from .registry import TaskSpec
 from .running import RunningJob, RunningJobs
 from .settings import ProcessorSettings
+from .spans import AttemptSpans
 
 
 class Attempts:
@@ -65,6 +67,7 @@ class Attempts:
         self._gates = gates
         self._running = running
         self._finish = finish  # done with a delivery: its ack (which may ask for the next job)
+        self._tracer = tracing.tracer("processor")  # None: tracing is off (and costs one test per attempt)
 
     async def run(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, run: Run) -> None:
         job_id, attempt = created.job_id, run.attempt
@@ -99,6 +102,9 @@ class Attempts:
                          objects=self._objects, work_root=Path(self._settings.data_dir) / "work",
                          children=await self._children_of(created))
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
+        spans = AttemptSpans(self._tracer, created, attempt, self._instance) if self._tracer is not None else None
+        if spans is not None:
+            ctx.on_step = spans.step
         handler = asyncio.create_task(self._call(spec, ctx))
         running = RunningJob(ctx=ctx, handler=handler)
         self._running.add(job_id, running)
@@ -131,6 +137,14 @@ class Attempts:
             ctx.cleanup()
             self._metrics.running.dec()
             self._metrics.attempt_ended(created.type, outcome_name, time.monotonic() - began)
+            if spans is not None:
+                spans.end(outcome_name)
+        with spans.publishing(outcome_name) if spans is not None else contextlib.nullcontext():
+            await self._after(msg, chain, spec, created, ctx, outcome, run, attempt)
+
+    async def _after(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, ctx: JobContext,
+                     outcome: TerminalEvent | JobSuspended, run: Run, attempt: int) -> None:
+        """What the attempt's outcome calls for: its children, a retry, or its end."""
         if isinstance(outcome, JobSuspended):
             await self._suspend(msg, chain, outcome, created, ctx.spawned)
         elif isinstance(outcome, JobFailed) and outcome.reason == FailureReason.ERROR and attempt < run.max_attempts:

@@ -148,6 +148,7 @@ class JobContext:
         # `ignore` policy only the children that completed.
         self.children: dict[str, ChildOutcome] = children or {}
         self.spawned: list[SpawnedChild] = []  # children added by this attempt (ctx.spawn)
+        self.on_step: Callable[[str], None] | None = None  # (a span per step when tracing: processor/spans.py)
         self.job_type = job_type
         self.attempt = attempt
         self.params = params
@@ -306,6 +307,8 @@ class JobContext:
         return time.time()
 
     def _step_now(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
         self._flush_progress()
         if self._step is not None:
             self._finish_step("done")

@@ -68,9 +68,10 @@ async def submit_job(
     writer: NamedDependency[JobWriter],
     data: JSONBody[JobSubmission],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+    traceparent: Annotated[str | None, HeaderParameter(name="traceparent")] = None,
 ) -> SentJSON:
     try:
-        event, fresh = await writer.submit(data, idempotency_key)
+        event, fresh = await writer.submit(data, idempotency_key, traceparent=traceparent)
     except Held as held:  # its unique_key is held: that job answers, nothing is made
         accepted = Accepted(id=held.job_id, status=held.state.status if held.state else "pending",
                             links=links(held.job_id))
