@@ -124,8 +124,11 @@ async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path:
     # Every live job a filter matches, at once.
     code, out, _ = await jobline(stack, "submit", "noop", "--owner", "acme", "--delay", "600", "--json")
     later = json.loads(out)["id"]
+    code, out, _ = await jobline(stack, "cancel", "--status", "scheduled", "--owner", "acme", "--dry-run")
+    assert code == 0 and "1 would be cancelled" in out
     code, out, _ = await jobline(stack, "cancel", "--status", "scheduled", "--owner", "acme", "--json")
-    assert code == 0 and json.loads(out) == {"matched": 1, "cancelled": 1, "cancelling": 0, "more": False}
+    assert code == 0 and json.loads(out) == {"matched": 1, "cancelled": 1, "cancelling": 0, "more": False,
+                                             "dry_run": False}
     code, out, _ = await jobline(stack, "jobs", "--status", "cancelled", "--json")
     assert [j["id"] for j in json.loads(out)] == [later]
 
