@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,10 +14,12 @@ import pytest
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
 
+from . import test_webhooks
 from .helpers import eventually, read_sse
 from .test_webhooks import SECRETS, Receiver, verify
 
 registry = Registry()
+receiver = test_webhooks.receiver  # (its webhook receiver fixture: an HTTP server on 127.0.0.1)
 
 
 @registry.task("codec", max_attempts=1)
@@ -33,17 +34,6 @@ async def fine(ctx: JobContext) -> None:
 
 STACK: dict[str, Any] = dict(registry=registry, with_logsink=False, gateway={
     "webhook_secrets": SECRETS, "webhook_allow": ("127.0.0.1",)}, conductor={"alert_check_s": 0.2})
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    hook = Receiver(statuses=[])
-    server = await asyncio.start_server(hook.handle, "127.0.0.1", 0)
-    hook.port = server.sockets[0].getsockname()[1]
-    try:
-        yield hook
-    finally:
-        server.close()
 
 
 async def fail(client: httpx.AsyncClient, n: int) -> None:
