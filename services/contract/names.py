@@ -111,70 +111,38 @@ class _Namespaced:
         return f"{self.namespace.upper().replace('-', '_')}_{base}" if self.namespace else base
 
 
+class _Bucket:
+    """A KV bucket's or an object store's name under the namespace (read through `Names`)."""
+
+    def __init__(self, base: str, doc: str):
+        self.base, self.__doc__ = base, doc
+
+    def __get__(self, names: _Namespaced | None, owner: type | None = None) -> str:
+        return self.base.lower() if names is None else names._stream(self.base).lower()
+
+
 class _StoreNames(_Namespaced):
     """The KV buckets, object stores and request/reply services (apart from the streams and
     subjects below only to keep each class readable: use them through `Names`)."""
 
-    @property
-    def types_bucket(self) -> str:
-        """KV bucket where processors advertise the job types they serve."""
-        return self._stream("JOB_TYPES").lower()
-
-    @property
-    def queue_controls_bucket(self) -> str:
-        """KV bucket: job type → its queue controls (paused, concurrency, rate limit)."""
-        return self._stream("QUEUE_CONTROLS").lower()
-
-    @property
-    def flows_bucket(self) -> str:
-        """KV bucket: flow id (its root job's id) → the flow's record (gateway/flows.py)."""
-        return self._stream("FLOWS").lower()
-
-    @property
-    def batches_bucket(self) -> str:
-        """KV bucket: batch id → its record (when, which jobs: gateway/batches.py)."""
-        return self._stream("BATCHES").lower()
-
-    @property
-    def key_slots_bucket(self) -> str:
-        """KV bucket of per-key concurrency slots: `<type>.<key hash>.<n>` → its holder, expiring
-        unless renewed (a killed holder's slot comes back)."""
-        return self._stream("KEY_SLOTS").lower()
-
-    @property
-    def schedules_bucket(self) -> str:
-        """KV bucket: schedule name → its definition and what it last did (gateway/schedules.py)."""
-        return self._stream("SCHEDULES").lower()
-
-    @property
-    def uploads_bucket(self) -> str:
-        """Object store of uploaded job inputs."""
-        return self._stream("UPLOADS").lower()
-
-    @property
-    def artifacts_bucket(self) -> str:
-        """Object store of job results (`<job id>/<name>`)."""
-        return self._stream("ARTIFACTS").lower()
-
-    @property
-    def idempotency_bucket(self) -> str:
-        """KV bucket: Idempotency-Key (hashed) → job id."""
-        return self._stream("IDEMPOTENCY").lower()
-
-    @property
-    def workers_bucket(self) -> str:
-        """KV bucket: worker id → what that processor last said of itself (contract/workers.py)."""
-        return self._stream("WORKERS").lower()
-
-    @property
-    def alerts_bucket(self) -> str:
-        """KV bucket: alert name → its rule and whether it fires (contract/alerts.py)."""
-        return self._stream("ALERTS").lower()
-
-    @property
-    def unique_bucket(self) -> str:
-        """KV bucket: `<type>.<unique_key hashed>` → the job that holds the key (jobs/unique.py)."""
-        return self._stream("UNIQUE_KEYS").lower()
+    types_bucket = _Bucket("JOB_TYPES", "KV bucket where processors advertise the job types they serve.")
+    queue_controls_bucket = _Bucket(
+        "QUEUE_CONTROLS", "KV bucket: job type → its queue controls (paused, concurrency, rate limit).")
+    flows_bucket = _Bucket("FLOWS", "KV bucket: flow id (its root job's id) → the flow's record (gateway/flows.py).")
+    batches_bucket = _Bucket("BATCHES", "KV bucket: batch id → its record (when, which jobs: gateway/batches.py).")
+    key_slots_bucket = _Bucket(
+        "KEY_SLOTS", "KV bucket of per-key concurrency slots: `<type>.<key hash>.<n>` → its holder, expiring unless "
+        "renewed (a killed holder's slot comes back).")
+    schedules_bucket = _Bucket(
+        "SCHEDULES", "KV bucket: schedule name → its definition and what it last did (gateway/schedules.py).")
+    uploads_bucket = _Bucket("UPLOADS", "Object store of uploaded job inputs.")
+    artifacts_bucket = _Bucket("ARTIFACTS", "Object store of job results (`<job id>/<name>`).")
+    idempotency_bucket = _Bucket("IDEMPOTENCY", "KV bucket: Idempotency-Key (hashed) → job id.")
+    workers_bucket = _Bucket(
+        "WORKERS", "KV bucket: worker id → what that processor last said of itself (contract/workers.py).")
+    alerts_bucket = _Bucket("ALERTS", "KV bucket: alert name → its rule and whether it fires (contract/alerts.py).")
+    unique_bucket = _Bucket(
+        "UNIQUE_KEYS", "KV bucket: `<type>.<unique_key hashed>` → the job that holds the key (jobs/unique.py).")
 
     def worker_rpc(self, worker_id: str, action: str = "*") -> str:
         """`rpc.workers.<id>.<action>`: what one processor answers (drain, resume)."""
