@@ -50,7 +50,8 @@ class Workers:
 
     def serving(self, job_type: str) -> int:
         """How many processors that are not gone serve the type (drained ones included: they may resume)."""
-        return sum(1 for view in self.all() if view.state != "gone" and job_type in view.types)
+        now = time.time()
+        return sum(1 for info in self._mirror.values.values() if job_type in info.types and info.state_at(now) != "gone")
 
     def one(self, worker_id: str) -> WorkerView:
         for view in self.all():

@@ -76,12 +76,8 @@ async def retry_jobs(
     job_filter = parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                               created_before=created_before, finished_after=finished_after,
                               finished_before=finished_before, error=error, owner=owner, tag=tag)
-    if dry_run:
-        answer, _ = await retry_matching(batches, history, job_filter, batches.seen_seq, True)
-        return Response(answer, status_code=200)
-    states_seen = batches.seen_seq
     # (each new job counts against the submit rate, as in a batch: counted once the matches are known)
-    answer, fresh = await retry_matching(batches, history, job_filter, states_seen, False,
+    answer, fresh = await retry_matching(batches, history, job_filter, batches.seen_seq, dry_run,
                                          before_create=lambda n: take_submit_tokens(request, n))
     headers = {} if fresh else {"Idempotent-Replayed": "true"}
     if answer.batch is not None:
