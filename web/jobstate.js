@@ -107,6 +107,14 @@ export function applyEvent(job, e, seq) {
       Object.assign(job, { run_seq: seq, status: "blocked", step: null, eta_s: null,
         blocked_on: e.children.map((c) => c.id), children: [...job.children, ...e.children] });
       break;
+    case "awaiting_signal": // its handler waits for a signal, its slot freed
+      Object.assign(job, { run_seq: seq, status: "waiting", step: null, eta_s: null, awaiting_signal: e.name,
+        signal_timeout_at: e.timeout_at ?? null });
+      break;
+    case "signalled": // only the first message of a signal's subject counts
+      if (job.signals.some((s) => s.name === e.name)) return false;
+      job.signals = [...job.signals, { name: e.name, at: e.ts, timed_out: e.timed_out ?? false }];
+      break;
     case "retrying":
       Object.assign(job, { run_seq: seq, status: "retrying", error: e.error, next_attempt_in_s: e.delay_s, step: null,
         eta_s: null });
@@ -134,9 +142,10 @@ export function applyEvent(job, e, seq) {
       Object.assign(job, { run_seq: seq, status: "expired", finished_at: e.ts, error_reason: "expired",
         error: `expired after waiting ${formatG(e.waited_s)}s (queue timeout ${formatG(e.queue_timeout_s)}s)` });
       break;
-    case "created": // a delayed job's time came, or a blocked one was released (or resumed)
-      if (job.status !== "scheduled" && job.status !== "blocked") return false;
-      Object.assign(job, { status: "pending", blocked_on: [], flow: e.flow || job.flow, resumes: e.resumed ?? 0 });
+    case "created": // a delayed job's time came, a blocked one was released (or resumed), a waiting one resumed
+      if (!["scheduled", "blocked", "waiting"].includes(job.status)) return false;
+      Object.assign(job, { status: "pending", blocked_on: [], flow: e.flow || job.flow, resumes: e.resumed ?? 0,
+        awaiting_signal: null, signal_timeout_at: null });
       if ((e.children ?? []).length) job.children = [...e.children];
       break;
     case "scheduled":

@@ -1,4 +1,4 @@
-"""The HTTP-side commands of `jobline`: submit, watch, jobs, logs, replay, cancel."""
+"""The HTTP-side commands of `jobline`: submit, watch, jobs, logs, replay, cancel, retry, signal."""
 
 from __future__ import annotations
 
@@ -324,10 +324,18 @@ def retry(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def signal(client: Client, args: argparse.Namespace) -> int:
+    sent = client.signal(args.id, args.name, args.data)
+    _print_json(sent) if args.json else console.print(
+        f"{args.id}: signal {args.name} sent; " + ("it resumes now" if sent["resumes"] else
+                                                   "kept until the job waits for it (it resumes then)"))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
     "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
-    "cancel": cancel, "retry": retry,
+    "cancel": cancel, "retry": retry, "signal": signal,
 }
 
 

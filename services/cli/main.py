@@ -148,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--dry-run", action="store_true", help="with --status: only count what would be cancelled")
     cancel.add_argument("--json", action="store_true")
 
+    signal = command("signal", "send a job a signal its handler waits for (ctx.wait_for_signal); once per name")
+    signal.add_argument("id", help="the job")
+    signal.add_argument("name", help="the signal's name, e.g. approval")
+    signal.add_argument("--data", type=json.loads, default=None, metavar="JSON",
+                        help='its payload (JSON, e.g. \'{"approved": true}\'; default null)')
+    signal.add_argument("--json", action="store_true")
+
     schedules.add_parser(command, _param)
     queues.add_parser(command)
     workers.add_parser(command)

@@ -130,6 +130,14 @@ class AsyncClient(Files, Controls):
         answer = (await self.request("POST", f"/api/jobs/{job_id}/cancel", retry="not_sent")).json()
         return str(answer["status"])
 
+    async def signal(self, job_id: str, name: str, payload: Any = None) -> dict[str, Any]:
+        """Send the job its signal `name` (what `ctx.wait_for_signal(name)` returns in its handler):
+        `{"job_id", "name", "at", "resumes"}`. Once per name: ApiError 409 when it was sent already, its
+        wait timed out, or the job ended."""
+        answer = await self.request("POST", f"/api/jobs/{job_id}/signals/{name}", json=payload, retry="not_sent")
+        body: dict[str, Any] = answer.json()
+        return body
+
     async def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
                               ) -> dict[str, Any]:
         """Cancel every live job with one of these statuses that the filters match (type, owner, tag,
@@ -279,6 +287,9 @@ class AsyncJob:
 
     async def cancel(self) -> str:
         return await self.client.cancel(self.id)
+
+    async def signal(self, name: str, payload: Any = None) -> dict[str, Any]:
+        return await self.client.signal(self.id, name, payload)
 
     async def logs(self) -> LogRows:
         return await self.client.logs(self.id)

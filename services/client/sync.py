@@ -136,6 +136,9 @@ class Client:
     def cancel(self, job_id: str) -> str:
         return self._run(self.aio.cancel(job_id))
 
+    def signal(self, job_id: str, name: str, payload: Any = None) -> dict[str, Any]:
+        return self._run(self.aio.signal(job_id, name, payload))
+
     def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.cancel_matching(status, dry_run=dry_run, **filters))
 
@@ -287,6 +290,9 @@ class Job:
 
     def cancel(self) -> str:
         return self._client._run(self.aio.cancel())
+
+    def signal(self, name: str, payload: Any = None) -> dict[str, Any]:
+        return self._client._run(self.aio.signal(name, payload))
 
     def logs(self) -> LogRows:
         return self._client._run(self.aio.logs())

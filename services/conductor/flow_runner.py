@@ -145,8 +145,9 @@ class FlowRunner:
         raw = await js.get_last_msg(names.jobs_stream, resume.created_subject, direct=True)
         created = job_event_decoder.decode(raw.data or b"")
         assert isinstance(created, JobCreated)
+        # (a job that also waited for a signal was resumed more often than its flow record counts)
         again = msgspec.structs.replace(created, ts=time.time(), flow=resume.flow, children=resume.children,
-                                        resumed=resume.resumed)
+                                        resumed=max(resume.resumed, created.resumed + 1))
         if await publish_if_last(js, resume.created_subject, encoder.encode(again),
                                  msg_id=f"{resume.job_id}:created:{resume.resumed}",
                                  headers=expect_last(resume.created_subject, int(raw.seq or 0)), give_up_after=30.0):

@@ -12,5 +12,7 @@ class ConductorMetrics:
                                      registry=self.registry)
         self.schedule_jobs = Counter("jobline_schedule_jobs_total", "Jobs made by recurring schedules' ticks",
                                      registry=self.registry)
+        self.signal_resumes = Counter("jobline_signal_resumes_total", "Waiting jobs resumed by their signal (or its timeout)",
+                                      registry=self.registry)
         self.webhook_attempts = Counter("jobline_webhook_attempts_total", "Webhook deliveries tried, by outcome",
                                         ["delivered"], registry=self.registry)

@@ -1,5 +1,5 @@
-"""The conductor service: `run(settings, stop)` runs the flow runner, the schedule runner, the
-webhook dispatcher and the failure alerts until `stop` is set."""
+"""The conductor service: `run(settings, stop)` runs the flow runner, the schedule runner, the signal
+runner, the webhook dispatcher and the failure alerts until `stop` is set."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from .flow_runner import FlowRunner
 from .metrics import ConductorMetrics
 from .schedule_runner import ScheduleRunner
 from .settings import ConductorSettings
+from .signal_runner import SignalRunner
 from .webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
                 js, names, replicas, settings.schedule_catchup_s)), on_job=metrics.schedule_jobs.inc)
             stack.push_async_callback(schedules.stop)
             await until_stopped(stop, schedules.start())
+            signals = SignalRunner(nc, js, names, on_resumed=metrics.signal_resumes.inc)
+            stack.push_async_callback(signals.stop)
+            await until_stopped(stop, signals.start())
             webhooks = WebhookDispatcher(nc, js, names, settings.webhooks,
                                          on_attempt=lambda ok: metrics.webhook_attempts.labels(str(ok).lower()).inc())
             stack.push_async_callback(webhooks.stop)
@@ -75,7 +79,7 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
             alerts.start()
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
                                                       ready=lambda: nc.is_connected and not stop.is_set()))
-            log.info("conductor running flows, schedules, webhooks and failure alerts")
+            log.info("conductor running flows, schedules, signals, webhooks and failure alerts")
             await stop.wait()
     except Stopped:
         log.info("told to stop while starting")

@@ -149,6 +149,29 @@ class JobSuspended(_JobEvent, frozen=True, kw_only=True, tag="suspended"):
     children: list[ChildRef]  # the ones this attempt added
 
 
+class JobAwaitingSignal(_JobEvent, frozen=True, kw_only=True, tag="awaiting_signal"):
+    """A handler called `ctx.wait_for_signal(name)` before the signal came: the attempt ended without
+    ending the job, its worker slot is free, and the job is `waiting` until the signal (or its
+    timeout) arrives on `jobs.<id>.signal.<name>`; then it runs again (the next attempt), and this
+    time the call returns the signal's payload (or raises SignalTimeout)."""
+
+    attempt: int
+    name: str
+    timeout_at: float | None = None  # when the wait ends without the signal (None: never)
+    created_subject: str = ""  # where its created event is published again to resume it …
+    created_seq: int = 0  # … only if it is still this one (so one resume, whoever resumes it)
+
+
+class JobSignalled(_JobEvent, frozen=True, kw_only=True, tag="signalled"):
+    """A signal for a job (`POST /api/jobs/<id>/signals/<name>`), or the end of a wait for it
+    (`timed_out`, published by the broker at the wait's `timeout_at`). Only the first message on a
+    job's `jobs.<id>.signal.<name>` counts: a signal is sent once."""
+
+    name: str
+    payload: Any = None
+    timed_out: bool = False
+
+
 class JobRetrying(_JobEvent, frozen=True, kw_only=True, tag="retrying"):
     attempt: int  # the attempt that failed
     next_attempt: int
@@ -212,6 +235,8 @@ JobEvent = (
     | JobFailed
     | JobRetrying
     | JobSuspended
+    | JobAwaitingSignal
+    | JobSignalled
     | CancelRequested
     | JobCancelled
     | JobExpired

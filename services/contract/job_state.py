@@ -15,6 +15,7 @@ from .events import (
     ArtifactStored,
     CancelRequested,
     ChildRef,
+    JobAwaitingSignal,
     JobBlocked,
     JobCancelled,
     JobCompleted,
@@ -24,6 +25,7 @@ from .events import (
     JobFailed,
     JobRetrying,
     JobScheduled,
+    JobSignalled,
     JobStarted,
     JobSuspended,
     JobWaiting,
@@ -60,6 +62,14 @@ class WebhookStatus(msgspec.Struct, kw_only=True):
     final: bool = False
 
 
+class SignalInfo(msgspec.Struct, kw_only=True):
+    """A signal the job received (its payload is in the timeline), or its wait's timeout."""
+
+    name: str
+    at: float
+    timed_out: bool = False
+
+
 class JobState(msgspec.Struct, kw_only=True):
     id: str
     type: str
@@ -90,8 +100,11 @@ class JobState(msgspec.Struct, kw_only=True):
     name: str | None = None  # … its name among its siblings
     children: list[ChildRef] = []  # its children (it runs once they have all ended)
     blocked_on: list[str] = []  # while blocked: the jobs it waits for
-    resumes: int = 0  # runs after children it spawned had ended (each also counts as an attempt)
+    resumes: int = 0  # runs after it suspended (its children ended, its signal came; each one an attempt)
     waiting_for: str | None = None  # while pending: why no processor could start it yet
+    awaiting_signal: str | None = None  # while waiting: the signal its handler waits for …
+    signal_timeout_at: float | None = None  # … until then (None: no timeout)
+    signals: list[SignalInfo] = []  # the signals it received (each name once), in order
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
@@ -209,6 +222,14 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             state.status, state.step, state.eta_s = JobStatus.BLOCKED, None, None
             state.blocked_on = [c.id for c in event.children]
             state.children = [*state.children, *event.children]
+        case JobAwaitingSignal():
+            state.run_seq = seq
+            state.status, state.step, state.eta_s = JobStatus.WAITING, None, None
+            state.awaiting_signal, state.signal_timeout_at = event.name, event.timeout_at
+        case JobSignalled():
+            if any(s.name == event.name for s in state.signals):
+                return False  # (only the first message of a signal's subject counts)
+            state.signals = [*state.signals, SignalInfo(name=event.name, at=event.ts, timed_out=event.timed_out)]
         case JobRetrying():
             state.run_seq = seq
             state.status, state.error, state.next_attempt_in_s = JobStatus.RETRYING, event.error, event.delay_s
@@ -237,11 +258,13 @@ def apply(state: JobState, event: JobEvent, seq: int) -> bool:
             state.error = f"expired after waiting {event.waited_s:g}s (queue timeout {event.queue_timeout_s:g}s)"
             state.error_reason = FailureReason.EXPIRED
         case JobCreated():
-            if state.status not in (JobStatus.SCHEDULED, JobStatus.BLOCKED):
+            if state.status not in (JobStatus.SCHEDULED, JobStatus.BLOCKED, JobStatus.WAITING):
                 return False  # (the state started from it)
             # A delayed job's time came (the broker published it), or a blocked one was released (or
-            # resumed after children it spawned: it is part of a flow now, with every child named).
+            # resumed after children it spawned: it is part of a flow now, with every child named), or
+            # a waiting one resumed by its signal.
             state.status, state.blocked_on = JobStatus.PENDING, []
+            state.awaiting_signal = state.signal_timeout_at = None
             state.flow, state.resumes = event.flow or state.flow, event.resumed
             state.children = list(event.children) or state.children
         case JobScheduled() | JobBlocked():

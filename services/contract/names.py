@@ -28,6 +28,7 @@ LOG = "log"
 CANCEL = "cancel"
 ARTIFACT = "artifact"
 WEBHOOK = "webhook"
+SIGNAL = "signal"  # `jobs.<id>.signal.<name>`: the signals a job's handler waits for
 # The run chain `jobs.<id>.run.*` holds the attempt lifecycle: started, retrying, ended. Every
 # write to it is a compare-and-set on the chain's last sequence (Nats-Expected-Last-Subject-
 # Sequence with Nats-Expected-Last-Subject-Sequence-Subject = `jobs.<id>.run.*`), so the broker
@@ -36,7 +37,12 @@ RUN = "run"
 STARTED = "started"
 RETRYING = "retrying"
 SUSPENDED = "suspended"
+AWAITING = "awaiting"  # (awaiting a signal)
 ENDED = "ended"
+
+# Signal names (`POST /api/jobs/<id>/signals/<name>`, `ctx.wait_for_signal(name)`) are subject tokens.
+SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_SIGNAL_NAME_RE = re.compile(SIGNAL_NAME_PATTERN)
 
 
 # Recurring schedules: names are lowercase (a job id is `<name>-<tick as YYYYMMDDTHHMMSS>`, so the
@@ -88,6 +94,12 @@ def _checked_job_id(job_id: str) -> str:
     if not is_valid_job_id(job_id):
         raise InvalidName(f"invalid job id {job_id!r}")
     return job_id
+
+
+def checked_signal_name(name: str) -> str:
+    if not _SIGNAL_NAME_RE.fullmatch(name):
+        raise InvalidName(f"invalid signal name {name!r}: letters, digits, '_' and '-', at most 64")
+    return name
 
 
 def _checked_job_type(job_type: str) -> str:
@@ -199,6 +211,11 @@ class Names(_StoreNames):
         """`scheduler.<id>`: the one message schedule of a delayed job (purged once it fired)."""
         return self._subject("scheduler", _checked_job_id(job_id))
 
+    def signal_timeout(self, job_id: str, name: str) -> str:
+        """`scheduler.<id>.signal.<name>`: the message schedule that ends a job's wait for a signal
+        (its target: the signal's own subject)."""
+        return self._subject("scheduler", _checked_job_id(job_id), SIGNAL, checked_signal_name(name))
+
     @property
     def schedules_stream(self) -> str:
         """Recurring schedules' wake-ups: kept without an age limit (a yearly schedule's next
@@ -232,6 +249,16 @@ class Names(_StoreNames):
         return self._subject("jobs", "*", RUN, ENDED)
 
     @property
+    def all_signals(self) -> str:
+        """Every job's signals: `jobs.*.signal.*`."""
+        return self._subject("jobs", "*", SIGNAL, "*")
+
+    @property
+    def signal_runner_durable(self) -> str:
+        """The conductors' shared durable on `jobs.*.signal.*`: each signal resumes its job once."""
+        return "signal-runner"
+
+    @property
     def all_cancel_requests(self) -> str:
         return self._subject("jobs", "*", CANCEL)
 
@@ -247,6 +274,10 @@ class Names(_StoreNames):
 
     def job_event(self, job_id: str, kind: str) -> str:
         return self._subject("jobs", _checked_job_id(job_id), kind)
+
+    def job_signal(self, job_id: str, name: str) -> str:
+        """`jobs.<id>.signal.<name>`: the signal (its first message counts), or its wait's timeout."""
+        return self._subject("jobs", _checked_job_id(job_id), SIGNAL, checked_signal_name(name))
 
     def run_event(self, job_id: str, kind: str) -> str:
         """`jobs.<id>.run.<started|retrying|ended>`."""

@@ -7,6 +7,7 @@ from typing import Final
 from .events import (
     ArtifactStored,
     CancelRequested,
+    JobAwaitingSignal,
     JobBlocked,
     JobCancelled,
     JobCompleted,
@@ -16,6 +17,7 @@ from .events import (
     JobFailed,
     JobRetrying,
     JobScheduled,
+    JobSignalled,
     JobStarted,
     JobSuspended,
     JobWaiting,
@@ -27,6 +29,7 @@ from .events import (
 )
 from .names import (
     ARTIFACT,
+    AWAITING,
     BLOCKED,
     CANCEL,
     CREATED,
@@ -60,36 +63,30 @@ def fenced(names: Names, job_id: str, last_seq: int) -> dict[str, str]:
     return expect_last(names.run_chain(job_id), last_seq)
 
 
+# Each event type's last subject token: on the job's own subjects, or on its run chain.
+_JOB_KINDS: Final[dict[type, str]] = {
+    JobScheduled: SCHEDULED, JobBlocked: BLOCKED, JobWaiting: WAITING, StepStarted: STEP, StepFinished: STEP,
+    ProgressReported: PROGRESS, LogLineWritten: LOG, CancelRequested: CANCEL, ArtifactStored: ARTIFACT,
+    WebhookAttempted: WEBHOOK,
+}
+_RUN_KINDS: Final[dict[type, str]] = {
+    JobStarted: STARTED, JobRetrying: RETRYING, JobSuspended: SUSPENDED, JobAwaitingSignal: AWAITING,
+    JobCompleted: ENDED, JobFailed: ENDED, JobCancelled: ENDED, JobExpired: ENDED,
+}
+
+
 def subject_of(names: Names, event: JobEvent) -> str:
+    kind = _JOB_KINDS.get(type(event))
+    if kind is not None:
+        return names.job_event(event.job_id, kind)
+    kind = _RUN_KINDS.get(type(event))
+    if kind is not None:
+        return names.run_event(event.job_id, kind)
     match event:
-        case JobScheduled():
-            return names.job_event(event.job_id, SCHEDULED)
-        case JobBlocked():
-            return names.job_event(event.job_id, BLOCKED)
         case JobCreated(job_id=job_id, type=job_type, priority=priority):
             return names.job_created(job_id, job_type, priority)
-        case JobWaiting():
-            return names.job_event(event.job_id, WAITING)
-        case JobStarted():
-            return names.run_event(event.job_id, STARTED)
-        case JobRetrying():
-            return names.run_event(event.job_id, RETRYING)
-        case JobSuspended():
-            return names.run_event(event.job_id, SUSPENDED)
-        case StepStarted() | StepFinished():
-            return names.job_event(event.job_id, STEP)
-        case ProgressReported():
-            return names.job_event(event.job_id, PROGRESS)
-        case LogLineWritten():
-            return names.job_event(event.job_id, LOG)
-        case JobCompleted() | JobFailed() | JobCancelled() | JobExpired():
-            return names.run_event(event.job_id, ENDED)
-        case CancelRequested():
-            return names.job_event(event.job_id, CANCEL)
-        case ArtifactStored():
-            return names.job_event(event.job_id, ARTIFACT)
-        case WebhookAttempted():
-            return names.job_event(event.job_id, WEBHOOK)
+        case JobSignalled():
+            return names.job_signal(event.job_id, event.name)
     raise TypeError(f"not a job event: {event!r}")
 
 

@@ -12,6 +12,7 @@ from typing import Final
 class JobStatus(StrEnum):
     SCHEDULED = "scheduled"  # submitted with run_at/delay_s: waiting for its time (the broker holds it)
     BLOCKED = "blocked"  # a job of a flow waiting for its children or the siblings it depends on
+    WAITING = "waiting"  # its handler waits for a signal (ctx.wait_for_signal): no worker holds it
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -35,6 +36,8 @@ class EventKind(StrEnum):
     LOGGED = "logged"
     RETRYING = "retrying"
     SUSPENDED = "suspended"
+    AWAITING_SIGNAL = "awaiting_signal"
+    SIGNALLED = "signalled"
     CANCEL_REQUESTED = "cancel_requested"
     ARTIFACT_STORED = "artifact_stored"
     WEBHOOK_ATTEMPTED = "webhook_attempted"

@@ -57,6 +57,7 @@ from .jobs.files import file_handlers
 from .jobs.forms import route_forms
 from .jobs.objects import ObjectStores
 from .jobs.routes import job_handlers
+from .jobs.signal_routes import signal_handlers
 from .live.event_stream import StreamWatchdog
 from .live.feed import JobFeed
 from .live.hub import Hub
@@ -204,7 +205,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                      "auth": Provide(lambda: auth, use_cache=True, sync_to_thread=False)}
     handlers: list[Any] = [ws_endpoint, *access_handlers, *ops_handlers, *job_handlers, *file_handlers,
                            *stream_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers,
-                           *worker_handlers, *alert_handlers]
+                           *worker_handlers, *alert_handlers, *signal_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))

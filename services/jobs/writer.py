@@ -32,6 +32,7 @@ from jobline.contract.submissions import JobSubmission
 from jobline.runtime.atomic_publish import BATCH_TOO_LARGE_ERR, publish_batch_reliably
 from jobline.runtime.end_signals import signal_end
 from jobline.runtime.publishing import publish_if_last, publish_reliably
+from jobline.runtime.signal_waits import unschedule_timeout
 from jobline.runtime.tracing import context_of, traceparent_of, valid_traceparent
 
 from .bands import Bands
@@ -239,7 +240,7 @@ class JobWriter:
 
     # --- cancel -------------------------------------------------------------------------------
     async def cancel(self, job_id: str, reason: str = "") -> str:
-        """Record the request; a job not running anywhere (blocked, pending, or waiting to retry)
+        """Record the request; a job not running anywhere (blocked, pending, waiting for a signal or to retry)
         ends `cancelled` at once, a running one when its processor has stopped the work. A job of a
         flow takes its unfinished children with it. Returns `cancelled` or `cancelling`; Conflict
         for a job that ended already."""
@@ -253,9 +254,11 @@ class JobWriter:
         names = self.names
         if state.status == "scheduled":
             await unschedule(self.js, names, job_id)  # it will not fire (if it has not yet)
+        if state.awaiting_signal is not None and state.signal_timeout_at is not None:
+            await unschedule_timeout(self.js, names, job_id, state.awaiting_signal)  # (nor its wait's timeout)
         request = CancelRequested(ts=time.time(), job_id=job_id, reason=reason)
         await publish_reliably(self.js, subject_of(names, request), encoder.encode(request), msg_id=f"{job_id}:cancel")
-        if state.status not in ("scheduled", "blocked", "pending", "retrying"):
+        if state.status not in ("scheduled", "blocked", "pending", "waiting", "retrying"):
             return "cancelling"
         cancelled = JobCancelled(ts=time.time(), job_id=job_id, attempt=state.attempt,
                                  reason=reason or "cancelled before it ran")

@@ -2,5 +2,6 @@
 
 from .context import JobContext
 from .registry import PermanentError, task
+from .signals import SignalTimeout
 
-__all__ = ["JobContext", "PermanentError", "task"]
+__all__ = ["JobContext", "PermanentError", "SignalTimeout", "task"]

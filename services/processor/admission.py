@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from jobline.contract.events import (
+    JobAwaitingSignal,
     JobCancelled,
     JobCreated,
     JobEvent,
@@ -73,7 +74,7 @@ def needs_history(created: JobCreated, delivered: int) -> bool:
 
 def max_attempts_of(created: JobCreated, spec: TaskSpec | None, defaults: Defaults) -> int:
     limit = created.max_attempts or (spec.max_attempts if spec else None) or defaults.max_attempts
-    return limit + created.resumed  # (each run after children it spawned is an attempt of its own)
+    return limit + created.resumed  # (each run after it suspended — children, a signal — is an attempt of its own)
 
 
 def admit(created: JobCreated, spec: TaskSpec | None, defaults: Defaults, now: float, *,
@@ -82,7 +83,7 @@ def admit(created: JobCreated, spec: TaskSpec | None, defaults: Defaults, now: f
     max_attempts = max_attempts_of(created, spec, defaults)
     if isinstance(last, TerminalEvent):
         return AlreadyEnded(last)
-    if isinstance(last, JobStarted | JobRetrying | JobSuspended):
+    if isinstance(last, JobStarted | JobRetrying | JobSuspended | JobAwaitingSignal):
         attempt = last.attempt + 1
     if cancel_requested:
         return End(JobCancelled(ts=now, job_id=job_id, attempt=attempt, reason="cancel requested"), attempt)

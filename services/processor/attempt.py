@@ -1,6 +1,6 @@
 """One admitted job's attempt, from its slots to its end: `started` on the run chain, the handler
 under its lease and its timeout, then the end it came to — completed, failed (retried while
-attempts last), cancelled, timed out, or suspended waiting for the children it spawned.
+attempts last), cancelled, timed out, or suspended waiting for the children it spawned or for a signal.
 
 Every write to the run chain is fenced (fence.py): an attempt superseded while it ran (its worker
 was presumed dead) publishes nothing more and touches its delivery no more.
@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from jobline.contract.events import (
+    JobAwaitingSignal,
     JobCompleted,
     JobCreated,
     JobEvent,
@@ -39,6 +40,7 @@ from jobline.contract.vocabulary import ChildFailurePolicy, FailureReason
 from jobline.runtime import tracing
 from jobline.runtime.end_signals import signal_end, signal_flow
 from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.signal_waits import resume_waiting, schedule_timeout
 
 from .admission import Run
 from .context import JobContext, Outbox
@@ -47,10 +49,11 @@ from .gates import Gates, NoFreeSlot
 from .lease import Lease
 from .metrics import ProcessorMetrics
 from .objects import Objects
-from .outcome import outcome_of
+from .outcome import Suspension, outcome_of
 from .registry import TaskSpec
 from .running import RunningJob, RunningJobs
 from .settings import ProcessorSettings
+from .signals import first_signal
 from .spans import AttemptSpans
 
 
@@ -100,7 +103,7 @@ class Attempts:
         ctx = JobContext(job_id=job_id, job_type=created.type, attempt=attempt, params=run.params, outbox=outbox,
                          progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(),
                          objects=self._objects, work_root=Path(self._settings.data_dir) / "work",
-                         children=await self._children_of(created))
+                         children=await self._children_of(created), js=self._js, names=self._names)
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         spans = AttemptSpans(self._tracer, created, attempt, self._instance) if self._tracer is not None else None
         if spans is not None:
@@ -120,7 +123,7 @@ class Attempts:
                 raise Fenced(f"job {job_id}: attempt {attempt} superseded while it ran")
             outcome = outcome_of(running, created, attempt, timeout)
             outcome_name = kind_of(outcome) if not isinstance(outcome, JobFailed) else f"failed_{outcome.reason}"
-            ctx.finish("done" if isinstance(outcome, JobCompleted | JobSuspended) else "failed")
+            ctx.finish("done" if isinstance(outcome, JobCompleted | JobSuspended | JobAwaitingSignal) else "failed")
             await outbox.close()
         except asyncio.CancelledError:
             # Drain ran out of time: stop the work and hand the job back now, not after the ack wait.
@@ -143,10 +146,12 @@ class Attempts:
             await self._after(msg, chain, spec, created, ctx, outcome, run, attempt)
 
     async def _after(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, ctx: JobContext,
-                     outcome: TerminalEvent | JobSuspended, run: Run, attempt: int) -> None:
-        """What the attempt's outcome calls for: its children, a retry, or its end."""
+                     outcome: TerminalEvent | Suspension, run: Run, attempt: int) -> None:
+        """What the attempt's outcome calls for: its children, its signal, a retry, or its end."""
         if isinstance(outcome, JobSuspended):
             await self._suspend(msg, chain, outcome, created, ctx.spawned)
+        elif isinstance(outcome, JobAwaitingSignal):
+            await self._await_signal(msg, chain, outcome)
         elif isinstance(outcome, JobFailed) and outcome.reason == FailureReason.ERROR and attempt < run.max_attempts:
             await self._retry(msg, chain, spec, outcome, attempt)
         else:
@@ -206,6 +211,19 @@ class Attempts:
         await chain.append(suspended, f"{created.job_id}:{suspended.attempt}:suspended")
         await signal_flow(self._js, self._names, flow, created.job_id, SUSPENDED,
                           msg_id=f"{created.job_id}:{suspended.attempt}:suspended")
+        await msg.ack()
+
+    async def _await_signal(self, msg: Msg, chain: RunChain, awaiting: JobAwaitingSignal) -> None:
+        """Record that the job waits (with the created event that resumes it), have the broker hold
+        its timeout, and free the slot. A signal that came while this was recorded may have found
+        the job not yet waiting: then this processor resumes it (one resume either way)."""
+        awaiting = msgspec.structs.replace(awaiting, created_subject=msg.subject,
+                                           created_seq=msg.metadata.sequence.stream)
+        if awaiting.timeout_at is not None:  # (first: a wait on record always has its timeout)
+            await schedule_timeout(self._js, self._names, awaiting)
+        await chain.append(awaiting, f"{awaiting.job_id}:{awaiting.attempt}:awaiting")
+        if await first_signal(self._js, self._names, awaiting.job_id, awaiting.name) is not None:
+            await resume_waiting(self._js, self._names, awaiting)
         await msg.ack()
 
     async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:

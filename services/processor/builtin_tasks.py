@@ -1,5 +1,6 @@
-"""Job types that ship with Jobline: `demo` (shows every kind of event), `noop` (benchmarks) and
-`gather` (a flow parent that returns its children's outcomes)."""
+"""Job types that ship with Jobline: `demo` (shows every kind of event), `noop` (benchmarks),
+`gather` (a flow parent that returns its children's outcomes) and `review` (waits for a person's
+approval)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import msgspec
 
 from .context import JobContext
 from .registry import PermanentError, task
+from .signals import SignalTimeout
 
 
 class DemoParams(msgspec.Struct, kw_only=True):
@@ -48,3 +50,31 @@ async def noop(ctx: JobContext) -> None:
 async def gather(ctx: JobContext) -> dict[str, object]:
     return {name: {"status": child.status, "result": child.result, "error": child.error}
             for name, child in ctx.children.items()}
+
+
+class ReviewParams(msgspec.Struct, kw_only=True):
+    title: str = "draft"
+    prepare_seconds: float = 0.5
+    timeout_s: float | None = 3600.0  # how long it waits for a reviewer (None: until one answers or a cancel)
+
+
+@task("review", params=ReviewParams, steps=["Prepare", "Review", "Publish"],
+      description="Prepares, then waits for a reviewer: signal `approval` with {\"approved\": true|false, "
+                  "\"note\": \"…\"} (the job page's Approve/Reject); publishes only when approved.")
+async def review(ctx: JobContext) -> dict[str, object]:
+    params: ReviewParams = ctx.params
+    ctx.step("Prepare")  # (done again when the signal resumes the job: the work before a wait is cheap)
+    for i in range(5):
+        await asyncio.sleep(params.prepare_seconds / 5)
+        ctx.progress(i + 1, 5, message="preparing")
+    ctx.step("Review")
+    try:
+        decision = await ctx.wait_for_signal("approval", timeout_s=params.timeout_s)
+    except SignalTimeout:
+        raise PermanentError(f"no reviewer answered within {params.timeout_s:g}s") from None
+    note = decision.get("note") if isinstance(decision, dict) else None
+    if not (isinstance(decision, dict) and decision.get("approved") is True):
+        raise PermanentError("rejected by the reviewer" + (f": {note}" if note else ""))
+    ctx.step("Publish")
+    ctx.log(f"published {params.title!r}")
+    return {"published": True, "title": params.title, "note": note}

@@ -35,13 +35,14 @@ from jobline.contract.events import (
     encoder,
 )
 from jobline.contract.flows import ChildOutcome, SpawnedChild
-from jobline.contract.names import Names
+from jobline.contract.names import InvalidName, Names, checked_signal_name
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
 
 from .fence import Fenced
 from .objects import Objects
 from .registry import JobCancelledError
+from .signals import AwaitSignal, SignalTimeout, first_signal
 
 LEVELS = ("debug", "info", "warning", "error")
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -142,8 +143,11 @@ class JobContext:
         objects: Objects | None = None,
         work_root: Path | None = None,
         children: dict[str, ChildOutcome] | None = None,
+        js: JetStreamContext | None = None,
+        names: Names | None = None,
     ):
         self.job_id = job_id
+        self._js, self._names = js, names  # (reading the job's signals)
         # A parent in a flow: each child's outcome by its name (status, result, error); under the
         # `ignore` policy only the children that completed.
         self.children: dict[str, ChildOutcome] = children or {}
@@ -279,6 +283,27 @@ class JobContext:
         if not self.spawned:
             raise ValueError("wait_for_children() needs children: call ctx.spawn(...) first")
         return WAIT_FOR_CHILDREN
+
+    async def wait_for_signal(self, name: str, timeout_s: float | None = None) -> Any:
+        """The payload of the job's signal `name` (`POST /api/jobs/<id>/signals/<name>`, once per
+        name). If it has not come, the attempt ends here and frees its slot (the job is `waiting`);
+        when it comes the handler runs again from the start and this call returns it. After
+        `timeout_s` (whole seconds, from the first wait) without it, raises SignalTimeout.
+        Async handlers only."""
+        try:
+            checked_signal_name(name)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError("timeout_s must be more than 0 (or None: wait until the signal or a cancel)")
+        if self._js is None or self._names is None:
+            raise RuntimeError("this context cannot read signals")
+        received = await first_signal(self._js, self._names, self.job_id, name)
+        if received is None:
+            raise AwaitSignal(name, timeout_s)
+        if received.timed_out:
+            raise SignalTimeout(name, received.ts)
+        return received.payload
 
     # --- used by the worker -----------------------------------------------------------------
     def stop(self) -> None:

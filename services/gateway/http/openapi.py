@@ -25,6 +25,7 @@ from jobline.contract.names import (
     JOB_TYPE_PATTERN,
     SCHEDULE_NAME_PATTERN,
     SERVICE_NAME_RE,
+    SIGNAL_NAME_PATTERN,
 )
 from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 from jobline.contract.vocabulary import ALL_STATUSES, TERMINAL_STATUSES
@@ -101,6 +102,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "flow_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "worker_id": {"type": "string", "pattern": WORKER_ID_PATTERN},
+    "signal": {"type": "string", "pattern": SIGNAL_NAME_PATTERN},
     "name": {"type": "string", "pattern": "^[^/\\u0000-\\u001f\\u007f]{1,255}$"},
     "status": {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     "type": {"type": "string", "pattern": _type_list()},
@@ -183,6 +185,10 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
         schemas.update(flow_schemas(schemas["JobSubmission"]))
         flow["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/FlowSubmission"}}}}
+    signal = doc.get("paths", {}).get("/api/jobs/{job_id}/signals/{signal}", {}).get("post")
+    if signal is not None:
+        signal["requestBody"] = {"required": False, "description": "The signal's payload: any JSON (none: null)",
+                                 "content": {"application/json": {"schema": {}}}}
     form = doc.get("paths", {}).get("/api/jobs/form", {}).get("post")
     if form is not None:
         form["requestBody"] = {"required": True, "description": "The job form (also accepted at POST /api/jobs)",

@@ -7,8 +7,8 @@ path:
 | role | may |
 |---|---|
 | admin | everything |
-| operator | read everything; cancel jobs (one or by filter), batches and flows; queue controls; schedules; drain workers |
-| backend | read everything; submit jobs, batches, flows, uploads; mint form tokens |
+| operator | read all; cancel jobs (one or by filter), batches and flows; signal jobs; queue controls; schedules; drain workers |
+| backend | read everything; submit jobs, batches, flows, uploads; signal jobs; mint form tokens |
 | viewer | read everything |
 
 Every role may mint stream tokens (they only read) and sign the browser in. A refused request is
@@ -33,9 +33,10 @@ class Role(StrEnum):
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
-_SUBMITS = re.compile(r"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens)")
+_SIGNAL = r"jobs/[^/]+/signals/[^/]+"  # (an external callback from the app's backend, or a person's approval)
+_SUBMITS = re.compile(rf"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens|{_SIGNAL})")
 _OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry)|queues(/.*)?|schedules(/.*)?"
-                       r"|workers/[^/]+/(drain|resume)|alerts(/.*)?)")
+                       rf"|workers/[^/]+/(drain|resume)|alerts(/.*)?|{_SIGNAL})")
 
 
 def parse_token(entry: str) -> tuple[str, Role]:

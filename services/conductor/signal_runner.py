@@ -1,0 +1,79 @@
+"""The signal runner: the conductors' shared durable on `jobs.*.signal.*` (each signal to one
+conductor) resumes the job that waits for it.
+
+A signal (or a wait's timeout, which the broker publishes on the same subject) resumes the job only
+if the job's run chain ends with a wait for that very signal; otherwise the job has not reached its
+wait yet (the processor that records the wait finds the signal and resumes it itself), ended, or is
+past it, and the message only stays in its timeline. A real signal also stops its wait's timeout
+from firing. Resuming is refused by the broker when repeated (runtime/signal_waits.py), so a
+redelivered message is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from jobline.contract.events import JobAwaitingSignal, JobSignalled, job_event_decoder
+from jobline.contract.names import Names
+from jobline.runtime.consume import DurableTasks
+from jobline.runtime.signal_waits import resume_waiting, unschedule_timeout
+
+log = logging.getLogger(__name__)
+ACK_WAIT_S = 10.0
+
+
+class SignalRunner:
+    def __init__(self, nc: Client, js: JetStreamContext, names: Names, on_resumed: Callable[[], None] = lambda: None):
+        self._nc, self._js, self._names = nc, js, names
+        self._on_resumed = on_resumed
+        self._tasks: DurableTasks | None = None
+
+    async def start(self) -> None:
+        names = self._names
+        config = ConsumerConfig(
+            durable_name=names.signal_runner_durable, description="the conductors' signal runner: resumes waiting jobs",
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1,
+            filter_subject=names.all_signals)
+        self._tasks = DurableTasks(self._nc, self._js, names.jobs_stream, config, self._handle, limit=64,
+                                   name="signal runner")
+        await self._tasks.start()
+
+    async def stop(self) -> None:
+        if self._tasks is not None:
+            await self._tasks.stop()
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            signal = job_event_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            signal = None
+        if not isinstance(signal, JobSignalled):
+            log.warning("dropping an undecodable signal on %s", msg.subject)
+            await msg.term()
+            return
+        await self._resume_if_waiting(signal)
+        await msg.ack()
+
+    async def _resume_if_waiting(self, signal: JobSignalled) -> None:
+        js, names = self._js, self._names
+        try:
+            raw = await js.get_last_msg(names.jobs_stream, names.run_chain(signal.job_id), direct=True)
+            last = job_event_decoder.decode(raw.data or b"")
+        except (NotFoundError, msgspec.DecodeError):
+            return  # not started yet: the wait, when it comes, finds the signal
+        if not isinstance(last, JobAwaitingSignal) or last.name != signal.name:
+            return
+        if not signal.timed_out and last.timeout_at is not None:
+            await unschedule_timeout(js, names, signal.job_id, signal.name)
+        if await resume_waiting(js, names, last):
+            self._on_resumed()
+            log.info("job %s resumed by its signal %s%s", signal.job_id, signal.name,
+                     " (timed out)" if signal.timed_out else "")
