@@ -20,7 +20,7 @@ from playwright.async_api import Locator, Page, expect
 from jobline.contract.events import LogLineWritten
 from jobline.contract.names import Names
 from jobline.processor import JobContext
-from jobline.processor.builtin_tasks import gather
+from jobline.processor.builtin_tasks import ReviewParams, gather, review
 from jobline.processor.registry import Registry
 from jobline.processor.video_tasks import STEPS, RenditionsParams, TranscodeParams, renditions, transcode
 from jobline.runtime.embedded_nats import EmbeddedNats
@@ -60,6 +60,7 @@ async def broken(ctx: JobContext) -> None:
 
 registry.task("video-transcode", params=TranscodeParams, steps=STEPS)(transcode)
 registry.task("gather")(gather)
+registry.task("review", params=ReviewParams, steps=["Prepare", "Review", "Publish"])(review)
 registry.task("video-renditions", params=RenditionsParams, steps=["Probe", "Renditions", "Playlist"])(renditions)
 
 
@@ -146,6 +147,33 @@ async def test_cancel_a_running_job_from_its_page(page: Page) -> None:
     await page.click("#cancel")
     await expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
     await expect(page.locator("#cancel")).to_be_disabled()
+
+
+async def test_approve_and_reject_a_job_that_waits_for_a_reviewer(page: Page) -> None:
+    await submit_from_form(page, "review", {"title": "clip", "prepare_seconds": 0.05})
+    box = page.locator("#job-signal")
+    await expect(page.locator("#job-status")).to_have_text("waiting", timeout=10_000)
+    await expect(box).to_be_visible()
+    await expect(page.locator("#signal-title")).to_have_text("Waiting for approval")
+    await expect(page.locator("#job-message")).to_have_text("waiting for signal approval")
+    await page.fill("#signal-payload", json.dumps({"note": HOSTILE}))
+    await page.click("#signal-approve")
+    await expect(page.locator("#job-status")).to_have_text(re.compile("completed"), timeout=15_000)
+    await expect(box).to_be_hidden()
+    await expect(page.locator("#job-result")).to_contain_text('"published": true')
+    await expect(page.locator("#job-result")).to_contain_text("onerror")  # (as text)
+    # Another one, rejected: it fails saying so.
+    await page.goto(page.url.split("#")[0] + "#/")
+    await submit_from_form(page, "review", {"prepare_seconds": 0.05})
+    await expect(box).to_be_visible(timeout=10_000)
+    await page.fill("#signal-payload", "not json")
+    await page.click("#signal-reject")
+    await expect(page.locator("#job-error")).to_have_text("the payload is not JSON")
+    await page.fill("#signal-payload", "")
+    await page.click("#signal-reject")
+    await expect(page.locator("#job-status")).to_have_text(re.compile("failed"), timeout=15_000)
+    await expect(page.locator("#job-error")).to_contain_text("rejected by the reviewer")
+    assert await page.locator("#job-result img").count() == 0
 
 
 async def test_replay_a_finished_job_at_16x_and_scrub_through_it(page: Page) -> None:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from jobline.contract.events import JobEvent, JobStarted, ProgressReported, WebhookAttempted
+from jobline.contract.events import JobEvent, JobSignalled, JobStarted, ProgressReported, WebhookAttempted
 from jobline.contract.job_state import JobState, apply, start_state
 from jobline.processor import JobContext
 from jobline.processor.registry import Registry
@@ -68,6 +68,11 @@ async def parent(ctx: JobContext) -> Any:
     return ctx.wait_for_children()
 
 
+@registry.task("approval")
+async def approval(ctx: JobContext) -> Any:
+    return await ctx.wait_for_signal("go", timeout_s=600)
+
+
 STACK: dict[str, Any] = dict(registry=registry, with_logsink=False, processor={"concurrency": 2})
 
 FOLD = """async (timelines) => {
@@ -119,6 +124,14 @@ async def _recorded_jobs(client: httpx.AsyncClient) -> list[str]:
            await post({"type": "doomed"}),
            await post({"type": "work", "delay_s": 1.5, "owner": "u2", "tags": ["later"]}),
            await post({"type": "parent", "owner": "u3", "tags": ["p"]})]
+    waiting = await post({"type": "approval"})
+
+    async def waits() -> bool:
+        return bool((await client.get(f"/api/jobs/{waiting}")).json()["status"] == "waiting")
+
+    await eventually(waits, what="the approval job waits for its signal")
+    assert (await client.post(f"/api/jobs/{waiting}/signals/go", json={"ok": 1})).status_code == 202
+    ids.append(waiting)
     flow = (await client.post("/api/flows", json={
         "job": {"type": "work"}, "children": [{"name": "a", "job": {"type": "work"}},
                                               {"name": "b", "job": {"type": "flaky"}, "depends_on": ["a"]}]}))
@@ -130,7 +143,7 @@ async def _recorded_jobs(client: httpx.AsyncClient) -> list[str]:
     assert (await client.post("/api/queues/slow/resume")).status_code == 200
     for job_id in (slow, late):
         await _ended(client, job_id)
-    children = [child["id"] for child in (await client.get(f"/api/jobs/{ids[-1]}")).json()["children"]]
+    children = [child["id"] for child in (await client.get(f"/api/jobs/{ids[-2]}")).json()["children"]]
     for child in children:  # a spawned child is its parent's owner's, with its tags
         state = (await client.get(f"/api/jobs/{child}")).json()
         assert (state["owner"], state["tags"]) == ("u3", ["p"]), state
@@ -156,9 +169,13 @@ async def test_the_browser_folds_every_timeline_as_the_services_do(
     stale = next(e for _, e in retried if isinstance(e, ProgressReported) and e.attempt == 1)
     events = [e for _, e in retried[:second + 1]] + [stale] + [e for _, e in retried[second + 1:]]
     timelines.append(list(enumerate(events, start=1)))
+    signalled = next(t for t in timelines if any(isinstance(e, JobSignalled) for _, e in t))
+    again = next(e for _, e in signalled if isinstance(e, JobSignalled))  # (a second message on a signal's subject)
+    timelines.append(list(enumerate([*(e for _, e in signalled[:-1]), again, signalled[-1][1]], start=1)))
     kinds = {type(event).__name__ for timeline in timelines for _, event in timeline}
     assert {"JobScheduled", "JobBlocked", "JobSuspended", "JobRetrying", "JobFailed", "JobCancelled", "JobExpired",
-            "ArtifactStored", "LogLineWritten", "StepFinished", "WebhookAttempted", "CancelRequested"} <= kinds, kinds
+            "ArtifactStored", "LogLineWritten", "StepFinished", "WebhookAttempted", "CancelRequested",
+            "JobAwaitingSignal", "JobSignalled"} <= kinds, kinds
     wire = [[(seq, msgspec.to_builtins(event)) for seq, event in timeline] for timeline in timelines]
     async with chromium() as browser:
         page = await browser.new_page()

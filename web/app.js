@@ -173,8 +173,10 @@ function renderDetail() {
   bar.setAttribute("aria-valuenow", String(percent));
   bar.setAttribute("aria-valuetext", `${percent}%`);
   $("progress-fill").style.width = `${percent}%`;
-  $("job-message").textContent = job.message || (job.status === "pending" && job.waiting_for)
+  $("job-message").textContent = (job.status === "waiting" && `waiting for signal ${job.awaiting_signal}`)
+    || job.message || (job.status === "pending" && job.waiting_for)
     || (job.status === "blocked" && `waiting for ${job.blocked_on.length} job(s) of its flow`) || "";
+  renderSignalBox(job);
   const end = job.finished_at || now();
   const elapsed = job.started_at ? end - job.started_at : null;
   const parts = [];
@@ -347,6 +349,43 @@ $("filter-type").addEventListener("change", renderJobs);
 $("log-level").addEventListener("change", () => {
   for (const item of $("log").children) item.hidden = LEVELS[item.dataset.level] < LEVELS[$("log-level").value];
 });
+// A job whose handler waits for a signal (ctx.wait_for_signal): say what for, and offer to send it.
+function renderSignalBox(job) {
+  const name = job.status === "waiting" ? job.awaiting_signal : null;
+  $("job-signal").hidden = !name;
+  if (!name) return;
+  $("signal-title").textContent = `Waiting for ${name}`;
+  $("signal-until").textContent = job.signal_timeout_at ? `until ${formatClock(job.signal_timeout_at)}` : "";
+}
+
+// Approve/Reject add `approved` to the payload (a JSON object, or nothing); Send sends it as it is.
+async function sendSignal(approved) {
+  const job = jobs.get(watched);
+  if (!job || !job.awaiting_signal) return;
+  const raw = $("signal-payload").value.trim();
+  let payload = null;
+  try {
+    payload = raw ? JSON.parse(raw) : null;
+  } catch {
+    throw new Error("the payload is not JSON");
+  }
+  if (approved !== undefined) {
+    if (payload !== null && (typeof payload !== "object" || Array.isArray(payload))) {
+      throw new Error("Approve and Reject add to a JSON object: use Send for any other payload");
+    }
+    payload = { ...(payload ?? {}), approved };
+  }
+  await api(`/api/jobs/${job.id}/signals/${encodeURIComponent(job.awaiting_signal)}`,
+    { method: "POST", body: JSON.stringify(payload) });
+  $("signal-payload").value = "";
+}
+const signalFailed = (error) => { $("job-error").textContent = error.message; };
+$("job-signal").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendSignal(true).catch(signalFailed);
+});
+$("signal-reject").addEventListener("click", () => sendSignal(false).catch(signalFailed));
+$("signal-send").addEventListener("click", () => sendSignal(undefined).catch(signalFailed));
 $("cancel").addEventListener("click", () => {
   if (watched) api(`/api/jobs/${watched}/cancel`, { method: "POST" }).catch((e) => { $("job-error").textContent = e.message; });
 });
