@@ -130,8 +130,7 @@ class FlowRunner:
         blocked = job_event_decoder.decode(raw.data or b"")
         assert isinstance(blocked, JobBlocked)
         created = msgspec.structs.replace(blocked.job, ts=time.time())
-        if created.priority:
-            await self._writer.bands.ensure(created.type, created.priority)
+        await self._writer.bands.ensure_for([created])
         subject = subject_of(names, created)
         if await publish_if_last(js, subject, encoder.encode(created), msg_id=f"{job_id}:created",
                                  headers=expect_last(subject, 0), give_up_after=30.0):

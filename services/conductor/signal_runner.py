@@ -1,12 +1,12 @@
-"""The signal runner: the conductors' shared durable on `jobs.*.signal.*` (each signal to one
-conductor) resumes the job that waits for it.
+"""The signal runner: the conductors' shared durable on `jobs.*.signal.*` and `jobs.*.run.awaiting`
+(each message to one conductor) resumes a job once both its wait and its signal are there.
 
-A signal (or a wait's timeout, which the broker publishes on the same subject) resumes the job only
-if the job's run chain ends with a wait for that very signal; otherwise the job has not reached its
-wait yet (the processor that records the wait finds the signal and resumes it itself), ended, or is
-past it, and the message only stays in its timeline. A real signal also stops its wait's timeout
-from firing. Resuming is refused by the broker when repeated (runtime/signal_waits.py), so a
-redelivered message is harmless.
+A signal (or a wait's timeout, which the broker publishes on the same subject) resumes the job if
+its run chain ends with a wait for that very signal; a wait resumes it if its signal came already
+(sent while the handler ran, after it had looked). Otherwise the job has not reached its wait yet,
+ended, or is past it, and the message only stays in its timeline. A real signal also stops its
+wait's timeout from firing. Resuming is refused by the broker when repeated
+(runtime/signal_waits.py), so a message handled twice, or both halves finding each other, is harmless.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 from jobline.contract.events import JobAwaitingSignal, JobSignalled, job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.consume import DurableTasks
-from jobline.runtime.signal_waits import resume_waiting, unschedule_timeout
+from jobline.runtime.signal_waits import first_signal, resume_waiting, unschedule_timeout
 
 log = logging.getLogger(__name__)
 ACK_WAIT_S = 10.0
@@ -41,7 +41,7 @@ class SignalRunner:
         config = ConsumerConfig(
             durable_name=names.signal_runner_durable, description="the conductors' signal runner: resumes waiting jobs",
             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1,
-            filter_subject=names.all_signals)
+            filter_subjects=[names.all_signals, names.all_signal_waits])
         self._tasks = DurableTasks(self._nc, self._js, names.jobs_stream, config, self._handle, limit=64,
                                    name="signal runner")
         await self._tasks.start()
@@ -52,15 +52,23 @@ class SignalRunner:
 
     async def _handle(self, msg: Msg) -> None:
         try:
-            signal = job_event_decoder.decode(msg.data)
+            event = job_event_decoder.decode(msg.data)
         except msgspec.DecodeError:
-            signal = None
-        if not isinstance(signal, JobSignalled):
-            log.warning("dropping an undecodable signal on %s", msg.subject)
+            event = None
+        if isinstance(event, JobSignalled):
+            await self._resume_if_waiting(event)
+        elif isinstance(event, JobAwaitingSignal):
+            await self._resume_if_signalled(event)
+        else:
+            log.warning("dropping an undecodable message on %s", msg.subject)
             await msg.term()
             return
-        await self._resume_if_waiting(signal)
         await msg.ack()
+
+    async def _resume_if_signalled(self, awaiting: JobAwaitingSignal) -> None:
+        signal = await first_signal(self._js, self._names, awaiting.job_id, awaiting.name)
+        if signal is not None:
+            await self._resume(signal, awaiting)
 
     async def _resume_if_waiting(self, signal: JobSignalled) -> None:
         js, names = self._js, self._names
@@ -69,11 +77,14 @@ class SignalRunner:
             last = job_event_decoder.decode(raw.data or b"")
         except (NotFoundError, msgspec.DecodeError):
             return  # not started yet: the wait, when it comes, finds the signal
-        if not isinstance(last, JobAwaitingSignal) or last.name != signal.name:
-            return
-        if not signal.timed_out and last.timeout_at is not None:
+        if isinstance(last, JobAwaitingSignal) and last.name == signal.name:
+            await self._resume(signal, last)
+
+    async def _resume(self, signal: JobSignalled, awaiting: JobAwaitingSignal) -> None:
+        js, names = self._js, self._names
+        if not signal.timed_out and awaiting.timeout_at is not None:
             await unschedule_timeout(js, names, signal.job_id, signal.name)
-        if await resume_waiting(js, names, last):
+        if await resume_waiting(js, names, awaiting):
             self._on_resumed()
             log.info("job %s resumed by its signal %s%s", signal.job_id, signal.name,
                      " (timed out)" if signal.timed_out else "")

@@ -6,6 +6,7 @@ several tests) can share one NATS server without seeing each other's subjects.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,28 @@ PRIORITY_MIN = 0
 PRIORITY_MAX = 9
 PRIORITY_BANDS = tuple(range(PRIORITY_MAX, PRIORITY_MIN, -1))  # the bands above the default, highest first
 ALL_PRIORITIES = (*PRIORITY_BANDS, PRIORITY_MIN)
+
+
+# Owner lanes: a job with an owner waits in one of its priority's OWNER_LANES lanes (queues), picked by
+# a hash of the owner, and processors take the lanes of a priority in turn: one owner's flood fills
+# its lane, not the queue every other owner waits in. Owners that hash alike share a lane (and its
+# turn); the number is fixed so that the consumers a type can need are bounded (each made when its
+# first job comes). Part of the subject layout: changing it moves waiting jobs' lanes.
+OWNER_LANES = 128
+QUEUE_DURABLE_RE = re.compile(r"^queue-(?P<type>[a-z0-9][a-z0-9_-]{0,63}?)(-P(?P<priority>[0-9])(-L(?P<lane>[0-9]{1,3}))?)?$")
+
+
+def owner_lane(owner: str | None) -> int | None:
+    """The lane of an owner's jobs (None: a job without an owner waits in its priority's own queue)."""
+    if owner is None:
+        return None
+    return int.from_bytes(hashlib.blake2b(owner.encode(), digest_size=8).digest(), "big") % OWNER_LANES
+
+
+def _checked_lane(lane: int) -> int:
+    if not 0 <= lane < OWNER_LANES:
+        raise InvalidName(f"lane {lane!r} is outside 0..{OWNER_LANES - 1}")
+    return lane
 
 
 def _checked_priority(priority: int) -> int:
@@ -254,8 +277,13 @@ class Names(_StoreNames):
         return self._subject("jobs", "*", SIGNAL, "*")
 
     @property
+    def all_signal_waits(self) -> str:
+        """Every job's waits for a signal: `jobs.*.run.awaiting`."""
+        return self._subject("jobs", "*", RUN, AWAITING)
+
+    @property
     def signal_runner_durable(self) -> str:
-        """The conductors' shared durable on `jobs.*.signal.*`: each signal resumes its job once."""
+        """The conductors' shared durable on `jobs.*.signal.*` and `jobs.*.run.awaiting`: a job resumed once."""
         return "signal-runner"
 
     @property
@@ -287,30 +315,44 @@ class Names(_StoreNames):
         """`jobs.<id>.run.*`: the subject set every lifecycle write is checked against."""
         return self._subject("jobs", _checked_job_id(job_id), RUN, "*")
 
-    def job_created(self, job_id: str, job_type: str, priority: int = PRIORITY_MIN) -> str:
-        """`jobs.<id>.created.<type>`, or `….<type>.p<N>` for a job of priority N above the default."""
-        tokens = ("jobs", _checked_job_id(job_id), CREATED, _checked_job_type(job_type))
-        if _checked_priority(priority) == PRIORITY_MIN:
-            return self._subject(*tokens)
-        return self._subject(*tokens, f"p{priority}")
+    def job_created(self, job_id: str, job_type: str, priority: int = PRIORITY_MIN, lane: int | None = None) -> str:
+        """`jobs.<id>.created.<type>`; `….<type>.p<N>` for a job of priority N above the default; with an
+        owner's lane, `….<type>.p<N>.l<K>` (p0 included: the default queue's filter has four tokens)."""
+        return self._subject(*self._queue_tokens(job_type, priority, lane, _checked_job_id(job_id)))
 
-    def created_filter(self, job_type: str | None = None, priority: int = PRIORITY_MIN) -> str:
-        """New jobs of one priority band, of one type (or of every type)."""
-        tokens = ("jobs", "*", CREATED, _checked_job_type(job_type) if job_type else "*")
+    def created_filter(self, job_type: str | None = None, priority: int = PRIORITY_MIN, lane: int | None = None) -> str:
+        """New jobs of one queue — a priority band, or an owner lane of it — of one type (or of every type)."""
+        return self._subject(*self._queue_tokens(job_type, priority, lane, "*"))
+
+    @staticmethod
+    def _queue_tokens(job_type: str | None, priority: int, lane: int | None, job_id: str) -> tuple[str, ...]:
+        tokens: tuple[str, ...] = ("jobs", job_id, CREATED, "*" if job_type is None else _checked_job_type(job_type))
+        if lane is not None:
+            return (*tokens, f"p{_checked_priority(priority)}", f"l{_checked_lane(lane)}")
         if _checked_priority(priority) == PRIORITY_MIN:
-            return self._subject(*tokens)
-        return self._subject(*tokens, f"p{priority}")
+            return tokens
+        return (*tokens, f"p{priority}")
+
+    def created_queue(self, subject: str) -> tuple[str, int, int | None]:
+        """The job type, priority band and owner lane (or None) a created event's subject carries."""
+        tokens = subject.split(".")[1 if self.namespace else 0:]
+        if len(tokens) not in (4, 5, 6) or tokens[2] != CREATED:
+            raise InvalidName(f"not a created event's subject: {subject!r}")
+        if len(tokens) == 4:
+            return tokens[3], PRIORITY_MIN, None
+        if tokens[4][:1] != "p" or not tokens[4][1:].isdigit():
+            raise InvalidName(f"not a priority band: {tokens[4]!r}")
+        priority = _checked_priority(int(tokens[4][1:]))
+        if len(tokens) == 5:
+            return tokens[3], priority, None
+        if tokens[5][:1] != "l" or not tokens[5][1:].isdigit():
+            raise InvalidName(f"not an owner lane: {tokens[5]!r}")
+        return tokens[3], priority, _checked_lane(int(tokens[5][1:]))
 
     def created_type_and_priority(self, subject: str) -> tuple[str, int]:
         """The job type and priority band a created event's subject carries."""
-        tokens = subject.split(".")[1 if self.namespace else 0:]
-        if len(tokens) not in (4, 5) or tokens[2] != CREATED:
-            raise InvalidName(f"not a created event's subject: {subject!r}")
-        if len(tokens) == 4:
-            return tokens[3], PRIORITY_MIN
-        if tokens[4][:1] != "p" or not tokens[4][1:].isdigit():
-            raise InvalidName(f"not a priority band: {tokens[4]!r}")
-        return tokens[3], _checked_priority(int(tokens[4][1:]))
+        job_type, priority, _ = self.created_queue(subject)
+        return job_type, priority
 
     @property
     def all_created(self) -> str:
@@ -318,8 +360,9 @@ class Names(_StoreNames):
         return self._subject("jobs", "*", CREATED, ">")
 
     def prioritized_created(self, job_type: str) -> str:
-        """New jobs of a type above the default priority: `jobs.*.created.<type>.*`."""
-        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type), "*")
+        """New jobs of a type in a queue other than its default one (a priority band above the default,
+        an owner lane): `jobs.*.created.<type>.>`."""
+        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type), ">")
 
     @property
     def webhooks_stream(self) -> str:
@@ -355,12 +398,27 @@ class Names(_StoreNames):
         cluster-wide concurrency limit (queue controls, docs/architecture.md)."""
         return f"queue-{_checked_job_type(job_type)}"
 
-    def band_durable(self, job_type: str, priority: int) -> str:
+    def band_durable(self, job_type: str, priority: int, lane: int | None = None) -> str:
         """The queue of a type's jobs of one priority band: `queue-<type>` for the default (0),
-        `queue-<type>-P<N>` above it (upper case: no type name has it, so no type's queue is another's band)."""
+        `queue-<type>-P<N>` above it (upper case: no type name has it, so no type's queue is another's
+        band); an owner lane of a band: `queue-<type>-P<N>-L<K>`."""
+        if lane is not None:
+            return f"queue-{_checked_job_type(job_type)}-P{_checked_priority(priority)}-L{_checked_lane(lane)}"
         if _checked_priority(priority) == PRIORITY_MIN:
             return self.queue_durable(job_type)
         return f"queue-{_checked_job_type(job_type)}-P{priority}"
+
+    @staticmethod
+    def queue_of(durable: str, job_type: str) -> tuple[int, int | None] | None:
+        """(priority, lane) of a queue of `job_type` named `durable`; None for any other consumer."""
+        found = QUEUE_DURABLE_RE.fullmatch(durable)
+        if found is None or found["type"] != job_type:
+            return None
+        priority = int(found["priority"] or PRIORITY_MIN)
+        lane = int(found["lane"]) if found["lane"] is not None else None
+        if lane is not None and lane >= OWNER_LANES:
+            return None
+        return priority, lane
 
     def rate_stream(self, job_type: str) -> str:
         """A rate-limited type's token window: at most N messages younger than the window, new ones

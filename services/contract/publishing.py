@@ -44,6 +44,7 @@ from .names import (
     WAITING,
     WEBHOOK,
     Names,
+    owner_lane,
 )
 
 # JetStream's error code for a failed expected-last-subject-sequence check.
@@ -83,8 +84,8 @@ def subject_of(names: Names, event: JobEvent) -> str:
     if kind is not None:
         return names.run_event(event.job_id, kind)
     match event:
-        case JobCreated(job_id=job_id, type=job_type, priority=priority):
-            return names.job_created(job_id, job_type, priority)
+        case JobCreated(job_id=job_id, type=job_type, priority=priority, owner=owner):
+            return names.job_created(job_id, job_type, priority, owner_lane(owner))
         case JobSignalled():
             return names.job_signal(event.job_id, event.name)
     raise TypeError(f"not a job event: {event!r}")

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from jobline.contract.events import JobCreated, JobScheduled, encoder
 from jobline.contract.names import Names
+from jobline.contract.publishing import subject_of
 from jobline.runtime.publishing import publish_reliably
 
 from .errors import Invalid
@@ -58,7 +59,7 @@ def run_time(run_at: str | None, delay_s: float | None, max_delay_s: float, now:
 
 def schedule_headers(names: Names, created: JobCreated) -> dict[str, str]:
     moment = datetime.fromtimestamp(created.ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    target = names.job_created(created.job_id, created.type, created.priority)
+    target = subject_of(names, created)
     return {"Nats-Schedule": f"@at {moment}", "Nats-Schedule-Target": target}
 
 

@@ -173,8 +173,7 @@ class JobWriter:
         event. `only_if_new`: stored only if the job has no event yet (an id made in advance: a
         schedule's tick, a spawned child)."""
         names, job_id = self.names, event.job_id
-        if event.priority:
-            await self.bands.ensure(event.type, event.priority)
+        await self.bands.ensure_for([event])
         headers = expect_last(names.job_timeline(job_id), 0) if only_if_new else None
         stored: JobCreated | JobScheduled = event
         try:
@@ -206,8 +205,8 @@ class JobWriter:
         A write refused because some jobs exist (an earlier try of the same request, another request
         that claimed the same keys) is made again without them."""
         pending = jobs
-        for job_type, priority in {(j.event.type, j.event.priority) for j in jobs if j.event.priority}:
-            await self.bands.ensure(job_type, priority)  # (a band's queue exists before its first job)
+        # (a band's or lane's queue exists before its first job)
+        await self.bands.ensure_for([j.event for j in jobs])
         for _ in range(ATTEMPTS):
             if not pending:
                 return

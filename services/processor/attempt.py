@@ -40,7 +40,7 @@ from jobline.contract.vocabulary import ChildFailurePolicy, FailureReason
 from jobline.runtime import tracing
 from jobline.runtime.end_signals import signal_end, signal_flow
 from jobline.runtime.publishing import publish_reliably
-from jobline.runtime.signal_waits import resume_waiting, schedule_timeout
+from jobline.runtime.signal_waits import schedule_timeout
 
 from .admission import Run
 from .context import JobContext, Outbox
@@ -53,7 +53,6 @@ from .outcome import Suspension, outcome_of
 from .registry import TaskSpec
 from .running import RunningJob, RunningJobs
 from .settings import ProcessorSettings
-from .signals import first_signal
 from .spans import AttemptSpans
 
 
@@ -215,15 +214,12 @@ class Attempts:
 
     async def _await_signal(self, msg: Msg, chain: RunChain, awaiting: JobAwaitingSignal) -> None:
         """Record that the job waits (with the created event that resumes it), have the broker hold
-        its timeout, and free the slot. A signal that came while this was recorded may have found
-        the job not yet waiting: then this processor resumes it (one resume either way)."""
+        its timeout, and free the slot. The conductors resume it (conductor/signal_runner.py)."""
         awaiting = msgspec.structs.replace(awaiting, created_subject=msg.subject,
                                            created_seq=msg.metadata.sequence.stream)
         if awaiting.timeout_at is not None:  # (first: a wait on record always has its timeout)
             await schedule_timeout(self._js, self._names, awaiting)
         await chain.append(awaiting, f"{awaiting.job_id}:{awaiting.attempt}:awaiting")
-        if await first_signal(self._js, self._names, awaiting.job_id, awaiting.name) is not None:
-            await resume_waiting(self._js, self._names, awaiting)
         await msg.ack()
 
     async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:

@@ -18,6 +18,12 @@ event here, so a paused type's bands stay live and are asked again every second)
 No band starves: every `JOBLINE_PRIORITY_SHARE_S` the band served least recently goes first once
 (a share: under a flood of high-priority work, a waiting low-priority job still starts once per
 share period on each processor).
+
+Owners: a job with an owner waits in its owner's lane of its band (names.OWNER_LANES queues per
+band, by a hash of the owner). A band's lanes and its own queue are asked in turn, the one served
+least recently first, each for an equal share of the free slots: with a backlog, owners are served
+round-robin within a priority, and one owner's flood fills its own lane instead of delaying every
+other owner's jobs. A queue here is (priority, lane); lane None is the band's own queue.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from jobline.contract.names import PRIORITY_BANDS, PRIORITY_MIN, InvalidName
+from jobline.contract.names import PRIORITY_MIN, InvalidName
 from jobline.runtime.pull import PullNow
+from jobline.runtime.queue_controls import queues_of
 
 from .queues import Queues
 from .settings import ProcessorSettings
@@ -47,6 +54,9 @@ RECENT_SCAN_S = 2.0  # bands that had work lately: their consumer info is read t
 FULL_SCAN_S = 30.0  # … and every band's this often
 RECENT_FOR_S = 600.0  # how long a band counts as having had work lately (a retry's backoff)
 
+Queue = tuple[int, int | None]  # (priority, owner lane or None)
+DEFAULT: Queue = (PRIORITY_MIN, None)  # the type's default queue (the fast path's)
+
 
 class Bands:
     def __init__(self, nc: Client, js: JetStreamContext, settings: ProcessorSettings, queues: Queues, job_type: str, *,
@@ -55,13 +65,13 @@ class Bands:
         self.job_type = job_type
         self._start, self._free, self._default_wake = start, free, default_wake
         self._names = settings.names
-        self._durables: dict[int, str] = {}
+        self._durables: dict[Queue, str] = {}
         self._pull = PullNow(nc, self._names.jobs_stream)
         self._hints: Subscription | None = None
-        self.live: set[int] = set()
+        self.live: set[Queue] = set()
         self._parked: list[tuple[float, Msg]] = []  # default-queue jobs delivered while bands were live
-        self._served: dict[int, float] = {}  # band → when a job of it last started here
-        self._recent: dict[int, float] = {}  # band → when it last had work
+        self._served: dict[Queue, float] = {}  # queue → when a job of it last started here (never: first)
+        self._recent: dict[Queue, float] = {}  # queue → when it last had work
         self._next_share = time.monotonic() + settings.priority_share_s
         self._next_full_scan = 0.0
         self._next_recent_scan = 0.0
@@ -69,22 +79,21 @@ class Bands:
 
     @property
     def busy(self) -> bool:
-        """Whether the default queue must wait for the pick (a band may hold higher work)."""
+        """Whether the default queue must wait for the pick (a band may hold higher work, a lane an
+        owner's turn)."""
         return bool(self.live or self._parked)
 
     async def open(self) -> None:
         """Open the bands' queues that exist (a band's queue is made when its first job is submitted:
         by the gateway, or here when a job of it is heard of first)."""
-        self._durables[PRIORITY_MIN] = self._names.queue_durable(self.job_type)
-        await self._look_at(list(PRIORITY_BANDS))  # (also finds a backlog waiting in one)
+        self._durables[DEFAULT] = self._names.queue_durable(self.job_type)
+        await self._scan_all()  # (also finds a backlog waiting in one)
         self._next_full_scan = time.monotonic() + FULL_SCAN_S
         # An ordered consumer, not a plain subscription: a delayed job's created event is stored by
         # the broker's message schedule, never published where a subscriber would hear it.
         self._hints = await self._js.subscribe(
             self._names.prioritized_created(self.job_type), stream=self._names.jobs_stream, cb=self._on_created,
             ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, headers_only=True)
-        now = time.monotonic()
-        self._served = dict.fromkeys((*PRIORITY_BANDS, PRIORITY_MIN), now)
 
     async def close(self) -> None:
         if self._hints is not None:
@@ -95,8 +104,8 @@ class Bands:
                 await msg.nak()
         self._parked.clear()
 
-    async def _open(self, priority: int) -> None:
-        self._durables[priority] = await self._queues.open(self.job_type, priority)
+    async def _open(self, queue: Queue) -> None:
+        self._durables[queue] = await self._queues.open(self.job_type, *queue)
 
     def wake(self) -> None:
         self._woken.set()
@@ -107,12 +116,13 @@ class Bands:
 
     async def _on_created(self, msg: Msg) -> None:
         try:
-            _, band = self._names.created_type_and_priority(msg.subject)
+            _, priority, lane = self._names.created_queue(msg.subject)
         except InvalidName:
             return
-        if band != PRIORITY_MIN and (band not in self.live or band not in self._durables):
-            self.live.add(band)
-            self._recent[band] = time.monotonic()
+        queue = (priority, lane)
+        if queue != DEFAULT and (queue not in self.live or queue not in self._durables):
+            self.live.add(queue)
+            self._recent[queue] = time.monotonic()
             self._woken.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,8 +137,8 @@ class Bands:
                 if stop.is_set():
                     return
                 try:
-                    for band in [b for b in self.live if b not in self._durables]:
-                        await self._open(band)  # (heard of before any queue of it was found)
+                    for queue in [q for q in self.live if q not in self._durables]:
+                        await self._open(queue)  # (heard of before any queue of it was found)
                     await self._scan()
                     await self._keep_parked()
                     if self.busy:
@@ -141,38 +151,63 @@ class Bands:
             stopping.cancel()
 
     async def pick(self) -> None:
-        """Start jobs in the free slots, highest band first (one band first once per share period)."""
-        order = [*sorted((b for b in self.live if b in self._durables), reverse=True), PRIORITY_MIN]
+        """Start jobs in the free slots, highest band first (one queue first once per share period);
+        within a band, its queues (its own, its owners' lanes) take turns."""
+        tiers: dict[int, list[Queue]] = {PRIORITY_MIN: [DEFAULT]}
+        for queue in self.live:
+            if queue in self._durables and queue != DEFAULT:
+                tiers.setdefault(queue[0], []).append(queue)
+        order = [sorted(tiers[p], key=self._last_served) for p in sorted(tiers, reverse=True)]
         now = time.monotonic()
         if now >= self._next_share:
             self._next_share = now + self._settings.priority_share_s
-            neglected = min(order, key=lambda band: self._served[band])
-            order.remove(neglected)
-            order.insert(0, neglected)
+            order.insert(0, [min((q for tier in order for q in tier), key=self._last_served)])
         paused = self._queues.controls(self.job_type).paused
-        for band in order:
-            credit = self._queues.credit(self.job_type, self._free())
-            if credit <= 0:
+        for tier in order:
+            if not await self._take_turns(tier, paused):
                 return
-            if band == PRIORITY_MIN:
-                while self._parked and credit > 0:
-                    self._started(band, self._parked.pop(0)[1])
-                    credit -= 1
-                if credit <= 0:
-                    return
-            msgs = await self._pull.pull(self._durables[band], credit)
-            for msg in msgs:
-                self._started(band, msg)
-            if not msgs and band != PRIORITY_MIN and not paused:
-                self.live.discard(band)
         if not self.busy:
             self._default_wake()  # the default queue's fast path again
 
-    def _started(self, band: int, msg: Msg) -> None:
+    def _last_served(self, queue: Queue) -> float:
+        return self._served.get(queue, 0.0)
+
+    async def _take_turns(self, tier: list[Queue], paused: bool) -> bool:
+        """Round-robin over one band's queues, each asked for an equal share of the free slots, until
+        the slots or the queues run out; False when the slots did."""
+        remaining = list(tier)
+        while remaining:
+            for queue in list(remaining):
+                credit = self._queues.credit(self.job_type, self._free())
+                if credit <= 0:
+                    return False
+                want = min(max(1, credit // len(remaining)), credit)
+                got = await self._take(queue, want)
+                if got < want:
+                    remaining.remove(queue)  # (it has no more now)
+                    if not got and queue != DEFAULT and not paused:
+                        self.live.discard(queue)
+        return True
+
+    async def _take(self, queue: Queue, want: int) -> int:
+        """Start up to `want` jobs of one queue (for the default queue, the parked ones first)."""
+        taken = 0
+        if queue == DEFAULT:
+            while self._parked and taken < want:
+                self._started(queue, self._parked.pop(0)[1])
+                taken += 1
+            if taken >= want:
+                return taken
+        msgs = await self._pull.pull(self._durables[queue], want - taken)
+        for msg in msgs:
+            self._started(queue, msg)
+        return taken + len(msgs)
+
+    def _started(self, queue: Queue, msg: Msg) -> None:
         now = time.monotonic()
-        self._served[band] = now
-        if band != PRIORITY_MIN:
-            self._recent[band] = now
+        self._served[queue] = now
+        if queue != DEFAULT:
+            self._recent[queue] = now
         self._start(msg)
 
     async def _keep_parked(self) -> None:
@@ -185,32 +220,43 @@ class Bands:
                 self._parked[i] = (now, msg)
 
     async def _scan(self) -> None:
-        """Find work no creation announced: every band now and then, those that had work lately more often."""
+        """Find work no creation announced: every queue now and then, those that had work lately more often."""
         now = time.monotonic()
         if now >= self._next_full_scan:
             self._next_full_scan = now + FULL_SCAN_S
-            bands = list(PRIORITY_BANDS)
+            self._next_recent_scan = now + RECENT_SCAN_S
+            await self._scan_all()
         elif now >= self._next_recent_scan:
-            bands = [b for b, at in self._recent.items() if now - at < RECENT_FOR_S and b not in self.live]
-        else:
-            return
-        self._next_recent_scan = now + RECENT_SCAN_S
-        await self._look_at(bands)
+            self._next_recent_scan = now + RECENT_SCAN_S
+            await self._look_at([q for q, at in self._recent.items() if now - at < RECENT_FOR_S and q not in self.live])
 
-    async def _look_at(self, bands: list[int]) -> None:
-        """Open the queues of these bands that exist, and mark live those holding work."""
-        for band in bands:
+    async def _scan_all(self) -> None:
+        """Every queue of the type that exists (one consumer list), live if it holds work."""
+        for found in await queues_of(self._js, self._names, self.job_type):
+            queue = (found.priority, found.lane)
+            if queue == DEFAULT:
+                continue
+            if queue not in self._durables:
+                await self._open(queue)  # (made by a gateway while no job of it was heard of here)
+            self._mark(queue, found.waiting + found.running)
+
+    async def _look_at(self, queues: list[Queue]) -> None:
+        """Mark live those of these queues holding work."""
+        for queue in queues:
             try:
-                info = await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, band))
+                info = await self._js.consumer_info(self._names.jobs_stream, self._names.band_durable(self.job_type, *queue))
             except NotFoundError:
                 continue
-            if band not in self._durables:
-                await self._open(band)  # (made by a gateway while no job of it was heard of here)
+            if queue not in self._durables:
+                await self._open(queue)
             # Pending: never delivered. Ack pending: running, or back from a processor (a retry's
             # backoff): asked once more to find out.
-            if info.num_pending or info.num_ack_pending:
-                if band not in self.live:
-                    self.live.add(band)
-                    self._woken.set()
-            else:
-                self._recent.pop(band, None)
+            self._mark(queue, int(info.num_pending or 0) + int(info.num_ack_pending or 0))
+
+    def _mark(self, queue: Queue, work: int) -> None:
+        if work:
+            if queue not in self.live:
+                self.live.add(queue)
+                self._woken.set()
+        else:
+            self._recent.pop(queue, None)

@@ -38,11 +38,12 @@ from jobline.contract.flows import ChildOutcome, SpawnedChild
 from jobline.contract.names import InvalidName, Names, checked_signal_name
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, fenced, subject_of
 from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.signal_waits import first_signal
 
 from .fence import Fenced
 from .objects import Objects
 from .registry import JobCancelledError
-from .signals import AwaitSignal, SignalTimeout, first_signal
+from .signals import AwaitSignal, SignalTimeout
 
 LEVELS = ("debug", "info", "warning", "error")
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

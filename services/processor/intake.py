@@ -1,5 +1,5 @@
-"""Where a job type's work comes in: its default queue, its priority bands and the jobs parked
-meanwhile, behind one face.
+"""Where a job type's work comes in: its default queue, its priority bands, their owner lanes and
+the jobs parked meanwhile, behind one face.
 
 The default queue's consume loop asks for as many jobs as there are free slots here (the fast
 path). While a band above the default may hold work (bands.py), the default queue stops asking
@@ -61,10 +61,10 @@ class Intake:
         if self._bands.busy:
             self._bands.wake()
 
-    async def finish(self, msg: Msg, priority: int) -> None:
+    async def finish(self, msg: Msg, priority: int, lane: int | None = None) -> None:
         """Done with a job of this type: ack it. On the fast path (a job of the default queue, no band
-        live) the ack asks for the next job itself: one message instead of an ack and a pull."""
-        pull = self._queue.pull if priority == PRIORITY_MIN else None
+        or lane live) the ack asks for the next job itself: one message instead of an ack and a pull."""
+        pull = self._queue.pull if priority == PRIORITY_MIN and lane is None else None
         if pull is not None and not self._bands.busy and not self._draining() and self._nc.is_connected:
             await pull.ack_and_ask(msg, 1)
         else:

@@ -42,9 +42,11 @@ class Queues:
     def controls(self, job_type: str) -> QueueControls:
         return self._mirror.values.get(job_type) or QueueControls()
 
-    async def open(self, job_type: str, priority: int = PRIORITY_MIN) -> str:
-        """Make sure the type's queue of one priority band exists as its controls say; its durable name."""
-        config = queue_config(self._names, job_type, await self._read(job_type), self._settings.ack_wait_s, priority)
+    async def open(self, job_type: str, priority: int = PRIORITY_MIN, lane: int | None = None) -> str:
+        """Make sure the type's queue of one priority band (or owner lane of it) exists as its controls
+        say; its durable name."""
+        config = queue_config(self._names, job_type, await self._read(job_type), self._settings.ack_wait_s, priority,
+                              lane)
         assert config.durable_name
         await ensure_durable(self._js, self._names.jobs_stream, config,
                              compared=("filter_subjects", "ack_wait", "max_deliver"))

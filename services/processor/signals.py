@@ -4,7 +4,8 @@ wait is kept without holding a worker.
 The handler asks for the signal; if it has come (the first message on `jobs.<id>.signal.<name>`),
 the call returns its payload at once. If not, the attempt ends `awaiting_signal` (`AwaitSignal`
 leaves the handler like a return), its slot is freed, and the job is `waiting`. The conductors'
-signal runner publishes the job's created event again when the signal arrives, so the handler runs
+signal runner publishes the job's created event again when both the wait and the signal are there
+(runtime/signal_waits.py), so the handler runs
 again from the top and this time the call returns the payload: the work before the wait is done
 again (keep it cheap, or guard it with what the attempt can see). A timeout is a JetStream message
 schedule held by the broker: at `timeout_at` it publishes a `timed_out` signal on the same subject,
@@ -12,13 +13,6 @@ and the call raises `SignalTimeout` in the run that follows.
 """
 
 from __future__ import annotations
-
-import msgspec
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
-
-from jobline.contract.events import JobSignalled, job_event_decoder
-from jobline.contract.names import Names
 
 
 class SignalTimeout(Exception):
@@ -38,17 +32,3 @@ class AwaitSignal(BaseException):
         super().__init__(f"waiting for signal {name!r}")
         self.name = name
         self.timeout_s = timeout_s
-
-
-async def first_signal(js: JetStreamContext, names: Names, job_id: str, name: str) -> JobSignalled | None:
-    """The signal that counts (the first message on its subject), None if none came yet."""
-    try:
-        raw = await js.get_msg(names.jobs_stream, seq=1, subject=names.job_signal(job_id, name), next=True,
-                               direct=True)
-    except NotFoundError:
-        return None
-    try:
-        event = job_event_decoder.decode(raw.data or b"")
-    except msgspec.DecodeError:
-        return None
-    return event if isinstance(event, JobSignalled) else None

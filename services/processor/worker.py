@@ -154,9 +154,9 @@ class Worker:
         task.add_done_callback(done)
 
     async def _finish(self, msg: Msg) -> None:
-        job_type, priority = self._names.created_type_and_priority(msg.subject)
+        job_type, priority, lane = self._names.created_queue(msg.subject)
         intake = self._intakes.get(job_type)
-        await (intake.finish(msg, priority) if intake is not None else msg.ack())
+        await (intake.finish(msg, priority, lane) if intake is not None else msg.ack())
         self.jobs_done += 1
 
     async def _drain(self) -> None:

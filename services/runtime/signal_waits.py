@@ -1,10 +1,11 @@
-"""Ending a job's wait for a signal: its created event published again (the handler runs once
-more and finds the signal), and the broker-held timeout of the wait.
+"""Ending a job's wait for a signal: reading the signal, the job's created event published again
+(the handler runs once more and finds the signal), and the broker-held timeout of the wait.
 
-Two parties may resume a waiting job — the processor that recorded the wait (when the signal came
-while it did so) and the conductor that received the signal — and one of them resumes it: the
-created event is stored again only if its subject's last message is still the one that ran
-(`created_seq`), so the second is refused by the broker.
+The conductors' signal runner hears both halves — the wait recorded (`jobs.<id>.run.awaiting`) and
+the signal (`jobs.<id>.signal.<name>`) — and resumes the job when it finds the other half there,
+whichever came first; both may find it (a signal stored while the wait was recorded), and a
+redelivered message finds it again: the created event is stored again only if its subject's last
+message is still the one that ran (`created_seq`), so the job is resumed once.
 """
 
 from __future__ import annotations
@@ -14,12 +15,27 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from jobline.contract.events import JobAwaitingSignal, JobCreated, JobSignalled, encoder, job_event_decoder
 from jobline.contract.names import Names
 from jobline.contract.publishing import expect_last
 
 from .publishing import publish_if_last, publish_reliably
+
+
+async def first_signal(js: JetStreamContext, names: Names, job_id: str, name: str) -> JobSignalled | None:
+    """The signal that counts (the first message on its subject), None if none came yet."""
+    try:
+        raw = await js.get_msg(names.jobs_stream, seq=1, subject=names.job_signal(job_id, name), next=True,
+                               direct=True)
+    except NotFoundError:
+        return None
+    try:
+        event = job_event_decoder.decode(raw.data or b"")
+    except msgspec.DecodeError:
+        return None
+    return event if isinstance(event, JobSignalled) else None
 
 
 async def resume_waiting(js: JetStreamContext, names: Names, awaiting: JobAwaitingSignal) -> bool:

@@ -7,20 +7,18 @@ queue, and watch it for rate limits); after writing it the gateway applies it to
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from jobline.contract.names import ALL_PRIORITIES, Names, is_valid_job_type
+from jobline.contract.names import Names, is_valid_job_type
 from jobline.contract.queues import QueueControls, QueueView, rate_stream_config
 from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.errors import Invalid, NotFound
 from jobline.runtime.kv_records import KvRecords
-from jobline.runtime.queue_controls import apply_controls
+from jobline.runtime.queue_controls import apply_controls, queues_of
 from jobline.runtime.stream_setup import ensure_stream
 
 MAX_CONCURRENCY = 100_000
@@ -70,20 +68,12 @@ class QueueStore:
     async def view(self, job_type: str) -> QueueView:
         self._known(job_type)
         controls = await self._read(job_type)
-        counts = await asyncio.gather(*(self._counts(self.names.band_durable(job_type, p)) for p in ALL_PRIORITIES))
-        waiting, running = sum(w for w, _ in counts), sum(r for _, r in counts)
+        queues = await queues_of(self.js, self.names, job_type)  # (every band and owner lane that exists)
+        waiting, running = sum(q.waiting for q in queues), sum(q.running for q in queues)
         return QueueView(type=job_type, paused=controls.paused, concurrency=controls.concurrency,
                          key_concurrency=controls.key_concurrency,
                          rate_max=controls.rate_max, rate_window_s=controls.rate_window_s, waiting=waiting,
                          running=running, updated_at=controls.updated_at, workers=self.serving(job_type))
-
-    async def _counts(self, durable: str) -> tuple[int, int]:
-        """(waiting, running) of one queue of the type (one per priority band)."""
-        try:
-            info = await self.js.consumer_info(self.names.jobs_stream, durable)
-        except NotFoundError:
-            return 0, 0  # no processor has opened the queue yet
-        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def all(self) -> list[QueueView]:
         return [await self.view(t) for t in sorted(self.catalogue.types)]
@@ -102,8 +92,8 @@ class QueueStore:
 
         controls = await self.records.update(job_type, changed)
         assert controls is not None
-        for priority in ALL_PRIORITIES:
-            await apply_controls(self.js, self.names.jobs_stream, self.names.band_durable(job_type, priority), controls)
+        for queue in await queues_of(self.js, self.names, job_type):
+            await apply_controls(self.js, self.names.jobs_stream, queue.durable, controls)
         return await self.view(job_type)
 
     async def set_limits(self, job_type: str, limits: QueueLimits) -> QueueView:
