@@ -1,7 +1,8 @@
 """What queue controls cost: the same burst of noop jobs with no controls, a concurrency limit, a
 rate limit on their type — limits set high enough never to bind, so what is measured is the
 mechanism (a `max_ack_pending` and type slots; a start token published per job) — and with
-priorities 0-9 mixed (the processor picks among ten queues with no-wait pulls).
+priorities 0-9 mixed (the processor picks among ten queues with no-wait pulls), and jobs with an
+owner (each owner's lane is a queue of its own, taken in turn: one owner, then 20 owners mixed).
 
     python -m bench.queue_controls            # ~1 minute; results in docs/benchmarks.md ("Queue controls")
     python -m bench.queue_controls --smoke    # seconds (the test suite runs it so it cannot rot)
@@ -40,9 +41,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "concurrency limit (1,000, never reached)": {"concurrency": 1000, "rate_max": None},
     "rate limit (1,000,000/s, never reached)": {"concurrency": None, "rate_max": 1_000_000},
     "priorities 0-9, mixed": {"concurrency": None, "rate_max": None},
+    "one owner (its lane)": {"concurrency": None, "rate_max": None},
+    "20 owners, mixed (their lanes)": {"concurrency": None, "rate_max": None},
 }
 PLAIN = [b'{"type":"noop"}']
-BODIES = {"priorities 0-9, mixed": [b'{"type":"noop","priority":%d}' % (i % 10) for i in range(10)]}
+BODIES = {"priorities 0-9, mixed": [b'{"type":"noop","priority":%d}' % (i % 10) for i in range(10)],
+          "one owner (its lane)": [b'{"type":"noop","owner":"tenant-a"}'],
+          "20 owners, mixed (their lanes)": [b'{"type":"noop","owner":"tenant-%d"}' % i for i in range(20)]}
 
 
 @dataclass

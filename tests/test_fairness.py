@@ -116,3 +116,17 @@ async def test_lanes_are_named_in_the_subject_and_bounded(stack: Stack, client: 
     assert raw.data and b"tenant:acme" in raw.data
     info = await js.consumer_info(names.jobs_stream, names.band_durable("work", 3, lane))
     assert info.config.filter_subject == names.created_filter("work", 3, lane)
+
+
+async def test_under_a_type_limit_and_a_per_owner_limit_another_owner_is_not_held(
+        stack: Stack, client: httpx.AsyncClient, nc: Client, names: Names) -> None:
+    """An owner's jobs handed back to wait for their owner's slot hold only their own lane's queue."""
+    limits = await client.put("/api/queues/work", json={"concurrency": 2, "key_concurrency": 1})
+    assert limits.status_code == 200, limits.text
+    async with start_order(nc, names) as order:
+        flooded = await flood(client, "tenant-a", 30)
+        b = await submit(client, owner="tenant-b")
+        assert set(await ends(client, [b], timeout=60)) == {"completed"}
+        a_before_b = [job_id for job_id in order[:order.index(b)] if job_id in flooded]
+        assert len(a_before_b) <= 3, a_before_b  # (one at a time for tenant-a: B's turn comes at once)
+        assert set(await ends(client, flooded, timeout=120)) == {"completed"}

@@ -166,6 +166,22 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert flow.status_code == 202, flow.text
             for job_id in [*batch.json()["jobs"], flow.json()["id"]]:
                 assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+            # Owners' lanes (their subjects and queues), and jobs that wait for a signal: the processor hands
+            # the wait's timeout to the broker, the gateway stores the signal, the conductor resumes the job.
+            owned = [(await client.post("/api/jobs", json={**quick, "owner": owner, "priority": priority})).json()["id"]
+                     for owner, priority in (("tenant-a", 0), ("tenant-b", 3))]
+            reviews = [(await client.post("/api/jobs", json={"type": "review", "params": {
+                "prepare_seconds": 0.05, "timeout_s": timeout}})).json()["id"] for timeout in (600, 1)]
+
+            async def waiting() -> bool:
+                return bool((await client.get(f"/api/jobs/{reviews[0]}")).json()["status"] == "waiting")
+
+            await eventually(waiting, timeout=15, what="the review waits for its signal")
+            sent = await client.post(f"/api/jobs/{reviews[0]}/signals/approval", json={"approved": True})
+            assert sent.status_code == 202, sent.text
+            for job_id in [*owned, reviews[0]]:
+                assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+            assert outcome(await read_sse(client, f"/api/jobs/{reviews[1]}/events")) == "failed"  # (timed out)
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)
@@ -176,6 +192,10 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         pjs = processor.jetstream(timeout=1)
         with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
             await pjs.publish(names.job_created("forged", "demo"), b"{}", timeout=1)  # forge a job
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await pjs.publish(names.job_created("forged", "demo", 0, 5), b"{}", timeout=1)  # nor in a lane
+        with pytest.raises((NatsTimeoutError, NoStreamResponseError)):
+            await pjs.publish(names.job_signal("forged", "approval"), b"{}", timeout=1)  # nor signal one
         with pytest.raises(NatsTimeoutError):
             await pjs.purge_stream(names.jobs_stream)
         with pytest.raises(NatsTimeoutError):
