@@ -227,7 +227,9 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         def refused(v: Violations) -> set[str]:
             return {e.split('"')[1] for e in v.errors if "permissions violation" in e.lower() and '"' in e}
 
-        assert refused(violations) == {"jobs.forged.created.demo", "$js.api.stream.purge.jobs", "$js.api.stream.delete.logs"}
+        assert refused(violations) == {"jobs.forged.created.demo", "jobs.forged.created.demo.p0.l5",
+                                       "jobs.forged.signal.approval", "$js.api.stream.purge.jobs",
+                                       "$js.api.stream.delete.logs"}
         assert refused(gateway_violations) == {"jobs.forged.progress", "$js.api.stream.delete.jobs",
                                                "$js.api.stream.msg.delete.jobs"}
         assert refused(logsink_violations) == {"jobs.forged.log"}
