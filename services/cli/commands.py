@@ -1,4 +1,4 @@
-"""The HTTP-side commands of `jobline`: submit, watch, jobs, logs, replay, cancel, retry, signal."""
+"""The HTTP-side commands of `jobline`: submit, watch, jobs, logs, replay, cancel, retry, delete, signal."""
 
 from __future__ import annotations
 
@@ -324,6 +324,22 @@ def retry(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def delete(client: Client, args: argparse.Namespace) -> int:
+    if args.id is not None:
+        client.delete(args.id)
+        _print_json({"id": args.id, "deleted": True}) if args.json else console.print(f"{args.id}: deleted")
+        return EXIT_OK
+    if not args.status:
+        console.print("give a job id, or --status (and more filters) for every ended job it matches")
+        return EXIT_ERROR
+    filters = {k: v for k, v in job_filters(args).items() if k != "status"}
+    done = client.delete_matching(args.status, dry_run=args.dry_run, **filters)
+    _print_json(done) if args.json else console.print(
+        (f"{done['matched']} would be deleted" if args.dry_run else f"{done['matched']} matched: {done['deleted']} deleted")
+        + (" (more match: run it again)" if done["more"] else ""))
+    return EXIT_OK
+
+
 def signal(client: Client, args: argparse.Namespace) -> int:
     sent = client.signal(args.id, args.name, args.data)
     _print_json(sent) if args.json else console.print(
@@ -335,7 +351,7 @@ def signal(client: Client, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
     "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
-    "cancel": cancel, "retry": retry, "signal": signal,
+    "cancel": cancel, "retry": retry, "signal": signal, "delete": delete,
 }
 
 

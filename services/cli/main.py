@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--dry-run", action="store_true", help="only count what would run again")
     retry.add_argument("--json", action="store_true")
 
+    delete = command("delete", "delete an ended job from history, or every ended job a filter matches: --status "
+                               "failed (and the filters of `jobs`)")
+    delete.add_argument("id", nargs="?", help="the job (or, instead, a filter: --status and more)")
+    job_filters(delete)
+    delete.add_argument("--dry-run", action="store_true", help="with --status: only count what would be deleted")
+    delete.add_argument("--json", action="store_true")
+
     export = command("export", "every job matching the filters as JSON lines (all pages), optionally with "
                                "their events")
     job_filters(export)

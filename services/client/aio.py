@@ -164,6 +164,21 @@ class AsyncClient(Files, Controls):
         answer: dict[str, Any] = (await self.request("POST", "/api/jobs/retry", params=query)).json()
         return answer
 
+    async def delete(self, job_id: str) -> None:
+        """Delete an ended job from history (ApiError 409 for a live one: cancel it first)."""
+        await self.request("DELETE", f"/api/jobs/{job_id}", retry="not_sent")
+
+    async def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
+                              ) -> dict[str, Any]:
+        """Delete every ended job with one of these statuses that the filters match (as `retry_matching`)
+        from history: `{"matched", "deleted", "more"}` (at most 10,000 a call). `dry_run`: only count."""
+        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
+                 for k, v in {"status": status, **filters}.items() if v is not None}
+        if dry_run:
+            query["dry_run"] = "true"
+        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/delete", params=query)).json()
+        return answer
+
     async def timeline(self, job_id: str) -> Timeline:
         """Every stored event of the job, in order, with its stream sequence."""
         rows = (await self.get_json(f"/api/jobs/{job_id}/timeline"))["events"]

@@ -145,6 +145,12 @@ class Client:
     def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.retry_matching(status, dry_run=dry_run, **filters))
 
+    def delete(self, job_id: str) -> None:
+        self._run(self.aio.delete(job_id))
+
+    def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.delete_matching(status, dry_run=dry_run, **filters))
+
     def timeline(self, job_id: str) -> Timeline:
         return self._run(self.aio.timeline(job_id))
 

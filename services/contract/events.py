@@ -211,6 +211,14 @@ class ArtifactStored(_JobEvent, frozen=True, kw_only=True, tag="artifact_stored"
     sha256: str = ""
 
 
+class JobDeleted(_JobEvent, frozen=True, kw_only=True, tag="deleted"):
+    """An ended job deleted from history (`DELETE /api/jobs/<id>`, `POST /api/jobs/delete`): the
+    history service drops its row and its stored events, every gateway forgets it, and from then on
+    it is `404` everywhere. Its events stay in the job stream until they age out of its retention."""
+
+    reason: str = ""
+
+
 class ServiceLogged(_Tagged, frozen=True, kw_only=True, tag="service_logged"):
     """One Python log record of a Jobline service (the services' own live log stream)."""
 
@@ -242,6 +250,7 @@ JobEvent = (
     | JobExpired
     | ArtifactStored
     | WebhookAttempted
+    | JobDeleted
 )
 TerminalEvent = JobCompleted | JobFailed | JobCancelled | JobExpired
 

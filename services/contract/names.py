@@ -30,6 +30,7 @@ CANCEL = "cancel"
 ARTIFACT = "artifact"
 WEBHOOK = "webhook"
 SIGNAL = "signal"  # `jobs.<id>.signal.<name>`: the signals a job's handler waits for
+DELETED = "deleted"  # an ended job deleted from history
 # The run chain `jobs.<id>.run.*` holds the attempt lifecycle: started, retrying, ended. Every
 # write to it is a compare-and-set on the chain's last sequence (Nats-Expected-Last-Subject-
 # Sequence with Nats-Expected-Last-Subject-Sequence-Subject = `jobs.<id>.run.*`), so the broker

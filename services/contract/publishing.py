@@ -12,6 +12,7 @@ from .events import (
     JobCancelled,
     JobCompleted,
     JobCreated,
+    JobDeleted,
     JobEvent,
     JobExpired,
     JobFailed,
@@ -33,6 +34,7 @@ from .names import (
     BLOCKED,
     CANCEL,
     CREATED,
+    DELETED,
     ENDED,
     LOG,
     PROGRESS,
@@ -68,7 +70,7 @@ def fenced(names: Names, job_id: str, last_seq: int) -> dict[str, str]:
 _JOB_KINDS: Final[dict[type, str]] = {
     JobScheduled: SCHEDULED, JobBlocked: BLOCKED, JobWaiting: WAITING, StepStarted: STEP, StepFinished: STEP,
     ProgressReported: PROGRESS, LogLineWritten: LOG, CancelRequested: CANCEL, ArtifactStored: ARTIFACT,
-    WebhookAttempted: WEBHOOK,
+    WebhookAttempted: WEBHOOK, JobDeleted: DELETED,
 }
 _RUN_KINDS: Final[dict[type, str]] = {
     JobStarted: STARTED, JobRetrying: RETRYING, JobSuspended: SUSPENDED, JobAwaitingSignal: AWAITING,

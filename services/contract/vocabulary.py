@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    DELETED = "deleted"
     SERVICE_LOGGED = "service_logged"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from jobline.contract.events import JobEvent, encoder, job_event_decoder, kind_of
+from jobline.contract.events import JobDeleted, JobEvent, encoder, job_event_decoder, kind_of
 from jobline.contract.job_state import JobState, apply, start_state
 from jobline.contract.vocabulary import JobStatus
 from jobline.runtime.stream_writer import Delivered
@@ -72,6 +72,7 @@ class Projection:
                               "ON CONFLICT (minute, type, status) DO UPDATE SET n = excluded.n, "
                               "run_bins = excluded.run_bins, run_max_s = excluded.run_max_s")
         self._applied = db.sql("UPDATE projection SET applied_seq = ? WHERE name = 'jobs'")
+        self._deleted: set[str] = set()  # jobs the batch being written deleted
 
     def open(self, conn: Any) -> int:
         (self.applied_seq,) = conn.execute("SELECT applied_seq FROM projection WHERE name = 'jobs'").fetchone()
@@ -100,7 +101,7 @@ class Projection:
             raise
         self.applied_seq = fresh[-1].seq
         for state in changed:
-            if state.is_terminal:
+            if state.is_terminal or state.id in self._deleted:
                 self._cache.pop(state.id, None)
             else:
                 self._cache[state.id] = state
@@ -114,12 +115,17 @@ class Projection:
         states = self._states(conn, ids)
         before: dict[str, tuple[str, str] | None] = {}  # (type, status) before this batch; None: new
         touched: dict[str, JobState] = {}
+        deleted: dict[str, JobState] = {}
         event_rows = []
         for item in decoded:
             event, message = item.event, item.message
             if event is None:
                 continue
             job_id = event.job_id
+            if isinstance(event, JobDeleted):
+                if job_id in states and states[job_id].is_terminal:
+                    deleted[job_id] = states.pop(job_id)
+                continue
             event_rows.append((message.seq, job_id, kind_of(event), message.subject, message.stored_at,
                                _text(message.data.decode(), self._pg)))
             state = states.get(job_id)
@@ -145,7 +151,24 @@ class Projection:
                 self.db.insert_rows(conn, *self._tags_rows[:2], tags, self._tags_rows[2])
             self._counts(conn, touched, before)
             self._minutes(conn, touched, before)
+        if deleted:
+            self._delete(conn, deleted)
+        self._deleted = set(deleted)
         return list(touched.values())
+
+    def _delete(self, conn: Any, deleted: dict[str, JobState]) -> None:
+        """Jobs deleted from history: their rows, their indexes and their stored events, and they no
+        longer count (what ended per minute stays: it is what happened)."""
+        ids = list(deleted)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(self.db.sql(f"DELETE FROM jobs WHERE id IN ({marks})"), chunk)
+            for table in ("job_tags", "job_fields", "job_events"):
+                conn.execute(self.db.sql(f"DELETE FROM {table} WHERE job_id IN ({marks})"), chunk)
+        gone = Counter((state.type, state.status) for state in deleted.values())
+        rows = [(job_type, status, -n) for (job_type, status), n in gone.items()]
+        self.db.insert_rows(conn, *self._counts_rows[:2], rows, self._counts_rows[2])
 
     def _states(self, conn: Any, ids: set[str]) -> dict[str, JobState]:
         states = {job_id: self._cache[job_id] for job_id in ids if job_id in self._cache}

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
-from jobline.contract.events import CancelRequested, JobCancelled, JobCreated, JobScheduled, encoder
+from jobline.contract.events import CancelRequested, JobCancelled, JobCreated, JobDeleted, JobScheduled, encoder
 from jobline.contract.job_state import JobState
 from jobline.contract.names import Names
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, created_msg_id, expect_last, fenced, subject_of
@@ -266,3 +266,15 @@ class JobWriter:
             return "cancelling"  # a processor took it meanwhile: it sees the request and stops the work
         await signal_end(self.js, names, job_id, "cancelled", flow=state.flow, webhook=state.webhook_url is not None)
         return "cancelled"
+
+    # --- delete -------------------------------------------------------------------------------
+    async def delete(self, job_id: str, reason: str = "") -> None:
+        """Delete an ended job from history (a `deleted` event: the history service drops its rows,
+        every gateway forgets it). Conflict for a job that has not ended (cancel it first)."""
+        state = await self.reader.find(job_id)
+        if not state.is_terminal:
+            raise Conflict(f"job {job_id} is {state.status}: only an ended job is deleted (cancel it first)",
+                           title="Job not ended", status_now=state.status)
+        deleted = JobDeleted(ts=time.time(), job_id=job_id, reason=reason)
+        await publish_reliably(self.js, subject_of(self.names, deleted), encoder.encode(deleted),
+                               msg_id=f"{job_id}:deleted", give_up_after=10.0)

@@ -130,6 +130,7 @@ ON_PATH: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/events", "type"): {"type": "string", "pattern": _type_list()},
     ("/api/events", "status"): {"type": "string", "pattern": _list_of(ALL_STATUSES)},
     ("/api/jobs/retry", "status"): {"type": "string", "pattern": _list_of(sorted(TERMINAL_STATUSES))},
+    ("/api/jobs/delete", "status"): {"type": "string", "pattern": _list_of(sorted(TERMINAL_STATUSES))},
     ("/api/events", "jobs"): {"type": "string", "pattern": f"^{_ID}(,{_ID})*$"},
     ("/api/jobs/{job_id}/logs", "after"): {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
     **{(path, "name"): {"type": "string", "pattern": SCHEDULE_NAME_PATTERN}

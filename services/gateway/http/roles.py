@@ -7,7 +7,7 @@ path:
 | role | may |
 |---|---|
 | admin | everything |
-| operator | read all; cancel jobs (one or by filter), batches and flows; signal jobs; queue controls; schedules; drain workers |
+| operator | read all; cancel, delete jobs (one or by filter); cancel batches, flows; signal jobs; queues; schedules; drain |
 | backend | read everything; submit jobs, batches, flows, uploads; signal jobs; mint form tokens |
 | viewer | read everything |
 
@@ -33,9 +33,10 @@ class Role(StrEnum):
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
+_ONE_JOB = re.compile(r"/api/jobs/[^/]+")  # (DELETE: delete an ended job from history)
 _SIGNAL = r"jobs/[^/]+/signals/[^/]+"  # (an external callback from the app's backend, or a person's approval)
 _SUBMITS = re.compile(rf"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens|{_SIGNAL})")
-_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry)|queues(/.*)?|schedules(/.*)?"
+_OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry|delete)|queues(/.*)?|schedules(/.*)?"
                        rf"|workers/[^/]+/(drain|resume)|alerts(/.*)?|{_SIGNAL})")
 
 
@@ -53,7 +54,7 @@ def allows(role: Role, method: str, path: str) -> bool:
     if role is Role.BACKEND:
         return method == "POST" and _SUBMITS.fullmatch(path) is not None
     if role is Role.OPERATOR:
-        return _OPERATES.fullmatch(path) is not None
+        return _OPERATES.fullmatch(path) is not None or (method == "DELETE" and _ONE_JOB.fullmatch(path) is not None)
     return False
 
 
@@ -65,7 +66,8 @@ def can(role: Role) -> list[str]:
 
 def is_operation(method: str, path: str) -> bool:
     """A change an operator makes (what `audit` records)."""
-    return method not in READS and _OPERATES.fullmatch(path) is not None
+    return method not in READS and (_OPERATES.fullmatch(path) is not None
+                                    or (method == "DELETE" and _ONE_JOB.fullmatch(path) is not None))
 
 
 def audit(token_id: str, role: Role, method: str, path: str, status: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
@@ -31,7 +31,7 @@ from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
 from ..live.streams import Live, wait_for_change
 from . import search
-from .bulk import BulkCancelled, cancel_matching
+from .bulk import BulkCancelled, BulkDeleted, cancel_matching, delete_matching
 from .replay import parse_at, timeline_json
 from .search import JobPage
 
@@ -160,6 +160,41 @@ async def cancel_job(writer: NamedDependency[JobWriter], job_id: FromPath[str]) 
     return Response({"id": job_id, "status": status}, status_code=202)
 
 
+@post("/api/jobs/delete", status_code=200, summary="Delete every ended job a filter matches from history",
+      errors=(400, 503),
+      description="`status` (required: the ended statuses to delete, e.g. `failed,cancelled`; live ones match nothing) "
+      "and the filters of `GET /api/jobs` (`type`, `owner`, `tag`, `created_*`, `finished_*`, `error`, "
+      "`params.<name>=`). Each job is deleted as `DELETE /api/jobs/{id}` would; at most 10,000 a request: `more: "
+      "true` when others remain (ask again). `{\"matched\", \"deleted\", \"more\"}`. `dry_run=true`: only count.")
+async def delete_jobs(
+    request: Request[Any, Any, Any],
+    writer: NamedDependency[JobWriter],
+    history: NamedDependency[HistoryClient],
+    status: FromQuery[str],
+    type: FromQuery[str | None] = None,
+    owner: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    created_after: FromQuery[float | None] = None,
+    created_before: FromQuery[float | None] = None,
+    finished_after: FromQuery[float | None] = None,
+    finished_before: FromQuery[float | None] = None,
+    error: FromQuery[str | None] = None,
+    dry_run: FromQuery[bool] = False,
+) -> BulkDeleted:
+    job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
+                                     created_before=created_before, finished_after=finished_after,
+                                     finished_before=finished_before, error=error, owner=owner, tag=tag)
+    return await delete_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing deleted)
+
+
+@delete("/api/jobs/{job_id:str}", status_code=204, summary="Delete an ended job from history", errors=(404, 409, 503),
+        description="The job, its log lines' record and its stored timeline leave the history; it is `404` from then "
+        "on (its events stay in the job stream until they age out of its retention). 409 for a job that has not "
+        "ended: cancel it first.")
+async def delete_job(writer: NamedDependency[JobWriter], job_id: FromPath[str]) -> None:
+    await writer.delete(job_id)
+
+
 @get("/api/stats/counts", summary="Jobs per status and per type, over all history kept", errors=(503,),
      description="`{\"total\", \"by_status\": {status: n}, \"by_type\": {type: {status: n}}}`; 503 while the "
      "history service is away.")
@@ -230,5 +265,5 @@ async def list_types(catalogue: NamedDependency[Catalogue]) -> list[JobTypeInfo]
     return [types[name] for name in sorted(types)]
 
 
-job_handlers = [submit_job, list_jobs, cancel_jobs, cancel_job, job_counts, job_activity, get_job, job_timeline, job_state_at,
-                list_types]
+job_handlers = [submit_job, list_jobs, cancel_jobs, cancel_job, delete_jobs, delete_job, job_counts, job_activity,
+                get_job, job_timeline, job_state_at, list_types]

@@ -9,11 +9,12 @@ folds the stream in from the position it reflects; every later event comes from 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from jobline.contract.events import JobEvent
+from jobline.contract.events import JobDeleted, JobEvent
 from jobline.contract.job_state import JobState, apply, start_state
 from jobline.runtime.watermark import Watermark
 
@@ -53,7 +54,10 @@ class ReadModel:
         to clients either."""
         state: JobState | None = None
         known = self._jobs.get(event.job_id)
-        if known is None:
+        if isinstance(event, JobDeleted):
+            if known is not None and known.is_terminal:
+                self._forget(known)  # deleted from history: 404 from now on
+        elif known is None:
             state = start_state(event, seq)
             if state is not None:
                 self._admit(state)
@@ -80,6 +84,11 @@ class ReadModel:
                 self._drop(oldest)
             else:
                 self._older[oldest.id] = oldest  # leaves the window in creation order
+
+    def _forget(self, state: JobState) -> None:
+        self._drop(state)
+        with contextlib.suppress(ValueError):  # (no longer in the window)
+            self._window.remove(state)
 
     def _drop(self, state: JobState) -> None:
         self._jobs.pop(state.id, None)
