@@ -369,6 +369,20 @@ async def test_retry_every_failed_job_of_a_search_from_the_history_page(page: Pa
     retried = (await client.get(f"/api/batches/{batch_id}")).json()["jobs"]
     await page.goto(page.url.split("#")[0] + f"#/jobs/{retried[0]['id']}")
     await expect(page.locator("#job-origin .retry-of")).to_have_text(re.compile(r"^retry of "))
+    # Then delete them all from history (the retries of `broken` failed too): the list shows none.
+    for job in retried:
+        await read_sse(client, f"/api/jobs/{job['id']}/events")
+    await page.click("#nav-history")
+    await page.select_option("#history-status", "failed")
+    await page.fill("#history-tag", "retry-me")
+    await page.click("#history-form button[type=submit]")
+    await expect(page.locator("#history-rows tr")).to_have_count(6)
+    await page.click("#history-delete")
+    await expect(page.locator("#history-retry-count")).to_have_text("Delete 6 failed jobs from history?")
+    await page.click("#history-retry-confirm")
+    await expect(page.locator("#history-retry-count")).to_have_text("6 jobs deleted.")
+    await expect(page.locator("#history-rows")).to_have_text("No job matches.", timeout=10_000)
+    assert (await client.get(f"/api/jobs/{failed[0]}")).status_code == 404
 
 
 async def test_a_firing_failure_alert_shows_a_banner_on_every_page(page: Page, client: httpx.AsyncClient) -> None:

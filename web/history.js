@@ -14,31 +14,39 @@ export function openHistory() {
   $("history-form").addEventListener("submit", (event) => { event.preventDefault(); pages = [null]; show(0); });
   $("history-older").addEventListener("click", () => show(shown + 1));
   $("history-newer").addEventListener("click", () => show(shown - 1));
-  $("history-retry").addEventListener("click", askRetry);
+  $("history-retry").addEventListener("click", () => ask("retry"));
+  $("history-delete").addEventListener("click", () => ask("delete"));
   $("history-retry-cancel").addEventListener("click", () => { $("history-retry-ask").hidden = true; });
-  $("history-retry-confirm").addEventListener("click", retry);
+  $("history-retry-confirm").addEventListener("click", act);
   show(0);
 }
 
-// Bulk retry: what the filter matches (a dry run) is shown first; confirmed, the new jobs are one
-// batch, whose page follows them live.
-function retryQuery() {
+// Bulk actions on what the filter matches (ended jobs only): the count (a dry run) is shown first.
+// Confirmed, a retry's new jobs are one batch, whose page follows them live; a delete removes the
+// jobs from history and the list is shown again.
+let action = "retry";
+const VERBS = { retry: "Retry", delete: "Delete" };
+
+function actionQuery() {
   const params = query();
   params.delete("limit");
   return params;
 }
 
-async function askRetry() {
+async function ask(kind) {
+  action = kind;
   $("history-error-text").textContent = "";
   const status = $("history-status").value;
   if (!["failed", "expired", "cancelled", "completed"].includes(status)) {
-    $("history-error-text").textContent = "Choose an ended status (failed, expired, cancelled, completed) to retry.";
+    $("history-error-text").textContent = `Choose an ended status (failed, expired, cancelled, completed) to ${kind}.`;
     return;
   }
   try {
-    const dry = await api(`/api/jobs/retry?${retryQuery()}&dry_run=true`, { method: "POST" });
-    $("history-retry-count").textContent = dry.matched ? `Retry ${dry.matched} ${status} job${dry.matched === 1 ? "" : "s"}?`
-      : "No job matches.";
+    const dry = await api(`/api/jobs/${kind}?${actionQuery()}&dry_run=true`, { method: "POST" });
+    const what = `${dry.matched} ${status} job${dry.matched === 1 ? "" : "s"}`;
+    $("history-retry-count").textContent = !dry.matched ? "No job matches."
+      : kind === "retry" ? `Retry ${what}?` : `Delete ${what} from history?`;
+    $("history-retry-confirm").textContent = VERBS[kind];
     $("history-retry-confirm").hidden = !dry.matched;
     $("history-retry-ask").hidden = false;
   } catch (error) {
@@ -46,12 +54,20 @@ async function askRetry() {
   }
 }
 
-async function retry() {
+async function act() {
   $("history-retry-confirm").disabled = true;
   try {
-    const done = await api(`/api/jobs/retry?${retryQuery()}`, { method: "POST" });
-    $("history-retry-ask").hidden = true;
-    if (done.batch) location.hash = `#/batches/${done.batch}`;
+    const done = await api(`/api/jobs/${action}?${actionQuery()}`, { method: "POST" });
+    if (action === "retry") {
+      $("history-retry-ask").hidden = true;
+      if (done.batch) location.hash = `#/batches/${done.batch}`;
+    } else { // (the answer stays where the question was)
+      $("history-retry-count").textContent = `${done.deleted} job${done.deleted === 1 ? "" : "s"} deleted.`
+        + (done.more ? " More match: delete again." : "");
+      $("history-retry-confirm").hidden = true;
+      pages = [null];
+      setTimeout(() => show(0), 500); // (the history service removes them a moment later)
+    }
   } catch (error) {
     $("history-error-text").textContent = error.message;
   } finally {
