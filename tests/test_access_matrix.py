@@ -26,6 +26,7 @@ TOKENS = (ADMIN, *(f"{role}:{secret}" for role, secret in ROLE_TOKENS.items()))
 STACK: dict[str, Any] = dict(gateway={"api_tokens": TOKENS})
 SKIPPED = {"/api/session"}  # (signs in with a token in its body, and says who: tests/test_auth.py)
 JOB_PATH = re.compile(r"/api/jobs/\{job_id\}(/.*)?")
+JOB_WRITE = re.compile(r"/api/jobs/\{job_id\}/(cancel|signals/\{signal\})")
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -59,6 +60,11 @@ def expected(credential: str, method: str, path: str, url: str, own_job: str) ->
         return "pass" if allows(Role(credential), method, path) else "403"
     if credential == "form":
         return "pass" if path == "/api/jobs/form" else "403"  # (good only for a job form)
+    if credential == "stream-writer" and method == "POST":  # (alice's, with submit, cancel and signal)
+        if path in ("/api/jobs", "/api/jobs/form"):
+            return "pass"
+        if JOB_WRITE.fullmatch(path):
+            return "pass" if own_job in url else "404"
     if method != "GET":
         return "403"  # stream tokens only read
     if credential == "stream":
@@ -66,7 +72,7 @@ def expected(credential: str, method: str, path: str, url: str, own_job: str) ->
     # Scoped to Alice's job, or to Alice: Bob's job is not found, other routes are forbidden.
     if JOB_PATH.fullmatch(path) or path == "/api/events":  # (the events of its jobs: ?jobs=)
         return "pass" if own_job in url else "404"
-    if path == "/api/types" or (path == "/api/jobs" and credential == "stream-owner"):
+    if path == "/api/types" or (path == "/api/jobs" and credential in ("stream-owner", "stream-writer")):
         return "pass"
     return "403"
 
@@ -96,6 +102,8 @@ async def test_every_route_answers_each_credential_as_documented(client: httpx.A
     query_tokens = {"stream": await minted("/api/stream-tokens"),
                     "stream-job": await minted("/api/stream-tokens", {"jobs": [alices]}),
                     "stream-owner": owner_token,
+                    "stream-writer": await minted("/api/stream-tokens", {"owner": "alice", "types": ["noop"],
+                                                                         "rights": ["submit", "cancel", "signal"]}),
                     "form": await minted("/api/form-tokens"),
                     "expired": signer._sign("stream", signer.token_id(ADMIN) or "", -60.0),
                     "tampered": forged(signer, owner_token)}

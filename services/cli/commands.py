@@ -340,6 +340,15 @@ def delete(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def token(client: Client, args: argparse.Namespace) -> int:
+    def listed(raw: str | None) -> list[str] | None:
+        return [part.strip() for part in raw.split(",") if part.strip()] if raw else None
+
+    print(client.stream_token(listed(args.jobs), owner=args.owner, tags=listed(args.tag) or (),
+                              rights=listed(args.rights) or (), types=listed(args.types), expires_in=args.expires_in))
+    return EXIT_OK
+
+
 def signal(client: Client, args: argparse.Namespace) -> int:
     sent = client.signal(args.id, args.name, args.data)
     _print_json(sent) if args.json else console.print(
@@ -351,7 +360,7 @@ def signal(client: Client, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
     "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
-    "cancel": cancel, "retry": retry, "signal": signal, "delete": delete,
+    "cancel": cancel, "retry": retry, "signal": signal, "delete": delete, "token": token,
 }
 
 

@@ -155,6 +155,15 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--dry-run", action="store_true", help="with --status: only count what would be cancelled")
     cancel.add_argument("--json", action="store_true")
 
+    token = command("token", "mint a scoped token for a page (?access_token=): it reads the jobs it is made for "
+                             "and, with --rights, may submit (an owner's), cancel or signal them")
+    token.add_argument("--jobs", help="these jobs only (comma separated)")
+    token.add_argument("--owner", help="that owner's jobs (its submissions are stamped with it)")
+    token.add_argument("--tag", help="jobs with every one of these tags (comma separated)")
+    token.add_argument("--rights", default="", help="beyond reading: submit,cancel,signal")
+    token.add_argument("--types", help="with submit: the only types it may submit (comma separated)")
+    token.add_argument("--expires-in", type=int, metavar="SECONDS", help="its life (default 300, at most 86400)")
+
     signal = command("signal", "send a job a signal its handler waits for (ctx.wait_for_signal); once per name")
     signal.add_argument("id", help="the job")
     signal.add_argument("name", help="the signal's name, e.g. approval")

@@ -210,16 +210,26 @@ class AsyncClient(Files, Controls):
         return answer["types"] if isinstance(answer, dict) else answer  # type: ignore[no-any-return]
 
     async def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None,
-                           tags: Iterable[str] = ()) -> str:
-        """A short-lived read-only token for a page (`?access_token=`); with `jobs`, good for those
-        jobs only, with `owner` and/or `tags` for that owner's jobs and/or those with all the tags
-        (what a page of one user should get). Needs a gateway with API tokens."""
-        body: dict[str, Any] | None = {"jobs": list(jobs)} if jobs is not None else None
+                           tags: Iterable[str] = (), rights: Iterable[str] = (), types: Iterable[str] | None = None,
+                           expires_in: int | None = None) -> str:
+        """A short-lived token for a page (`?access_token=`); with `jobs`, good for those jobs only,
+        with `owner` and/or `tags` for that owner's jobs and/or those with all the tags (what a page
+        of one user should get); `rights` beyond reading — `submit` (an owner's token: its jobs are
+        stamped with the owner; `types` limits them), `cancel`, `signal` — and `expires_in` seconds.
+        Needs a gateway with API tokens."""
+        body: dict[str, Any] = {} if jobs is None else {"jobs": list(jobs)}
         if owner is not None:
-            body = {**(body or {}), "owner": owner}
+            body["owner"] = owner
         if tags:
-            body = {**(body or {}), "tags": list(tags)}
-        return str((await self.request("POST", "/api/stream-tokens", json=body, retry="not_sent")).json()["token"])
+            body["tags"] = list(tags)
+        if rights:
+            body["rights"] = list(rights)
+        if types is not None:
+            body["types"] = list(types)
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        answer = await self.request("POST", "/api/stream-tokens", json=body or None, retry="not_sent")
+        return str(answer.json()["token"])
 
     async def form_token(self, *, owner: str | None = None) -> str:
         """A token for a page's plain form (`?access_token=` in its action); with `owner`, every job

@@ -174,8 +174,10 @@ class Client:
         return self._run(self.aio.form_token(owner=owner))
 
     def stream_token(self, jobs: Iterable[str] | None = None, *, owner: str | None = None,
-                     tags: Iterable[str] = ()) -> str:
-        return self._run(self.aio.stream_token(jobs, owner=owner, tags=tags))
+                     tags: Iterable[str] = (), rights: Iterable[str] = (), types: Iterable[str] | None = None,
+                     expires_in: int | None = None) -> str:
+        return self._run(self.aio.stream_token(jobs, owner=owner, tags=tags, rights=rights, types=types,
+                                               expires_in=expires_in))
 
     def submit_batch(self, specs: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
                      ) -> BatchAccepted:

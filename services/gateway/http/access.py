@@ -10,13 +10,17 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from jobline.contract.names import is_valid_job_id
+from jobline.contract.names import is_valid_job_id, is_valid_job_type
 from jobline.contract.submissions import MAX_TAGS, OWNER_PATTERN, TAG_PATTERN
 
 from .auth import SESSION_COOKIE, Auth
-from .limits import MAX_WATCHED_JOBS
+from .job_scope import CANCEL, READ, RIGHTS, SIGNAL, SUBMIT
+from .limits import MAX_TOKEN_TTL_S, MAX_WATCHED_JOBS
 from .problems import Problem
-from .roles import Role, can
+from .roles import Role, allows, can
+
+# What each right lets a token do, as a route its maker's role must be allowed (roles.py).
+RIGHT_PATHS = {SUBMIT: "/api/jobs", CANCEL: "/api/jobs/x/cancel", SIGNAL: "/api/jobs/x/signals/x"}
 
 
 class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,11 +34,15 @@ class FormTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StreamTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Optional: the jobs the token reads, or whose (every job without either)."""
+    """Optional: the jobs the token reads, or whose (every job without either); what else it may do
+    with them (`rights`: submit, cancel, signal), the types it may submit, how long it lasts."""
 
     jobs: list[str] | None = None
     owner: str | None = None
     tags: list[str] = []
+    rights: list[str] = []
+    types: list[str] | None = None
+    expires_in: int | None = None  # seconds, 1 to MAX_TOKEN_TTL_S (default: 300)
 
 
 @post("/api/session", status_code=204, summary="Log the browser in: an API token becomes a session cookie",
@@ -67,18 +75,22 @@ async def session_info(request: Request[Any, Any, Any], auth: NamedDependency[Au
 
 
 @post("/api/stream-tokens", status_code=201, summary="A short-lived, read-only token for ?access_token=",
-      errors=(400, 409, 422),
+      errors=(400, 403, 409, 422),
       description="For stream clients that can neither send headers nor keep cookies. Expires in 5 minutes. "
       f"With a body `{{\"jobs\": [\"<id>\", …]}}` (1 to {MAX_WATCHED_JOBS} ids) it reads those jobs only — their "
       "state, events, logs, timeline and artifacts, and /api/events?jobs= of them: any other job is 404, "
       "every other route 403 (what a page showing one user's job should hold). With `{\"owner\": \"<id>\"}` it "
-      "reads that owner's jobs, and lists and searches only them. Without a body it reads everything.")
+      "reads that owner's jobs, and lists and searches only them. Without a body it reads everything. "
+      "`rights` adds what else it may do with its jobs: `submit` (an owner's token: POST /api/jobs, each job "
+      "stamped with the owner; `types` limits the types), `cancel`, `signal` — only rights its maker's role "
+      "has (403 otherwise). `expires_in`: seconds, 1 to 86400 (default 300).")
 async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDependency[Auth],
                               data: JSONBody[StreamTokenRequest | None] = None) -> dict[str, Any]:
     identity = request.scope.get("state", {}).get("identity")
     if not auth.enabled or identity is None:
         raise Problem(409, "No tokens", "this gateway has no API tokens; streams need no token")
-    jobs, owner, tags = (None, None, []) if data is None else (data.jobs, data.owner, data.tags)
+    data = data or StreamTokenRequest()
+    jobs, owner, tags = data.jobs, data.owner, data.tags
     if jobs is not None and (owner is not None or tags):
         raise Problem(422, "Invalid scope", "give jobs, or an owner and/or tags, not both",
                       errors=[{"key": "owner", "source": "body", "message": "not with jobs"}])
@@ -93,8 +105,36 @@ async def create_stream_token(request: Request[Any, Any, Any], auth: NamedDepend
             raise Problem(422, "Invalid scope", f"jobs: 1 to {MAX_WATCHED_JOBS} job ids",
                           errors=[{"key": "jobs", "source": "body", "message": f"1 to {MAX_WATCHED_JOBS} job ids"}])
         jobs = sorted(set(jobs))
-    return {"token": auth.stream_token(identity, jobs, owner, sorted(set(tags))), "expires_in": int(auth.stream_token_ttl_s),
-            "jobs": jobs, "owner": owner, "tags": sorted(set(tags))}
+    rights = sorted(set(data.rights) - {READ})
+    types = sorted(set(data.types)) if data.types is not None else None
+    _check_rights(rights, types, scoped=jobs is not None or owner is not None or bool(tags), owner=owner)
+    role = auth.role_of(identity)
+    withheld = [r for r in rights if not allows(role, "POST", RIGHT_PATHS[r])]
+    if withheld:  # (a token grants only what its maker may do itself)
+        raise Problem(403, "Forbidden", f"a token of role {role} may not grant {', '.join(withheld)}")
+    if data.expires_in is not None and not 1 <= data.expires_in <= MAX_TOKEN_TTL_S:
+        raise Problem(422, "Invalid expiry", f"expires_in: 1 to {MAX_TOKEN_TTL_S} seconds",
+                      errors=[{"key": "expires_in", "source": "body", "message": f"1 to {MAX_TOKEN_TTL_S}"}])
+    ttl = float(data.expires_in) if data.expires_in is not None else auth.stream_token_ttl_s
+    token = auth.stream_token(identity, jobs, owner, sorted(set(tags)), rights, types, ttl)
+    return {"token": token, "expires_in": int(ttl), "jobs": jobs, "owner": owner, "tags": sorted(set(tags)),
+            "rights": [READ, *rights], "types": types}
+
+
+def _check_rights(rights: list[str], types: list[str] | None, *, scoped: bool, owner: str | None) -> None:
+    unknown = [r for r in rights if r not in RIGHTS]
+    if unknown:
+        raise Problem(422, "Invalid rights", f"rights: any of {', '.join(RIGHTS)} (not {', '.join(unknown)})",
+                      errors=[{"key": "rights", "source": "body", "message": "unknown right"}])
+    if rights and not scoped:
+        raise Problem(422, "Invalid rights", "a token that may write is one of some jobs, an owner or tags",
+                      errors=[{"key": "rights", "source": "body", "message": "needs jobs, an owner or tags"}])
+    if SUBMIT in rights and owner is None:
+        raise Problem(422, "Invalid rights", "a token that submits is an owner's: its jobs are stamped with it",
+                      errors=[{"key": "owner", "source": "body", "message": "needed with submit"}])
+    if types is not None and (SUBMIT not in rights or not types or not all(is_valid_job_type(t) for t in types)):
+        raise Problem(422, "Invalid rights", "types: the job types a token that submits may submit (1 or more)",
+                      errors=[{"key": "types", "source": "body", "message": "job types, with submit"}])
 
 
 @post("/api/form-tokens", status_code=201, errors=(400, 409, 422),

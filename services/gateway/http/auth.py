@@ -7,7 +7,7 @@ default (it says so at start). With tokens set, every `/api/*` route needs one o
   it cannot send headers);
 - `?access_token=<stream token>` from `POST /api/stream-tokens`: signed, expiring in minutes, good
   for GET only (for clients that can neither set headers nor keep cookies); one made for some jobs
-  reads only those (job_scope.py);
+  reads only those, and may submit, cancel or signal them if made with those rights (job_scope.py);
 - `?access_token=<form token>` from `POST /api/form-tokens`: signed, expiring in an hour, good only
   for submitting a job form (a plain HTML form on another app's page cannot send a header). Access logging is off,
   so it is not written anywhere.
@@ -76,7 +76,8 @@ class Auth:
         return hashlib.sha256(("jobline-signing:" + ",".join(sorted(self.tokens))).encode()).digest()
 
     def _sign(self, kind: str, subject: str, ttl: float, jobs: Sequence[str] | None = None,
-              owner: str | None = None, tags: Sequence[str] = ()) -> str:
+              owner: str | None = None, tags: Sequence[str] = (), rights: Sequence[str] = (),
+              types: Sequence[str] | None = None) -> str:
         claims: dict[str, Any] = {"k": kind, "s": subject, "e": int(time.time() + ttl)}
         if jobs is not None:
             claims["j"] = list(jobs)
@@ -84,6 +85,10 @@ class Auth:
             claims["o"] = owner
         if tags:
             claims["t"] = list(tags)
+        if rights:
+            claims["r"] = list(rights)  # (beyond reading)
+        if types is not None:
+            claims["y"] = list(types)
         payload = _b64(json.dumps(claims).encode())
         signature = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{signature}"
@@ -121,10 +126,13 @@ class Auth:
         return self._sign("session", token_id, self.session_ttl_s)
 
     def stream_token(self, token_id: str, jobs: Sequence[str] | None = None, owner: str | None = None,
-                     tags: Sequence[str] = ()) -> str:
-        """A read-only token; with `jobs`, good for those jobs only, with `owner` and/or `tags` for
-        that owner's jobs and/or those carrying the tags (job_scope.py)."""
-        return self._sign("stream", token_id, self.stream_token_ttl_s, jobs, owner, tags)
+                     tags: Sequence[str] = (), rights: Sequence[str] = (), types: Sequence[str] | None = None,
+                     ttl_s: float | None = None) -> str:
+        """A token that reads; with `jobs`, those jobs only, with `owner` and/or `tags` that owner's
+        jobs and/or those carrying the tags; `rights` beyond reading (submit, cancel, signal) and the
+        `types` it may submit (job_scope.py)."""
+        return self._sign("stream", token_id, self.stream_token_ttl_s if ttl_s is None else ttl_s, jobs, owner, tags,
+                          rights, types)
 
     def form_token(self, token_id: str, owner: str | None = None) -> str:
         """A token for a page's plain form; with `owner`, every job it submits is that owner's."""
@@ -152,9 +160,12 @@ class Auth:
             if claims is None:
                 return None, "stream", None
             jobs, owner, tags = claims.get("j"), claims.get("o"), claims.get("t")
+            rights, types = claims.get("r"), claims.get("y")
             limited = TokenScope(jobs=frozenset(map(str, jobs)) if isinstance(jobs, list) else None,
                                  owner=str(owner) if owner is not None else None,
-                                 tags=frozenset(map(str, tags)) if isinstance(tags, list) else frozenset())
+                                 tags=frozenset(map(str, tags)) if isinstance(tags, list) else frozenset(),
+                                 rights=frozenset({job_scope.READ, *map(str, rights if isinstance(rights, list) else [])}),
+                                 types=frozenset(map(str, types)) if isinstance(types, list) else None)
             scoped = limited.jobs is not None or limited.owner is not None or limited.tags
             return str(claims.get("s")), "stream", limited if scoped else None
         return None, "none", None
@@ -193,7 +204,13 @@ class Auth:
 
 
 def client_of(scope: Scope) -> str:
-    identity = scope.get("state", {}).get("identity")
+    """Whom the caps count against: an API token, an owner (a token made for one: each of an app's
+    users has their own submit rate and streams), else the address."""
+    state = scope.get("state", {})
+    limited: TokenScope | None = state.get("token_scope")
+    if limited is not None and limited.owner is not None:
+        return f"owner:{limited.owner}"
+    identity = state.get("identity")
     if identity:
         return f"token:{identity}"
     client = scope.get("client")
@@ -239,7 +256,9 @@ def _refusal(auth: Auth, scope: Scope, identity: str | None, how: str, limited: 
         return 401, "Unauthorized", "a valid API token is needed: Authorization: Bearer <token>", \
             [(b"www-authenticate", b'Bearer realm="jobline"')]
     if how == "stream" and method not in ("GET", "HEAD"):
-        return 403, "Forbidden", "a stream token only reads; use the API token to write", None
+        why = job_scope.write_refusal(method, path, limited) if limited is not None else \
+            (403, "Forbidden", "a stream token only reads; use the API token to write")
+        return None if why is None else (*why, None)
     outside = None if limited is None or how != "stream" or path == "/ws" else \
         job_scope.refusal(path, scope.get("query_string", b""), limited)
     if outside is not None:

@@ -42,3 +42,6 @@ MAX_UNIX_TIME: Final = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time a
 
 # Text a path or a filter may not hold (`%00` would reach the file system as a NUL).
 CONTROL_CHARACTER: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+# A stream token's life when asked for (`expires_in`): at most a day (5 minutes when not asked for).
+MAX_TOKEN_TTL_S: Final = 86_400

@@ -8,10 +8,11 @@ path:
 |---|---|
 | admin | everything |
 | operator | read all; cancel, delete jobs (one or by filter); cancel batches, flows; signal jobs; queues; schedules; drain |
-| backend | read everything; submit jobs, batches, flows, uploads; signal jobs; mint form tokens |
+| backend | read everything; submit jobs, batches, flows, uploads; cancel and signal jobs; mint form tokens |
 | viewer | read everything |
 
-Every role may mint stream tokens (they only read) and sign the browser in. A refused request is
+Every role may mint stream tokens that read (one that may also submit, cancel or signal only a role
+that may) and sign the browser in. A refused request is
 `403` naming the role; each write a token makes is recorded (who, what, the answer) by `audit`.
 """
 
@@ -35,7 +36,7 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EVERYONE = ("/api/stream-tokens",)
 _ONE_JOB = re.compile(r"/api/jobs/[^/]+")  # (DELETE: delete an ended job from history)
 _SIGNAL = r"jobs/[^/]+/signals/[^/]+"  # (an external callback from the app's backend, or a person's approval)
-_SUBMITS = re.compile(rf"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens|{_SIGNAL})")
+_SUBMITS = re.compile(rf"/api/(jobs|jobs/form|batches|flows|uploads|form-tokens|jobs/[^/]+/cancel|{_SIGNAL})")
 _OPERATES = re.compile(r"/api/((jobs|batches|flows)/[^/]+/cancel|jobs/(cancel|retry|delete)|queues(/.*)?|schedules(/.*)?"
                        rf"|workers/[^/]+/(drain|resume)|alerts(/.*)?|{_SIGNAL})")
 

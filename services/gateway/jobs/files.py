@@ -20,7 +20,7 @@ from jobline.jobs.idempotency import fingerprint
 from jobline.jobs.reader import JobReader, check_job_id
 from jobline.jobs.writer import Held, JobWriter, new_job_id
 
-from ..http.job_scope import check_visible, scope_of
+from ..http.job_scope import check_visible, stamp
 from ..http.problems import Problem
 from ..settings import GatewaySettings
 from .forms import fill_files, read_form, redirect_target, submission_of, wants_html
@@ -51,11 +51,8 @@ class FormAccepted(msgspec.Struct):
 
 
 def stamped(connection_scope: Any, submission: JobSubmission) -> JobSubmission:
-    """The submission as a form token made for an owner sends it: that owner's, whatever the form says."""
-    limited = scope_of(connection_scope)
-    if limited is not None and limited.owner is not None:
-        submission.owner = limited.owner
-    return submission
+    """The submission as a token made for an owner sends it: that owner's, whatever the form says."""
+    return stamp(connection_scope, submission, override=True)
 
 
 @post("/api/jobs/form", status_code=202, summary="Submit a job with its files: a multipart form",

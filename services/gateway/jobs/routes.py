@@ -25,7 +25,7 @@ from jobline.jobs.reader import JobReader
 from jobline.jobs.timeline import decoded, fold
 from jobline.jobs.writer import Held, JobWriter
 
-from ..http.job_scope import check_visible, scope_of
+from ..http.job_scope import check_visible, scope_of, stamp
 from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
 from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
@@ -65,13 +65,14 @@ def etag(state: JobState) -> str:
                  200: ResponseSpec(Accepted, description="Its unique_key is held by this job: nothing was made",
                                    generate_examples=False)})
 async def submit_job(
+    request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
     data: JSONBody[JobSubmission],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     traceparent: Annotated[str | None, HeaderParameter(name="traceparent")] = None,
 ) -> SentJSON:
     try:
-        event, fresh = await writer.submit(data, idempotency_key, traceparent=traceparent)
+        event, fresh = await writer.submit(stamp(request.scope, data), idempotency_key, traceparent=traceparent)
     except Held as held:  # its unique_key is held: that job answers, nothing is made
         accepted = Accepted(id=held.job_id, status=held.state.status if held.state else "pending",
                             links=links(held.job_id))
@@ -155,7 +156,10 @@ async def cancel_jobs(
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
       description="202 when the request is recorded: a pending job ends `cancelled` at once, a running one "
       "as soon as its processor has stopped the work. 409 when the job already ended.")
-async def cancel_job(writer: NamedDependency[JobWriter], job_id: FromPath[str]) -> Response[dict[str, str]]:
+async def cancel_job(request: Request[Any, Any, Any], writer: NamedDependency[JobWriter],
+                     job_id: FromPath[str]) -> Response[dict[str, str]]:
+    if scope_of(request.scope) is not None:  # (a token that cancels its own jobs: another is not found)
+        check_visible(request.scope, await writer.reader.find(job_id))
     status = await writer.cancel(job_id)
     return Response({"id": job_id, "status": status}, status_code=202)
 
