@@ -72,7 +72,8 @@ def expected(credential: str, method: str, path: str, url: str, own_job: str) ->
     # Scoped to Alice's job, or to Alice: Bob's job is not found, other routes are forbidden.
     if JOB_PATH.fullmatch(path) or path == "/api/events":  # (the events of its jobs: ?jobs=)
         return "pass" if own_job in url else "404"
-    if path == "/api/types" or (path == "/api/jobs" and credential in ("stream-owner", "stream-writer")):
+    if path == "/api/types" or (path in ("/api/jobs", "/api/stats/counts")
+                                and credential in ("stream-owner", "stream-writer")):
         return "pass"
     return "403"
 

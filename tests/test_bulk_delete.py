@@ -75,6 +75,8 @@ async def test_delete_every_failed_job_of_a_filter_from_history(stack: Stack, cl
         return bool(counts["by_status"].get("failed") == 1)
 
     await eventually(uncounted, what="the deleted jobs no longer counted")
+    by_owner = (await client.get("/api/stats/counts", params={"owner": "del-b"})).json()  # (counted from its jobs)
+    assert by_owner["total"] == 1 and by_owner["by_status"]["failed"] == 1, by_owner
     listed = (await client.get("/api/jobs", params={"status": "failed"})).json()["jobs"]
     assert [job["id"] for job in listed] == [other_owner]
     again = await client.post("/api/jobs/delete", params={"status": "failed", "owner": "del-a"})

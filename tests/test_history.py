@@ -17,7 +17,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from jobline.contract.events import JobCompleted, JobCreated, JobEvent, JobStarted, encoder
-from jobline.contract.history import StatusReply
+from jobline.contract.history import CountsRequest, StatusReply
 from jobline.contract.names import Names
 from jobline.contract.publishing import subject_of
 from jobline.gateway.app import Wired
@@ -348,7 +348,7 @@ def test_retention_removes_jobs_ended_long_ago_with_their_events_and_keeps_runni
         left = {row[0] for row in conn.execute("SELECT id FROM jobs").fetchall()}
         assert left == {"j2", "still-pending"}
         assert {row[0] for row in conn.execute("SELECT DISTINCT job_id FROM job_events").fetchall()} == left
-        reply = queries.counts(db, conn)
+        reply = queries.counts(db, conn, CountsRequest())
         assert {(c.type, c.status): c.n for c in reply.counts} == {("t", "failed"): 1, ("t", "pending"): 1}
         minutes = conn.execute("SELECT minute FROM job_minutes").fetchall()
         assert [int(m[0]) for m in minutes] == [int((recent + 1) // 60) * 60]

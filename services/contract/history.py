@@ -113,7 +113,11 @@ class EventsPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CountsRequest(_Request, frozen=True, kw_only=True):
-    pass
+    """Every job kept (the running totals), or only those of these owners / with every one of these
+    tags (counted from the jobs themselves: an owner's jobs, by its index)."""
+
+    owners: list[str] = []
+    tags: list[str] = []
 
 
 class TypeStatusCount(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from jobline.contract.history import (
     ActivityReply,
     ActivityRequest,
     CountsReply,
+    CountsRequest,
     EventsPage,
     EventsRequest,
     FieldMatch,
@@ -267,9 +268,17 @@ def events(db: Database, conn: Any, request: EventsRequest) -> EventsPage:
 
 
 # --- totals and activity -------------------------------------------------------------------------
-def counts(db: Database, conn: Any) -> CountsReply:
+def counts(db: Database, conn: Any, request: CountsRequest) -> CountsReply:
+    args: list[Any] = []
+    if not request.owners and not request.tags:
+        sql = "SELECT type, status, n FROM job_counts WHERE n > 0 ORDER BY type, status"
+    else:
+        narrowed = JobFilter(owners=request.owners, tags=request.tags)
+        check_filter(narrowed)
+        where, args = _where(db, narrowed)
+        sql = f"SELECT type, status, COUNT(*) FROM jobs WHERE {' AND '.join(where)} GROUP BY type, status ORDER BY type, status"
     with db.transaction(conn, write=False, snapshot=True):
-        rows = conn.execute("SELECT type, status, n FROM job_counts WHERE n > 0 ORDER BY type, status").fetchall()
+        rows = conn.execute(db.sql(sql), args).fetchall()
         return CountsReply(counts=[TypeStatusCount(t, s, int(n)) for t, s, n in rows], applied_seq=_applied(conn))
 
 

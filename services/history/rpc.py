@@ -61,7 +61,7 @@ class QueryService:
             "job": (JobRequest, lambda r: store.read(queries.job, r)),
             "search": (SearchRequest, lambda r: store.read(queries.search, r)),
             "events": (EventsRequest, lambda r: store.read(queries.events, r)),
-            "counts": (CountsRequest, lambda r: store.read(queries.counts)),
+            "counts": (CountsRequest, lambda r: store.read(queries.counts, r)),
             "activity": (ActivityRequest, lambda r: store.read(queries.activity_since, r)),
             "status": (StatusRequest, lambda r: store.read(queries.status, max_age_s=self._settings.max_age_s,
                                                             writer=store.is_writer,

@@ -127,8 +127,8 @@ class HistoryClient:
                 return
             after_seq, min_seq = page.next_after, 0
 
-    async def counts(self) -> CountsReply:
-        return await self._call("counts", CountsRequest(), CountsReply)
+    async def counts(self, owners: list[str] | None = None, tags: list[str] | None = None) -> CountsReply:
+        return await self._call("counts", CountsRequest(owners=owners or [], tags=tags or []), CountsReply)
 
     async def activity(self, since: float, bucket_s: int, job_type: str | None) -> ActivityReply:
         return await self._call("activity", ActivityRequest(since=since, bucket_s=bucket_s, type=job_type), ActivityReply)

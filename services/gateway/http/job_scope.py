@@ -6,7 +6,7 @@ A page that shows a user's jobs gets a stream token minted by its app's backend 
 owner, those to come included) or `{"tags": [...]}` (every job carrying all those tags; with an
 owner, that owner's such jobs). With it, a GET of such a job (its state, events, logs, timeline,
 artifacts) and the multiplexed stream of such jobs (`/api/events?jobs=…`, no firehose) pass, and,
-for an owner, the list and search of jobs (narrowed to the owner's); a job outside the scope is
+for an owner, the list, search and counts of jobs (narrowed to the owner's); a job outside the scope is
 `404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
 every other route — batches, flows, schedules, queues, counts, the services' logs, the firehose —
 is `403`. The middleware (auth.py) judges what the path and query tell; a job's owner is known
@@ -71,7 +71,7 @@ def not_found(job_id: str) -> Refusal:
 
 def refusal(path: str, query_string: bytes, scope: TokenScope) -> Refusal | None:
     """Why a GET of `path` with a scoped token must not pass, as far as the path and query tell."""
-    if path in _READABLE_BY_ANYONE or (path == "/api/jobs" and scope.lists):
+    if path in _READABLE_BY_ANYONE or (path in ("/api/jobs", "/api/stats/counts") and scope.lists):
         return None
     match = _JOB_PATH.fullmatch(path)
     if match:

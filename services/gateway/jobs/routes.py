@@ -200,10 +200,20 @@ async def delete_job(writer: NamedDependency[JobWriter], job_id: FromPath[str]) 
 
 
 @get("/api/stats/counts", summary="Jobs per status and per type, over all history kept", errors=(503,),
-     description="`{\"total\", \"by_status\": {status: n}, \"by_type\": {type: {status: n}}}`; 503 while the "
-     "history service is away.")
-async def job_counts(history: NamedDependency[HistoryClient]) -> dict[str, Any]:
-    return await search.counts(history)
+     description="`{\"total\", \"by_status\": {status: n}, \"by_type\": {type: {status: n}}}`; `owner` (any of "
+     "them) and `tag` (every one of them) count only those jobs (a token made for an owner or tags counts only "
+     "its own). 503 while the history service is away.")
+async def job_counts(request: Request[Any, Any, Any], history: NamedDependency[HistoryClient],
+                     owner: FromQuery[str | None] = None, tag: FromQuery[str | None] = None) -> dict[str, Any]:
+    narrowed = search.parse_filter(request.query_params, status=None, job_type=None, created_after=None,
+                                   created_before=None, finished_after=None, finished_before=None, error=None,
+                                   owner=owner, tag=tag)
+    owners, tags = narrowed.owners, narrowed.tags
+    limited = scope_of(request.scope)
+    if limited is not None and limited.lists:  # a token of an owner or tags counts those jobs only
+        owners = [limited.owner] if limited.owner is not None else owners
+        tags = sorted(set(tags) | limited.tags)
+    return await search.counts(history, owners, tags)
 
 
 @get("/api/stats/activity", summary="Jobs ended per minute by outcome, run-time percentiles per type", errors=(503,),

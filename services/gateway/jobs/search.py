@@ -152,9 +152,10 @@ def _from_memory(read_model: ReadModel, job_filter: JobFilter, *, before: int | 
     return _page_json([encoder.encode(state) for state in page], next_before, partial=True)
 
 
-async def counts(history: HistoryClient) -> dict[str, Any]:
-    """Jobs per status and per type over all history kept."""
-    reply = await history.counts()
+async def counts(history: HistoryClient, owners: list[str] | None = None, tags: list[str] | None = None
+                 ) -> dict[str, Any]:
+    """Jobs per status and per type over all history kept (those of these owners, with these tags)."""
+    reply = await history.counts(owners, tags)
     by_status: dict[str, int] = {status: 0 for status in ALL_STATUSES}
     by_type: dict[str, dict[str, int]] = {}
     for row in reply.counts:
