@@ -90,6 +90,27 @@ async def test_a_rule_fires_once_then_resolves(client: httpx.AsyncClient, receiv
 
 
 @pytest.mark.slow
+async def test_an_alert_not_delivered_is_tried_again_with_the_same_id(client: httpx.AsyncClient,
+                                                                       receiver: Receiver) -> None:
+    receiver.statuses = [503, 500]  # the receiver is down twice, then answers
+    rule = {"type": "codec", "min_failures": 1, "window_s": 60, "webhook_url": f"http://127.0.0.1:{receiver.port}/hook"}
+    assert (await client.put("/api/alerts/codec-retried", json=rule)).status_code == 200
+    await fail(client, 1)
+
+    async def delivered() -> bool:
+        state = (await client.get("/api/alerts/codec-retried")).json()["state"]
+        return len(receiver.requests) >= 3 and state["undelivered"] is None
+
+    await eventually(delivered, timeout=20, what="the alert delivered on its third try")
+    assert kinds(receiver) == ["alert.firing"] * 3
+    ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+    assert len(ids) == 1, ids  # one alert, tried three times: the receiver dedupes by its id
+    state = (await client.get("/api/alerts/codec-retried")).json()["state"]
+    assert state["attempts"] == 3 and state["last_error"] == "HTTP 500", state
+    assert (await client.delete("/api/alerts/codec-retried")).status_code == 204
+
+
+@pytest.mark.slow
 async def test_rules_are_checked_and_deleted(client: httpx.AsyncClient) -> None:
     for body, key in (({"min_failures": 0}, "min_failures"), ({"window_s": 0.5}, "window_s"),
                       ({"min_rate": 1.5}, "min_rate"), ({"type": "not a type"}, "type"),

@@ -2,7 +2,10 @@
 (failed and expired jobs that ended in it, and all that ended), and a rule that starts or stops
 holding is written to the `alerts` bucket at the revision read — so of several conductors exactly one
 makes each change, and only that one sends its webhook: one `alert.firing` when it fires, one reminder
-per window while it lasts, one `alert.resolved` when it falls (at most once each, not per job).
+per window while it lasts, one `alert.resolved` when it falls (not per job). A delivery that fails is
+tried again at the checks after a backoff (two checks, doubling: 30 s, 60 s, … at the default
+JOBLINE_ALERT_CHECK_S; five tries in all), each try taken by one conductor the same way, with the
+same `webhook-id` (receivers dedupe).
 
 Off the job path: a few history queries per rule per check, whatever the load.
 """
@@ -17,7 +20,7 @@ import time
 import httpx
 import msgspec
 
-from jobline.contract.alerts import COUNTED, AlertRecord
+from jobline.contract.alerts import ALERT_DELIVERY_ATTEMPTS, COUNTED, AlertRecord
 from jobline.contract.events import encoder
 from jobline.contract.history import JobFilter
 from jobline.contract.vocabulary import TERMINAL_STATUSES, JobStatus
@@ -72,10 +75,11 @@ class AlertWatch:
         ended = await self._count(record, sorted(TERMINAL_STATUSES), now) if rule.min_rate is not None else failures
         holds = failures >= rule.min_failures and (rule.min_rate is None or failures >= rule.min_rate * max(ended, 1))
         send: str | None = None
+        retry = False
 
         def judged(current: AlertRecord | None) -> AlertRecord | None:
-            nonlocal send
-            send = None
+            nonlocal send, retry
+            send, retry = None, False
             if current is None or current.updated_at != record.updated_at:
                 return None  # deleted or replaced meanwhile: the next check sees the new rule
             state = msgspec.structs.replace(current.state, failures=failures, ended=ended, checked_at=now)
@@ -85,25 +89,35 @@ class AlertWatch:
                 state.sent_at, send = now, "alert.firing"  # (a reminder: once per window while it lasts)
             elif not holds and state.firing:
                 state.firing, state.sent_at, send = False, now, "alert.resolved"
+            elif state.undelivered is not None and state.retry_at is not None and now >= state.retry_at:
+                send, retry = state.undelivered, True  # (the same alert again, taken by this conductor)
             elif current.state.firing == state.firing and now - (current.state.checked_at or 0) < self._check_s * 5:
                 return None  # nothing changed: no write (a quiet rule costs a read per check)
+            if send is not None and rule.webhook_url:
+                state.attempts = state.attempts + 1 if retry else 1
+                state.undelivered, state.retry_at = send, now + self._check_s * 2 ** state.attempts
             return msgspec.structs.replace(current, state=state)
 
         written = await self._rules.records.update(record.name, judged)
         if written is None or send is None:
             return
-        log.warning("alert %s: %s (%d failed of %d ended in %.0fs)", record.name,
-                    "firing" if send == "alert.firing" else "resolved", failures, ended, rule.window_s)
+        if not retry:
+            log.warning("alert %s: %s (%d failed of %d ended in %.0fs)", record.name,
+                        "firing" if send == "alert.firing" else "resolved", failures, ended, rule.window_s)
         if rule.webhook_url:
             error = await self._deliver(written, send)
-            if error is not None:
-                def noted(current: AlertRecord | None) -> AlertRecord | None:
-                    if current is None:
-                        return None
-                    return msgspec.structs.replace(current, state=msgspec.structs.replace(current.state,
-                                                                                           last_error=error))
+            tried = written.state.attempts
 
-                await self._rules.records.update(record.name, noted)
+            def noted(current: AlertRecord | None) -> AlertRecord | None:
+                if current is None or current.state.undelivered != send or current.state.attempts != tried:
+                    return None  # (a newer alert or try meanwhile)
+                state = msgspec.structs.replace(current.state, last_error=error if error is not None else
+                                                current.state.last_error)
+                if error is None or tried >= ALERT_DELIVERY_ATTEMPTS:
+                    state.undelivered = state.retry_at = None  # delivered, or given up
+                return msgspec.structs.replace(current, state=state)
+
+            await self._rules.records.update(record.name, noted)
 
     async def _deliver(self, record: AlertRecord, kind: str) -> str | None:
         """POST the alert (Standard Webhooks, signed as job webhooks are); why it failed, if it did."""

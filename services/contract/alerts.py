@@ -32,6 +32,9 @@ class AlertRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     webhook_url: str | None = None  # sent one alert when it fires (a reminder per window) and one when it resolves
 
 
+ALERT_DELIVERY_ATTEMPTS = 5  # an alert's webhook is tried this many times (backoff: 2, 4, 8, 16 checks)
+
+
 class AlertState(msgspec.Struct, kw_only=True):
     firing: bool = False
     since: float | None = None  # when it began firing
@@ -40,6 +43,9 @@ class AlertState(msgspec.Struct, kw_only=True):
     checked_at: float | None = None
     sent_at: float | None = None  # the last alert sent for this firing
     last_error: str | None = None  # the last alert that could not be delivered, and why
+    undelivered: str | None = None  # the alert (its type) still to be delivered: tried again …
+    attempts: int = 0  # … so many times so far (at most ALERT_DELIVERY_ATTEMPTS) …
+    retry_at: float | None = None  # … next at a check after this
 
 
 class AlertRecord(msgspec.Struct, kw_only=True):
