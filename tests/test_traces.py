@@ -29,7 +29,7 @@ async def encode(ctx: JobContext) -> None:
     ctx.step("encode")
 
 
-STACK: dict[str, Any] = dict(registry=registry, with_logsink=False, with_conductor=False)
+STACK: dict[str, Any] = dict(registry=registry, with_logsink=False)  # (the conductor releases a flow's parent)
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
 
@@ -71,6 +71,27 @@ async def test_a_job_is_one_trace_from_the_gateway_to_the_processor(spans: InMem
     trace_id = (await client.get(f"/api/jobs/{other}")).json()["trace_id"]
     assert trace_id and trace_id != TRACE and len(trace_id) == 32
     assert any(s.name == "attempt" and f"{s.context.trace_id:032x}" == trace_id for s in spans.get_finished_spans())
+
+
+async def test_a_batch_and_a_flow_are_one_trace_each(spans: InMemorySpanExporter, client: httpx.AsyncClient) -> None:
+    batch = await client.post("/api/batches", json={"jobs": [{"type": "encode"}] * 2},
+                              headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
+    assert batch.status_code == 202, batch.text
+    flow = await client.post("/api/flows", json={"job": {"type": "encode"}, "children": [{"job": {"type": "encode"}}]})
+    assert flow.status_code == 202, flow.text
+    jobs = [*batch.json()["jobs"], *(job["id"] for job in flow.json()["jobs"])]
+    for job_id in jobs:
+        assert (await read_sse(client, f"/api/jobs/{job_id}/events"))[-1].event == "completed"
+    finished = spans.get_finished_spans()
+    made = {span.name: span for span in finished if span.name in ("batch", "flow")}
+    assert made["batch"].parent is not None and made["batch"].parent.span_id == int(PARENT, 16)
+    for name, ids in (("batch", jobs[:2]), ("flow", jobs[2:])):
+        attempts = [s for s in finished if s.name == "attempt" and s.attributes["jobline.job.id"] in ids]  # type: ignore[index]
+        assert len(attempts) == len(ids), name
+        for attempt in attempts:  # each job's attempt under its queue wait, in the batch's (the flow's) trace
+            assert attempt.context.trace_id == made[name].context.trace_id, name  # type: ignore[union-attr]
+        states = [(await client.get(f"/api/jobs/{job_id}")).json()["trace_id"] for job_id in ids]
+        assert set(states) == {f"{made[name].context.trace_id:032x}"}, name  # type: ignore[union-attr]
 
 
 async def test_off_nothing_is_made_and_a_traceparent_is_carried(client: httpx.AsyncClient) -> None:

@@ -145,10 +145,12 @@ class ScheduleRunner:
 
     async def _create(self, schedule: Schedule, job_id: str, tick: float) -> None:
         writer = self._writer
-        event = writer.created_event(as_submission(schedule.job), job_id, time.time(), schedule=schedule.name, tick=tick)
-        # Stored only if the job has no event at all: once per tick, also long after the duplicate
-        # window (a wake-up redelivered an hour later).
-        await writer.store(event, None, event.ts, only_if_new=True)
+        with writer.span("tick", **{"jobline.schedule": schedule.name, "jobline.job.id": job_id}) as traceparent:
+            event = writer.created_event(as_submission(schedule.job), job_id, time.time(), schedule=schedule.name,
+                                         tick=tick, traceparent=traceparent)
+            # Stored only if the job has no event at all: once per tick, also long after the duplicate
+            # window (a wake-up redelivered an hour later).
+            await writer.store(event, None, event.ts, only_if_new=True)
         self._on_job()
 
     async def _still_running(self, job_id: str) -> bool:

@@ -18,6 +18,7 @@ from jobline.jobs.idempotency import open_bucket as open_idempotency
 from jobline.jobs.reader import JobReader, NoLiveJobs
 from jobline.jobs.schedules import ScheduleStore
 from jobline.jobs.writer import JobWriter
+from jobline.runtime import tracing
 from jobline.runtime.buckets import key_value
 from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.kv_records import KvRecords
@@ -56,7 +57,7 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
             writer = JobWriter(nc, js, names, JobChecks(catalogue, settings.job_limits),
                                await until_stopped(stop, open_idempotency(js, names, settings.idempotency_ttl_s, replicas)),
                                Bands(js, names, await key_value(js, queue_controls_bucket_config(names, replicas))),
-                               reader)
+                               reader, tracer=tracing.tracer(SERVICE))
             metrics = ConductorMetrics()
             flows = FlowRunner(writer, KvRecords(await key_value(js, flows_bucket_config(names, replicas)), FlowRecord),
                                on_message=metrics.flow_messages.inc)

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
@@ -33,7 +33,7 @@ from jobline.runtime.atomic_publish import BATCH_TOO_LARGE_ERR, publish_batch_re
 from jobline.runtime.end_signals import signal_end
 from jobline.runtime.publishing import publish_if_last, publish_reliably
 from jobline.runtime.signal_waits import unschedule_timeout
-from jobline.runtime.tracing import context_of, traceparent_of, valid_traceparent
+from jobline.runtime.tracing import annotate, context_of, traceparent_of, valid_traceparent
 
 from .bands import Bands
 from .checks import JobChecks
@@ -97,19 +97,24 @@ class JobWriter:
                           priority=submission.priority, owner=submission.owner, tags=list(submission.tags),
                           **origin)  # type: ignore[arg-type]
 
+    @contextlib.contextmanager
+    def span(self, name: str, traceparent: str | None = None, **attributes: str | int) -> Iterator[str | None]:
+        """A span of the trace the jobs made in it belong to (continuing `traceparent`, the
+        submitting request's): the traceparent to stamp on their created events. With tracing off,
+        a valid `traceparent` is carried on as it is (and no span made)."""
+        parent = valid_traceparent(traceparent)
+        if self.tracer is None:
+            yield parent
+            return
+        with self.tracer.start_as_current_span(name, context=context_of(parent), attributes=attributes) as span:
+            yield traceparent_of(span)
+
     async def submit(self, submission: JobSubmission, idempotency_key: str | None = None,
                      request_fingerprint: str | None = None, traceparent: str | None = None,
                      ) -> tuple[JobCreated | JobScheduled, bool]:
-        """`_submit` in a `submit` span of the job's trace (continuing `traceparent`, the submitting
-        request's) when tracing is on; off, a valid `traceparent` is carried on as it is."""
-        parent = valid_traceparent(traceparent)
-        if self.tracer is None:
-            return await self._submit(submission, idempotency_key, request_fingerprint, parent)
-        with self.tracer.start_as_current_span("submit", context=context_of(parent),
-                                               attributes={"jobline.job.type": submission.type}) as span:
-            stored, fresh = await self._submit(submission, idempotency_key, request_fingerprint, traceparent_of(span))
-            span.set_attribute("jobline.job.id", stored.job_id)
-            return stored, fresh
+        """`_submit` in a `submit` span of the job's trace."""
+        with self.span("submit", traceparent, **{"jobline.job.type": submission.type}) as stamped:
+            return await self._submit(submission, idempotency_key, request_fingerprint, stamped)
 
     async def _submit(self, submission: JobSubmission, idempotency_key: str | None, request_fingerprint: str | None,
                       traceparent: str | None) -> tuple[JobCreated | JobScheduled, bool]:
@@ -130,6 +135,8 @@ class JobWriter:
                 # The first request claimed the key but may have died before storing the job: store
                 # it (the created event's Nats-Msg-Id makes a race between the two a single message).
                 job_id, fresh = claimed, False
+        if self.tracer is not None:
+            annotate("jobline.job.id", job_id)
         replaced = None
         if submission.unique_key is not None and fresh:
             if self.unique is None:

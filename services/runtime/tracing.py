@@ -84,3 +84,10 @@ def traceparent_of(span: Any) -> str:
     """The W3C traceparent naming this span (what the job carries on)."""
     context = span.get_span_context()
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def annotate(key: str, value: str) -> None:
+    """Set an attribute on the span running now (tracing on only: callers test their tracer first)."""
+    from opentelemetry.trace import get_current_span
+
+    get_current_span().set_attribute(key, value)

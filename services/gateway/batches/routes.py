@@ -34,9 +34,10 @@ from .stream import batch_events
       responses={202: ResponseSpec(BatchAccepted, description="Stored", generate_examples=False)})
 async def submit_batch(request: Request[Any, Any, Any], batches: NamedDependency[Batches], data: JSONBody[BatchSubmission],
                        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+                       traceparent: Annotated[str | None, HeaderParameter(name="traceparent")] = None,
                        ) -> Response[BatchAccepted]:
     take_submit_tokens(request, len(data.jobs))
-    record, fresh = await batches.create(data, idempotency_key)
+    record, fresh = await batches.create(data, idempotency_key, traceparent=traceparent)
     headers = {"Location": f"/api/batches/{record.id}"}
     if not fresh:
         headers["Idempotent-Replayed"] = "true"

@@ -99,7 +99,7 @@ class Batches:
         self._read_model = read_model
 
     async def create(self, submission: BatchSubmission, idempotency_key: str | None,
-                     retry_of: list[str] | None = None) -> tuple[BatchRecord, bool]:
+                     retry_of: list[str] | None = None, traceparent: str | None = None) -> tuple[BatchRecord, bool]:
         """Check every job, then store the batch's jobs — all in one atomic write, each only if it
         does not exist yet — and then its record; returns the record and whether it is new (False:
         an earlier request with the same Idempotency-Key made it).
@@ -135,7 +135,8 @@ class Batches:
         for (index, _), claimed_id in zip(keyed, claims, strict=True):
             job_ids[index] = claimed_id  # (a job an earlier request made under that key is this batch's too)
         jobs = [created(self._names, writer.created_event(spec, job_ids[i], run_at or now, batch=batch_id,
-                                                          retry_of=retry_of[i] if retry_of else None), run_at, now)
+                                                          retry_of=retry_of[i] if retry_of else None,
+                                                          traceparent=traceparent), run_at, now)
                 for i, (spec, run_at) in enumerate(zip(submission.jobs, run_times, strict=True))]
         try:
             await writer.store_all(jobs)  # (a job another request made under its key exists: left out)

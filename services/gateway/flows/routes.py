@@ -31,13 +31,14 @@ from .service import Flows, links
       responses={202: ResponseSpec(FlowAccepted, description="Stored", generate_examples=False)})
 async def submit_flow(request: Request[Any, Any, Any], flows: NamedDependency[Flows],
                       idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+                      traceparent: Annotated[str | None, HeaderParameter(name="traceparent")] = None,
                       ) -> Response[FlowAccepted]:
     try:
         submission = flow_decoder.decode(await request.body())
     except msgspec.DecodeError as exc:  # (ValidationError too: a mistyped or unknown field)
         raise Malformed(str(exc), title="Invalid flow", errors=[{"source": "body", "message": str(exc)}]) from None
     take_submit_tokens(request, submission.job_count())
-    record, planned, fresh = await flows.create(submission, idempotency_key)
+    record, planned, fresh = await flows.create(submission, idempotency_key, traceparent)
     headers = {"Location": f"/api/flows/{record.root}"}
     if not fresh:
         headers["Idempotent-Replayed"] = "true"

@@ -42,8 +42,14 @@ class Flows:
         self._records = records
         self._writer = writer
 
-    async def create(self, submission: FlowSubmission, idempotency_key: str | None
+    async def create(self, submission: FlowSubmission, idempotency_key: str | None, traceparent: str | None = None
                      ) -> tuple[FlowRecord, list[Planned], bool]:
+        """`_create` in a `flow` span (tracing on): the flow is one trace its jobs' processor spans join."""
+        with self._writer.span("flow", traceparent, **{"jobline.flow.size": submission.job_count()}) as stamped:
+            return await self._create(submission, idempotency_key, stamped)
+
+    async def _create(self, submission: FlowSubmission, idempotency_key: str | None, traceparent: str | None
+                      ) -> tuple[FlowRecord, list[Planned], bool]:
         """Check the whole flow, then store its record and its jobs — the jobs in one atomic write,
         each only if it does not exist yet; returns the record, its jobs and whether it is new
         (False: an earlier request with the same Idempotency-Key made it).
@@ -79,7 +85,7 @@ class Flows:
         root = submission.job
 
         def created_event(job: Planned) -> JobCreated:
-            event = writer.created_event(job.submission, job.id, now)
+            event = writer.created_event(job.submission, job.id, now, traceparent=traceparent)
             # A job of the flow is its root's owner's, with the root's tags, unless it says otherwise.
             owner = event.owner if event.owner is not None else root.owner
             tags = event.tags or list(root.tags)
