@@ -143,13 +143,7 @@ class AsyncClient(Files, Controls):
         """Cancel every live job with one of these statuses that the filters match (type, owner, tag,
         created_after, created_before: as `list`); at most 10,000 a call (`more` when others remain).
         `dry_run`: only count them."""
-        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
-                 for k, v in {"status": status, **filters}.items() if v is not None}
-        if dry_run:
-            query["dry_run"] = "true"
-        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/cancel", params=query,
-                                                     retry="not_sent")).json()
-        return answer
+        return await self._by_filter("cancel", status, dry_run, filters)
 
     async def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
                              ) -> dict[str, Any]:
@@ -157,12 +151,7 @@ class AsyncClient(Files, Controls):
         `error`, `finished_after`, `finished_before`, `params.<name>`) again, each as a new job
         (`retry_of` the old), in one batch: `{"matched", "batch", "jobs", "retried", "created"}`.
         `dry_run`: only count. The same call again makes nothing twice."""
-        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
-                 for k, v in {"status": status, **filters}.items() if v is not None}
-        if dry_run:
-            query["dry_run"] = "true"
-        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/retry", params=query)).json()
-        return answer
+        return await self._by_filter("retry", status, dry_run, filters)
 
     async def delete(self, job_id: str) -> None:
         """Delete an ended job from history (ApiError 409 for a live one: cancel it first)."""
@@ -172,11 +161,17 @@ class AsyncClient(Files, Controls):
                               ) -> dict[str, Any]:
         """Delete every ended job with one of these statuses that the filters match (as `retry_matching`)
         from history: `{"matched", "deleted", "more"}` (at most 10,000 a call). `dry_run`: only count."""
+        return await self._by_filter("delete", status, dry_run, filters)
+
+    async def _by_filter(self, action: str, status: str | Iterable[str], dry_run: bool, filters: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """`POST /api/jobs/<action>` with the filter as its query (lists joined by commas). Each is safe
+        to send again (a repeat acts on nothing twice), so it is retried like a read."""
         query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
                  for k, v in {"status": status, **filters}.items() if v is not None}
         if dry_run:
             query["dry_run"] = "true"
-        answer: dict[str, Any] = (await self.request("POST", "/api/jobs/delete", params=query)).json()
+        answer: dict[str, Any] = (await self.request("POST", f"/api/jobs/{action}", params=query)).json()
         return answer
 
     async def timeline(self, job_id: str) -> Timeline:
