@@ -79,7 +79,7 @@ def test_the_queue_controls_benchmark_runs_end_to_end() -> None:
                             text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "jobs/s" not in line]
-    assert len(rows) == 4 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), result.stdout
+    assert len(rows) == 6 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows), result.stdout
 
 
 def test_the_batch_benchmark_runs_end_to_end() -> None:

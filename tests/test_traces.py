@@ -18,7 +18,7 @@ from jobline.processor import JobContext
 from jobline.processor.registry import Registry
 from jobline.runtime import tracing
 
-from .helpers import read_sse
+from .helpers import outcome, read_sse
 
 registry = Registry()
 
@@ -81,9 +81,10 @@ async def test_a_batch_and_a_flow_are_one_trace_each(spans: InMemorySpanExporter
     assert flow.status_code == 202, flow.text
     jobs = [*batch.json()["jobs"], *(job["id"] for job in flow.json()["jobs"])]
     for job_id in jobs:
-        assert (await read_sse(client, f"/api/jobs/{job_id}/events"))[-1].event == "completed"
+        assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
     finished = spans.get_finished_spans()
     made = {span.name: span for span in finished if span.name in ("batch", "flow")}
+    assert set(made) == {"batch", "flow"}, sorted({s.name for s in finished})
     assert made["batch"].parent is not None and made["batch"].parent.span_id == int(PARENT, 16)
     for name, ids in (("batch", jobs[:2]), ("flow", jobs[2:])):
         attempts = [s for s in finished if s.name == "attempt" and s.attributes["jobline.job.id"] in ids]  # type: ignore[index]

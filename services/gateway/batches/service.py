@@ -107,7 +107,13 @@ class Batches:
         The record is written after the jobs: a request that fails stores neither, and a gateway
         dying between the two leaves jobs whose batch is not listed until the request is repeated
         with its Idempotency-Key (which finds the jobs and writes the record). `retry_of`: for a bulk
-        retry, the ended job each one runs again."""
+        retry, the ended job each one runs again. With tracing on, the batch is one trace (a `batch`
+        span, continuing `traceparent`) whose jobs' processor spans join it."""
+        with self._writer.span("batch", traceparent, **{"jobline.batch.size": len(submission.jobs)}) as stamped:
+            return await self._create(submission, idempotency_key, retry_of, stamped)
+
+    async def _create(self, submission: BatchSubmission, idempotency_key: str | None, retry_of: list[str] | None,
+                      traceparent: str | None) -> tuple[BatchRecord, bool]:
         writer = self._writer
         _check(submission)
         check_idempotency_key(idempotency_key)
