@@ -1,6 +1,6 @@
 """The conductor runs the background roles on its own: with every gateway stopped, schedules tick on
 time, flows release their jobs and webhooks are sent; a `kill -9` of one of two conductors under
-load loses nothing and does nothing twice."""
+load (flows, ticks, webhooks, signals resuming waiting jobs) loses nothing and does nothing twice."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from jobline.contract.events import JobCreated, job_event_decoder
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import eventually
+from .helpers import eventually, outcome, read_sse
 from .oracle import check_timeline, read_timeline
 from .processes import System
 from .test_webhooks import SECRETS, Receiver
@@ -120,6 +121,10 @@ async def test_with_every_gateway_stopped_schedules_tick_flows_go_on_and_webhook
         await nc.close()
 
 
+async def waiting(client: httpx.AsyncClient, job_id: str) -> bool:
+    return bool((await client.get(f"/api/jobs/{job_id}")).json()["status"] == "waiting")
+
+
 async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does_nothing_twice(
         nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext, receiver: Receiver) -> None:
     system = system_with_webhooks(nats_server, names, tmp_path)
@@ -132,6 +137,8 @@ async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does
         async with httpx.AsyncClient(base_url=system.url, timeout=30) as client:
             await client.post("/api/schedules", json={"name": "load", "cron": "* * * * * *", "job": FAST})
             flows, hooked = [], []
+            review = {"type": "review", "params": {"prepare_seconds": 0.05}}
+            reviews = [(await client.post("/api/jobs", json=review)).json()["id"] for _ in range(3)]
             for round_ in range(3):
                 for _ in range(5):
                     children = [{"name": f"c{i}", "job": FAST} for i in range(3)]
@@ -139,6 +146,9 @@ async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does
                         "job": {"type": "gather", "webhook_url": hook}, "children": children})).json())
                     hooked.append((await client.post("/api/jobs", json={**FAST, "webhook_url": hook})).json()["id"])
                 if round_ == 1:  # mid-load: one conductor dies holding whatever it was doing
+                    for job_id in reviews:  # (the signals just sent: the victim may hold some of them)
+                        await eventually(partial(waiting, client, job_id), what=f"review {job_id} waits")
+                        await client.post(f"/api/jobs/{job_id}/signals/approval", json={"approved": True})
                     victim = system.processes["conductor-0"]
                     await victim.stop(signal.SIGKILL)
                     system.forget(victim)
@@ -151,6 +161,11 @@ async def test_kill_9_of_one_of_two_conductors_under_load_loses_nothing_and_does
                 return expected_hooks <= ids
 
             await eventually(all_done, timeout=60, what="every webhook after the kill")
+            for job_id in reviews:  # each resumed by its signal once, whichever conductor had it
+                assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
+                timeline = await read_timeline(js, names, job_id)
+                check_timeline(timeline)
+                assert [r.event.resumed for r in timeline if r.kind == "created"] == [0, 1], job_id
             for flow in flows:
                 for job in flow["jobs"]:
                     timeline = await read_timeline(js, names, job["id"])

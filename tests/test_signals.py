@@ -40,6 +40,12 @@ async def gate(ctx: JobContext) -> dict[str, Any]:
     return {"go": go, "later": later, "attempt": ctx.attempt}
 
 
+@registry.task("gate-sync")
+def gate_sync(ctx: JobContext) -> dict[str, Any]:
+    """The same in a plain function (it runs in a thread): no `await`."""
+    return {"go": ctx.wait_for_signal("go"), "attempt": ctx.attempt}
+
+
 @registry.task("hold")
 async def hold(ctx: JobContext) -> str:
     return "held"
@@ -106,6 +112,13 @@ async def test_a_wait_frees_its_slot_and_one_signal_resumes_it(stack: Stack, cli
     assert kinds == ["created", "started", "awaiting_signal", "signalled", "created", "started", "completed"], kinds
     late = await client.post(f"/api/jobs/{job_id}/signals/later", content=b"")
     assert late.status_code == 409 and late.json()["title"] == "Job already ended", late.text
+
+
+async def test_a_plain_function_waits_for_a_signal_too(stack: Stack, client: httpx.AsyncClient) -> None:
+    job_id = await submit(client, {"type": "gate-sync"})
+    await until_status(client, job_id, "waiting")
+    assert (await client.post(f"/api/jobs/{job_id}/signals/go", json={"n": 1})).status_code == 202
+    assert (await ended(client, job_id))["result"] == {"go": {"n": 1}, "attempt": 2}
 
 
 async def test_a_signal_sent_before_the_wait_is_kept(stack: Stack, client: httpx.AsyncClient,

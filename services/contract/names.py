@@ -6,17 +6,33 @@ several tests) can share one NATS server without seeing each other's subjects.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 
-# Job ids and type names become subject tokens: they must never carry `.`, `*`, `>` or spaces.
-JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
-_JOB_TYPE_RE = re.compile(JOB_TYPE_PATTERN)
-_NAMESPACE_RE = re.compile(r"^[a-z0-9_-]{0,32}$")
-SERVICE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+from .name_rules import ALL_PRIORITIES as ALL_PRIORITIES
+from .name_rules import JOB_ID_PATTERN as JOB_ID_PATTERN
+from .name_rules import JOB_TYPE_PATTERN as JOB_TYPE_PATTERN
+from .name_rules import (
+    NAMESPACE_RE,
+    QUEUE_DURABLE_RE,
+    checked_job_id,
+    checked_job_type,
+    checked_lane,
+    checked_priority,
+    checked_schedule_name,
+)
+from .name_rules import OWNER_LANES as OWNER_LANES
+from .name_rules import PRIORITY_BANDS as PRIORITY_BANDS
+from .name_rules import PRIORITY_MAX as PRIORITY_MAX
+from .name_rules import PRIORITY_MIN as PRIORITY_MIN
+from .name_rules import SCHEDULE_NAME_PATTERN as SCHEDULE_NAME_PATTERN
+from .name_rules import SERVICE_NAME_RE as SERVICE_NAME_RE
+from .name_rules import SIGNAL_NAME_PATTERN as SIGNAL_NAME_PATTERN
+from .name_rules import InvalidName as InvalidName
+from .name_rules import checked_signal_name as checked_signal_name
+from .name_rules import is_valid_job_id as is_valid_job_id
+from .name_rules import is_valid_job_type as is_valid_job_type
+from .name_rules import is_valid_schedule_name as is_valid_schedule_name
+from .name_rules import owner_lane as owner_lane
 
 # The tokens after `jobs.<id>.` of each job event subject.
 SCHEDULED = "scheduled"
@@ -42,94 +58,8 @@ SUSPENDED = "suspended"
 AWAITING = "awaiting"  # (awaiting a signal)
 ENDED = "ended"
 
-# Signal names (`POST /api/jobs/<id>/signals/<name>`, `ctx.wait_for_signal(name)`) are subject tokens.
-SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_SIGNAL_NAME_RE = re.compile(SIGNAL_NAME_PATTERN)
-
-
-# Recurring schedules: names are lowercase (a job id is `<name>-<tick as YYYYMMDDTHHMMSS>`, so the
-# `T` keeps two schedules' job ids apart).
-SCHEDULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
-_SCHEDULE_NAME_RE = re.compile(SCHEDULE_NAME_PATTERN)
-
-# Job priorities: 0 (the default, lowest) to 9. A job above 0 is published on its band's own subject
-# (`jobs.<id>.created.<type>.p<N>`) so that each band is a queue of its own (queue controls).
-PRIORITY_MIN = 0
-PRIORITY_MAX = 9
-PRIORITY_BANDS = tuple(range(PRIORITY_MAX, PRIORITY_MIN, -1))  # the bands above the default, highest first
-ALL_PRIORITIES = (*PRIORITY_BANDS, PRIORITY_MIN)
-
-
-# Owner lanes: a job with an owner waits in one of its priority's OWNER_LANES lanes (queues), picked by
-# a hash of the owner, and processors take the lanes of a priority in turn: one owner's flood fills
-# its lane, not the queue every other owner waits in. Owners that hash alike share a lane (and its
-# turn); the number is fixed so that the consumers a type can need are bounded (each made when its
-# first job comes). Part of the subject layout: changing it moves waiting jobs' lanes.
-OWNER_LANES = 128
-QUEUE_DURABLE_RE = re.compile(r"^queue-(?P<type>[a-z0-9][a-z0-9_-]{0,63}?)(-P(?P<priority>[0-9])(-L(?P<lane>[0-9]{1,3}))?)?$")
-
-
-def owner_lane(owner: str | None) -> int | None:
-    """The lane of an owner's jobs (None: a job without an owner waits in its priority's own queue)."""
-    if owner is None:
-        return None
-    return int.from_bytes(hashlib.blake2b(owner.encode(), digest_size=8).digest(), "big") % OWNER_LANES
-
-
-def _checked_lane(lane: int) -> int:
-    if not 0 <= lane < OWNER_LANES:
-        raise InvalidName(f"lane {lane!r} is outside 0..{OWNER_LANES - 1}")
-    return lane
-
-
-def _checked_priority(priority: int) -> int:
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise InvalidName(f"priority {priority!r} is outside {PRIORITY_MIN}..{PRIORITY_MAX}")
-    return priority
-
-
 # The history service's request/reply endpoints (contract/history.py has their messages).
 HISTORY_ENDPOINTS = ("window", "job", "search", "events", "counts", "activity", "status")
-
-
-class InvalidName(ValueError):
-    pass
-
-
-def is_valid_job_id(job_id: str) -> bool:
-    return bool(_JOB_ID_RE.fullmatch(job_id))
-
-
-def is_valid_job_type(job_type: str) -> bool:
-    return bool(_JOB_TYPE_RE.fullmatch(job_type))
-
-
-def is_valid_schedule_name(name: str) -> bool:
-    return bool(_SCHEDULE_NAME_RE.fullmatch(name))
-
-
-def _checked_schedule_name(name: str) -> str:
-    if not is_valid_schedule_name(name):
-        raise InvalidName(f"invalid schedule name {name!r}")
-    return name
-
-
-def _checked_job_id(job_id: str) -> str:
-    if not is_valid_job_id(job_id):
-        raise InvalidName(f"invalid job id {job_id!r}")
-    return job_id
-
-
-def checked_signal_name(name: str) -> str:
-    if not _SIGNAL_NAME_RE.fullmatch(name):
-        raise InvalidName(f"invalid signal name {name!r}: letters, digits, '_' and '-', at most 64")
-    return name
-
-
-def _checked_job_type(job_type: str) -> str:
-    if not is_valid_job_type(job_type):
-        raise InvalidName(f"invalid job type {job_type!r}")
-    return job_type
 
 
 @dataclass(frozen=True)
@@ -137,7 +67,7 @@ class _Namespaced:
     namespace: str = ""
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE_RE.fullmatch(self.namespace):
+        if not NAMESPACE_RE.fullmatch(self.namespace):
             raise InvalidName(f"invalid namespace {self.namespace!r}")
 
     def _subject(self, *tokens: str) -> str:
@@ -233,12 +163,12 @@ class Names(_StoreNames):
 
     def schedule(self, job_id: str) -> str:
         """`scheduler.<id>`: the one message schedule of a delayed job (purged once it fired)."""
-        return self._subject("scheduler", _checked_job_id(job_id))
+        return self._subject("scheduler", checked_job_id(job_id))
 
     def signal_timeout(self, job_id: str, name: str) -> str:
         """`scheduler.<id>.signal.<name>`: the message schedule that ends a job's wait for a signal
         (its target: the signal's own subject)."""
-        return self._subject("scheduler", _checked_job_id(job_id), SIGNAL, checked_signal_name(name))
+        return self._subject("scheduler", checked_job_id(job_id), SIGNAL, checked_signal_name(name))
 
     @property
     def schedules_stream(self) -> str:
@@ -252,11 +182,11 @@ class Names(_StoreNames):
 
     def schedule_wake(self, name: str) -> str:
         """`schedules.<name>.wake`: the broker-held `@at` message schedule of the next tick."""
-        return self._subject("schedules", _checked_schedule_name(name), "wake")
+        return self._subject("schedules", checked_schedule_name(name), "wake")
 
     def schedule_due(self, name: str) -> str:
         """`schedules.<name>.due`: where the broker publishes the wake-up when its time comes."""
-        return self._subject("schedules", _checked_schedule_name(name), "due")
+        return self._subject("schedules", checked_schedule_name(name), "due")
 
     @property
     def all_schedules_due(self) -> str:
@@ -299,27 +229,27 @@ class Names(_StoreNames):
     # --- one job --------------------------------------------------------------------------
     def job_timeline(self, job_id: str) -> str:
         """One job's whole timeline is this one filter: `jobs.<id>.>`."""
-        return self._subject("jobs", _checked_job_id(job_id), ">")
+        return self._subject("jobs", checked_job_id(job_id), ">")
 
     def job_event(self, job_id: str, kind: str) -> str:
-        return self._subject("jobs", _checked_job_id(job_id), kind)
+        return self._subject("jobs", checked_job_id(job_id), kind)
 
     def job_signal(self, job_id: str, name: str) -> str:
         """`jobs.<id>.signal.<name>`: the signal (its first message counts), or its wait's timeout."""
-        return self._subject("jobs", _checked_job_id(job_id), SIGNAL, checked_signal_name(name))
+        return self._subject("jobs", checked_job_id(job_id), SIGNAL, checked_signal_name(name))
 
     def run_event(self, job_id: str, kind: str) -> str:
         """`jobs.<id>.run.<started|retrying|ended>`."""
-        return self._subject("jobs", _checked_job_id(job_id), RUN, kind)
+        return self._subject("jobs", checked_job_id(job_id), RUN, kind)
 
     def run_chain(self, job_id: str) -> str:
         """`jobs.<id>.run.*`: the subject set every lifecycle write is checked against."""
-        return self._subject("jobs", _checked_job_id(job_id), RUN, "*")
+        return self._subject("jobs", checked_job_id(job_id), RUN, "*")
 
     def job_created(self, job_id: str, job_type: str, priority: int = PRIORITY_MIN, lane: int | None = None) -> str:
         """`jobs.<id>.created.<type>`; `….<type>.p<N>` for a job of priority N above the default; with an
         owner's lane, `….<type>.p<N>.l<K>` (p0 included: the default queue's filter has four tokens)."""
-        return self._subject(*self._queue_tokens(job_type, priority, lane, _checked_job_id(job_id)))
+        return self._subject(*self._queue_tokens(job_type, priority, lane, checked_job_id(job_id)))
 
     def created_filter(self, job_type: str | None = None, priority: int = PRIORITY_MIN, lane: int | None = None) -> str:
         """New jobs of one queue — a priority band, or an owner lane of it — of one type (or of every type)."""
@@ -327,10 +257,10 @@ class Names(_StoreNames):
 
     @staticmethod
     def _queue_tokens(job_type: str | None, priority: int, lane: int | None, job_id: str) -> tuple[str, ...]:
-        tokens: tuple[str, ...] = ("jobs", job_id, CREATED, "*" if job_type is None else _checked_job_type(job_type))
+        tokens: tuple[str, ...] = ("jobs", job_id, CREATED, "*" if job_type is None else checked_job_type(job_type))
         if lane is not None:
-            return (*tokens, f"p{_checked_priority(priority)}", f"l{_checked_lane(lane)}")
-        if _checked_priority(priority) == PRIORITY_MIN:
+            return (*tokens, f"p{checked_priority(priority)}", f"l{checked_lane(lane)}")
+        if checked_priority(priority) == PRIORITY_MIN:
             return tokens
         return (*tokens, f"p{priority}")
 
@@ -343,12 +273,12 @@ class Names(_StoreNames):
             return tokens[3], PRIORITY_MIN, None
         if tokens[4][:1] != "p" or not tokens[4][1:].isdigit():
             raise InvalidName(f"not a priority band: {tokens[4]!r}")
-        priority = _checked_priority(int(tokens[4][1:]))
+        priority = checked_priority(int(tokens[4][1:]))
         if len(tokens) == 5:
             return tokens[3], priority, None
         if tokens[5][:1] != "l" or not tokens[5][1:].isdigit():
             raise InvalidName(f"not an owner lane: {tokens[5]!r}")
-        return tokens[3], priority, _checked_lane(int(tokens[5][1:]))
+        return tokens[3], priority, checked_lane(int(tokens[5][1:]))
 
     def created_type_and_priority(self, subject: str) -> tuple[str, int]:
         """The job type and priority band a created event's subject carries."""
@@ -363,7 +293,7 @@ class Names(_StoreNames):
     def prioritized_created(self, job_type: str) -> str:
         """New jobs of a type in a queue other than its default one (a priority band above the default,
         an owner lane): `jobs.*.created.<type>.>`."""
-        return self._subject("jobs", "*", CREATED, _checked_job_type(job_type), ">")
+        return self._subject("jobs", "*", CREATED, checked_job_type(job_type), ">")
 
     @property
     def webhooks_stream(self) -> str:
@@ -372,7 +302,7 @@ class Names(_StoreNames):
 
     def webhook_due(self, job_id: str) -> str:
         """`webhooks.<id>.due`: the job ended and wants its webhook sent (body: contract/webhooks.WebhookDue)."""
-        return self._subject("webhooks", _checked_job_id(job_id), "due")
+        return self._subject("webhooks", checked_job_id(job_id), "due")
 
     @property
     def all_webhooks_due(self) -> str:
@@ -397,17 +327,17 @@ class Names(_StoreNames):
         """`queue-<type>`: a job type's queue, the durable consumer of `jobs.*.created.<type>` every
         processor serving the type shares. Its pause and `max_ack_pending` are the type's pause and
         cluster-wide concurrency limit (queue controls, docs/architecture.md)."""
-        return f"queue-{_checked_job_type(job_type)}"
+        return f"queue-{checked_job_type(job_type)}"
 
     def band_durable(self, job_type: str, priority: int, lane: int | None = None) -> str:
         """The queue of a type's jobs of one priority band: `queue-<type>` for the default (0),
         `queue-<type>-P<N>` above it (upper case: no type name has it, so no type's queue is another's
         band); an owner lane of a band: `queue-<type>-P<N>-L<K>`."""
         if lane is not None:
-            return f"queue-{_checked_job_type(job_type)}-P{_checked_priority(priority)}-L{_checked_lane(lane)}"
-        if _checked_priority(priority) == PRIORITY_MIN:
+            return f"queue-{checked_job_type(job_type)}-P{checked_priority(priority)}-L{checked_lane(lane)}"
+        if checked_priority(priority) == PRIORITY_MIN:
             return self.queue_durable(job_type)
-        return f"queue-{_checked_job_type(job_type)}-P{priority}"
+        return f"queue-{checked_job_type(job_type)}-P{priority}"
 
     @staticmethod
     def queue_of(durable: str, job_type: str) -> tuple[int, int | None] | None:
@@ -424,11 +354,11 @@ class Names(_StoreNames):
     def rate_stream(self, job_type: str) -> str:
         """A rate-limited type's token window: at most N messages younger than the window, new ones
         refused (discard new), so the broker itself counts starts across every processor."""
-        return self._stream(f"RATE_{_checked_job_type(job_type)}")
+        return self._stream(f"RATE_{checked_job_type(job_type)}")
 
     def rate_tokens(self, job_type: str) -> str:
         """`rates.<type>`: one message per job start of a rate-limited type."""
-        return self._subject("rates", _checked_job_type(job_type))
+        return self._subject("rates", checked_job_type(job_type))
 
     @property
     def logsink_durable(self) -> str:
@@ -446,11 +376,11 @@ class Names(_StoreNames):
 
     def flow_spawn(self, flow_id: str) -> str:
         """`flows.<flow>.spawn`: a handler added children (body: contract/flows.SpawnRequest)."""
-        return self._subject("flows", _checked_job_id(flow_id), "spawn")
+        return self._subject("flows", checked_job_id(flow_id), "spawn")
 
     def flow_ended(self, flow_id: str) -> str:
         """`flows.<flow>.ended`: a job of the flow ended (body: contract/flows.FlowSignal)."""
-        return self._subject("flows", _checked_job_id(flow_id), "ended")
+        return self._subject("flows", checked_job_id(flow_id), "ended")
 
     @property
     def all_flow_signals(self) -> str:

@@ -285,12 +285,19 @@ class JobContext:
             raise ValueError("wait_for_children() needs children: call ctx.spawn(...) first")
         return WAIT_FOR_CHILDREN
 
-    async def wait_for_signal(self, name: str, timeout_s: float | None = None) -> Any:
+    def wait_for_signal(self, name: str, timeout_s: float | None = None) -> Any:
         """The payload of the job's signal `name` (`POST /api/jobs/<id>/signals/<name>`, once per
         name). If it has not come, the attempt ends here and frees its slot (the job is `waiting`);
         when it comes the handler runs again from the start and this call returns it. After
         `timeout_s` (whole seconds, from the first wait) without it, raises SignalTimeout.
-        Async handlers only."""
+        `await ctx.wait_for_signal(...)` in an async handler; a plain function (in its thread) calls
+        it without `await`."""
+        waiting = self._wait_for_signal(name, timeout_s)
+        if threading.get_ident() == self._loop_thread:
+            return waiting
+        return asyncio.run_coroutine_threadsafe(waiting, self._loop).result()
+
+    async def _wait_for_signal(self, name: str, timeout_s: float | None) -> Any:
         try:
             checked_signal_name(name)
         except InvalidName as exc:

@@ -8,10 +8,10 @@ owner, that owner's such jobs). With it, a GET of such a job (its state, events,
 artifacts) and the multiplexed stream of such jobs (`/api/events?jobs=…`, no firehose) pass, and,
 for an owner, the list, search and counts of jobs (narrowed to the owner's); a job outside the scope is
 `404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
-every other route — batches, flows, schedules, queues, counts, the services' logs, the firehose —
-is `403`. The middleware (auth.py) judges what the path and query tell; a job's owner is known
-only once it is found, so the routes that find one call `check_visible`; the WebSocket applies
-the same rules to each subscription (live/websocket.py).
+every other route — batches, flows, schedules, queues, activity, the services' logs, the firehose
+(and counts, for a token of some ids) — is `403`. The middleware (auth.py) judges what the path
+and query tell; a job's owner is known only once it is found, so the routes that find one call
+`check_visible`; the WebSocket applies the same rules to each subscription (live/websocket.py).
 
 A token may also carry rights beyond reading, for the same jobs: `submit` (an owner's token:
 `POST /api/jobs`, JSON or a form, each job stamped with that owner — another owner in the body is
