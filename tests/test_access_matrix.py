@@ -69,11 +69,11 @@ def expected(credential: str, method: str, path: str, url: str, own_job: str) ->
         return "403"  # stream tokens only read
     if credential == "stream":
         return "pass"
-    # Scoped to Alice's job, or to Alice: Bob's job is not found, other routes are forbidden.
+    # Scoped to Alice's job, to Alice, or to her tag: Bob's job is not found, other routes are forbidden.
     if JOB_PATH.fullmatch(path) or path == "/api/events":  # (the events of its jobs: ?jobs=)
         return "pass" if own_job in url else "404"
     if path == "/api/types" or (path in ("/api/jobs", "/api/stats/counts")
-                                and credential in ("stream-owner", "stream-writer")):
+                                and credential in ("stream-owner", "stream-tag", "stream-writer")):
         return "pass"
     return "403"
 
@@ -88,7 +88,8 @@ def forged(auth: Auth, token: str) -> str:
 
 @pytest.mark.slow
 async def test_every_route_answers_each_credential_as_documented(client: httpx.AsyncClient, stack: Stack) -> None:
-    alices = (await client.post("/api/jobs", json={"type": "noop", "owner": "alice"}, headers=bearer(ADMIN))).json()["id"]
+    alices = (await client.post("/api/jobs", json={"type": "noop", "owner": "alice", "tags": ["launch"]},
+                                headers=bearer(ADMIN))).json()["id"]
     bobs = (await client.post("/api/jobs", json={"type": "noop", "owner": "bob"}, headers=bearer(ADMIN))).json()["id"]
     for job_id in (alices, bobs):
         await read_sse(client, f"/api/jobs/{job_id}/events", headers=bearer(ADMIN))
@@ -103,6 +104,7 @@ async def test_every_route_answers_each_credential_as_documented(client: httpx.A
     query_tokens = {"stream": await minted("/api/stream-tokens"),
                     "stream-job": await minted("/api/stream-tokens", {"jobs": [alices]}),
                     "stream-owner": owner_token,
+                    "stream-tag": await minted("/api/stream-tokens", {"tags": ["launch"]}),
                     "stream-writer": await minted("/api/stream-tokens", {"owner": "alice", "types": ["noop"],
                                                                          "rights": ["submit", "cancel", "signal"]}),
                     "form": await minted("/api/form-tokens"),

@@ -1,5 +1,5 @@
-"""Fairness between owners: with one owner's flood queued, another owner's job (and a job without an
-owner) starts within a turn or two of the free slots, on two processors; within one owner the
+"""Fairness between owners: with one owner's flood of 1,000 queued, another owner's job (and a job
+without an owner) starts within a turn or two of the free slots, on two processors; within one owner the
 order stays oldest first; the queue card counts every lane; queue controls reach every lane.
 Checked from the order in which the stream stored the jobs' `started` events."""
 
@@ -31,11 +31,11 @@ registry = Registry()
 
 @registry.task("work")
 async def work(ctx: JobContext) -> None:
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.005)
 
 
 STACK: dict[str, Any] = dict(with_logsink=False, registry=registry, processor={"concurrency": 2})
-FLOOD = 300
+FLOOD = 1000
 
 
 @contextlib.asynccontextmanager
