@@ -198,16 +198,18 @@ async def test_a_per_key_limit_lets_key_b_run_while_key_a_waits(client: httpx.As
 
 
 @pytest.mark.slow
-async def test_a_killed_holder_gives_its_key_slot_back_within_the_ack_wait(
+async def test_a_killed_holder_gives_its_owners_slot_back_within_the_ack_wait(
         nats_server: EmbeddedNats, names: Names, tmp_path: Path, js: JetStreamContext) -> None:
     system = System(nats_server.url, names, tmp_path, settings={"JOBLINE_ACK_WAIT_S": "2"})
     try:
         await system.start_all(processors=2, logsink=False)
         async with httpx.AsyncClient(base_url=system.url, timeout=20) as client:
             await client.put("/api/queues/demo", json={"key_concurrency": 1})
-            first = (await client.post("/api/jobs", json={**demo(2, 2.0), "concurrency_key": "k"})).json()["id"]
+            # (jobs of one owner, without a concurrency_key: the per-key limit is a per-owner limit, and
+            # they wait in the owner's lane)
+            first = (await client.post("/api/jobs", json={**demo(2, 2.0), "owner": "tenant-k"})).json()["id"]
             victim = await started_worker_pid(client, first)
-            second = (await client.post("/api/jobs", json={**demo(1, 0.2), "concurrency_key": "k"})).json()["id"]
+            second = (await client.post("/api/jobs", json={**demo(1, 0.2), "owner": "tenant-k"})).json()["id"]
             killed_at = time.time()
             os.kill(victim, signal.SIGKILL)
             system.forget(system.by_pid(victim))
