@@ -6,14 +6,18 @@ the events' own timestamps)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from nats.js import JetStreamContext
 
 from jobline.contract.names import Names
+from jobline.jobs.unique import STORING_GRACE_S, Hold, kv_key
 from jobline.runtime.embedded_nats import EmbeddedNats
 
 from .helpers import eventually, read_sse
@@ -162,3 +166,20 @@ async def test_the_client_and_the_cli_submit_with_a_unique_key(gateways: tuple[s
         assert answer.returncode == 0 and first.id in answer.stdout, answer.stdout + answer.stderr
         release.write_text("go")
         assert (await first.wait(timeout=20)).status == "completed"
+
+
+async def test_a_key_taken_by_a_gateway_that_died_before_storing_its_job_is_free_after_the_grace(
+        gateways: tuple[str, str], js: JetStreamContext, names: Names) -> None:
+    """What a gateway killed between taking a key and storing its job leaves behind — a hold whose
+    job is nowhere — frees the key once STORING_GRACE_S has passed since it was taken (and not before:
+    its request may still be storing it)."""
+    kv = await js.key_value(names.unique_bucket)
+    now = time.time()
+    for key, job_id, at in (("died-long-ago", "never-stored-1", now - STORING_GRACE_S - 1),
+                            ("died-just-now", "never-stored-2", now)):
+        await kv.put(kv_key("transcode", key), msgspec.json.encode(Hold(job_id=job_id, at=at)))
+    async with httpx.AsyncClient(base_url=gateways[1], timeout=30) as client:
+        freed = await client.post("/api/jobs", json={"type": "transcode", "unique_key": "died-long-ago"})
+        assert freed.status_code == 202 and freed.json()["id"] != "never-stored-1", freed.text
+        held = await client.post("/api/jobs", json={"type": "transcode", "unique_key": "died-just-now"})
+        assert held.status_code == 200 and held.json()["id"] == "never-stored-2", held.text
