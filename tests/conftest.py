@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,35 +31,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 
 
 @pytest.fixture
-async def names(nats_server: EmbeddedNats) -> AsyncIterator[Names]:
-    """Every test gets its own subjects, streams and buckets on the shared server, deleted after it:
-    a session's server would otherwise hold every test's streams, and its JetStream calls (a service
-    stopping, a consumer made) grow slower as they pile up."""
-    names = Names(f"t{uuid.uuid4().hex[:12]}")
-    try:
-        yield names
-    finally:
-        await drop_namespace(nats_server.url, names)
-
-
-async def drop_namespace(url: str, names: Names) -> None:
-    """Delete the streams (KV buckets and object stores included) named with the test's namespace."""
-    mark = names.namespace.upper()
-    client = await nats.connect(url, connect_timeout=5, name="test-cleanup")
-    try:
-        js = client.jetstream(timeout=10)
-        found: list[str] = []
-        while True:
-            page = await js.streams_info(offset=len(found))
-            found += [info.config.name for info in page if info.config.name]
-            if len(page) < 256:
-                break
-        for stream in found:
-            if mark in stream.upper():
-                with contextlib.suppress(Exception):  # (best effort: a test's own server may be gone)
-                    await js.delete_stream(stream)
-    finally:
-        await client.close()
+def names() -> Names:
+    """Every test gets its own subjects, streams and buckets on the shared server."""
+    return Names(f"t{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

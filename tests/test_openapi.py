@@ -56,7 +56,7 @@ async def test_schemathesis_finds_nothing(client: httpx.AsyncClient, stack: Stac
         await read_sse(client, f"/api/jobs/{job_id}/events")
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{stack.url}/schema/openapi.json",
-        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--workers", "2",
+        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful", "--workers", "1",
         "--max-examples", "20", "--request-timeout", "2",  # replays at a tiny speed stream slowly: cut them
         # A fixed seed: a red CI must be reproducible. Explore wider by hand with another seed (docs/api.md).
         "--seed", "20261129", "--generation-database", "none",
