@@ -6,7 +6,7 @@ A key is free again when its holder no longer holds it, judged when the next sub
 comes — so nothing has to release it, and a `kill -9` of anything cannot leave it taken:
 - `active`: the holder has ended (as the job's state says; a holder that is nowhere yet is its
   request still storing it, or one that died doing so: free after `STORING_GRACE_S`);
-- `throttle`: the window since the holder's submission has passed;
+- `throttle`: the window since the holder was created has passed;
 - `debounce`: the holder has not started yet — then the new submission takes the key, its job
   starts a window later, and the holder is cancelled, its error naming the job that replaced it;
   once the holder has started, the key is free (a new window begins).
@@ -65,12 +65,13 @@ class UniqueKeys:
         self._kv = kv
         self._reader = reader
 
-    async def take(self, submission: JobSubmission, job_id: str) -> str | None:
-        """Take the submission's key for `job_id`. Returns the job it replaces (debounce: cancel it
-        once the new job is stored), else None; raises Taken when the key is held."""
+    async def take(self, submission: JobSubmission, job_id: str, submitted_at: float) -> str | None:
+        """Take the submission's key for `job_id` (created at `submitted_at`). Returns the job it
+        replaces (debounce: cancel it once the new job is stored), else None; raises Taken when the
+        key is held."""
         assert submission.unique_key is not None
         key = kv_key(submission.type, submission.unique_key)
-        value = msgspec.json.encode(Hold(job_id=job_id, at=time.time()))
+        value = msgspec.json.encode(Hold(job_id=job_id, at=submitted_at))
         for _ in range(TRIES):
             try:
                 await self._kv.create(key, value)
@@ -83,7 +84,7 @@ class UniqueKeys:
                 continue  # (removed meanwhile: create it again)
             hold = _hold_decoder.decode(entry.value or b"{}")
             holder = await self._state(hold.job_id)
-            replaced = self._replaces(submission, hold, holder)
+            replaced = self._replaces(submission, hold, holder, submitted_at)
             try:
                 await self._kv.update(key, value, last=entry.revision)
             except KeyWrongLastSequenceError:
@@ -91,16 +92,17 @@ class UniqueKeys:
             return replaced
         raise Unavailable("the unique key kept changing hands; try again", title="Unique key busy")
 
-    def _replaces(self, submission: JobSubmission, hold: Hold, holder: JobState | None) -> str | None:
+    def _replaces(self, submission: JobSubmission, hold: Hold, holder: JobState | None,
+                  submitted_at: float) -> str | None:
         """Whether the key is free (None, or the job to replace); Taken when it is held."""
-        now = time.time()
         if holder is None:  # not stored (yet): its request is storing it, or died doing so
-            if now - hold.at < STORING_GRACE_S:
+            if time.time() - hold.at < STORING_GRACE_S:
                 raise Taken(hold.job_id)
             return None
         match submission.unique_mode:
             case "throttle":
-                if now - hold.at < (submission.unique_window_s or 0.0):
+                # By the two jobs' own creation times: the window a user sees on them is the one enforced.
+                if submitted_at - (holder.created_at or hold.at) < (submission.unique_window_s or 0.0):
                     raise Taken(hold.job_id)
                 return None
             case "debounce":

@@ -142,7 +142,7 @@ class JobWriter:
             if self.unique is None:
                 raise Invalid("unique_key is taken by POST /api/jobs only", title="Invalid job", key="unique_key")
             try:
-                replaced = await self.unique.take(submission, job_id)
+                replaced = await self.unique.take(submission, job_id, submitted_at)
             except Taken as taken:
                 if idempotency_key is not None:  # (a retry of this request must find the key held again, not
                     await release(self.keys, idempotency_key, job_id)  # store the job it claimed)
