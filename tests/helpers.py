@@ -143,19 +143,19 @@ async def running_stack(
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     if with_logsink:
-        tasks.append(asyncio.create_task(logsink_service.run(lsettings, stop)))
+        tasks.append(asyncio.create_task(logsink_service.run(lsettings, stop), name="logsink"))
     if with_history:
-        tasks.append(asyncio.create_task(history_service.run(hsettings, stop)))
-    tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry)))
+        tasks.append(asyncio.create_task(history_service.run(hsettings, stop), name="history"))
+    tasks.append(asyncio.create_task(processor_service.run(psettings, stop, registry), name="processor"))
     if with_conductor:
-        tasks.append(asyncio.create_task(conductor_service.run(csettings, stop)))
+        tasks.append(asyncio.create_task(conductor_service.run(csettings, stop), name="conductor"))
     server = GatewayServer(gsettings)
     started = asyncio.Event()
     try:
         async with asyncio.timeout(20):
             if with_history:
                 await wait_for_history(js, names)
-            tasks.append(asyncio.create_task(server.serve(stop, started)))
+            tasks.append(asyncio.create_task(server.serve(stop, started), name="gateway"))
             for job_type in psettings.job_types or registry.names():
                 await wait_for_job_type(js, names, job_type)
             started_wait = asyncio.create_task(started.wait())
@@ -167,10 +167,39 @@ async def running_stack(
                     logsink_settings=lsettings, history_settings=hsettings, conductor_settings=csettings, tasks=tasks)
     finally:
         stop.set()
+        await stopped_within(tasks, STOP_BOUND_S)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         if errors:
             raise errors[0]
+
+
+STOP_BOUND_S = 45.0  # every service bounds its own stop well below this (drains: 5 s; the gateway's connections)
+
+
+async def stopped_within(tasks: list[asyncio.Task[Any]], bound: float) -> None:
+    """Fail naming the service that did not stop, with where it waits (pytest-timeout's dump shows
+    only the event loop's select), instead of hanging the test until the suite's timeout."""
+    _, pending = await asyncio.wait(tasks, timeout=bound)
+    if not pending:
+        return
+    where = [f"{task.get_name()}: {awaiting(task.get_coro())}" for task in pending]
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending, timeout=5)
+    raise AssertionError(f"not stopped {bound:g}s after being told to:\n" + "\n".join(where))
+
+
+def awaiting(coro: Any) -> str:
+    """The chain of awaits a suspended coroutine is in (Task.get_stack gives only its first frame)."""
+    steps = []
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        frame = coro.cr_frame
+        steps.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = coro.cr_await
+    if coro is not None:
+        steps.append(repr(coro)[:200])
+    return " -> ".join(steps)
 
 
 @contextlib.asynccontextmanager

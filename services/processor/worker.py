@@ -36,6 +36,7 @@ from .settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
 OVERFLOW_NAK_S = 0.2  # a job that arrived with every slot taken goes back this long (to anyone)
+HAND_BACK_S = 10.0  # how long a stop waits for cancelled jobs to hand themselves back
 
 
 def _hand_back(msg: Msg, delay: float | None = None) -> None:
@@ -168,8 +169,11 @@ class Worker:
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
-            log.info("handed %d job(s) back", len(pending))
+            # Bounded too: a stop must end even if a handler's clean-up hangs (its lease then lapses).
+            _, stuck = await asyncio.wait(pending, timeout=HAND_BACK_S)
+            log.info("handed %d job(s) back", len(pending) - len(stuck))
+            if stuck:
+                log.warning("%d job task(s) still ending after %.0fs: left to their lease", len(stuck), HAND_BACK_S)
 
     # --- one delivery -----------------------------------------------------------------------
     async def _process(self, msg: Msg, seq: int, delivered: int) -> None:
