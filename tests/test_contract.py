@@ -47,8 +47,8 @@ def test_subjects_of_one_job_share_one_filter() -> None:
     assert names.created_filter() == "jobs.*.created.*"
     assert names.created_filter("demo", 7) == "jobs.*.created.demo.p7"
     assert names.job_created("abc", "demo", 3) == "jobs.abc.created.demo.p3"
-    assert names.created_type_and_priority("jobs.abc.created.p5") == ("p5", 0)
-    assert names.created_type_and_priority("jobs.abc.created.demo.p5") == ("demo", 5)
+    assert names.created_queue("jobs.abc.created.p5") == ("p5", 0, None)
+    assert names.created_queue("jobs.abc.created.demo.p5") == ("demo", 5, None)
     assert names.band_durable("demo", 0) == "queue-demo"
     assert names.band_durable("demo", 9) == "queue-demo-P9"
     with pytest.raises(InvalidName):

@@ -280,11 +280,6 @@ class Names(_StoreNames):
             raise InvalidName(f"not an owner lane: {tokens[5]!r}")
         return tokens[3], priority, checked_lane(int(tokens[5][1:]))
 
-    def created_type_and_priority(self, subject: str) -> tuple[str, int]:
-        """The job type and priority band a created event's subject carries."""
-        job_type, priority, _ = self.created_queue(subject)
-        return job_type, priority
-
     @property
     def all_created(self) -> str:
         """Every new job of every type and band: `jobs.*.created.>`."""

@@ -16,13 +16,14 @@ import msgspec
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError
 
-from jobline.contract.events import JobSignalled, encoder, job_event_decoder
+from jobline.contract.events import JobSignalled, encoder
 from jobline.contract.job_state import JobState
 from jobline.contract.names import InvalidName, Names, checked_signal_name
 from jobline.contract.publishing import WRONG_LAST_SEQUENCE_ERR, expect_last
 from jobline.runtime.publishing import publish_reliably
+from jobline.runtime.signal_waits import first_signal
 
 from .errors import Conflict, Malformed, Unavailable
 
@@ -65,13 +66,7 @@ async def send_signal(js: JetStreamContext, names: Names, state: JobState, name:
 
 async def _taken(js: JetStreamContext, names: Names, job_id: str, name: str) -> Conflict:
     """Why the signal's subject was not empty: it was sent, or its wait timed out."""
-    first: JobSignalled | None = None
-    try:
-        raw = await js.get_msg(names.jobs_stream, seq=1, subject=names.job_signal(job_id, name), next=True, direct=True)
-        event = job_event_decoder.decode(raw.data or b"")
-        first = event if isinstance(event, JobSignalled) else None
-    except (NotFoundError, msgspec.DecodeError):
-        pass
+    first = await first_signal(js, names, job_id, name)
     if first is not None and first.timed_out:
         return Conflict(f"job {job_id} stopped waiting for signal {name!r}: its wait timed out",
                         title="Signal wait timed out", signal=name)
