@@ -58,7 +58,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 WHY = {
     400: "Malformed input (the problem names the field), or a Host this gateway does not answer for",
     401: "No valid API token (only with JOBLINE_API_TOKENS set)",
-    403: "A write from a foreign origin, or a read-only stream token",
+    403: "A write from a foreign origin, or what the token's role or scope does not cover (docs/api.md, Roles)",
     404: "No such job (or upload, or artifact)",
     408: "The client stopped sending the body",
     409: "Not possible in the current state",
@@ -147,6 +147,8 @@ TIMELINE = {"type": "object", "required": ["job_id", "events"], "properties": {
                                           "properties": {"seq": {"type": "integer"}, "subject": {"type": "string"},
                                                          "stored_at": {"type": "number"}, "event": {"type": "object"}}}}}}
 # Success bodies the handlers build themselves (Litestar sees bytes).
+# JSON, or (Accept: text/event-stream) their progress as events: the handler's `Body | Response` says neither
+PROGRESS = {("post", "/api/jobs/cancel"): "BulkCancelled", ("post", "/api/jobs/delete"): "BulkDeleted"}
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/jobs/{job_id}"): {"$ref": "#/components/schemas/JobState"},
     ("get", "/api/jobs/{job_id}/state"): {"$ref": "#/components/schemas/JobState"},
@@ -167,7 +169,11 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
     complete_bodies(schemas, job_types=job_types, max_timeout_s=max_timeout_s, max_attempts=max_attempts, webhooks=webhooks,
             max_delay_s=max_delay_s, params_schemas=params_schemas or {})
     if tokens:
-        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (its role: docs/api.md)"},
+            "accessToken": {"type": "apiKey", "in": "query", "name": "access_token",
+                            "description": "A stream token (POST /api/stream-tokens): reads, within its scope, and "
+                                           "writes what its rights allow; or a form token (POST /api/form-tokens)"}}
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
@@ -175,7 +181,7 @@ def describe(document: dict[str, Any], *, job_types: list[str], max_timeout_s: f
             _parameters(operation, path, max_wait_s)
             _responses(operation, method, path, tokens=tokens, declared=(errors or {}).get((method, path), ()))
             if tokens and path.startswith("/api/"):
-                operation["security"] = [{"bearer": []}]
+                operation["security"] = [{"bearer": []}, {"accessToken": []}]
     upload = doc.get("paths", {}).get("/api/uploads", {}).get("post")
     if upload is not None:
         upload["requestBody"] = {"required": True, "description": "The file itself (its own Content-Type is kept)",
@@ -233,12 +239,15 @@ def _responses(operation: dict[str, Any], method: str, path: str, *, tokens: boo
                                        EVENT_STREAM: {"schema": SSE_EVENT}}
     if key in BODIES:
         responses["200"]["content"] = {"application/json": {"schema": BODIES[key]}}
+    if key in PROGRESS and "200" in responses:
+        responses["200"]["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{PROGRESS[key]}"}},
+                                       EVENT_STREAM: {"schema": SSE_EVENT}}
     for empty, description in NO_CONTENT.get(key, {}).items():
         responses[str(empty)] = {"description": description}
     if path.startswith("/api/"):
         errors: set[int] = {400, *declared}  # (400: any malformed input, a foreign Host)
         if tokens:
-            errors.add(401)
+            errors |= {401, 403}  # (403: what the token's role or scope does not cover)
         if method == "post":
             errors |= {403, 415}
         for status in sorted(errors):
