@@ -72,7 +72,7 @@ def expected(credential: str, method: str, path: str, url: str, own_job: str) ->
     # Scoped to Alice's job, to Alice, or to her tag: Bob's job is not found, other routes are forbidden.
     if JOB_PATH.fullmatch(path) or path == "/api/events":  # (the events of its jobs: ?jobs=)
         return "pass" if own_job in url else "404"
-    if path == "/api/types" or (path in ("/api/jobs", "/api/stats/counts")
+    if path == "/api/types" or (path in ("/api/jobs", "/api/stats/counts", "/api/stats/activity")
                                 and credential in ("stream-owner", "stream-tag", "stream-writer")):
         return "pass"
     return "403"

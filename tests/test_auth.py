@@ -157,6 +157,9 @@ async def test_a_token_for_an_owner_reads_that_owners_jobs_only(client: httpx.As
             assert (await get(path, query)).status_code == 403, path
         counted = (await get("/api/stats/counts", "&owner=bob")).json()  # (its owner's, whatever it asks)
         assert counted["total"] == len(alices), counted
+        activity = (await get("/api/stats/activity", "&owner=bob")).json()  # (the same)
+        assert sum(sum(b[s] for s in ("completed", "failed", "cancelled", "expired")) for b in activity["buckets"]) \
+            == len(alices), activity
     async with connect(stack.url.replace("http://", "ws://") + f"/ws?access_token={token}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "id": "b", "jobs": [bobs[0]]}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "error"

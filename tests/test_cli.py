@@ -120,6 +120,8 @@ async def test_jobs_search_export_and_stats_over_history(stack: Stack, tmp_path:
     code, out, err = await jobline(stack, "stats", "--window", "hour")
     assert code == 0, err
     assert "2 job(s) in the history" in out and "demo" in out and "noop" in out
+    code, out, err = await jobline(stack, "stats", "--window", "hour", "--owner", "nobody-here")
+    assert code == 0 and "0 job(s) in the history (owner nobody-here)" in out, (out, err)
 
     # Every live job a filter matches, at once.
     code, out, _ = await jobline(stack, "submit", "noop", "--owner", "acme", "--delay", "600", "--json")

@@ -248,12 +248,23 @@ async def test_jobs_have_an_owner_and_tags_that_lists_filter_on(stack: Stack, cl
     assert ids(await page_of(client, "tag=video,pro")) == [alice]  # every tag
     assert ids(await page_of(client, "tag=video&owner=tenant:bob")) == [bob]
     assert ids(await page_of(client, "tag=pro&type=demo")) == []
+
+    async def ended_in_hour(query: str) -> int:  # (activity: from those jobs, as it is not kept per owner)
+        activity = (await client.get(f"/api/stats/activity?window=hour&{query}")).json()
+        return sum(b["completed"] for b in activity["buckets"])
+
+    assert await ended_in_hour("owner=tenant:bob") == 3
+    assert await ended_in_hour("owner=alice@example.com,carol") == 2
+    assert await ended_in_hour("tag=video,pro") == 1
+    assert await ended_in_hour("owner=tenant:bob&type=demo") == 0
+    assert await ended_in_hour("") == 6
     too_many = [f"t{i}" for i in range(17)]
     for bad in ({"owner": "not an owner"}, {"owner": ""}, {"tags": ["a b"]}, {"tags": ["x"] * 2}, {"tags": too_many}):
         refused = await client.post("/api/jobs", json={"type": "noop", **bad})
         assert refused.status_code == 422, (bad, refused.text)
     for bad_query in ("owner=a b", "tag=a+b", "tag=,"):
         assert (await client.get(f"/api/jobs?{bad_query}")).status_code == 400, bad_query
+        assert (await client.get(f"/api/stats/activity?{bad_query}")).status_code == 400, bad_query
 
 
 async def test_every_live_job_a_filter_matches_is_cancelled_in_one_request(stack: Stack, client: httpx.AsyncClient) -> None:

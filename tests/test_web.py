@@ -522,6 +522,11 @@ async def test_a_job_long_gone_from_the_stream_is_found_in_history_and_opens_wit
             await expect(page.locator("#totals")).to_contain_text("All history: 2 jobs — 2 completed")
             await expect(page.locator("#ended-caption")).to_contain_text("2 completed, 0 failed")
             await expect(page.locator("#durations tbody tr")).to_have_count(2)
+            await page.fill("#activity-owner", "acme")  # one owner's
+            await page.press("#activity-owner", "Enter")
+            await expect(page.locator("#totals")).to_contain_text("acme's history: 1 job — 1 completed")
+            await expect(page.locator("#ended-caption")).to_contain_text("1 completed, 0 failed")
+            await expect(page.locator("#durations tbody tr")).to_have_count(1)
             await page.click("#nav-history")
             await page.select_option("#history-status", "completed")
             await page.fill("#history-type", "demo")

@@ -13,6 +13,7 @@ let soonTimer = null;
 
 export function startActivity() {
   $("activity-window").addEventListener("change", () => refreshActivity());
+  $("activity-owner").addEventListener("change", () => refreshActivity()); // (Enter, or leaving the field)
   refreshActivity();
 }
 
@@ -26,10 +27,13 @@ async function refreshActivity() {
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(refreshActivity, REFRESH_MS); // the charts' own pace, not a wait for an event
   const span = $("activity-window").value;
+  const owner = $("activity-owner").value.trim();
+  const whose = owner ? `&owner=${encodeURIComponent(owner)}` : "";
   try {
-    const [counts, activity] = await Promise.all([api("/api/stats/counts"), api(`/api/stats/activity?window=${span}`)]);
+    const [counts, activity] = await Promise.all([api(`/api/stats/counts?${whose.slice(1)}`),
+      api(`/api/stats/activity?window=${span}${whose}`)]);
     $("activity-error").textContent = "";
-    renderTotals(counts);
+    renderTotals(counts, owner);
     renderEnded(activity, span);
     renderDurations(activity);
   } catch (error) {
@@ -37,9 +41,10 @@ async function refreshActivity() {
   }
 }
 
-function renderTotals(counts) {
+function renderTotals(counts, owner) {
   const parts = Object.entries(counts.by_status).filter(([, n]) => n > 0).map(([status, n]) => `${n.toLocaleString()} ${status}`);
-  $("totals").textContent = `All history: ${counts.total.toLocaleString()} job${counts.total === 1 ? "" : "s"}`
+  $("totals").textContent = `${owner ? `${owner}'s history` : "All history"}: `
+    + `${counts.total.toLocaleString()} job${counts.total === 1 ? "" : "s"}`
     + (parts.length ? ` — ${parts.join(", ")}` : "");
 }
 

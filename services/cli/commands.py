@@ -208,14 +208,17 @@ def export(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def stats(client: Client, window: str) -> int:
-    counts = client.get_json("/api/stats/counts")
-    activity = client.get_json("/api/stats/activity", window=window)
-    table = Table("type", *counts["by_status"], "total", title=f"{counts['total']} job(s) in the history")
+def stats(client: Client, args: argparse.Namespace) -> int:
+    narrowed = {"owner": args.owner, "tag": args.tag}
+    counts = client.get_json("/api/stats/counts", **narrowed)
+    activity = client.get_json("/api/stats/activity", window=args.window, **narrowed)
+    whose = " ".join(f"{key} {value}" for key, value in narrowed.items() if value)
+    table = Table("type", *counts["by_status"], "total",
+                  title=f"{counts['total']} job(s) in the history" + (f" ({whose})" if whose else ""))
     for job_type, by_status in sorted(counts["by_type"].items()):
         table.add_row(job_type, *(str(by_status.get(s, 0)) for s in counts["by_status"]), str(sum(by_status.values())))
     console.print(table)
-    runs = Table("type", "ran", "p50", "p90", "p99", "max", title=f"run times, last {window}")
+    runs = Table("type", "ran", "p50", "p90", "p99", "max", title=f"run times, last {args.window}")
 
     def seconds(value: float | None) -> str:
         return "" if value is None else f"{value:.3g}s"
@@ -359,7 +362,7 @@ def signal(client: Client, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
-    "export": export, "stats": lambda client, args: stats(client, args.window), "logs": logs, "replay": replay,
+    "export": export, "stats": stats, "logs": logs, "replay": replay,
     "cancel": cancel, "retry": retry, "signal": signal, "delete": delete, "token": token,
 }
 

@@ -132,8 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--events", action="store_true", help="add each job's whole timeline (`events`)")
     export.add_argument("--output", "-o", type=Path, help="write to this file instead of standard output")
 
-    command("stats", "jobs per status and type over all history, and run times over the last hour, day or "
-                     "week").add_argument("--window", choices=("hour", "day", "week"), default="day")
+    stats = command("stats", "jobs per status and type over all history, and run times over the last hour, day or "
+                             "week")
+    stats.add_argument("--window", choices=("hour", "day", "week"), default="day")
+    stats.add_argument("--owner", help="only these owners' jobs (comma separated)")
+    stats.add_argument("--tag", help="only jobs with every one of these tags (comma separated)")
 
     logs = command("logs", "a job's log lines")
     logs.add_argument("id")

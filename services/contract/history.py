@@ -135,6 +135,8 @@ class ActivityRequest(_Request, frozen=True, kw_only=True):
     since: float  # unix seconds
     bucket_s: int = 60  # a multiple of 60
     type: str | None = None
+    owners: list[str] = []  # only these owners' jobs (any of them)
+    tags: list[str] = []  # only jobs with every one of these tags
 
 
 class ActivityBucket(msgspec.Struct, frozen=True, kw_only=True):

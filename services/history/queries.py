@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -291,13 +292,9 @@ def activity_since(db: Database, conn: Any, request: ActivityRequest) -> Activit
     if request.type is not None and not is_valid_job_type(request.type):
         raise BadQuery(f"invalid job type {request.type!r}")
     first = int(request.since // request.bucket_s) * request.bucket_s
-    sql = "SELECT minute, type, status, n, run_bins, run_max_s FROM job_minutes WHERE minute >= ?"
-    args: list[Any] = [first]
-    if request.type is not None:
-        sql += " AND type = ?"
-        args.append(request.type)
     with db.transaction(conn, write=False, snapshot=True):
-        rows = conn.execute(db.sql(sql), args).fetchall()
+        rows = _ended_by_minute(db, conn, request, first) if request.owners or request.tags else \
+            _minutes_since(db, conn, request, first)
         applied = _applied(conn)
     buckets: dict[int, dict[str, int]] = {start: {} for start in range(first, int(now) + 1, request.bucket_s)}
     runs: dict[str, list[tuple[dict[str, int], float | None]]] = {}
@@ -306,7 +303,7 @@ def activity_since(db: Database, conn: Any, request: ActivityRequest) -> Activit
         ended = buckets.setdefault(start, {})
         ended[status] = ended.get(status, 0) + int(n)
         if status in (JobStatus.COMPLETED, JobStatus.FAILED):  # they ran: their run time counts
-            runs.setdefault(job_type, []).append((json.loads(bins), max_s))
+            runs.setdefault(job_type, []).append((bins, max_s))
     durations = []
     for job_type in sorted(runs):
         histogram = activity.merge(bins for bins, _ in runs[job_type])
@@ -317,6 +314,39 @@ def activity_since(db: Database, conn: Any, request: ActivityRequest) -> Activit
                                        max_s=longest))
     return ActivityReply(buckets=[ActivityBucket(start=float(s), ended=buckets[s]) for s in sorted(buckets)],
                          durations=durations, applied_seq=applied)
+
+
+MinuteRow = tuple[int, str, str, int, dict[str, int], float | None]  # minute, type, status, jobs, run bins, longest
+
+
+def _minutes_since(db: Database, conn: Any, request: ActivityRequest, first: int) -> list[MinuteRow]:
+    """From the per-minute totals the projection keeps (every job: no scan)."""
+    sql = "SELECT minute, type, status, n, run_bins, run_max_s FROM job_minutes WHERE minute >= ?"
+    args: list[Any] = [first]
+    if request.type is not None:
+        sql += " AND type = ?"
+        args.append(request.type)
+    return [(int(m), t, st, int(n), json.loads(bins), mx) for m, t, st, n, bins, mx in conn.execute(db.sql(sql), args)]
+
+
+def _ended_by_minute(db: Database, conn: Any, request: ActivityRequest, first: int) -> list[MinuteRow]:
+    """Of some owners' or tags' jobs: from those jobs themselves (by the owner index, or the tags'),
+    as the totals are not kept per owner (one row per owner and minute would grow with the owners)."""
+    narrowed = JobFilter(owners=request.owners, tags=request.tags, types=[request.type] if request.type else [],
+                         finished_after=float(first))
+    check_filter(narrowed)
+    where, args = _where(db, narrowed)
+    sql = f"SELECT finished_at, type, status, started_at FROM jobs WHERE {' AND '.join(where)}"
+    rows: dict[tuple[int, str, str], tuple[int, Counter[int], float | None]] = {}
+    for finished_at, job_type, status, started_at in conn.execute(db.sql(sql), args):
+        key = (int(finished_at // 60) * 60, job_type, status)
+        n, bins, longest = rows.get(key, (0, Counter(), None))
+        if started_at is not None:
+            run_s = max(float(finished_at) - float(started_at), 0.0)
+            bins[activity.bin_of(run_s)] += 1
+            longest = run_s if longest is None else max(longest, run_s)
+        rows[key] = (n + 1, bins, longest)
+    return [(m, t, st, n, {str(b): c for b, c in bins.items()}, mx) for (m, t, st), (n, bins, mx) in rows.items()]
 
 
 def status(db: Database, conn: Any, *, max_age_s: float, writer: bool, schema_version: int) -> StatusReply:

@@ -130,8 +130,10 @@ class HistoryClient:
     async def counts(self, owners: list[str] | None = None, tags: list[str] | None = None) -> CountsReply:
         return await self._call("counts", CountsRequest(owners=owners or [], tags=tags or []), CountsReply)
 
-    async def activity(self, since: float, bucket_s: int, job_type: str | None) -> ActivityReply:
-        return await self._call("activity", ActivityRequest(since=since, bucket_s=bucket_s, type=job_type), ActivityReply)
+    async def activity(self, since: float, bucket_s: int, job_type: str | None, owners: list[str] | None = None,
+                       tags: list[str] | None = None) -> ActivityReply:
+        request = ActivityRequest(since=since, bucket_s=bucket_s, type=job_type, owners=owners or [], tags=tags or [])
+        return await self._call("activity", request, ActivityReply)
 
     async def status(self) -> StatusReply:
         return await self._call("status", StatusRequest(), StatusReply)

@@ -6,10 +6,10 @@ A page that shows a user's jobs gets a stream token minted by its app's backend 
 owner, those to come included) or `{"tags": [...]}` (every job carrying all those tags; with an
 owner, that owner's such jobs). With it, a GET of such a job (its state, events, logs, timeline,
 artifacts) and the multiplexed stream of such jobs (`/api/events?jobs=…`, no firehose) pass, and,
-for an owner, the list, search and counts of jobs (narrowed to the owner's); a job outside the scope is
-`404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
-every other route — batches, flows, schedules, queues, activity, the services' logs, the firehose
-(and counts, for a token of some ids) — is `403`. The middleware (auth.py) judges what the path
+for an owner or tags, the list, search, counts and activity of jobs (narrowed to its own); a job outside the
+scope is `404`, as if it did not exist (an id guessed or copied from another user's page tells nothing);
+every other route — batches, flows, schedules, queues, the services' logs, the firehose (and the
+lists, for a token of some ids) — is `403`. The middleware (auth.py) judges what the path
 and query tell; a job's owner is known only once it is found, so the routes that find one call
 `check_visible`; the WebSocket applies the same rules to each subscription (live/websocket.py).
 
@@ -39,6 +39,7 @@ _JOB_PATH = re.compile(r"/api/jobs/(?P<id>[^/]+)(?:/(?:events|logs|timeline|stat
 _JOB_WRITE = re.compile(r"/api/jobs/(?P<id>[^/]+)/(?P<what>cancel|signals/[^/]+)")
 _SUBMIT_PATHS = ("/api/jobs", "/api/jobs/form")
 _READABLE_BY_ANYONE = ("/api/types",)  # the catalogue of job types holds no one's data
+_LISTS = ("/api/jobs", "/api/stats/counts", "/api/stats/activity")  # narrowed to an owner's or tags' jobs
 OUTSIDE = "Forbidden", "this token reads only the jobs it was made for"
 READ, SUBMIT, CANCEL, SIGNAL = "read", "submit", "cancel", "signal"
 RIGHTS = (READ, SUBMIT, CANCEL, SIGNAL)
@@ -71,7 +72,7 @@ def not_found(job_id: str) -> Refusal:
 
 def refusal(path: str, query_string: bytes, scope: TokenScope) -> Refusal | None:
     """Why a GET of `path` with a scoped token must not pass, as far as the path and query tell."""
-    if path in _READABLE_BY_ANYONE or (path in ("/api/jobs", "/api/stats/counts") and scope.lists):
+    if path in _READABLE_BY_ANYONE or (path in _LISTS and scope.lists):
         return None
     match = _JOB_PATH.fullmatch(path)
     if match:

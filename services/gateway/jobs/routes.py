@@ -208,22 +208,33 @@ async def job_counts(request: Request[Any, Any, Any], history: NamedDependency[H
     narrowed = search.parse_filter(request.query_params, status=None, job_type=None, created_after=None,
                                    created_before=None, finished_after=None, finished_before=None, error=None,
                                    owner=owner, tag=tag)
-    owners, tags = narrowed.owners, narrowed.tags
+    owners, tags = _in_scope(request, narrowed.owners, narrowed.tags)
+    return await search.counts(history, owners, tags)
+
+
+def _in_scope(request: Request[Any, Any, Any], owners: list[str], tags: list[str]) -> tuple[list[str], list[str]]:
+    """The owners and tags asked for, narrowed to a scoped token's (it sees its own jobs only)."""
     limited = scope_of(request.scope)
-    if limited is not None and limited.lists:  # a token of an owner or tags counts those jobs only
+    if limited is not None and limited.lists:
         owners = [limited.owner] if limited.owner is not None else owners
         tags = sorted(set(tags) | limited.tags)
-    return await search.counts(history, owners, tags)
+    return owners, tags
 
 
 @get("/api/stats/activity", summary="Jobs ended per minute by outcome, run-time percentiles per type", errors=(503,),
      description="`window` = `hour` (1-minute buckets), `day` (15 minutes) or `week` (1 hour); `type` narrows it "
      "to one job type. `{\"buckets\": [{\"start\", \"completed\", \"failed\", \"cancelled\", \"expired\"}], "
      "\"durations\": [{\"type\", \"count\", \"p50_s\", \"p90_s\", \"p99_s\", \"max_s\"}]}` — run time is the "
-     "end minus the last attempt's start; percentiles are within 10 %.")
-async def job_activity(history: NamedDependency[HistoryClient], window: FromQuery[str] = "hour",
-                       type: FromQuery[str | None] = None) -> dict[str, Any]:
-    return await search.activity(history, window, type)
+     "end minus the last attempt's start; percentiles are within 10 %. `owner` (any of them) and `tag` (every "
+     "one of them) narrow it to those jobs (a token made for an owner or tags sees only its own).")
+async def job_activity(request: Request[Any, Any, Any], history: NamedDependency[HistoryClient],
+                       window: FromQuery[str] = "hour", type: FromQuery[str | None] = None,
+                       owner: FromQuery[str | None] = None, tag: FromQuery[str | None] = None) -> dict[str, Any]:
+    narrowed = search.parse_filter(request.query_params, status=None, job_type=None, created_after=None,
+                                   created_before=None, finished_after=None, finished_before=None, error=None,
+                                   owner=owner, tag=tag)
+    owners, tags = _in_scope(request, narrowed.owners, narrowed.tags)
+    return await search.activity(history, window, type, owners, tags)
 
 
 @get("/api/jobs/{job_id:str}", summary="A job's current state", errors=(404, 503),

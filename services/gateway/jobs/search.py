@@ -165,14 +165,16 @@ async def counts(history: HistoryClient, owners: list[str] | None = None, tags: 
             "applied_seq": reply.applied_seq}
 
 
-async def activity(history: HistoryClient, window: str, job_type: str | None) -> dict[str, Any]:
-    """Jobs that ended per bucket by outcome, and run-time percentiles per type, over a window."""
+async def activity(history: HistoryClient, window: str, job_type: str | None, owners: list[str] | None = None,
+                   tags: list[str] | None = None) -> dict[str, Any]:
+    """Jobs that ended per bucket by outcome, and run-time percentiles per type, over a window (of
+    these owners' jobs, with these tags)."""
     if window not in WINDOWS:
         raise _bad("window", f"window is one of {', '.join(WINDOWS)}")
     if job_type is not None and not is_valid_job_type(job_type):
         raise _bad("type", f"{job_type!r} is not a job type name")
     span, bucket = WINDOWS[window]
-    reply = await history.activity(time.time() - span, bucket, job_type)
+    reply = await history.activity(time.time() - span, bucket, job_type, owners, tags)
     return {
         "window": window, "bucket_s": bucket,
         "buckets": [{"start": b.start, **{s: b.ended.get(s, 0) for s in ENDED_STATUSES}} for b in reply.buckets],
