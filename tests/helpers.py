@@ -228,14 +228,14 @@ class SseEvent:
 
 
 async def read_sse(client: httpx.AsyncClient, path: str, timeout: float = 20.0,
-                   headers: dict[str, str] | None = None) -> list[SseEvent]:
+                   headers: dict[str, str] | None = None, method: str = "GET") -> list[SseEvent]:
     """Every event until the server ends the stream."""
     events: list[SseEvent] = []
     async with asyncio.timeout(timeout):
-        async with aconnect_sse(client, "GET", path, headers=dict(headers or {})) as source:
+        async with aconnect_sse(client, method, path, headers=dict(headers or {})) as source:
             if source.response.status_code != 200:
                 await source.response.aread()
-                raise AssertionError(f"GET {path}: {source.response.status_code} {source.response.text}")
+                raise AssertionError(f"{method} {path}: {source.response.status_code} {source.response.text}")
             async for sse in source.aiter_sse():
                 if sse.event == "message" and not sse.data:
                     continue  # a comment/retry-only block: browsers dispatch nothing for it

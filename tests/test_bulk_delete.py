@@ -6,6 +6,7 @@ statuses matches nothing); the CLI and the client do the same."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from jobline.client import AsyncClient
 from jobline.contract.names import Names
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import Stack, eventually, running_stack
+from .helpers import Stack, eventually, read_sse, running_stack
 from .test_queues import ends
 
 pytestmark = pytest.mark.slow
@@ -117,3 +118,38 @@ async def test_the_cli_deletes_by_filter_and_by_id(stack: Stack, client: httpx.A
     rest = await cli("delete", "--url", stack.url, "--status", "completed", "--owner", "del-a")
     assert rest.returncode == 0 and "1 matched: 1 deleted" in rest.stdout, (rest.stdout, rest.stderr)
     await eventually(lambda: gone(client, jobs[1]), what="the second job deleted")
+
+
+async def test_a_bulk_delete_or_cancel_asked_for_its_progress_streams_it(stack: Stack, client: httpx.AsyncClient) -> None:
+    failed = [await submit(client, {**FAILING, "owner": "del-stream"}) for _ in range(4)]
+    waiting = [await submit(client, {"type": "noop", "delay_s": 600, "owner": "del-stream"}) for _ in range(3)]
+    await ends(client, failed)
+
+    async def in_history() -> bool:
+        listed = (await client.get("/api/jobs", params={"status": "failed", "owner": "del-stream"})).json()["jobs"]
+        return len(listed) == 4
+
+    await eventually(in_history, what="the failures in history")
+    progress = {"Accept": "text/event-stream"}
+    events = await read_sse(client, "/api/jobs/delete?status=failed&owner=del-stream", headers=progress, method="POST")
+    kinds = [e.event for e in events]
+    assert kinds[0] == "matched" and json.loads(events[0].data) == {"matched": 4, "more": False}, events
+    assert kinds[-1] == "done" and json.loads(events[-1].data) == {"matched": 4, "deleted": 4, "more": False,
+                                                                   "dry_run": False}
+    counts = [json.loads(e.data)["done"] for e in events if e.event == "progress"]
+    assert counts == sorted(counts) and counts[-1] == 4, counts  # (coalesced: how many frames is the pace's)
+    for job_id in failed:
+        await eventually(partial(gone, client, job_id), what=f"{job_id} deleted")
+    # Cancel, the same way; asked again, it matches nothing (a repeated request does nothing twice).
+    events = await read_sse(client, "/api/jobs/cancel?status=scheduled&owner=del-stream", headers=progress,
+                            method="POST")
+    assert json.loads(events[-1].data) == {"matched": 3, "cancelled": 3, "cancelling": 0, "more": False,
+                                           "dry_run": False}, events
+    for job_id in waiting:
+        assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
+    again = await read_sse(client, "/api/jobs/cancel?status=scheduled&owner=del-stream", headers=progress,
+                           method="POST")
+    assert [e.event for e in again] == ["matched", "progress", "done"] and json.loads(again[-1].data)["matched"] == 0
+    # A bad filter is refused before any stream starts, as without the header.
+    bad = await client.post("/api/jobs/delete?status=failed&owner=not an owner", headers=progress)
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")

@@ -381,8 +381,21 @@ async def test_retry_every_failed_job_of_a_search_from_the_history_page(page: Pa
     await expect(page.locator("#history-retry-count")).to_have_text("Delete 6 failed jobs from history?")
     await page.click("#history-retry-confirm")
     await expect(page.locator("#history-retry-count")).to_have_text("6 jobs deleted.")
+    await expect(page.locator("#history-bulk-bar")).to_have_attribute("aria-valuenow", "100")  # (its progress, streamed)
     await expect(page.locator("#history-rows")).to_have_text("No job matches.", timeout=10_000)
     assert (await client.get(f"/api/jobs/{failed[0]}")).status_code == 404
+    # Live jobs of a filter, cancelled from the same page (an ended status is refused for it).
+    later = [(await client.post("/api/jobs", json={"type": "demo", "delay_s": 600, "tags": ["retry-me"]})).json()["id"]
+             for _ in range(2)]
+    await page.click("#history-cancel")
+    await expect(page.locator("#history-error-text")).to_contain_text("Choose a live status")
+    await page.select_option("#history-status", "scheduled")
+    await page.click("#history-cancel")
+    await expect(page.locator("#history-retry-count")).to_have_text("Cancel 2 scheduled jobs?")
+    await page.click("#history-retry-confirm")
+    await expect(page.locator("#history-retry-count")).to_have_text("2 jobs cancelled.")
+    for job_id in later:
+        assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
 
 
 async def test_a_firing_failure_alert_shows_a_banner_on_every_page(page: Page, client: httpx.AsyncClient) -> None:

@@ -3,6 +3,7 @@
 // own page (steps, logs, replay) however old it is.
 
 import { $, api, el, formatDuration, formatWhen } from "/ui.js";
+import { STATUSES, TERMINAL } from "/vocabulary.js";
 
 let pages = [null]; // the `before` cursor of each page shown so far (null: the newest)
 let shown = 0;
@@ -16,16 +17,21 @@ export function openHistory() {
   $("history-newer").addEventListener("click", () => show(shown - 1));
   $("history-retry").addEventListener("click", () => ask("retry"));
   $("history-delete").addEventListener("click", () => ask("delete"));
+  $("history-cancel").addEventListener("click", () => ask("cancel"));
   $("history-retry-cancel").addEventListener("click", () => { $("history-retry-ask").hidden = true; });
   $("history-retry-confirm").addEventListener("click", act);
   show(0);
 }
 
-// Bulk actions on what the filter matches (ended jobs only): the count (a dry run) is shown first.
-// Confirmed, a retry's new jobs are one batch, whose page follows them live; a delete removes the
-// jobs from history and the list is shown again.
+// Bulk actions on what the filter matches (retry and delete: ended jobs; cancel: live ones): the
+// count (a dry run) is shown first. Confirmed, a retry's new jobs are one batch, whose page follows
+// them live; a cancel or a delete streams its progress into a bar, then the list is shown again.
 let action = "retry";
-const VERBS = { retry: "Retry", delete: "Delete" };
+const VERBS = { retry: "Retry", delete: "Delete", cancel: "Cancel jobs" };
+const LIVE = STATUSES.filter((s) => !TERMINAL.includes(s));
+const QUESTIONS = {
+  retry: (what) => `Retry ${what}?`, delete: (what) => `Delete ${what} from history?`, cancel: (what) => `Cancel ${what}?`,
+};
 
 function actionQuery() {
   const params = query();
@@ -37,15 +43,16 @@ async function ask(kind) {
   action = kind;
   $("history-error-text").textContent = "";
   const status = $("history-status").value;
-  if (!["failed", "expired", "cancelled", "completed"].includes(status)) {
-    $("history-error-text").textContent = `Choose an ended status (failed, expired, cancelled, completed) to ${kind}.`;
+  const allowed = kind === "cancel" ? LIVE : TERMINAL;
+  if (!allowed.includes(status)) {
+    $("history-error-text").textContent = `Choose ${kind === "cancel" ? "a live" : "an ended"} status `
+      + `(${allowed.join(", ")}) to ${kind}.`;
     return;
   }
   try {
     const dry = await api(`/api/jobs/${kind}?${actionQuery()}&dry_run=true`, { method: "POST" });
     const what = `${dry.matched} ${status} job${dry.matched === 1 ? "" : "s"}`;
-    $("history-retry-count").textContent = !dry.matched ? "No job matches."
-      : kind === "retry" ? `Retry ${what}?` : `Delete ${what} from history?`;
+    $("history-retry-count").textContent = !dry.matched ? "No job matches." : QUESTIONS[kind](what);
     $("history-retry-confirm").textContent = VERBS[kind];
     $("history-retry-confirm").hidden = !dry.matched;
     $("history-retry-ask").hidden = false;
@@ -57,21 +64,63 @@ async function ask(kind) {
 async function act() {
   $("history-retry-confirm").disabled = true;
   try {
-    const done = await api(`/api/jobs/${action}?${actionQuery()}`, { method: "POST" });
     if (action === "retry") {
+      const done = await api(`/api/jobs/retry?${actionQuery()}`, { method: "POST" });
       $("history-retry-ask").hidden = true;
       if (done.batch) location.hash = `#/batches/${done.batch}`;
     } else { // (the answer stays where the question was)
-      $("history-retry-count").textContent = `${done.deleted} job${done.deleted === 1 ? "" : "s"} deleted.`
-        + (done.more ? " More match: delete again." : "");
       $("history-retry-confirm").hidden = true;
+      const done = await withProgress(`/api/jobs/${action}?${actionQuery()}`);
+      const n = action === "delete" ? done.deleted : done.cancelled + done.cancelling;
+      $("history-retry-count").textContent = `${n} job${n === 1 ? "" : "s"} ${action === "delete" ? "deleted" : "cancelled"}.`
+        + (done.more ? ` More match: ${action} again.` : "");
       pages = [null];
-      setTimeout(() => show(0), 500); // (the history service removes them a moment later)
+      setTimeout(() => show(0), 500); // (the history service records the change a moment later)
     }
   } catch (error) {
     $("history-error-text").textContent = error.message;
   } finally {
     $("history-retry-confirm").disabled = false;
+  }
+}
+
+/** POST a bulk action asking for its progress (Server-Sent Events over fetch), shown in the bar;
+ * resolves with its `done` body. */
+async function withProgress(path) {
+  const bar = $("history-bulk-bar");
+  const fill = $("history-bulk-fill");
+  const response = await fetch(path, { method: "POST", headers: { accept: "text/event-stream", "content-type": "application/json" } });
+  if (!response.ok) {
+    const problem = await response.json().catch(() => null);
+    throw new Error(problem?.detail || `${response.status} ${response.statusText}`);
+  }
+  bar.hidden = false;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the action's progress stream ended early: search again to see where it stands");
+      buffered += value;
+      let end;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const frame = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const kind = /^event: (.*)$/m.exec(frame)?.[1];
+        const data = JSON.parse(/^data: (.*)$/m.exec(frame)?.[1] ?? "null");
+        if (kind === "progress" && data.matched) {
+          const percent = Math.round((100 * data.done) / data.matched);
+          fill.style.width = `${percent}%`;
+          bar.setAttribute("aria-valuenow", String(percent));
+        } else if (kind === "done") {
+          return data;
+        } else if (kind === "error") {
+          throw new Error(`${data.detail} (${data.done} of ${data.matched} done: ${action} again for the rest)`);
+        }
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
   }
 }
 

@@ -7,13 +7,22 @@ processor stops). Delete: the ended jobs it matches are each deleted from histor
 repeats until it is false (a repeated request does nothing twice: what was cancelled or deleted no
 longer matches). The statuses are always named (`status=pending,retrying`): "every job" is a choice
 to spell out. (Retry, which makes new jobs, is a batch: batches/retry.py.)
+
+Asked with `Accept: text/event-stream`, the answer is the action's progress instead (`progress_stream`):
+`matched`, then `progress` as jobs are done, then `done` with the same body as the JSON answer. The
+action runs apart from the stream: a client that goes away does not stop it half-way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
+from litestar.response import Stream
 
 from jobline.contract.history import JobFilter
 from jobline.contract.vocabulary import LIVE_STATUSES, TERMINAL_STATUSES
@@ -22,7 +31,30 @@ from jobline.jobs.history_client import HistoryClient, state_decoder
 from jobline.jobs.writer import JobWriter
 from jobline.runtime.concurrency import bounded
 
+from ..live import sse
+
+log = logging.getLogger(__name__)
 MAX_BULK = 10_000
+PROGRESS_EVERY_S = 0.2  # a progress stream sends at most one `progress` this often (and one at the end)
+T = TypeVar("T")
+
+
+class Progress:
+    """How far a bulk action has got, for its progress stream."""
+
+    def __init__(self) -> None:
+        self.matched: int | None = None
+        self.more = False
+        self.done = 0
+        self.changed = asyncio.Event()
+
+    def found(self, matched: int, more: bool) -> None:
+        self.matched, self.more = matched, more
+        self.changed.set()
+
+    def step(self) -> None:
+        self.done += 1
+        self.changed.set()
 
 
 class BulkCancelled(msgspec.Struct, kw_only=True):
@@ -65,9 +97,21 @@ async def _matching(writer: JobWriter, history: HistoryClient, job_filter: JobFi
     return ids[:MAX_BULK], len(ids) > MAX_BULK or before is not None
 
 
+async def _each(ids: list[str], act: Callable[[str], Awaitable[T]], progress: Progress | None) -> list[T]:
+    async def one(job_id: str) -> T:
+        result = await act(job_id)
+        if progress is not None:
+            progress.step()
+        return result
+
+    return await bounded([partial(one, job_id) for job_id in ids], 16)
+
+
 async def delete_matching(writer: JobWriter, history: HistoryClient, job_filter: JobFilter,
-                          dry_run: bool = False) -> BulkDeleted:
+                          dry_run: bool = False, progress: Progress | None = None) -> BulkDeleted:
     ids, more = await _matching(writer, history, _only(job_filter, TERMINAL_STATUSES))
+    if progress is not None:
+        progress.found(len(ids), more)
     if dry_run:
         return BulkDeleted(matched=len(ids), deleted=0, more=more, dry_run=True)
 
@@ -78,13 +122,15 @@ async def delete_matching(writer: JobWriter, history: HistoryClient, job_filter:
             return False
         return True
 
-    outcomes = await bounded([partial(delete, job_id) for job_id in ids], 16)
+    outcomes = await _each(ids, delete, progress)
     return BulkDeleted(matched=len(ids), deleted=outcomes.count(True), more=more)
 
 
 async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter: JobFilter,
-                          dry_run: bool = False) -> BulkCancelled:
+                          dry_run: bool = False, progress: Progress | None = None) -> BulkCancelled:
     ids, more = await _matching(writer, history, _only(job_filter, LIVE_STATUSES))
+    if progress is not None:
+        progress.found(len(ids), more)
 
     if dry_run:  # (only how many: nothing is cancelled)
         return BulkCancelled(matched=len(ids), cancelled=0, cancelling=0, more=more, dry_run=True)
@@ -95,6 +141,51 @@ async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter:
         except JobError:  # ended meanwhile, or gone: nothing to do
             return "ended"
 
-    outcomes = await bounded([partial(cancel, job_id) for job_id in ids], 16)
+    outcomes = await _each(ids, cancel, progress)
     return BulkCancelled(matched=len(ids), cancelled=outcomes.count("cancelled"),
                          cancelling=outcomes.count("cancelling"), more=more)
+
+
+_running: set[asyncio.Task[Any]] = set()  # bulk actions whose stream's client may have gone (kept till done)
+
+
+async def progress_stream(action: Callable[[Progress], Coroutine[Any, Any, msgspec.Struct]]) -> Stream:
+    """The action started now, its progress as Server-Sent Events. A failure before anything was
+    matched (a bad filter, the history service away) is raised here, as the JSON answer's would be."""
+    progress = Progress()
+    task: asyncio.Task[msgspec.Struct] = asyncio.create_task(action(progress))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    matched = asyncio.create_task(progress.changed.wait())
+    await asyncio.wait({task, matched}, return_when=asyncio.FIRST_COMPLETED)
+    matched.cancel()
+    if task.done() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+    return _EventStream(_frames(task, progress), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
+class _EventStream(Stream):
+    def to_asgi_response(self, app: Any, request: Any, **kwargs: Any) -> Any:
+        # (the handler's JSON media type would otherwise be passed down and win over the stream's)
+        return super().to_asgi_response(app, request, **{**kwargs, "media_type": sse.MEDIA_TYPE})
+
+
+async def _frames(task: asyncio.Task[msgspec.Struct], progress: Progress) -> AsyncIterator[bytes]:
+    yield sse.frame("matched", msgspec.json.encode({"matched": progress.matched, "more": progress.more}))
+    sent = -1
+    while True:
+        progress.changed.clear()
+        if progress.done != sent:
+            sent = progress.done
+            yield sse.frame("progress", msgspec.json.encode({"done": sent, "matched": progress.matched}))
+        if task.done():
+            break
+        # (coalesced: at most one frame per PROGRESS_EVERY_S, whatever the jobs' pace)
+        await asyncio.wait({task}, timeout=PROGRESS_EVERY_S)
+    failure = task.exception()
+    if failure is not None:  # (the jobs not reached still match: asking again goes on from there)
+        log.warning("a bulk action failed half-way: %s", failure)
+        yield sse.frame("error", msgspec.json.encode({"title": "Bulk action stopped half-way", "detail": str(failure),
+                                                      "done": progress.done, "matched": progress.matched}))
+        return
+    yield sse.frame("done", msgspec.json.encode(task.result()))

@@ -31,7 +31,7 @@ from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
 from ..live.streams import Live, wait_for_change
 from . import search
-from .bulk import BulkCancelled, BulkDeleted, cancel_matching, delete_matching
+from .bulk import BulkCancelled, BulkDeleted, cancel_matching, delete_matching, progress_stream
 from .replay import parse_at, timeline_json
 from .search import JobPage
 
@@ -134,7 +134,8 @@ async def list_jobs(
       "nothing), and optionally `type`, `owner`, `tag`, `created_after`, `created_before`, `params.<name>=` as "
       "for `GET /api/jobs`. Each job is cancelled as `POST /api/jobs/{id}/cancel` would; at most 10,000 a "
       "request: `more: true` when others remain (ask again). `{\"matched\", \"cancelled\", \"cancelling\", "
-      "\"more\"}`. `dry_run=true`: only count (`matched`), cancel nothing.")
+      "\"more\"}`. `dry_run=true`: only count (`matched`), cancel nothing. With `Accept: text/event-stream`: "
+      "its progress as events (`matched`, `progress` {done, matched}, `done` with that body).")
 async def cancel_jobs(
     request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
@@ -146,11 +147,17 @@ async def cancel_jobs(
     created_after: FromQuery[float | None] = None,
     created_before: FromQuery[float | None] = None,
     dry_run: FromQuery[bool] = False,
-) -> BulkCancelled:
+) -> BulkCancelled | Response[Any]:
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=None, finished_before=None,
                                      error=None, owner=owner, tag=tag)
+    if _wants_progress(request) and not dry_run:
+        return await progress_stream(lambda progress: cancel_matching(writer, history, job_filter, progress=progress))
     return await cancel_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing cancelled)
+
+
+def _wants_progress(request: Request[Any, Any, Any]) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
 
 
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
@@ -169,7 +176,8 @@ async def cancel_job(request: Request[Any, Any, Any], writer: NamedDependency[Jo
       description="`status` (required: the ended statuses to delete, e.g. `failed,cancelled`; live ones match nothing) "
       "and the filters of `GET /api/jobs` (`type`, `owner`, `tag`, `created_*`, `finished_*`, `error`, "
       "`params.<name>=`). Each job is deleted as `DELETE /api/jobs/{id}` would; at most 10,000 a request: `more: "
-      "true` when others remain (ask again). `{\"matched\", \"deleted\", \"more\"}`. `dry_run=true`: only count.")
+      "true` when others remain (ask again). `{\"matched\", \"deleted\", \"more\"}`. `dry_run=true`: only count. "
+      "With `Accept: text/event-stream`: its progress as events (`matched`, `progress` {done, matched}, `done`).")
 async def delete_jobs(
     request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
@@ -184,10 +192,12 @@ async def delete_jobs(
     finished_before: FromQuery[float | None] = None,
     error: FromQuery[str | None] = None,
     dry_run: FromQuery[bool] = False,
-) -> BulkDeleted:
+) -> BulkDeleted | Response[Any]:
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=finished_after,
                                      finished_before=finished_before, error=error, owner=owner, tag=tag)
+    if _wants_progress(request) and not dry_run:
+        return await progress_stream(lambda progress: delete_matching(writer, history, job_filter, progress=progress))
     return await delete_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing deleted)
 
 
