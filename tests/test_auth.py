@@ -73,6 +73,11 @@ async def test_a_stream_token_reads_streams_but_writes_nothing(client: httpx.Asy
         assert write.status_code == 403
         forged = await anonymous.get(f"/api/jobs?access_token={token[:-2]}xx")
         assert forged.status_code == 401
+        for garbled in (f"{token[:-2]}ü", "é.ü", f"{token}\u2603"):  # (text beyond ASCII: refused, never a 500)
+            answer = await anonymous.get("/api/jobs", params={"access_token": garbled})
+            assert answer.status_code == 401, (garbled, answer.text)
+            cookie = await anonymous.get("/api/jobs", headers={"Cookie": f"jobline_session={garbled}".encode()})
+            assert cookie.status_code == 401, cookie.text
 
 
 async def test_a_token_for_some_jobs_reads_those_and_nothing_else(client: httpx.AsyncClient, stack: Stack) -> None:

@@ -97,7 +97,7 @@ class Auth:
         """The signed claims of a valid, unexpired token of that kind (None otherwise)."""
         payload, _, signature = token.partition(".")
         expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
-        if not signature or not hmac.compare_digest(signature, expected):
+        if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):  # (bytes: any text)
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
