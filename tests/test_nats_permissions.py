@@ -87,8 +87,11 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
     names = Names()  # the config is written for the default namespace
     services: list[ServiceProcess] = []
     for service in ("logsink", "history", "processor", "conductor", "gateway"):
+        # (the gateway with API tokens and a submit rate: it then counts owners' submissions on the broker)
+        tokens = {"JOBLINE_API_TOKENS": "perm-admin", "JOBLINE_SUBMIT_RATE": "100"} if service == "gateway" else {}
         env = service_env(secured_nats.url, names, tmp_path / "data", JOBLINE_PORT="0", NATS_USER=service,
-                          NATS_PASSWORD=PASSWORDS[service], JOBLINE_TASK_MODULES="permtasks", PYTHONPATH=str(tmp_path))
+                          NATS_PASSWORD=PASSWORDS[service], JOBLINE_TASK_MODULES="permtasks", PYTHONPATH=str(tmp_path),
+                          **tokens)
         services.append(await ServiceProcess.service(service, env))
     try:
         await services[0].wait_for_line(r"logsink consuming")
@@ -98,7 +101,12 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
         url = await gateway_url(services[4])
         admin, _ = await as_user("gateway")  # reading needs no more than the gateway has
         js = admin.jetstream()
-        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=20, headers={"Authorization": "Bearer perm-admin"}) as client:
+            minted = await client.post("/api/stream-tokens", json={"owner": "perm-user", "rights": ["submit"]})
+            owned = await client.post("/api/jobs", params={"access_token": minted.json()["token"]},
+                                      json={"type": "demo", "params": {"step_seconds": 0.01}}, headers={"Authorization": ""})
+            assert owned.status_code == 202, owned.text  # (counted on `submits.<owner>` first)
+            assert outcome(await read_sse(client, f"/api/jobs/{owned.json()['id']}/events")) == "completed"
             body = {"type": "demo", "params": {"step_seconds": 0.1, "ticks_per_step": 2}}
             demo = (await client.post("/api/jobs", json=body, headers={"Idempotency-Key": "k1"})).json()["id"]
             again = (await client.post("/api/jobs", json=body, headers={"Idempotency-Key": "k1"})).json()["id"]
@@ -124,7 +132,7 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             assert [row["message"] for row in logs][:1] == ["Upload: started"]
             searched = (await client.get("/api/jobs", params={"status": "cancelled"})).json()  # the history service
             assert searched["partial"] is False and {job["id"] for job in searched["jobs"]} == {slow, unwanted}
-            assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 3
+            assert (await client.get("/api/stats/counts")).json()["by_status"]["completed"] == 4  # (with the owner's)
             assert (await client.get("/readyz")).status_code == 200
             # A recurring schedule: its definition in the schedules bucket, its wake-up a message schedule.
             made = await client.post("/api/schedules", json={"name": "perm", "cron": "* * * * * *",

@@ -15,6 +15,7 @@ import httpx
 from jobline.client import AsyncClient
 
 from .helpers import Stack, eventually, read_sse
+from .test_history import another_gateway
 
 ADMIN = "scoped-admin-secret"
 VIEWER = "scoped-viewer-secret"
@@ -104,11 +105,21 @@ async def test_a_token_grants_only_what_its_maker_may_do_and_reads_only_by_defau
     assert (await client.get(f"/api/jobs/{dave.json()['id']}", headers=bearer(ADMIN))).json()["owner"] == "dave"
 
 
-async def test_each_owners_token_has_its_own_submit_rate(stack: Stack, client: httpx.AsyncClient) -> None:
+async def test_each_owners_token_has_its_own_submit_rate_across_gateways(stack: Stack,
+                                                                        client: httpx.AsyncClient) -> None:
     tokens = {owner: (await mint(client, BACKEND, {"owner": owner, "rights": ["submit"]})).json()["token"]
               for owner in ("erin", "frank")}
-    codes = [(await client.post("/api/jobs", params={"access_token": tokens["erin"]}, json={"type": "noop"})).status_code
-             for _ in range(11)]
-    assert codes[:10] == [202] * 10 and codes[10] == 429, codes  # a burst of 10, then one a second
-    other = await client.post("/api/jobs", params={"access_token": tokens["frank"]}, json={"type": "noop"})
-    assert other.status_code == 202, other.text  # another owner is not held by erin's burst
+    async with another_gateway(stack) as (url, _), httpx.AsyncClient(base_url=url, timeout=20) as second:
+        # Erin's burst of 10 spread over both gateways, then the 11th on either is refused: the broker
+        # counts an owner's submissions, not each gateway (two gateways would allow twice the rate).
+        codes = [(await (client, second)[i % 2].post("/api/jobs", params={"access_token": tokens["erin"]},
+                                                     json={"type": "noop"})).status_code for i in range(10)]
+        assert codes == [202] * 10, codes
+        for gateway in (client, second):
+            refused = await gateway.post("/api/jobs", params={"access_token": tokens["erin"]}, json={"type": "noop"})
+            assert refused.status_code == 429, refused.text
+            assert 1 <= int(refused.headers["retry-after"]) <= 10, refused.headers
+        other = await second.post("/api/jobs", params={"access_token": tokens["frank"]}, json={"type": "noop"})
+        assert other.status_code == 202, other.text  # another owner is not held by erin's burst
+    # An API token keeps each gateway's own bucket (a backend is not a tenant): not held by erin's.
+    assert (await client.post("/api/jobs", json={"type": "noop"}, headers=bearer(BACKEND))).status_code == 202

@@ -6,6 +6,7 @@ several tests) can share one NATS server without seeing each other's subjects.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from .name_rules import ALL_PRIORITIES as ALL_PRIORITIES
@@ -289,6 +290,20 @@ class Names(_StoreNames):
         """New jobs of a type in a queue other than its default one (a priority band above the default,
         an owner lane): `jobs.*.created.<type>.>`."""
         return self._subject("jobs", "*", CREATED, checked_job_type(job_type), ">")
+
+    @property
+    def submits_stream(self) -> str:
+        """Owners' recent submissions, one message per job, for their submit rate across gateways
+        (gateway/http/owner_rates.py)."""
+        return self._stream("SUBMITS")
+
+    def owner_submits(self, owner: str) -> str:
+        """`submits.<owner hashed>`: an owner may hold any characters, a subject token may not."""
+        return self._subject("submits", hashlib.blake2b(owner.encode(), digest_size=12).hexdigest())
+
+    @property
+    def all_submits(self) -> str:
+        return self._subject("submits", "*")
 
     @property
     def webhooks_stream(self) -> str:

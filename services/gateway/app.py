@@ -38,13 +38,14 @@ from jobline.runtime.buckets import key_value
 from jobline.runtime.connection import close_connection, connect, instance_name
 from jobline.runtime.kv_records import KvRecords
 from jobline.runtime.log_shipping import ship_logs
-from jobline.runtime.stream_setup import ensure_streams
+from jobline.runtime.stream_setup import ensure_stream, ensure_streams
 
 from .alerts.routes import alert_handlers
 from .batches.routes import batch_handlers
 from .batches.service import Batches
 from .flows.routes import flow_handlers
 from .flows.service import Flows
+from .http import owner_rates
 from .http.access import access_handlers
 from .http.auth import Auth, auth_middleware
 from .http.guard import allowed_hosts, request_guard
@@ -148,6 +149,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
             stack.push_async_callback(close_connection, nc)
             js = nc.jetstream()
             await ensure_streams(js, names, settings.retention)
+            if auth.enabled and settings.submit_rate > 0:  # (owners' submit rate, counted by the broker)
+                await ensure_stream(js, owner_rates.stream_config(names, settings.submit_rate, replicas))
+                auth.owner_rates = owner_rates.OwnerRates(js, names)
             await stack.enter_async_context(ship_logs(nc, names, SERVICE, instance))
             catalogue = Catalogue()
             stack.push_async_callback(catalogue.stop)

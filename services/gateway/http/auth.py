@@ -34,12 +34,14 @@ from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
 from . import job_scope
 from .job_scope import FALSE_WORDS, TokenScope
+from .owner_rates import OwnerRates
 from .problems import Problem, send_problem
 from .roles import Role, allows, audit, is_operation, parse_token
 
 SESSION_COOKIE = "jobline_session"
 FORM_PATH = "/api/jobs/form"  # where a multipart POST /api/jobs is routed (forms.py)
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/schema")
+OWNER_CLIENT = "owner:"  # what an owner's token is counted as (client_of)
 
 
 def _b64(data: bytes) -> str:
@@ -58,6 +60,7 @@ class Auth:
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _secrets: dict[str, tuple[str, Role]] = field(default_factory=dict)  # token -> (its id, its role)
     _roles: dict[str, Role] = field(default_factory=dict)  # token id -> role
+    owner_rates: OwnerRates | None = None  # an owner's submit rate across gateways (set once connected)
 
     def __post_init__(self) -> None:
         for entry in self.tokens:
@@ -187,6 +190,13 @@ class Auth:
         """The most jobs one client may create at once (a request of more is never allowed)."""
         return int(max(self.submit_rate * 10, 1.0))
 
+    async def allow_submit_across(self, client: str) -> float:
+        """`allow_submit` for an owner's token: counted by the broker, so across every gateway
+        (owner_rates.py; an owner's token submits one job a request)."""
+        if self.submit_rate <= 0 or self.owner_rates is None:
+            return self.allow_submit(client)
+        return await self.owner_rates.take(client.removeprefix(OWNER_CLIENT))
+
     def allow_submit(self, client: str, jobs: int = 1) -> float:
         """0 when the client may create `jobs` jobs now, else the seconds to wait (a token bucket
         counting jobs, not requests: a batch of 2,000 takes 2,000 tokens)."""
@@ -209,7 +219,7 @@ def client_of(scope: Scope) -> str:
     state = scope.get("state", {})
     limited: TokenScope | None = state.get("token_scope")
     if limited is not None and limited.owner is not None:
-        return f"owner:{limited.owner}"
+        return f"{OWNER_CLIENT}{limited.owner}"
     identity = state.get("identity")
     if identity:
         return f"token:{identity}"
@@ -313,7 +323,8 @@ def auth_middleware(auth: Auth) -> Any:
                 await app(scope, receive, send)
                 return
             if method == "POST" and path in ("/api/jobs", FORM_PATH):
-                wait = auth.allow_submit(client)
+                wait = await auth.allow_submit_across(client) if client.startswith(OWNER_CLIENT) else \
+                    auth.allow_submit(client)
                 if wait:
                     await send_problem(send, 429, "Too Many Requests", f"job creation is limited to {auth.submit_rate:g}/s",
                                    [(b"retry-after", str(max(1, round(wait))).encode())])
