@@ -29,6 +29,15 @@ async def encode(ctx: JobContext) -> None:
     ctx.step("encode")
 
 
+@registry.task("fan-out")
+async def fan_out(ctx: JobContext) -> Any:
+    if ctx.children:  # (run again once they ended)
+        return {"children": len(ctx.children)}
+    ctx.spawn("encode", name="left")
+    ctx.spawn("encode", name="right")
+    return ctx.wait_for_children()
+
+
 STACK: dict[str, Any] = dict(registry=registry, with_logsink=False)  # (the conductor releases a flow's parent)
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
@@ -93,6 +102,26 @@ async def test_a_batch_and_a_flow_are_one_trace_each(spans: InMemorySpanExporter
             assert attempt.context.trace_id == made[name].context.trace_id, name  # type: ignore[union-attr]
         states = [(await client.get(f"/api/jobs/{job_id}")).json()["trace_id"] for job_id in ids]
         assert set(states) == {f"{made[name].context.trace_id:032x}"}, name  # type: ignore[union-attr]
+
+
+async def test_the_children_a_handler_spawns_are_in_its_trace(spans: InMemorySpanExporter,
+                                                             client: httpx.AsyncClient) -> None:
+    answer = await client.post("/api/jobs", json={"type": "fan-out"}, headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
+    parent = answer.json()["id"]
+    assert outcome(await read_sse(client, f"/api/jobs/{parent}/events")) == "completed"
+    children = [f"{parent}-c0", f"{parent}-c1"]
+    for child in children:
+        assert outcome(await read_sse(client, f"/api/jobs/{child}/events")) == "completed"
+        assert (await client.get(f"/api/jobs/{child}")).json()["trace_id"] == TRACE
+    finished = spans.get_finished_spans()
+    spawned = {s.attributes["jobline.job.id"]: s for s in finished if s.name == "spawn"}  # type: ignore[index]
+    assert set(spawned) == set(children), sorted(s.name for s in finished)
+    assert {s.instrumentation_scope.name for s in spawned.values()} == {"jobline.conductor"}
+    published = [s for s in finished if s.name == "publish suspended"]  # (the first attempt's end: it spawned)
+    assert len(published) == 1 and all(s.parent.span_id == published[0].context.span_id  # type: ignore[union-attr]
+                                       for s in spawned.values())
+    attempts = [s for s in finished if s.name == "attempt" and s.attributes["jobline.job.id"] in children]  # type: ignore[index]
+    assert len(attempts) == 2 and {a.context.trace_id for a in attempts} == {int(TRACE, 16)}
 
 
 async def test_off_nothing_is_made_and_a_traceparent_is_carried(client: httpx.AsyncClient) -> None:

@@ -172,8 +172,9 @@ class FlowRunner:
             await self._fail_unrun(flow, child.id, detail=f"not created: {detail}",
                                    reason=FailureReason.INVALID_PARAMS)
             return
-        event = msgspec.structs.replace(self._writer.created_event(submission, child.id, now), flow=flow,
-                                        parent=create.parent, name=child.name)
+        with self._writer.span("spawn", create.traceparent, **{"jobline.job.id": child.id}) as traceparent:
+            event = msgspec.structs.replace(self._writer.created_event(submission, child.id, now), flow=flow,
+                                            parent=create.parent, name=child.name, traceparent=traceparent)
         await self._writer.store(event, None, now, only_if_new=True)
 
     async def _fail_unrun(self, flow: str, job_id: str, detail: str, reason: str = FailureReason.CHILD_FAILED) -> None:

@@ -55,6 +55,7 @@ class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
     on_child_failure: ChildFailurePolicy = ChildFailurePolicy.FAIL
     created_subject: str  # the parent's created event (the runner publishes it again to resume it)
     children: list[SpawnedChild]
+    traceparent: str | None = None  # the spawning attempt's span: the children's traces continue it
 
 
 class NodeStatus(StrEnum):
@@ -161,6 +162,7 @@ class CreateChild:
     flow: str
     parent: str
     child: SpawnedChild
+    traceparent: str | None = None  # the spawning attempt's: the child's trace continues it
 
 
 Action = Release | Resume | FailUnrun | CreateChild
@@ -242,7 +244,8 @@ def _spawned(record: FlowRecord | None, request: SpawnRequest, now: float) -> St
             parent.blocked_on = [*parent.blocked_on, child.id]
             parent.status = NodeStatus.SPAWNING
     parent.created_subject = request.created_subject
-    return Step(record, after=[CreateChild(request.flow, request.parent, child) for child in request.children])
+    return Step(record, after=[CreateChild(request.flow, request.parent, child, request.traceparent)
+                               for child in request.children])
 
 
 def _copied(record: FlowRecord) -> FlowRecord:

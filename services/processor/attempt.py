@@ -203,8 +203,10 @@ class Attempts:
         # A child is its parent's owner's, with its tags, unless the handler said otherwise.
         inherited = {"owner": created.owner, "tags": created.tags}
         children = [msgspec.structs.replace(child, job={**inherited, **child.job}) for child in spawned]
+        # (tracing on: the span publishing this outcome, inside the attempt's; off: the parent's own)
+        traceparent = tracing.current_traceparent() if self._tracer is not None else created.traceparent
         request = SpawnRequest(flow=flow, parent=created.job_id, on_child_failure=created.on_child_failure,
-                               created_subject=msg.subject, children=children)
+                               created_subject=msg.subject, children=children, traceparent=traceparent)
         await publish_reliably(self._js, self._names.flow_spawn(flow), encoder.encode(request),
                                msg_id=f"{created.job_id}:{suspended.attempt}:spawn", give_up_after=30.0)
         await chain.append(suspended, f"{created.job_id}:{suspended.attempt}:suspended")

@@ -86,6 +86,14 @@ def traceparent_of(span: Any) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
+def current_traceparent() -> str | None:
+    """The traceparent of the span running now, if it is a valid one (tracing on only)."""
+    from opentelemetry.trace import get_current_span
+
+    span = get_current_span()
+    return traceparent_of(span) if span.get_span_context().is_valid else None
+
+
 def annotate(key: str, value: str) -> None:
     """Set an attribute on the span running now (tracing on only: callers test their tracer first)."""
     from opentelemetry.trace import get_current_span
