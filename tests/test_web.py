@@ -149,6 +149,22 @@ async def test_cancel_a_running_job_from_its_page(page: Page) -> None:
     await expect(page.locator("#cancel")).to_be_disabled()
 
 
+async def test_a_key_held_by_a_running_job_opens_that_job_instead_of_a_second(page: Page) -> None:
+    await page.click("#job-once summary")
+    await page.fill("#job-unique-key", "nightly-report")  # (mode: while one with the key runs)
+    first = await submit_from_form(page, "demo", {"tick": 1.0})
+    await expect(page.locator("#job-status")).to_have_text(re.compile("pending|running"))
+    await page.fill("#job-params", json.dumps({"tick": 0.01}))  # (the same form, the same key)
+    await page.click("#submit")
+    await expect(page.locator("#form-notice")).to_have_text(re.compile(f"^Not submitted: the key is held by job {first}"))
+    assert page.url.endswith(f"#/jobs/{first}")
+    await page.click("#cancel")  # (ended: the key is free again)
+    await expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
+    await page.click("#submit")
+    await expect(page).not_to_have_url(re.compile(f"#/jobs/{first}$"), timeout=10_000)  # a new job, opened
+    await expect(page.locator("#form-notice")).to_have_text("")
+
+
 async def test_approve_and_reject_a_job_that_waits_for_a_reviewer(page: Page) -> None:
     await submit_from_form(page, "review", {"title": "clip", "prepare_seconds": 0.05})
     box = page.locator("#job-signal")

@@ -64,6 +64,7 @@ function uploadFile(file) {
 async function submitJob(event) {
   event.preventDefault();
   $("form-error").textContent = "";
+  $("form-notice").textContent = "";
   let params;
   try {
     params = JSON.parse($("job-params").value || "{}");
@@ -80,10 +81,15 @@ async function submitJob(event) {
       $("upload-text").textContent = `Uploaded ${stored.filename} (${Math.ceil(stored.size / 1024)} KB)`;
       params.upload = stored.id;
     }
-    const delay = $("job-delay").value;
-    const priority = $("job-priority").value;
-    await submit($("job-type").value, params, delay === "" ? undefined : Number(delay),
-      priority === "" ? undefined : Number(priority));
+    const number = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+    const options = { delay_s: number("job-delay"), priority: number("job-priority") };
+    const key = $("job-unique-key").value.trim();
+    if (key) {
+      options.unique_key = key;
+      options.unique_mode = $("job-unique-mode").value;
+      if (options.unique_mode !== "active") options.unique_window_s = number("job-unique-window") ?? 60;
+    }
+    await submit($("job-type").value, params, options);
   } catch (error) {
     $("form-error").textContent = error.message;
   } finally {
@@ -91,9 +97,17 @@ async function submitJob(event) {
   }
 }
 
-export async function submit(type, params, delay_s, priority) {
-  const accepted = await api("/api/jobs", { method: "POST", body: JSON.stringify({ type, params, delay_s, priority }) });
-  location.hash = `#/jobs/${accepted.id}`;
+/** Submit and open the job; with a unique key that another job holds, open that one and say so. */
+export async function submit(type, params, options = {}) {
+  const response = await fetch("/api/jobs", { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ type, params, ...options }) });
+  if (response.status === 401) $("login").hidden = false;
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
+  if (response.headers.get("unique-key-held") === "true") {
+    $("form-notice").textContent = `Not submitted: the key is held by job ${body.id} (${body.status}), opened here.`;
+  }
+  location.hash = `#/jobs/${body.id}`;
 }
 
 $("job-type").addEventListener("change", showTypeDefaults);
