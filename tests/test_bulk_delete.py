@@ -117,6 +117,7 @@ async def test_the_cli_deletes_by_filter_and_by_id(stack: Stack, client: httpx.A
     await eventually(lambda: gone(client, jobs[0]), what="the first job deleted")
     rest = await cli("delete", "--url", stack.url, "--status", "completed", "--owner", "del-a")
     assert rest.returncode == 0 and "1 matched: 1 deleted" in rest.stdout, (rest.stdout, rest.stderr)
+    assert "1 of 1 deleted" in rest.stderr, rest.stderr  # (its progress, as the gateway streamed it)
     await eventually(lambda: gone(client, jobs[1]), what="the second job deleted")
 
 
@@ -147,6 +148,13 @@ async def test_a_bulk_delete_or_cancel_asked_for_its_progress_streams_it(stack: 
                                            "dry_run": False}, events
     for job_id in waiting:
         assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
+    # The client library, told to report progress: the same stream, as (done, matched) calls.
+    more = [await submit(client, {"type": "noop", "delay_s": 600, "owner": "del-stream"}) for _ in range(2)]
+    seen: list[tuple[int, int]] = []
+    async with AsyncClient(stack.url) as jobs:
+        done = await jobs.cancel_matching("scheduled", owner="del-stream", on_progress=lambda *p: seen.append(p))
+    assert done["cancelled"] == 2 and seen[0] == (0, 2) and seen[-1] == (2, 2), (done, seen)
+    assert [(await client.get(f"/api/jobs/{job_id}")).json()["status"] for job_id in more] == ["cancelled"] * 2
     again = await read_sse(client, "/api/jobs/cancel?status=scheduled&owner=del-stream", headers=progress,
                            method="POST")
     assert [e.event for e in again] == ["matched", "progress", "done"] and json.loads(again[-1].data)["matched"] == 0

@@ -300,7 +300,7 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
             console.print("give a job id, or --status (and more filters) for every job it matches")
             return EXIT_ERROR
         done = client.cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag,
-                                      dry_run=args.dry_run)
+                                      dry_run=args.dry_run, on_progress=None if args.json else _progress("cancelled"))
         _print_json(done) if args.json else console.print(
             (f"{done['matched']} would be cancelled" if args.dry_run else
              f"{done['matched']} matched: {done['cancelled']} cancelled, {done['cancelling']} stopping")
@@ -309,6 +309,21 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
     status = client.cancel(args.id)
     _print_json({"id": args.id, "status": status}) if args.json else console.print(f"{args.id}: {status}")
     return EXIT_OK
+
+
+def _progress(verb: str) -> Callable[[int, int], None]:
+    """A bulk action's progress on standard error, as the gateway streams it (a line each time on a
+    pipe, one line rewritten on a terminal)."""
+    live = sys.stderr.isatty()
+    start, end = ("\r", "") if live else ("", "\n")
+
+    def show(done: int, matched: int) -> None:
+        if matched:
+            print(f"{start}{done} of {matched} {verb}", end=end, file=sys.stderr, flush=True)
+        if live and matched and done == matched:
+            print(file=sys.stderr)
+
+    return show
 
 
 def retry(client: Client, args: argparse.Namespace) -> int:
@@ -336,7 +351,8 @@ def delete(client: Client, args: argparse.Namespace) -> int:
         console.print("give a job id, or --status (and more filters) for every ended job it matches")
         return EXIT_ERROR
     filters = {k: v for k, v in job_filters(args).items() if k != "status"}
-    done = client.delete_matching(args.status, dry_run=args.dry_run, **filters)
+    done = client.delete_matching(args.status, dry_run=args.dry_run, on_progress=None if args.json else
+                                  _progress("deleted"), **filters)
     _print_json(done) if args.json else console.print(
         (f"{done['matched']} would be deleted" if args.dry_run else f"{done['matched']} matched: {done['deleted']} deleted")
         + (" (more match: run it again)" if done["more"] else ""))

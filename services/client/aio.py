@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ Artifacts = list[ArtifactInfo]
 Timeline = list[tuple[int, JobEvent]]
 TypeList = list[dict[str, Any]]
 AsyncJobs = list["AsyncJob"]
+
+
+Progress = Callable[[int, int], None]  # a bulk action's (done, matched) as it goes
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -138,12 +141,12 @@ class AsyncClient(Files, Controls):
         body: dict[str, Any] = answer.json()
         return body
 
-    async def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
-                              ) -> dict[str, Any]:
+    async def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False,
+                              on_progress: Progress | None = None, **filters: Any) -> dict[str, Any]:
         """Cancel every live job with one of these statuses that the filters match (type, owner, tag,
         created_after, created_before: as `list`); at most 10,000 a call (`more` when others remain).
-        `dry_run`: only count them."""
-        return await self._by_filter("cancel", status, dry_run, filters)
+        `dry_run`: only count them. `on_progress(done, matched)`: called as the gateway goes."""
+        return await self._by_filter("cancel", status, dry_run, filters, on_progress)
 
     async def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
                              ) -> dict[str, Any]:
@@ -157,20 +160,23 @@ class AsyncClient(Files, Controls):
         """Delete an ended job from history (ApiError 409 for a live one: cancel it first)."""
         await self.request("DELETE", f"/api/jobs/{job_id}", retry="not_sent")
 
-    async def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any
-                              ) -> dict[str, Any]:
+    async def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False,
+                              on_progress: Progress | None = None, **filters: Any) -> dict[str, Any]:
         """Delete every ended job with one of these statuses that the filters match (as `retry_matching`)
-        from history: `{"matched", "deleted", "more"}` (at most 10,000 a call). `dry_run`: only count."""
-        return await self._by_filter("delete", status, dry_run, filters)
+        from history: `{"matched", "deleted", "more"}` (at most 10,000 a call). `dry_run`: only count.
+        `on_progress(done, matched)`: called as the gateway goes."""
+        return await self._by_filter("delete", status, dry_run, filters, on_progress)
 
-    async def _by_filter(self, action: str, status: str | Iterable[str], dry_run: bool, filters: dict[str, Any]
-                         ) -> dict[str, Any]:
+    async def _by_filter(self, action: str, status: str | Iterable[str], dry_run: bool, filters: dict[str, Any],
+                         on_progress: Progress | None = None) -> dict[str, Any]:
         """`POST /api/jobs/<action>` with the filter as its query (lists joined by commas). Each is safe
         to send again (a repeat acts on nothing twice), so it is retried like a read."""
         query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
                  for k, v in {"status": status, **filters}.items() if v is not None}
         if dry_run:
             query["dry_run"] = "true"
+        elif on_progress is not None:
+            return await self.post_with_progress(f"/api/jobs/{action}", query, on_progress)
         answer: dict[str, Any] = (await self.request("POST", f"/api/jobs/{action}", params=query)).json()
         return answer
 

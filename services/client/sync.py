@@ -139,8 +139,9 @@ class Client:
     def signal(self, job_id: str, name: str, payload: Any = None) -> dict[str, Any]:
         return self._run(self.aio.signal(job_id, name, payload))
 
-    def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
-        return self._run(self.aio.cancel_matching(status, dry_run=dry_run, **filters))
+    def cancel_matching(self, status: str | Iterable[str], *, dry_run: bool = False,
+                        on_progress: Callable[[int, int], None] | None = None, **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.cancel_matching(status, dry_run=dry_run, on_progress=on_progress, **filters))
 
     def retry_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.retry_matching(status, dry_run=dry_run, **filters))
@@ -148,8 +149,9 @@ class Client:
     def delete(self, job_id: str) -> None:
         self._run(self.aio.delete(job_id))
 
-    def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
-        return self._run(self.aio.delete_matching(status, dry_run=dry_run, **filters))
+    def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False,
+                        on_progress: Callable[[int, int], None] | None = None, **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.delete_matching(status, dry_run=dry_run, on_progress=on_progress, **filters))
 
     def timeline(self, job_id: str) -> Timeline:
         return self._run(self.aio.timeline(job_id))

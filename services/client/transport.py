@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal, Self
 
 import httpx
@@ -108,6 +108,29 @@ class Transport:
         """GET an API path's JSON (query parameters that are None are left out)."""
         response = await self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
         return response.json()
+
+    async def post_with_progress(self, path: str, params: Mapping[str, str],
+                                 on_progress: Callable[[int, int], None]) -> dict[str, Any]:
+        """POST a bulk action asking for its progress (Server-Sent Events): `on_progress(done, matched)`
+        as it goes; the `done` event's body. Not retried: a repeat is safe, but it is the caller's call."""
+        async with aconnect_sse(self._http, "POST", path, params=params, headers={"Accept": "text/event-stream"},
+                                timeout=httpx.Timeout(self.settings.timeout_s, read=None)) as source:
+            if source.response.status_code >= 400:
+                await source.response.aread()
+                raise problem_of(source.response)
+            async for sse in source.aiter_sse():
+                if sse.event in ("matched", "progress"):
+                    data = sse.json()
+                    on_progress(int(data.get("done", 0)), int(data["matched"]))
+                elif sse.event == "done":
+                    done: dict[str, Any] = sse.json()
+                    return done
+                elif sse.event == "error":
+                    data = sse.json()
+                    raise ApiError(500, data.get("title", "Bulk action stopped"), f"{data.get('detail')} "
+                                   f"({data.get('done')} of {data.get('matched')} done: ask again for the rest)")
+        raise Unreachable(f"POST {path}: the progress stream ended before the action did (ask again: what was done "
+                          "no longer matches)")
 
     async def events(self, path: str, *, last_event_id: int | None = None,
                      until: frozenset[str] | None = None) -> AsyncIterator[RawEvent]:
