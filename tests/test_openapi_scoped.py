@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from .helpers import Stack, read_sse
-from .test_openapi import ENDLESS, UNSTATABLE
+from .test_openapi import schemathesis
 
 ADMIN = "scoped-schemathesis-admin"
 STACK: dict[str, Any] = dict(gateway={"api_tokens": (ADMIN,), "max_delay_s": 2.0, "max_wait_s": 1.0})
@@ -47,6 +46,7 @@ def leaks(status: int, body: str, owner: str, tag: str, ids: list[str]) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(330)  # (schemathesis has its own bound, 300 s)
 async def test_schemathesis_with_an_owner_token_reads_and_writes_nothing_of_another_owner(
         stack: Stack, tmp_path: Path) -> None:
     async with httpx.AsyncClient(base_url=stack.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
@@ -61,24 +61,10 @@ async def test_schemathesis_with_an_owner_token_reads_and_writes_nothing_of_anot
         "[auth.openapi.accessToken]", f"api_key = {json.dumps(token)}",
         "[dictionaries.jobs]", f"values = {json.dumps([*alphas, *bravos])}",
         "[parameters]", '"path.job_id" = { dictionary = "jobs", probability = 0.9 }', ""]))
-    command = [
-        str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config),
-        "run", f"{stack.url}/schema/openapi.json",
-        # (no coverage phase: its boundary values of every parameter are test_openapi.py's, without a token; here
-        # what counts is many requests with the scope: generated ones, and the stateful phase's chains of them)
-        "--checks", "all", "--phases", "fuzzing,stateful", "--workers", "1",
-        "--max-examples", "30", "--request-timeout", "2",
-        "--seed", "20261207", "--generation-database", "none",
-        "--report", "har", "--report-dir", str(tmp_path), "--no-color",
-        *[arg for path in (*ENDLESS, *UNSTATABLE) for arg in ("--exclude-path", path)],
-    ]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT)
-    async with asyncio.timeout(300):
-        output, _ = await process.communicate()
-    text = output.decode(errors="replace")
-    assert process.returncode == 0, text[-6000:]
-    assert "Tested: " in text and " passed" in text
+    # (no coverage phase: its boundary values of every parameter are test_openapi.py's, without a token; here
+    # what counts is many requests with the scope: generated ones, and the stateful phase's chains of them)
+    text = await schemathesis(stack.url, tmp_path, "--phases", "fuzzing,stateful", "--max-examples", "30",
+                              "--seed", "20261207", "--report", "har", config=config)
     reports = await asyncio.to_thread(lambda: sorted(tmp_path.glob("har*")))
     assert reports, f"no HAR report in {tmp_path}: {text[-2000:]}"
     answers = [answer for report in reports for answer in responses(report)]
