@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from dataclasses import replace
@@ -18,6 +19,7 @@ from jobline.contract.names import Names
 from jobline.processor import JobContext, PermanentError
 from jobline.processor.registry import Registry
 from jobline.runtime.embedded_nats import EmbeddedNats
+from jobline.runtime.tasks import cancel_and_wait
 
 from .helpers import TEST_RETENTION, Stack, outcome, read_sse, running_stack
 from .oracle import check_timeline, read_timeline
@@ -241,3 +243,37 @@ async def test_an_idempotency_key_outlives_the_duplicate_window(
         again = await post(client, {"type": "flaky"}, key="k")
         assert again.json()["id"] == first and again.headers["idempotent-replayed"] == "true"
         assert len([r for r in await read_timeline(js, names, first) if r.kind == "created"]) == 1
+
+
+async def test_a_task_that_loses_a_cancel_is_stopped_all_the_same() -> None:
+    lost = 0
+
+    async def stubborn() -> None:
+        nonlocal lost
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost += 1  # (as Python 3.11's asyncio.wait_for can: the cancel is lost, the loop goes on)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)  # (one loop turn: it waits)
+    await cancel_and_wait(task, bound_s=5)
+    assert task.cancelled() and lost == 1
+
+
+    deaf_until = asyncio.Event()
+
+    async def deaf() -> None:  # (swallows every cancel: the bound holds)
+        while not deaf_until.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await deaf_until.wait()
+
+    forever = asyncio.create_task(deaf())
+    await asyncio.sleep(0)
+    await cancel_and_wait(forever, bound_s=0.5)
+    assert not forever.done()  # left running, logged
+    deaf_until.set()
+    await forever

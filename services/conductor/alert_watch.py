@@ -13,7 +13,6 @@ Off the job path: a few history queries per rule per check, whatever the load.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -28,6 +27,7 @@ from jobline.jobs.alerts import AlertRules
 from jobline.jobs.history_client import HistoryClient, HistoryUnavailable
 from jobline.jobs.webhook_targets import WebhookTargetRefused, check_target
 from jobline.runtime.kv_records import RecordKeptChanging
+from jobline.runtime.tasks import cancel_and_wait
 
 from .settings import WebhookSettings
 from .webhooks import sign
@@ -47,9 +47,7 @@ class AlertWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._http.aclose()
 
     async def _run(self) -> None:

@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 from jobline.contract.events import encoder
 from jobline.contract.workers import RUNNING_SHOWN, WorkerInfo, view_of, worker_id, workers_bucket_config
 from jobline.runtime.buckets import key_value
+from jobline.runtime.tasks import cancel_and_wait
 
 from .settings import ProcessorSettings
 from .worker import Worker
@@ -105,9 +106,7 @@ class Presence:
         try:
             yield presence
         finally:
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await beats
+            await cancel_and_wait(beats)
             with contextlib.suppress(Exception):
                 await requests.unsubscribe()
             with contextlib.suppress(Exception):

@@ -33,6 +33,7 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from .pull import CreditedPull
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RETRY_PACE_S = 0.5
@@ -205,9 +206,7 @@ class DurableTasks:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._consume.stop()
         for task in list(self._inflight):
             task.cancel()

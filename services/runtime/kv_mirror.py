@@ -14,6 +14,7 @@ from nats.js.kv import KeyValue
 
 from .buckets import key_value
 from .stream_setup import when_jetstream_ready
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +54,5 @@ class KvMirror(Generic[T]):
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await cast(Any, self._watcher).stop()  # (untyped in nats-py)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # (a watch the connection ended)
-                await self._task
+        if self._task is not None:  # (its error: a watch the connection ended)
+            await cancel_and_wait(self._task)

@@ -13,6 +13,7 @@ from jobline.contract.events import ServiceLogged, encoder
 from jobline.contract.names import Names
 
 from .redaction import RedactCredentials
+from .tasks import cancel_and_wait
 
 _QUEUE_LIMIT = 10_000
 _FORMATTER = logging.Formatter()  # for tracebacks (formatException is a Formatter's, not a Handler's)
@@ -84,9 +85,7 @@ async def ship_logs(nc: Client, names: Names, service: str, instance: str, level
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await queue.join()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         if not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.flush(timeout=1)

@@ -36,6 +36,7 @@ from nats.js.errors import NotFoundError
 
 from .consume import ConsumeLoop, recreate_durable
 from .consuming import stream_position, subject_matches
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,7 @@ class StreamWriter:
                     await self._between_batches()
         finally:
             stopping.cancel()
-            intake.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await intake
+            await cancel_and_wait(intake)
             await self._loop.stop()
 
     async def _none_for_us(self, first: int, last: int, most: int = 1000) -> bool:

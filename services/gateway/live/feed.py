@@ -26,6 +26,7 @@ from jobline.contract.names import Names
 from jobline.jobs.timeline import last_event_seq
 from jobline.runtime.consume import ConsumeLoop
 from jobline.runtime.consuming import stream_position
+from jobline.runtime.tasks import cancel_and_wait
 
 from .hub import Hub
 from .read_model import ReadModel
@@ -78,9 +79,7 @@ class JobFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._loop.stop()
         with contextlib.suppress(Exception):
             await self._js.delete_consumer(self._names.jobs_stream, self._consumer)
