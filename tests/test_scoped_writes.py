@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import httpx
+from nats.js import JetStreamContext
 
 from jobline.client import AsyncClient
 
@@ -105,8 +106,8 @@ async def test_a_token_grants_only_what_its_maker_may_do_and_reads_only_by_defau
     assert (await client.get(f"/api/jobs/{dave.json()['id']}", headers=bearer(ADMIN))).json()["owner"] == "dave"
 
 
-async def test_each_owners_token_has_its_own_submit_rate_across_gateways(stack: Stack,
-                                                                        client: httpx.AsyncClient) -> None:
+async def test_each_owners_token_has_its_own_submit_rate_across_gateways(stack: Stack, client: httpx.AsyncClient,
+                                                                        js: JetStreamContext) -> None:
     tokens = {owner: (await mint(client, BACKEND, {"owner": owner, "rights": ["submit"]})).json()["token"]
               for owner in ("erin", "frank")}
     async with another_gateway(stack) as (url, _), httpx.AsyncClient(base_url=url, timeout=20) as second:
@@ -123,3 +124,7 @@ async def test_each_owners_token_has_its_own_submit_rate_across_gateways(stack: 
         assert other.status_code == 202, other.text  # another owner is not held by erin's burst
     # An API token keeps each gateway's own bucket (a backend is not a tenant): not held by erin's.
     assert (await client.post("/api/jobs", json={"type": "noop"}, headers=bearer(BACKEND))).status_code == 202
+    # A gateway started with another rate sets the broker's count to it (the burst: ten seconds' worth).
+    async with another_gateway(stack, submit_rate=2.0):
+        info = await js.stream_info(stack.names.submits_stream)
+        assert info.config.max_msgs_per_subject == 20 and info.config.discard_new_per_subject

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 # Fields that define a stream's behaviour and that we own; the server fills in the rest.
 _COMPARED = (
-    "subjects", "retention", "storage", "discard", "max_age", "max_bytes", "max_msgs",
+    "subjects", "retention", "storage", "discard", "max_age", "max_bytes", "max_msgs", "max_msgs_per_subject",
     "num_replicas", "duplicate_window", "allow_direct", "allow_msg_schedules", "allow_atomic",
 )
 
