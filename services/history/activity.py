@@ -16,6 +16,21 @@ GROWTH = 1.1
 MAX_BIN = 300  # 1 ms · 1.1^300 ≈ 2.6e9 s: beyond any job
 
 
+# (minute, type, status) → jobs that ended then, their run-time histogram, the longest run
+EndedByMinute = dict[tuple[int, str, str], tuple[int, Counter[int], float | None]]
+
+
+def count_end(ended: EndedByMinute, job_type: str, status: str, started_at: float | None, finished_at: float) -> None:
+    """One job's end, into its minute's count and run-time histogram."""
+    key = (int(finished_at // 60) * 60, job_type, status)
+    n, bins, longest = ended.get(key, (0, Counter(), None))
+    if started_at is not None:
+        run_s = max(finished_at - started_at, 0.0)
+        bins[bin_of(run_s)] += 1
+        longest = run_s if longest is None else max(longest, run_s)
+    ended[key] = (n + 1, bins, longest)
+
+
 def bin_of(run_s: float) -> int:
     if run_s <= FLOOR_S:
         return 0

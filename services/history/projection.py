@@ -223,18 +223,12 @@ class Projection:
 
     def _minutes(self, conn: Any, touched: dict[str, JobState], before: dict[str, tuple[str, str] | None]) -> None:
         """Jobs that ended in this batch, into their minute's row (count and run-time histogram)."""
-        ended: dict[tuple[int, str, str], tuple[int, Counter[int], float | None]] = {}
+        ended: activity.EndedByMinute = {}
         for job_id, state in touched.items():
             old = before.get(job_id)
             if not state.is_terminal or state.finished_at is None or (old is not None and old[1] == state.status):
                 continue
-            key = (int(state.finished_at // 60) * 60, state.type, state.status)
-            n, bins, max_s = ended.get(key, (0, Counter(), None))
-            if state.started_at is not None:
-                run_s = max(state.finished_at - state.started_at, 0.0)
-                bins[activity.bin_of(run_s)] += 1
-                max_s = run_s if max_s is None else max(max_s, run_s)
-            ended[key] = (n + 1, bins, max_s)
+            activity.count_end(ended, state.type, state.status, state.started_at, state.finished_at)
         if not ended:
             return
         keys = list(ended)

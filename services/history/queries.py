@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 from typing import Any
 
 import msgspec
@@ -337,15 +336,9 @@ def _ended_by_minute(db: Database, conn: Any, request: ActivityRequest, first: i
     check_filter(narrowed)
     where, args = _where(db, narrowed)
     sql = f"SELECT finished_at, type, status, started_at FROM jobs WHERE {' AND '.join(where)}"
-    rows: dict[tuple[int, str, str], tuple[int, Counter[int], float | None]] = {}
+    rows: activity.EndedByMinute = {}
     for finished_at, job_type, status, started_at in conn.execute(db.sql(sql), args):
-        key = (int(finished_at // 60) * 60, job_type, status)
-        n, bins, longest = rows.get(key, (0, Counter(), None))
-        if started_at is not None:
-            run_s = max(float(finished_at) - float(started_at), 0.0)
-            bins[activity.bin_of(run_s)] += 1
-            longest = run_s if longest is None else max(longest, run_s)
-        rows[key] = (n + 1, bins, longest)
+        activity.count_end(rows, job_type, status, None if started_at is None else float(started_at), float(finished_at))
     return [(m, t, st, n, {str(b): c for b, c in bins.items()}, mx) for (m, t, st), (n, bins, mx) in rows.items()]
 
 
