@@ -45,7 +45,7 @@ async def status_of(client: httpx.AsyncClient, method: str, url: str, headers: d
 
 def concrete(path: str, job_id: str) -> str:
     values = {"job_id": job_id, "batch_id": "x1", "flow_id": "x1", "upload_id": "x1", "name": "nightly",
-              "job_type": "noop", "worker_id": "nobody-1", "signal": "go"}
+              "job_type": "noop", "worker_id": "nobody-1", "signal": "go", "operation_id": "op-x1"}
     filled = re.sub(r"\{(\w+)\}", lambda m: values[m[1]], path)
     return filled + ("?at=1" if path.endswith("/state") else "")
 

@@ -3,6 +3,7 @@ and a service cannot publish or delete what it has no business with."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -190,6 +191,27 @@ async def test_each_service_as_its_own_user_runs_the_whole_system(
             for job_id in [*owned, reviews[0]]:
                 assert outcome(await read_sse(client, f"/api/jobs/{job_id}/events")) == "completed"
             assert outcome(await read_sse(client, f"/api/jobs/{reviews[1]}/events")) == "failed"  # (timed out)
+            # Deleting from history: one job by the gateway; stored bulk operations run by the conductor (a
+            # cancel of a delayed job: its schedule replaced, the request, its end; a delete).
+            assert (await client.delete(f"/api/jobs/{owned[0]}")).status_code == 204
+            delayed = (await client.post("/api/jobs", json={"type": "demo", "delay_s": 600, "owner": "perm-op"})).json()
+            async_ = {"Prefer": "respond-async"}
+            bulk_cancel = await client.post("/api/jobs/cancel", params={"status": "scheduled", "owner": "perm-op"},
+                                            headers=async_)
+            assert bulk_cancel.status_code == 202, bulk_cancel.text
+            final = (await read_sse(client, bulk_cancel.headers["location"] + "/events"))[-1]
+            assert final.event == "done" and json.loads(final.data)["cancelled"] == 1, final
+            assert outcome(await read_sse(client, f"/api/jobs/{delayed['id']}/events")) == "cancelled"
+            bulk_delete = await client.post("/api/jobs/delete", params={"status": "cancelled", "owner": "perm-op"},
+                                            headers=async_)
+            final = (await read_sse(client, bulk_delete.headers["location"] + "/events"))[-1]
+            assert final.event == "done" and json.loads(final.data)["deleted"] == 1, final
+
+            async def deleted() -> bool:
+                return all([(await client.get(f"/api/jobs/{job_id}")).status_code == 404
+                            for job_id in (owned[0], delayed["id"])])
+
+            await eventually(deleted, what="both deleted from history")
         for service in services:
             denied = [line for line in service.lines if "ermission" in line]
             assert not denied, f"{service.name} was refused something it needs:\n" + "\n".join(denied)

@@ -299,6 +299,9 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
         if not args.status:
             console.print("give a job id, or --status (and more filters) for every job it matches")
             return EXIT_ERROR
+        if args.detach and not args.dry_run:
+            return _detached(client.start_cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag),
+                             args.json)
         done = client.cancel_matching(args.status, type=args.type, owner=args.owner, tag=args.tag,
                                       dry_run=args.dry_run, on_progress=None if args.json else _progress("cancelled"))
         _print_json(done) if args.json else console.print(
@@ -326,6 +329,38 @@ def _progress(verb: str) -> Callable[[int, int], None]:
     return show
 
 
+def _detached(operation: dict[str, Any], as_json: bool) -> int:
+    _print_json(operation) if as_json else console.print(
+        f"operation {operation['id']} {operation['status']} (follow it: jobline operation {operation['id']})")
+    return EXIT_OK
+
+
+def _summary(op: dict[str, Any]) -> str:
+    counts = (f"{op['cancelled']} cancelled, {op['cancelling']} stopping" if op["action"] == "cancel"
+              else f"{op['deleted']} deleted")
+    error = f" — {op['error']}" if op.get("error") else ""
+    return f"operation {op['id']} ({op['action']}): {op['status']}, {op['done']} of {op['matched']} done: {counts}{error}"
+
+
+def list_operations(client: Client, args: argparse.Namespace) -> int:
+    found = client.operations()
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    for op in found:
+        console.print(_summary(op))
+    if not found:
+        console.print("no operation")
+    return EXIT_OK
+
+
+def follow_operation(client: Client, args: argparse.Namespace) -> int:
+    verb = "cancelled" if client.operation(args.id)["action"] == "cancel" else "deleted"
+    final = client.wait_operation(args.id, on_progress=None if args.json else _progress(verb))
+    _print_json(final) if args.json else console.print(_summary(final))
+    return EXIT_OK if final["status"] == "done" else EXIT_ERROR
+
+
 def retry(client: Client, args: argparse.Namespace) -> int:
     filters = {k: v for k, v in job_filters(args).items() if k != "status"}
     done = client.retry_matching(args.status, dry_run=args.dry_run, **filters)
@@ -351,6 +386,8 @@ def delete(client: Client, args: argparse.Namespace) -> int:
         console.print("give a job id, or --status (and more filters) for every ended job it matches")
         return EXIT_ERROR
     filters = {k: v for k, v in job_filters(args).items() if k != "status"}
+    if args.detach and not args.dry_run:
+        return _detached(client.start_delete_matching(args.status, **filters), args.json)
     done = client.delete_matching(args.status, dry_run=args.dry_run, on_progress=None if args.json else
                                   _progress("deleted"), **filters)
     _print_json(done) if args.json else console.print(
@@ -380,6 +417,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "submit": submit, "watch": lambda client, args: watch(client, args.id, args.json), "jobs": list_jobs,
     "export": export, "stats": stats, "logs": logs, "replay": replay,
     "cancel": cancel, "retry": retry, "signal": signal, "delete": delete, "token": token,
+    "operations": list_operations, "operation": follow_operation,
 }
 
 

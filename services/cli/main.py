@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--result", action="append", type=_param, default=[], metavar="KEY=VALUE",
                          help="a result field equal to VALUE; repeatable")
 
+    DETACH = ("with --status: run it as a stored operation that a conductor runs (it goes on if this command "
+              "stops), print its id and return; `jobline operation ID` follows it")
     jobs = command("jobs", "list and search jobs over all history, newest first")
     job_filters(jobs)
     jobs.add_argument("--limit", type=int, default=50)
@@ -124,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("id", nargs="?", help="the job (or, instead, a filter: --status and more)")
     job_filters(delete)
     delete.add_argument("--dry-run", action="store_true", help="with --status: only count what would be deleted")
+    delete.add_argument("--detach", action="store_true", help=DETACH)
     delete.add_argument("--json", action="store_true")
 
     export = command("export", "every job matching the filters as JSON lines (all pages), optionally with "
@@ -156,7 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--owner", help="with --status: only these owners' jobs (comma separated)")
     cancel.add_argument("--tag", help="with --status: only jobs with every one of these tags")
     cancel.add_argument("--dry-run", action="store_true", help="with --status: only count what would be cancelled")
+    cancel.add_argument("--detach", action="store_true", help=DETACH)
     cancel.add_argument("--json", action="store_true")
+
+    operations = command("operations", "the newest stored bulk operations (cancel/delete --detach), newest first")
+    operations.add_argument("--json", action="store_true")
+    operation = command("operation", "a stored bulk operation, followed to its end")
+    operation.add_argument("id")
+    operation.add_argument("--json", action="store_true")
 
     token = command("token", "mint a scoped token for a page (?access_token=): it reads the jobs it is made for "
                              "and, with --rights, may submit (an owner's), cancel or signal them")

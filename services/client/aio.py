@@ -14,6 +14,7 @@ made instead of creating another.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -27,7 +28,7 @@ from jobline.contract.events import TERMINAL_KINDS, JobEvent, LogRow, job_event_
 from jobline.contract.job_state import ArtifactInfo, JobState, apply
 
 from .controls import Controls
-from .errors import error_for
+from .errors import Unreachable, error_for
 from .files import Files
 from .stream import ReplayEnded, Snapshot, StreamEvent, typed
 from .transport import submission_body
@@ -167,12 +168,53 @@ class AsyncClient(Files, Controls):
         `on_progress(done, matched)`: called as the gateway goes."""
         return await self._by_filter("delete", status, dry_run, filters, on_progress)
 
+    async def start_cancel_matching(self, status: str | Iterable[str], *, idempotency_key: str | None = None,
+                                    **filters: Any) -> dict[str, Any]:
+        """`cancel_matching` as a stored operation a conductor runs (it goes on whatever happens to this
+        client or the gateway): its record (`id`, `status`, `matched`, `done`…). ApiError 422 when more
+        than 10,000 jobs match. The same `idempotency_key` again answers the same operation."""
+        return await self._start_operation("cancel", status, idempotency_key, filters)
+
+    async def start_delete_matching(self, status: str | Iterable[str], *, idempotency_key: str | None = None,
+                                    **filters: Any) -> dict[str, Any]:
+        """`delete_matching` as a stored operation (as `start_cancel_matching`)."""
+        return await self._start_operation("delete", status, idempotency_key, filters)
+
+    async def operation(self, operation_id: str) -> dict[str, Any]:
+        """A stored bulk operation's record now."""
+        answer: dict[str, Any] = await self.get_json(f"/api/operations/{operation_id}")
+        return answer
+
+    async def operations(self) -> builtins.list[dict[str, Any]]:
+        """The newest stored bulk operations (100), newest first."""
+        answer: builtins.list[dict[str, Any]] = await self.get_json("/api/operations")
+        return answer
+
+    async def wait_operation(self, operation_id: str, on_progress: Progress | None = None) -> dict[str, Any]:
+        """Follow a stored operation to its end (`on_progress(done, matched)` as it goes); its final
+        record (`status` `done` or `failed`). A dropped connection is followed again."""
+        async for event in self.events(f"/api/operations/{operation_id}/events", until=frozenset({"done", "failed"})):
+            record: dict[str, Any] = msgspec.json.decode(event.data)
+            if on_progress is not None and record.get("matched") is not None:
+                on_progress(int(record["done"]), int(record["matched"]))
+            if event.kind in ("done", "failed"):
+                return record
+        raise Unreachable(f"the events of operation {operation_id} ended before it did")
+
+    async def _start_operation(self, action: str, status: str | Iterable[str], idempotency_key: str | None,
+                               filters: dict[str, Any]) -> dict[str, Any]:
+        # (a key made here when none is given: a retried request then finds the same operation)
+        key = idempotency_key or f"jobline-client-{uuid.uuid4().hex}"
+        answer: dict[str, Any] = (await self.request(
+            "POST", f"/api/jobs/{action}", params=_filter_query(status, filters),
+            headers={"Prefer": "respond-async", "Idempotency-Key": key})).json()
+        return answer
+
     async def _by_filter(self, action: str, status: str | Iterable[str], dry_run: bool, filters: dict[str, Any],
                          on_progress: Progress | None = None) -> dict[str, Any]:
         """`POST /api/jobs/<action>` with the filter as its query (lists joined by commas). Each is safe
         to send again (a repeat acts on nothing twice), so it is retried like a read."""
-        query = {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
-                 for k, v in {"status": status, **filters}.items() if v is not None}
+        query = _filter_query(status, filters)
         if dry_run:
             query["dry_run"] = "true"
         elif on_progress is not None:
@@ -331,3 +373,9 @@ class AsyncJob:
 
     def replay(self, speed: float = 10.0, from_s: float = 0.0) -> AsyncIterator[StreamEvent]:
         return self.client.replay(self.id, speed, from_s)
+
+
+def _filter_query(status: str | Iterable[str], filters: dict[str, Any]) -> dict[str, Any]:
+    """A bulk action's filter as its query (lists joined by commas)."""
+    return {k: v if isinstance(v, str) or not isinstance(v, Iterable) else ",".join(v)
+            for k, v in {"status": status, **filters}.items() if v is not None}

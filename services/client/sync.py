@@ -11,6 +11,7 @@ implementation of retries and resumable watching, not two that drift apart.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
@@ -152,6 +153,24 @@ class Client:
     def delete_matching(self, status: str | Iterable[str], *, dry_run: bool = False,
                         on_progress: Callable[[int, int], None] | None = None, **filters: Any) -> dict[str, Any]:
         return self._run(self.aio.delete_matching(status, dry_run=dry_run, on_progress=on_progress, **filters))
+
+    def start_cancel_matching(self, status: str | Iterable[str], *, idempotency_key: str | None = None,
+                              **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.start_cancel_matching(status, idempotency_key=idempotency_key, **filters))
+
+    def start_delete_matching(self, status: str | Iterable[str], *, idempotency_key: str | None = None,
+                              **filters: Any) -> dict[str, Any]:
+        return self._run(self.aio.start_delete_matching(status, idempotency_key=idempotency_key, **filters))
+
+    def operation(self, operation_id: str) -> dict[str, Any]:
+        return self._run(self.aio.operation(operation_id))
+
+    def operations(self) -> builtins.list[dict[str, Any]]:
+        return self._run(self.aio.operations())
+
+    def wait_operation(self, operation_id: str,
+                       on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        return self._run(self.aio.wait_operation(operation_id, on_progress))
 
     def timeline(self, job_id: str) -> Timeline:
         return self._run(self.aio.timeline(job_id))

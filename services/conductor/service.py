@@ -8,6 +8,7 @@ import contextlib
 import logging
 
 from jobline.contract.flows import FlowRecord, flows_bucket_config
+from jobline.contract.operations import operations_bucket_config
 from jobline.contract.queues import queue_controls_bucket_config
 from jobline.jobs.alerts import AlertRules
 from jobline.jobs.bands import Bands
@@ -30,6 +31,7 @@ from jobline.runtime.stream_setup import ensure_streams
 from .alert_watch import AlertWatch
 from .flow_runner import FlowRunner
 from .metrics import ConductorMetrics
+from .operation_runner import OperationRunner
 from .schedule_runner import ScheduleRunner
 from .settings import ConductorSettings
 from .signal_runner import SignalRunner
@@ -74,13 +76,17 @@ async def run(settings: ConductorSettings, stop: asyncio.Event) -> None:
                                          on_attempt=lambda ok: metrics.webhook_attempts.labels(str(ok).lower()).inc())
             stack.push_async_callback(webhooks.stop)
             await until_stopped(stop, webhooks.start())
+            operations = OperationRunner(nc, js, names, writer, history, await key_value(
+                js, operations_bucket_config(names, replicas, settings.retention.jobs_max_age_s)))
+            stack.push_async_callback(operations.stop)
+            await until_stopped(stop, operations.start())
             alerts = AlertWatch(await until_stopped(stop, AlertRules.open(js, names, replicas)), history,
                                 settings.webhooks, max(settings.alert_check_s, 0.1))
             stack.push_async_callback(alerts.stop)
             alerts.start()
             await stack.enter_async_context(serve_ops(settings.ops_host, settings.ops_port, metrics.registry,
                                                       ready=lambda: nc.is_connected and not stop.is_set()))
-            log.info("conductor running flows, schedules, signals, webhooks and failure alerts")
+            log.info("conductor running flows, schedules, signals, webhooks, bulk operations and failure alerts")
             await stop.wait()
     except Stopped:
         log.info("told to stop while starting")

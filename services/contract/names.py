@@ -108,6 +108,8 @@ class _StoreNames(_Namespaced):
     workers_bucket = _Bucket(
         "WORKERS", "KV bucket: worker id → what that processor last said of itself (contract/workers.py).")
     alerts_bucket = _Bucket("ALERTS", "KV bucket: alert name → its rule and whether it fires (contract/alerts.py).")
+    operations_bucket = _Bucket(
+        "OPERATIONS", "KV bucket: operation id → a bulk action's record and progress (contract/operations.py).")
     unique_bucket = _Bucket(
         "UNIQUE_KEYS", "KV bucket: `<type>.<unique_key hashed>` → the job that holds the key (jobs/unique.py).")
 
@@ -399,6 +401,24 @@ class Names(_StoreNames):
     @property
     def all_flows_ended(self) -> str:
         return self._subject("flows", "*", "ended")
+
+    @property
+    def operations_stream(self) -> str:
+        """Bulk actions to run: one message per stored operation, for the conductors' operation runner."""
+        return self._stream("OPERATIONS")
+
+    def operation(self, operation_id: str) -> str:
+        """`operations.<id>`: run this bulk action (body: contract/operations.BulkOperation as asked)."""
+        return self._subject("operations", checked_job_id(operation_id))
+
+    @property
+    def all_operations(self) -> str:
+        return self._subject("operations", "*")
+
+    @property
+    def operation_runner_durable(self) -> str:
+        """The conductors' shared durable on `operations.*`: each operation runs on one conductor at a time."""
+        return "operation-runner"
 
     @property
     def flow_runner_durable(self) -> str:

@@ -120,10 +120,27 @@ def webhooks_stream_config(names: Names, retention: RetentionSettings) -> Stream
     )
 
 
+def operations_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    """Bulk operations to run (contract/operations.py): a work queue, an operation's message leaves
+    once a conductor has run it to its end."""
+    return StreamConfig(
+        name=names.operations_stream,
+        description="Bulk actions to run (cancel or delete every job a filter matches): the conductors take them.",
+        subjects=[names.all_operations],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=retention.jobs_max_age_s,
+        num_replicas=retention.replicas,
+        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
+    )
+
+
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
     # Order matters: the log stream sources from the job stream.
     return [jobs_stream_config(names, retention), logs_stream_config(names, retention),
-            flows_stream_config(names, retention), webhooks_stream_config(names, retention)]
+            flows_stream_config(names, retention), webhooks_stream_config(names, retention),
+            operations_stream_config(names, retention)]
 
 
 def types_bucket_config(names: Names, replicas: int) -> KeyValueConfig:

@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 
 from jobline.contract.batches import BatchRecord, batches_bucket_config
 from jobline.contract.flows import FlowRecord, flows_bucket_config
+from jobline.contract.operations import operations_bucket_config
 from jobline.contract.queues import QueueControls, queue_controls_bucket_config
 from jobline.jobs.alerts import AlertRules
 from jobline.jobs.bands import Bands
@@ -28,6 +29,7 @@ from jobline.jobs.catalogue import Catalogue
 from jobline.jobs.checks import JobChecks, JobLimits
 from jobline.jobs.history_client import HistoryClient, HistoryUnavailable
 from jobline.jobs.idempotency import open_bucket as open_idempotency
+from jobline.jobs.operations import Operations
 from jobline.jobs.reader import JobReader
 from jobline.jobs.schedules import ScheduleStore
 from jobline.jobs.unique import bucket_config as unique_bucket_config
@@ -68,6 +70,7 @@ from .live.routes import stream_handlers
 from .live.streams import Live
 from .live.websocket import ws_endpoint
 from .metrics import GatewayMetrics
+from .operations.routes import operation_handlers
 from .queues.routes import queue_handlers
 from .queues.store import QueueStore
 from .schedules.routes import schedule_handlers
@@ -98,6 +101,7 @@ class Wired:
     queues: QueueStore
     workers: Workers
     alerts: AlertRules
+    operations: Operations
     readiness: Readiness
     metrics: GatewayMetrics
 
@@ -191,6 +195,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 schedules=await ScheduleStore.open(js, names, replicas, settings.schedule_catchup_s),
                 queues=QueueStore(js, names, KvRecords(controls, QueueControls), catalogue, replicas, workers.serving),
                 workers=workers, alerts=await AlertRules.open(js, names, replicas, checks),
+                operations=Operations(js, names, await key_value(
+                    js, operations_bucket_config(names, replicas, settings.retention.jobs_max_age_s))),
                 readiness=readiness, metrics=metrics)
             wired.update(vars(built))
             app.state.catalogue = catalogue  # (the OpenAPI document names the served types)
@@ -209,7 +215,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                      "auth": Provide(lambda: auth, use_cache=True, sync_to_thread=False)}
     handlers: list[Any] = [ws_endpoint, *access_handlers, *ops_handlers, *job_handlers, *file_handlers,
                            *stream_handlers, *schedule_handlers, *queue_handlers, *batch_handlers, *flow_handlers,
-                           *worker_handlers, *alert_handlers, *signal_handlers]
+                           *worker_handlers, *alert_handlers, *signal_handlers, *operation_handlers]
     if settings.web_dir.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[settings.web_dir], html_mode=True,
                                                    include_in_schema=False))
@@ -224,9 +230,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
                     request_guard(allowed_hosts(settings.host, settings.allowed_hosts), settings.cors_origins),
                     auth_middleware(auth)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True,
-                               allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+                               allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Prefer"],
                                expose_headers=["Location", "ETag", "Retry-After", "Content-Range",
-                                               "Idempotent-Replayed"]) if settings.cors_origins else None,
+                                               "Idempotent-Replayed", "Preference-Applied"]) if settings.cors_origins else None,
         # JSON only (the HTML viewers load their scripts from CDNs), completed by http/openapi.py.
         openapi_config=OpenAPIConfig(title="Jobline", version="0.1.0", path="/schema", render_plugins=[DescribedJson()]),
         logging_config=None,  # the process configures logging (runtime.lifecycle)

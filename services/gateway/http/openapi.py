@@ -71,7 +71,7 @@ WHY = {
 }
 
 STREAMS = {("get", "/api/jobs/{job_id}/events"), ("get", "/api/events"), ("get", "/api/logs/stream"),
-           ("get", "/api/batches/{batch_id}/events")}
+           ("get", "/api/batches/{batch_id}/events"), ("get", "/api/operations/{operation_id}/events")}
 NO_CONTENT = {  # answers without a body
     ("get", "/api/jobs/{job_id}"): {304: "Not modified since the ETag in If-None-Match"},
     ("get", "/api/jobs/{job_id}/events"): {204: "The job has ended and the client saw its end: EventSource stops"},
@@ -100,6 +100,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "upload_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "job_type": {"type": "string", "pattern": JOB_TYPE_PATTERN},
     "batch_id": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "operation_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "flow_id": {"type": "string", "pattern": JOB_ID_PATTERN},
     "worker_id": {"type": "string", "pattern": WORKER_ID_PATTERN},
     "signal": {"type": "string", "pattern": SIGNAL_NAME_PATTERN},

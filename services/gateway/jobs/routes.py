@@ -16,11 +16,15 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 
 from jobline.contract.events import JobScheduled, JobTypeInfo, encoder
+from jobline.contract.history import JobFilter
 from jobline.contract.job_state import JobState
+from jobline.contract.operations import BulkAction, OperationView
 from jobline.contract.submissions import JobSubmission
+from jobline.jobs.bulk import MAX_BULK, BulkCancelled, BulkDeleted, applicable, cancel_matching, delete_matching, matching
 from jobline.jobs.catalogue import Catalogue
-from jobline.jobs.errors import Malformed, NotFound
+from jobline.jobs.errors import Invalid, Malformed, NotFound
 from jobline.jobs.history_client import HistoryClient
+from jobline.jobs.operations import Operations
 from jobline.jobs.reader import JobReader
 from jobline.jobs.timeline import decoded, fold
 from jobline.jobs.writer import Held, JobWriter
@@ -30,8 +34,9 @@ from ..http.limits import MAX_JOB_BYTES, MAX_SEQ
 from ..http.sent_json import SentJSON
 from ..live.read_model import ReadModel
 from ..live.streams import Live, wait_for_change
+from ..operations.routes import view
 from . import search
-from .bulk import BulkCancelled, BulkDeleted, cancel_matching, delete_matching, progress_stream
+from .bulk import progress_stream
 from .replay import parse_at, timeline_json
 from .search import JobPage
 
@@ -129,17 +134,27 @@ async def list_jobs(
     return Response(body, media_type="application/json")
 
 
-@post("/api/jobs/cancel", status_code=200, summary="Cancel every live job a filter matches", errors=(400, 503),
+_ASYNC = ("With `Prefer: respond-async` (RFC 7240): a stored operation instead — `202` with its record and `Location`; "
+          "a conductor runs it (it goes on if this gateway stops, and resumes where it stopped if the conductor does); "
+          "follow it at `/api/operations/{id}` and its `events`. The whole set is bounded: more than 10,000 matching "
+          "jobs are refused (`422` with `matched`), to narrow the filter. With an `Idempotency-Key`, a repeat answers "
+          "the same operation.")
+
+
+@post("/api/jobs/cancel", status_code=200, summary="Cancel every live job a filter matches", errors=(400, 409, 422, 503),
       description="`status` (required: the live statuses to cancel, e.g. `pending,retrying`; ended ones match "
       "nothing), and optionally `type`, `owner`, `tag`, `created_after`, `created_before`, `params.<name>=` as "
       "for `GET /api/jobs`. Each job is cancelled as `POST /api/jobs/{id}/cancel` would; at most 10,000 a "
       "request: `more: true` when others remain (ask again). `{\"matched\", \"cancelled\", \"cancelling\", "
       "\"more\"}`. `dry_run=true`: only count (`matched`), cancel nothing. With `Accept: text/event-stream`: "
-      "its progress as events (`matched`, `progress` {done, matched}, `done` with that body).")
+      "its progress as events (`matched`, `progress` {done, matched}, `done` with that body). " + _ASYNC,
+      responses={202: ResponseSpec(OperationView, description="`Prefer: respond-async`: the operation is stored; "
+                                   "a conductor runs it (follow it at its `links`)", generate_examples=False)})
 async def cancel_jobs(
     request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
     history: NamedDependency[HistoryClient],
+    operations: NamedDependency[Operations],
     status: FromQuery[str],
     type: FromQuery[str | None] = None,
     owner: FromQuery[str | None] = None,
@@ -151,6 +166,8 @@ async def cancel_jobs(
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=None, finished_before=None,
                                      error=None, owner=owner, tag=tag)
+    if _wants_operation(request) and not dry_run:
+        return await _start_operation(request, writer, history, operations, "cancel", job_filter)
     if _wants_progress(request) and not dry_run:
         return await progress_stream(lambda progress: cancel_matching(writer, history, job_filter, progress=progress))
     return await cancel_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing cancelled)
@@ -158,6 +175,24 @@ async def cancel_jobs(
 
 def _wants_progress(request: Request[Any, Any, Any]) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _wants_operation(request: Request[Any, Any, Any]) -> bool:
+    return "respond-async" in request.headers.get("prefer", "").lower()
+
+
+async def _start_operation(request: Request[Any, Any, Any], writer: JobWriter, history: HistoryClient,
+                           operations: Operations, action: BulkAction, job_filter: JobFilter) -> Response[Any]:
+    narrowed = applicable(action, job_filter)
+    seen_seq = writer.reader.live.last_seq  # (a job submitted a moment ago is matched too)
+    ids, more = await matching(history, narrowed, seen_seq)  # (the bound, checked before anything is stored)
+    if more:
+        raise Invalid(f"more than {MAX_BULK:,} jobs match; narrow the filter (type, created_before, owner, tag) and "
+                      "run it in parts", title="Too many jobs for one operation", key="status", source="query",
+                      matched=len(ids), limit=MAX_BULK)
+    operation, _ = await operations.start(action, narrowed, seen_seq, request.headers.get("idempotency-key"))
+    return Response(view(operation), status_code=202, headers={
+        "Location": f"/api/operations/{operation.id}", "Preference-Applied": "respond-async"})
 
 
 @post("/api/jobs/{job_id:str}/cancel", status_code=202, summary="Cancel a job", errors=(404, 409, 503),
@@ -172,16 +207,20 @@ async def cancel_job(request: Request[Any, Any, Any], writer: NamedDependency[Jo
 
 
 @post("/api/jobs/delete", status_code=200, summary="Delete every ended job a filter matches from history",
-      errors=(400, 503),
+      errors=(400, 409, 422, 503),
       description="`status` (required: the ended statuses to delete, e.g. `failed,cancelled`; live ones match nothing) "
       "and the filters of `GET /api/jobs` (`type`, `owner`, `tag`, `created_*`, `finished_*`, `error`, "
       "`params.<name>=`). Each job is deleted as `DELETE /api/jobs/{id}` would; at most 10,000 a request: `more: "
       "true` when others remain (ask again). `{\"matched\", \"deleted\", \"more\"}`. `dry_run=true`: only count. "
-      "With `Accept: text/event-stream`: its progress as events (`matched`, `progress` {done, matched}, `done`).")
+      "With `Accept: text/event-stream`: its progress as events (`matched`, `progress` {done, matched}, `done`). "
+      + _ASYNC, responses={202: ResponseSpec(OperationView, description="`Prefer: respond-async`: the operation is "
+                                              "stored; a conductor runs it (follow it at its `links`)",
+                                              generate_examples=False)})
 async def delete_jobs(
     request: Request[Any, Any, Any],
     writer: NamedDependency[JobWriter],
     history: NamedDependency[HistoryClient],
+    operations: NamedDependency[Operations],
     status: FromQuery[str],
     type: FromQuery[str | None] = None,
     owner: FromQuery[str | None] = None,
@@ -196,6 +235,8 @@ async def delete_jobs(
     job_filter = search.parse_filter(request.query_params, status=status, job_type=type, created_after=created_after,
                                      created_before=created_before, finished_after=finished_after,
                                      finished_before=finished_before, error=error, owner=owner, tag=tag)
+    if _wants_operation(request) and not dry_run:
+        return await _start_operation(request, writer, history, operations, "delete", job_filter)
     if _wants_progress(request) and not dry_run:
         return await progress_stream(lambda progress: delete_matching(writer, history, job_filter, progress=progress))
     return await delete_matching(writer, history, job_filter, dry_run)  # (HistoryUnavailable: 503, nothing deleted)
