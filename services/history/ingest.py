@@ -38,7 +38,7 @@ class Ingest:
             nc, js, settings.names.jobs_stream, name="history consuming", consumer=self._consumer,
             position=lambda: store.applied_seq, write=self._write, is_transient=is_transient,
             batch_size=settings.batch_size, heartbeat_s=HEARTBEAT_S, on_missed=self._missed, between_batches=self._maybe_prune,
-            keep_going=lambda: store.is_writer)
+            keep_going=lambda: store.is_writer, gather_s=settings.gather_s)
 
     def _consumer(self, start_seq: int) -> ConsumerConfig:
         return ConsumerConfig(

@@ -22,6 +22,7 @@ class HistorySettings:
     data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
     database_url: str = ""  # empty: SQLite at <data_dir>/history.sqlite3
     batch_size: int = 2000  # job stream messages written per transaction at most
+    gather_s: float = 0.01  # a batch short of batch_size waits this long for more (docs/benchmarks.md: the cost it saves)
     ack_wait_s: float = 60.0  # unacknowledged this long: redelivered (and skipped, being applied)
     max_age_s: float = 90 * 86400.0  # jobs that ended longer ago than this are pruned (0: never)
     prune_interval_s: float = 3600.0
@@ -47,6 +48,7 @@ class HistorySettings:
             data_dir=env.data_dir(),
             database_url=env.env_str("JOBLINE_DATABASE_URL", d.database_url),
             batch_size=env.env_int("JOBLINE_HISTORY_BATCH", d.batch_size),
+            gather_s=env.env_float("JOBLINE_HISTORY_GATHER_MS", d.gather_s * 1000) / 1000,
             ack_wait_s=env.env_float("JOBLINE_HISTORY_ACK_WAIT_S", d.ack_wait_s),
             max_age_s=env.env_float("JOBLINE_HISTORY_MAX_AGE_S", d.max_age_s),
             prune_interval_s=env.env_float("JOBLINE_HISTORY_PRUNE_INTERVAL_S", d.prune_interval_s),

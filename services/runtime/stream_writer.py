@@ -27,6 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -59,7 +60,7 @@ class StreamWriter:
                  batch_size: int = 1000, heartbeat_s: float = 5.0,
                  on_missed: Callable[[int, int], None] | None = None,
                  between_batches: Callable[[], Awaitable[None]] | None = None,
-                 keep_going: Callable[[], bool] = lambda: True):
+                 keep_going: Callable[[], bool] = lambda: True, gather_s: float = 0.0):
         self._nc = nc
         self._js = js
         self._stream = stream
@@ -72,6 +73,8 @@ class StreamWriter:
         self._on_missed = on_missed or (lambda first, last: None)
         self._between_batches = between_batches  # also called while idle, every heartbeat
         self._keep_going = keep_going
+        self._gather_s = gather_s  # a batch short of batch_size waits this long for more (0: written at once)
+        self._full = asyncio.Event()  # the buffer holds a whole batch
         self._buffer: deque[tuple[Delivered, str]] = deque()  # (message, its ack subject), in stream order
         self._next = 0  # the sequence the next message must have to be taken
         self._filters: tuple[str, ...] = ()  # the consumer's filter subjects (none: every message)
@@ -87,6 +90,8 @@ class StreamWriter:
         self._next = seq + 1
         self._buffer.append((Delivered(seq, msg.subject, msg.data, stored_at, msg.headers), msg.reply or ""))
         self._arrived.set()
+        if len(self._buffer) >= self._batch_size:
+            self._full.set()
 
     def _wanted(self) -> tuple[int, int | None]:
         if len(self._buffer) >= self._batch_size:
@@ -126,6 +131,8 @@ class StreamWriter:
                         if self._between_batches is not None:
                             await self._between_batches()
                         continue
+                if self._gather_s > 0 and len(self._buffer) < self._batch_size:
+                    await self._gather(stopping)
                 batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), self._batch_size))]
                 self._loop.wake()  # room in the buffer: ask for more while this batch is written
                 batch, broken = await self._unbroken(batch)
@@ -153,6 +160,18 @@ class StreamWriter:
             stopping.cancel()
             await cancel_and_wait(intake)
             await self._loop.stop()
+
+    async def _gather(self, stopping: asyncio.Future[Any]) -> None:
+        """Let a short batch grow for `gather_s`: a transaction (and a trip to the store's thread) per
+        batch costs the same for 5 messages as for 500, and under load a few milliseconds bring many."""
+        self._full.clear()
+        if len(self._buffer) >= self._batch_size:
+            return
+        full: asyncio.Future[Any] = asyncio.ensure_future(self._full.wait())
+        try:
+            await asyncio.wait({full, stopping}, timeout=self._gather_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            full.cancel()
 
     async def _none_for_us(self, first: int, last: int, most: int = 1000) -> bool:
         """Whether none of first..last is a message this consumer should have had: each is gone
