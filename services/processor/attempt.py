@@ -70,6 +70,7 @@ class Attempts:
         self._running = running
         self._finish = finish  # done with a delivery: its ack (which may ask for the next job)
         self._tracer = tracing.tracer("processor")  # None: tracing is off (and costs one test per attempt)
+        self._work_root = Path(settings.data_dir) / "work"
 
     async def run(self, msg: Msg, chain: RunChain, spec: TaskSpec, created: JobCreated, run: Run) -> None:
         job_id, attempt = created.job_id, run.attempt
@@ -101,7 +102,7 @@ class Attempts:
         outbox = Outbox(self._js, self._names, job_id, attempt, started_seq, guard=lease.guard, on_fenced=lost)
         ctx = JobContext(job_id=job_id, job_type=created.type, attempt=attempt, params=run.params, outbox=outbox,
                          progress_rate=self._settings.progress_rate, loop=asyncio.get_running_loop(),
-                         objects=self._objects, work_root=Path(self._settings.data_dir) / "work",
+                         objects=self._objects, work_root=self._work_root,
                          children=await self._children_of(created), js=self._js, names=self._names)
         timeout = min(created.timeout_s or spec.timeout_s or self._settings.default_timeout_s, self._settings.max_timeout_s)
         spans = AttemptSpans(self._tracer, created, attempt, self._instance) if self._tracer is not None else None
@@ -226,6 +227,9 @@ class Attempts:
 
     async def _children_of(self, created: JobCreated) -> dict[str, ChildOutcome]:
         """A flow parent's children as they ended (each one's terminal event), by name."""
+        if not created.children:
+            return {}  # (most jobs: an empty gather costs a future and a loop turn)
+
         async def end_of(child_id: str) -> JobEvent | None:
             try:
                 raw = await self._js.get_last_msg(self._names.jobs_stream, self._names.run_event(child_id, ENDED),
