@@ -67,6 +67,7 @@ bench: $(VENV)/.synced system-packages bench/bullmq/node_modules
 	$(VENV)/bin/python -m bench.clients
 	$(VENV)/bin/python -m bench.queue_controls
 	$(VENV)/bin/python -m bench.batches
+	$(VENV)/bin/python -m bench.nats_client
 
 # The BullMQ peer of bench.batches (Node and npm are on these machines), in its own folder only.
 bench/bullmq/node_modules: bench/bullmq/package.json bench/bullmq/package-lock.json

@@ -87,3 +87,11 @@ def test_the_batch_benchmark_runs_end_to_end() -> None:
                             text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| jobline, POST /api/batches of 1,000 |" in result.stdout and "| raw nats-py |" in result.stdout
+
+
+def test_the_nats_client_benchmark_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.nats_client", "--smoke"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert len(rows) == 6 and all(float(row.split("|")[2]) > 0 for row in rows), result.stdout
