@@ -412,6 +412,10 @@ async def test_retry_every_failed_job_of_a_search_from_the_history_page(page: Pa
     await expect(page.locator("#history-retry-count")).to_have_text("2 jobs cancelled.")
     for job_id in later:
         assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "cancelled"
+    # Both were stored operations a conductor ran: the page lists them, the newest first.
+    await expect(page.locator("#history-operations li").first).to_contain_text("cancel 2 of 2")
+    await expect(page.locator("#history-operations")).to_contain_text("delete 6 of 6")
+    assert {op["action"] for op in (await client.get("/api/operations")).json()} == {"cancel", "delete"}
 
 
 async def test_a_firing_failure_alert_shows_a_banner_on_every_page(page: Page, client: httpx.AsyncClient) -> None:

@@ -21,11 +21,13 @@ export function openHistory() {
   $("history-retry-cancel").addEventListener("click", () => { $("history-retry-ask").hidden = true; });
   $("history-retry-confirm").addEventListener("click", act);
   show(0);
+  showOperations();
 }
 
 // Bulk actions on what the filter matches (retry and delete: ended jobs; cancel: live ones): the
 // count (a dry run) is shown first. Confirmed, a retry's new jobs are one batch, whose page follows
-// them live; a cancel or a delete streams its progress into a bar, then the list is shown again.
+// them live; a cancel or a delete is a stored operation a conductor runs (it goes on if this page
+// is closed: the recent operations below show how it ended), its progress in a bar.
 let action = "retry";
 const VERBS = { retry: "Retry", delete: "Delete", cancel: "Cancel jobs" };
 const LIVE = STATUSES.filter((s) => !TERMINAL.includes(s));
@@ -70,10 +72,10 @@ async function act() {
       if (done.batch) location.hash = `#/batches/${done.batch}`;
     } else { // (the answer stays where the question was)
       $("history-retry-confirm").hidden = true;
-      const done = await withProgress(`/api/jobs/${action}?${actionQuery()}`);
+      const done = await asOperation(`/api/jobs/${action}?${actionQuery()}`);
+      if (done.status === "failed") throw new Error(`the operation failed: ${done.error}`);
       const n = action === "delete" ? done.deleted : done.cancelled + done.cancelling;
-      $("history-retry-count").textContent = `${n} job${n === 1 ? "" : "s"} ${action === "delete" ? "deleted" : "cancelled"}.`
-        + (done.more ? ` More match: ${action} again.` : "");
+      $("history-retry-count").textContent = `${n} job${n === 1 ? "" : "s"} ${action === "delete" ? "deleted" : "cancelled"}.`;
       pages = [null];
       setTimeout(() => show(0), 500); // (the history service records the change a moment later)
     }
@@ -81,46 +83,50 @@ async function act() {
     $("history-error-text").textContent = error.message;
   } finally {
     $("history-retry-confirm").disabled = false;
+    showOperations();
   }
 }
 
-/** POST a bulk action asking for its progress (Server-Sent Events over fetch), shown in the bar;
- * resolves with its `done` body. */
-async function withProgress(path) {
+/** Store the bulk action as an operation and follow it (Server-Sent Events) in the bar; resolves
+ * with its final record. A repeat of the same click (a retried request) is the same operation. */
+async function asOperation(path) {
+  const key = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+  const started = await api(path, { method: "POST", headers: {
+    "content-type": "application/json", prefer: "respond-async", "idempotency-key": `history-page-${key}` } });
   const bar = $("history-bulk-bar");
   const fill = $("history-bulk-fill");
-  const response = await fetch(path, { method: "POST", headers: { accept: "text/event-stream", "content-type": "application/json" } });
-  if (!response.ok) {
-    const problem = await response.json().catch(() => null);
-    throw new Error(problem?.detail || `${response.status} ${response.statusText}`);
-  }
   bar.hidden = false;
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("the action's progress stream ended early: search again to see where it stands");
-      buffered += value;
-      let end;
-      while ((end = buffered.indexOf("\n\n")) >= 0) {
-        const frame = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        const kind = /^event: (.*)$/m.exec(frame)?.[1];
-        const data = JSON.parse(/^data: (.*)$/m.exec(frame)?.[1] ?? "null");
-        if (kind === "progress" && data.matched) {
-          const percent = Math.round((100 * data.done) / data.matched);
-          fill.style.width = `${percent}%`;
-          bar.setAttribute("aria-valuenow", String(percent));
-        } else if (kind === "done") {
-          return data;
-        } else if (kind === "error") {
-          throw new Error(`${data.detail} (${data.done} of ${data.matched} done: ${action} again for the rest)`);
-        }
-      }
+  const shown = (record) => {
+    const percent = record.matched ? Math.round((100 * record.done) / record.matched) : (record.status === "done" ? 100 : 0);
+    fill.style.width = `${percent}%`;
+    bar.setAttribute("aria-valuenow", String(percent));
+  };
+  return new Promise((resolve) => {
+    const source = new EventSource(started.links.events);
+    source.addEventListener("operation", (event) => shown(JSON.parse(event.data)));
+    for (const end of ["done", "failed"]) {
+      source.addEventListener(end, (event) => {
+        source.close();
+        const record = JSON.parse(event.data);
+        shown(record);
+        resolve(record);
+      });
     }
-  } finally {
-    reader.cancel().catch(() => {});
+    // (a dropped stream is reopened by the browser: the operation goes on meanwhile, on a conductor)
+  });
+}
+
+/** The newest stored operations, as text. */
+async function showOperations() {
+  try {
+    const operations = (await api("/api/operations")).slice(0, 5);
+    $("history-operations").replaceChildren(...operations.map((op) => el("li", { "data-status": op.status },
+      el("span", { class: "pill", "data-status": op.status === "done" ? "completed" : op.status }, op.status), " ",
+      `${op.action} ${op.done} of ${op.matched ?? "?"} — ${formatWhen(op.created_at)}`,
+      op.error ? el("span", { class: "error" }, ` ${op.error}`) : "")));
+    $("history-operations-box").hidden = operations.length === 0;
+  } catch {
+    $("history-operations-box").hidden = true; // (a viewer without the list, or the gateway away: nothing to show)
   }
 }
 

@@ -28,7 +28,7 @@ from jobline.contract.history import JobFilter
 from jobline.contract.vocabulary import LIVE_STATUSES, TERMINAL_STATUSES
 from jobline.runtime.concurrency import bounded
 
-from .errors import JobError
+from .errors import Conflict, NotFound
 from .history_client import HistoryClient, state_decoder
 from .writer import JobWriter
 
@@ -123,7 +123,7 @@ async def delete_matching(writer: JobWriter, history: HistoryClient, job_filter:
     async def delete(job_id: str) -> str:
         try:
             await writer.delete(job_id, "deleted in bulk")
-        except JobError:  # gone meanwhile
+        except (NotFound, Conflict):  # gone meanwhile (the event store away is raised: nothing is skipped)
             return "gone"
         return "deleted"
 
@@ -143,7 +143,7 @@ async def cancel_matching(writer: JobWriter, history: HistoryClient, job_filter:
     async def cancel(job_id: str) -> str:
         try:
             return await writer.cancel(job_id, "cancelled in bulk")
-        except JobError:  # ended meanwhile, or gone: nothing to do
+        except (NotFound, Conflict):  # ended meanwhile, or gone: nothing to do (the event store away is raised)
             return "ended"
 
     outcomes = await _each(ids, cancel, progress)
