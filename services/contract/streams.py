@@ -90,50 +90,44 @@ def schedules_bucket_config(names: Names, replicas: int) -> KeyValueConfig:
     return KeyValueConfig(bucket=names.schedules_bucket, history=1, storage=StorageType.FILE, replicas=replicas)
 
 
-def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
-    """Flow signals (contract/flows.py): kept as long as the jobs they are about."""
+def _kept_as_long_as_jobs(name: str, description: str, subjects: list[str], retention: RetentionSettings,
+                          policy: RetentionPolicy = RetentionPolicy.LIMITS) -> StreamConfig:
+    """A stream of work about jobs for the conductors, kept as long as the jobs it is about."""
     return StreamConfig(
-        name=names.flows_stream,
-        description="Flow signals: a job of a flow ended (the conductors' flow runner releases what waited for it).",
-        subjects=[names.all_flow_signals],
-        retention=RetentionPolicy.LIMITS,
+        name=name,
+        description=description,
+        subjects=subjects,
+        retention=policy,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         max_age=retention.jobs_max_age_s,
         num_replicas=retention.replicas,
         duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
     )
+
+
+def flows_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
+    """Flow signals (contract/flows.py)."""
+    return _kept_as_long_as_jobs(
+        names.flows_stream,
+        "Flow signals: a job of a flow ended (the conductors' flow runner releases what waited for it).",
+        [names.all_flow_signals], retention)
 
 
 def webhooks_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
-    """Webhooks due (contract/webhooks.py): kept as long as the jobs they are about."""
-    return StreamConfig(
-        name=names.webhooks_stream,
-        description="Webhooks due: a job that asked for one ended (the conductors send it).",
-        subjects=[names.all_webhooks_due],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=retention.jobs_max_age_s,
-        num_replicas=retention.replicas,
-        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
-    )
+    """Webhooks due (contract/webhooks.py)."""
+    return _kept_as_long_as_jobs(
+        names.webhooks_stream, "Webhooks due: a job that asked for one ended (the conductors send it).",
+        [names.all_webhooks_due], retention)
 
 
 def operations_stream_config(names: Names, retention: RetentionSettings) -> StreamConfig:
     """Bulk operations to run (contract/operations.py): a work queue, an operation's message leaves
     once a conductor has run it to its end."""
-    return StreamConfig(
-        name=names.operations_stream,
-        description="Bulk actions to run (cancel or delete every job a filter matches): the conductors take them.",
-        subjects=[names.all_operations],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=retention.jobs_max_age_s,
-        num_replicas=retention.replicas,
-        duplicate_window=min(retention.duplicate_window_s, retention.jobs_max_age_s),
-    )
+    return _kept_as_long_as_jobs(
+        names.operations_stream,
+        "Bulk actions to run (cancel or delete every job a filter matches): the conductors take them.",
+        [names.all_operations], retention, RetentionPolicy.WORK_QUEUE)
 
 
 def all_stream_configs(names: Names, retention: RetentionSettings) -> list[StreamConfig]:
