@@ -18,6 +18,7 @@ from jobline.conductor import service as conductor_service
 from jobline.conductor.settings import ConductorSettings, WebhookSettings
 from jobline.contract.names import Names
 from jobline.contract.streams import RetentionSettings, types_bucket_config
+from jobline.gateway.app import Wired
 from jobline.gateway.service import GatewayServer
 from jobline.gateway.settings import GatewaySettings
 from jobline.history import service as history_service
@@ -250,3 +251,21 @@ def outcome(events: list[SseEvent]) -> str:
 
     last = events[-1]
     return str(json.loads(last.data)["job"]["status"]) if last.event == "snapshot" else last.event
+
+
+@contextlib.asynccontextmanager
+async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple[str, Wired]]:
+    """A second gateway on the same system, started now (its URL and its core)."""
+    server = GatewayServer(replace(stack.gateway.settings, port=0, **overrides))
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(server.serve(stop, started))
+    try:
+        async with asyncio.timeout(30):
+            waiter = asyncio.create_task(started.wait())
+            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not started.is_set():
+                task.result()
+        yield server.url, server.server.config.app.state.wired
+    finally:
+        stop.set()
+        await task

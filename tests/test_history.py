@@ -4,7 +4,6 @@ all history, on SQLite and on PostgreSQL (each test runs on both, with the same 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -20,11 +19,18 @@ from jobline.contract.events import JobCompleted, JobCreated, JobEvent, JobStart
 from jobline.contract.history import CountsRequest, StatusReply
 from jobline.contract.names import Names
 from jobline.contract.publishing import subject_of
-from jobline.gateway.app import Wired
-from jobline.gateway.service import GatewayServer
 from jobline.runtime.embedded_nats import EmbeddedNats
 
-from .helpers import TEST_RETENTION, Stack, eventually, read_sse, running_stack, submit, wait_for_history_seq
+from .helpers import (
+    TEST_RETENTION,
+    Stack,
+    another_gateway,
+    eventually,
+    read_sse,
+    running_stack,
+    submit,
+    wait_for_history_seq,
+)
 
 DEMO = {"steps": ["Upload", "Processing", "Done"], "step_seconds": 0.15, "ticks_per_step": 3}
 TERMINAL = ("completed", "failed", "cancelled", "expired")
@@ -36,24 +42,6 @@ async def stack(nats_server: EmbeddedNats, names: Names, data_dir: Path, js: Jet
     async with running_stack(nats_server.url, names, data_dir, js, history={"database_url": database_url},
                              gateway={"recent_jobs": 2}) as running:
         yield running
-
-
-@contextlib.asynccontextmanager
-async def another_gateway(stack: Stack, **overrides: Any) -> AsyncIterator[tuple[str, Wired]]:
-    """A second gateway on the same system, started now (its URL and its core)."""
-    server = GatewayServer(replace(stack.gateway.settings, port=0, **overrides))
-    stop, started = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(server.serve(stop, started))
-    try:
-        async with asyncio.timeout(30):
-            waiter = asyncio.create_task(started.wait())
-            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not started.is_set():
-                task.result()
-        yield server.url, server.server.config.app.state.wired
-    finally:
-        stop.set()
-        await task
 
 
 async def ended(client: httpx.AsyncClient, job_id: str) -> str:

@@ -26,8 +26,7 @@ from jobline.contract.history import JobFilter
 from jobline.contract.operations import BulkOperation, operations_bucket_config
 from jobline.runtime.buckets import key_value
 
-from .helpers import Stack, eventually, read_sse
-from .test_history import another_gateway
+from .helpers import Stack, another_gateway, eventually, read_sse
 from .test_queues import ends
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,7 @@ from nats.js import JetStreamContext
 
 from jobline.client import AsyncClient
 
-from .helpers import Stack, eventually, read_sse
-from .test_history import another_gateway
+from .helpers import Stack, another_gateway, eventually, read_sse
 
 ADMIN = "scoped-admin-secret"
 VIEWER = "scoped-viewer-secret"
