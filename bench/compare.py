@@ -112,7 +112,8 @@ async def compare(args: argparse.Namespace) -> None:
                     nats_before, me_before = cpu_seconds(server.process.pid), time.thread_time()
                     sampler.take()
                     result = await bench_jobline(nc, server.url, args.jobs, args.concurrency, None, Path(tmp),
-                                                 f"{version.lower()}{pair}", source=sources[version])
+                                                 f"{version.lower()}{pair}", watched=args.watched,
+                                                 source=sources[version], job_type=args.type)
                     cpu = sampler.take()
                     cpu["nats-server"] = cpu_seconds(server.process.pid) - nats_before
                     cpu["load generator"] = time.thread_time() - me_before
@@ -140,6 +141,10 @@ def cli() -> None:
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per round")
     parser.add_argument("--pairs", type=int, default=4, help="rounds of each version")
     parser.add_argument("--concurrency", type=int, default=64, help="submissions in flight")
+    parser.add_argument("--watched", action="store_true",
+                        help="the realistic job: progress events and one SSE watcher per job (bench.run's second system)")
+    parser.add_argument("--type", help="jobs of this type of bench/tasks.py instead of noop (e.g. bench-realistic: "
+                        "20 progress events and 20 log lines; run with JOBLINE_PROGRESS_RATE=0 to keep every one)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the tool works")
     args = parser.parse_args()
     if args.smoke:

@@ -172,10 +172,11 @@ async def watch_until_end(host: str, port: int, job_id: str) -> float:
 
 
 async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: float | None, data: Path, tag: str,
-                        watched: bool = False, source: Path | None = None) -> Result:
+                        watched: bool = False, source: Path | None = None, job_type: str | None = None) -> Result:
     """noop jobs timed POST → terminal event; `watched`: jobs that also report progress, each
     followed by its own SSE client from its submission to its end (the end as that client sees it).
-    `source`: a folder holding another `jobline` package to run the services from (bench.compare)."""
+    `source`: a folder holding another `jobline` package to run the services from (bench.compare);
+    `job_type`: jobs of that type instead (bench/tasks.py)."""
     names = Names(f"b{tag}")
     path = [str(ROOT)]
     env = dict(os.environ, NATS_URL=url, JOBLINE_NAMESPACE=names.namespace, JOBLINE_DATA_DIR=str(data / tag),
@@ -208,7 +209,7 @@ async def bench_jobline(nc: Client, url: str, n: int, concurrency: int, rate: fl
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(concurrency):
         pool.put_nowait(await Connection.open(base))
-    body = b'{"type":"bench-progress"}' if watched else b'{"type":"noop"}'
+    body = b'{"type":"%s"}' % (job_type or ("bench-progress" if watched else "noop")).encode()
 
     async def submit(i: int) -> str:
         connection = await pool.get()

@@ -28,3 +28,12 @@ async def flood(ctx: JobContext) -> dict[str, int]:
 @task("bench-progress", description="Completes at once after one progress report: a job's full event set.")
 async def progress_once(ctx: JobContext) -> None:
     ctx.progress(1, 1)
+
+
+@task("bench-realistic", description="What a web app's job reports: 20 progress events and 20 log lines, then ends.")
+async def realistic(ctx: JobContext) -> None:
+    """Progress is coalesced to JOBLINE_PROGRESS_RATE a job (10 a second by default): run the processor
+    with JOBLINE_PROGRESS_RATE=0 to have every report an event (bench.compare --type bench-realistic)."""
+    for i in range(1, 21):
+        ctx.progress(i, 20)
+        ctx.log(f"part {i} of 20 done")

@@ -19,6 +19,7 @@ class LogsinkSettings:
     data_dir: Path = field(default_factory=lambda: Path(".jobline").resolve())
     db_path: Path | None = None  # default: <data_dir>/logs.sqlite3
     batch_size: int = 500  # log messages fetched and written per transaction
+    gather_s: float = 0.01  # a batch short of batch_size waits this long for more (as the history service's)
     ack_wait_s: float = 30.0
     ops_host: str = "127.0.0.1"
     ops_port: int = 9102  # /metrics, /healthz, /readyz (a free port if taken)
@@ -40,6 +41,7 @@ class LogsinkSettings:
             data_dir=env.data_dir(),
             db_path=Path(db).resolve() if db else None,
             batch_size=env.env_int("JOBLINE_LOGSINK_BATCH", d.batch_size),
+            gather_s=env.env_float("JOBLINE_LOGSINK_GATHER_MS", d.gather_s * 1000) / 1000,
             ack_wait_s=env.env_float("JOBLINE_LOGSINK_ACK_WAIT_S", d.ack_wait_s),
             ops_host=env.env_str("JOBLINE_OPS_HOST", d.ops_host),
             ops_port=env.env_int("JOBLINE_OPS_PORT", d.ops_port),

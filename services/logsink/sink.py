@@ -77,7 +77,7 @@ async def consume(js: JetStreamContext, settings: LogsinkSettings, store: LogSto
 
     writer = StreamWriter(js._nc, js, settings.names.logs_stream, name="logsink consuming", consumer=consumer,
                           position=lambda: position, write=write, is_transient=is_transient,
-                          batch_size=settings.batch_size)
+                          batch_size=settings.batch_size, gather_s=settings.gather_s)
     try:
         await writer.run(stop)
     finally:
