@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.events import JobBlocked, JobCreated, JobFailed, encoder, job_event_decoder, kind_of
@@ -42,7 +41,7 @@ from jobline.contract.submissions import as_submission
 from jobline.contract.vocabulary import TERMINAL_KINDS, FailureReason, JobStatus
 from jobline.jobs.errors import JobError
 from jobline.jobs.writer import JobWriter
-from jobline.runtime.consume import DurableTasks
+from jobline.runtime.consume import DurableTasks, shared_durable
 from jobline.runtime.end_signals import signal_end
 from jobline.runtime.kv_records import KvRecords
 from jobline.runtime.publishing import publish_if_last
@@ -64,10 +63,8 @@ class FlowRunner:
 
     async def start(self) -> None:
         names = self._names
-        config = ConsumerConfig(
-            durable_name=names.flow_runner_durable, description="the conductors' flow runner: one signal to one conductor",
-            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1,
-            filter_subject=names.all_flow_signals)
+        config = shared_durable(names.flow_runner_durable, "the conductors' flow runner: one signal to one conductor",
+                                ACK_WAIT_S, filter_subject=names.all_flow_signals)
         self._tasks = DurableTasks(self._writer.nc, self._js, names.flows_stream, config, self._handle, limit=64,
                                    name="flow runner")
         await self._tasks.start()

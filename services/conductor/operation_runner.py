@@ -20,7 +20,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from jobline.contract.names import Names
@@ -29,7 +28,7 @@ from jobline.jobs.bulk import Progress, cancel_matching, delete_matching
 from jobline.jobs.errors import Unavailable
 from jobline.jobs.history_client import HistoryClient, HistoryUnavailable
 from jobline.jobs.writer import JobWriter
-from jobline.runtime.consume import DurableTasks
+from jobline.runtime.consume import DurableTasks, shared_durable
 from jobline.runtime.kv_records import KvRecords
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,8 @@ class OperationRunner:
 
     async def start(self) -> None:
         names = self._names
-        config = ConsumerConfig(
-            durable_name=names.operation_runner_durable, description="the conductors' operation runner: bulk actions",
-            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1,
-            filter_subject=names.all_operations)
+        config = shared_durable(names.operation_runner_durable, "the conductors' operation runner: bulk actions",
+                                ACK_WAIT_S, filter_subject=names.all_operations)
         self._tasks = DurableTasks(self._nc, self._js, names.operations_stream, config, self._handle, limit=4,
                                    name="operation runner")
         await self._tasks.start()

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.names import ENDED
@@ -33,7 +32,7 @@ from jobline.jobs.cron import Cron
 from jobline.jobs.errors import NotFound
 from jobline.jobs.schedules import RECENT_KEPT, ScheduleStore, tick_job_id
 from jobline.jobs.writer import JobWriter
-from jobline.runtime.consume import DurableTasks
+from jobline.runtime.consume import DurableTasks, shared_durable
 
 log = logging.getLogger(__name__)
 ACK_WAIT_S = 5.0  # a conductor that dies holding a wake-up delays its schedule this long (then catch-up)
@@ -53,11 +52,8 @@ class ScheduleRunner:
 
     async def start(self) -> None:
         names = self._names
-        config = ConsumerConfig(
-            durable_name=names.schedule_ticks_durable, deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1, filter_subject=names.all_schedules_due,
-            description="conductors: recurring schedules' due wake-ups become jobs",
-        )
+        config = shared_durable(names.schedule_ticks_durable, "conductors: recurring schedules' due wake-ups become jobs",
+                                ACK_WAIT_S, filter_subject=names.all_schedules_due)
         self._tasks = DurableTasks(self._writer.nc, self._writer.js, names.schedules_stream, config, self._handle,
                                    limit=8, name="schedule runner")
         await self._tasks.start()

@@ -18,12 +18,11 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.events import JobAwaitingSignal, JobSignalled, job_event_decoder
 from jobline.contract.names import Names
-from jobline.runtime.consume import DurableTasks
+from jobline.runtime.consume import DurableTasks, shared_durable
 from jobline.runtime.signal_waits import first_signal, resume_waiting, unschedule_timeout
 
 log = logging.getLogger(__name__)
@@ -38,10 +37,8 @@ class SignalRunner:
 
     async def start(self) -> None:
         names = self._names
-        config = ConsumerConfig(
-            durable_name=names.signal_runner_durable, description="the conductors' signal runner: resumes waiting jobs",
-            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_deliver=-1,
-            filter_subjects=[names.all_signals, names.all_signal_waits])
+        config = shared_durable(names.signal_runner_durable, "the conductors' signal runner: resumes waiting jobs",
+                                ACK_WAIT_S, filter_subjects=[names.all_signals, names.all_signal_waits])
         self._tasks = DurableTasks(self._nc, self._js, names.jobs_stream, config, self._handle, limit=64,
                                    name="signal runner")
         await self._tasks.start()

@@ -25,7 +25,6 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from jobline.contract.events import WebhookAttempted, encoder
@@ -34,7 +33,7 @@ from jobline.contract.publishing import subject_of
 from jobline.contract.webhooks import due_decoder
 from jobline.jobs.timeline import decoded, fold, read_events
 from jobline.jobs.webhook_targets import WebhookTargetRefused, check_target
-from jobline.runtime.consume import DurableTasks
+from jobline.runtime.consume import DurableTasks, shared_durable
 from jobline.runtime.publishing import publish_reliably
 
 from .settings import WebhookSettings
@@ -68,11 +67,8 @@ class WebhookDispatcher:
         names = self._names
         with contextlib.suppress(NotFoundError):  # (the gateways' durable of every job end, before the conductor)
             await self._js.delete_consumer(names.jobs_stream, names.legacy_webhooks_durable)
-        config = ConsumerConfig(
-            durable_name=names.webhooks_durable, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self._settings.timeout_s * 3, max_deliver=-1, filter_subject=names.all_webhooks_due,
-            description="conductors: webhook deliveries",
-        )
+        config = shared_durable(names.webhooks_durable, "conductors: webhook deliveries", self._settings.timeout_s * 3,
+                                filter_subject=names.all_webhooks_due)
         # At most 16 deliveries in flight; a break (a restarted server, silence) asks again.
         self._tasks = DurableTasks(self._nc, self._js, names.webhooks_stream, config, self._deliver, limit=16,
                                    name="webhook dispatcher")

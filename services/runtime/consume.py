@@ -29,7 +29,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, ConsumerInfo
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from .pull import CreditedPull
@@ -178,6 +178,13 @@ class ConsumeLoop:
         self.pull = CreditedPull(self._nc, self._stream, consumer, self._on_message, heartbeat_s=self.heartbeat_s,
                                  changed=self._woken)
         await self.pull.start()
+
+
+def shared_durable(durable: str, description: str, ack_wait_s: float, **filters: Any) -> ConsumerConfig:
+    """The durable every replica of a role shares (the conductors' runners): each message to one of
+    them, redelivered until acked, however often. `filters`: `filter_subject=` or `filter_subjects=`."""
+    return ConsumerConfig(durable_name=durable, description=description, deliver_policy=DeliverPolicy.ALL,
+                          ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait_s, max_deliver=-1, **filters)
 
 
 class DurableTasks:
